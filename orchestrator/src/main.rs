@@ -1,0 +1,2 @@
+//! The `goalpost` command.
+fn main() {}

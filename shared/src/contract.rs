@@ -1,0 +1,138 @@
+//! The goal contract: what must be true when the work is done, as typed values that keep
+//! the goal-file line each one came from.
+
+use serde::{Deserialize, Serialize};
+
+/// A value together with where it was written in the goal file (1-based line and column).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub line: u32,
+    pub col: u32,
+}
+
+impl<T> Spanned<T> {
+    pub fn new(value: T, line: u32, col: u32) -> Self {
+        Self { value, line, col }
+    }
+}
+
+/// The six parts of a goal contract. A phase's contract is the plan's with the phase's own
+/// parts laid over it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Contract {
+    /// What must be true when the work is done.
+    pub outcome: Option<Spanned<String>>,
+    /// The verification surface: machine checks and human-language checks.
+    pub verification: Vec<Check>,
+    pub constraints: Vec<Spanned<String>>,
+    pub boundaries: Boundaries,
+    pub iteration_policy: Option<Spanned<String>>,
+    pub blocked: Option<StopCondition>,
+    /// Sections the contract does not know, kept as context for agents.
+    pub context: Vec<Section>,
+}
+
+/// A heading of the goal file that is not one of the contract's parts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Section {
+    pub heading: Spanned<String>,
+    pub body: String,
+}
+
+/// One item of the verification surface.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// The item as written, without its list marker.
+    pub text: Spanned<String>,
+    pub kind: CheckKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CheckKind {
+    /// A command in backticks: passes when it exits 0 (and meets its metric, if any).
+    Machine {
+        command: String,
+        metric: Option<MetricExpectation>,
+    },
+    /// A check written in words: never counted as passed by a machine.
+    Human,
+}
+
+impl Check {
+    /// The command of a machine check.
+    pub fn command(&self) -> Option<&str> {
+        match &self.kind {
+            CheckKind::Machine { command, .. } => Some(command),
+            CheckKind::Human => None,
+        }
+    }
+
+    pub fn metric(&self) -> Option<&MetricExpectation> {
+        match &self.kind {
+            CheckKind::Machine { metric, .. } => metric.as_ref(),
+            CheckKind::Human => None,
+        }
+    }
+}
+
+/// "`cmd` reports `NAME` below|above|at most|at least N".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricExpectation {
+    pub name: String,
+    pub op: MetricOp,
+    pub target: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricOp {
+    Below,
+    Above,
+    AtMost,
+    AtLeast,
+}
+
+impl MetricOp {
+    /// Whether `value` meets the expectation `op target`.
+    pub fn holds(self, value: f64, target: f64) -> bool {
+        match self {
+            MetricOp::Below => value < target,
+            MetricOp::Above => value > target,
+            MetricOp::AtMost => value <= target,
+            MetricOp::AtLeast => value >= target,
+        }
+    }
+
+    /// True when smaller values are better (below / at most).
+    pub fn lower_is_better(self) -> bool {
+        matches!(self, MetricOp::Below | MetricOp::AtMost)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricOp::Below => "below",
+            MetricOp::Above => "above",
+            MetricOp::AtMost => "at most",
+            MetricOp::AtLeast => "at least",
+        }
+    }
+}
+
+/// Path rules. Allowed empty means everything not forbidden.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Boundaries {
+    pub allowed: Vec<Spanned<String>>,
+    pub forbidden: Vec<Spanned<String>>,
+    /// Must not change at all: verification assets, fixtures of the test suite.
+    pub protected: Vec<Spanned<String>>,
+}
+
+/// The blocked stop condition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StopCondition {
+    pub text: Spanned<String>,
+    /// "N consecutive ... no improvement": iterations without progress before blocking.
+    pub no_progress_limit: Option<u32>,
+}

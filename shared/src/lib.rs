@@ -1,0 +1,8 @@
+//! goalpost's common vocabulary: the goal contract and plan, the phase DAG, the protocol
+//! the orchestrator, worker and auditor speak, exit codes, and the two low-level doors to
+//! the outside every role uses: git and child processes.
+
+pub mod contract;
+pub mod exit;
+pub mod goal;
+pub mod plan;

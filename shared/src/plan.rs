@@ -1,0 +1,207 @@
+//! A plan: one goal file's contract, settings (front matter) and phases, as the rest of
+//! goalpost sees it after parsing and validation.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::contract::{Contract, Spanned};
+
+/// The id of the phase a plan without `## Phases` gets.
+pub const IMPLICIT_PHASE: &str = "goal";
+
+/// Attempts a phase may ask for.
+pub const MAX_ATTEMPTS: u32 = 16;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The goal file, as given.
+    pub path: PathBuf,
+    /// The text of the first `# ` heading, if any ("Goal: ..." kept as written).
+    pub title: Option<Spanned<String>>,
+    pub settings: Settings,
+    /// The plan-level contract (what every phase inherits and the whole-goal checks).
+    pub contract: Contract,
+    /// At least one phase: a plan without `## Phases` has one implicit phase.
+    pub phases: Vec<Phase>,
+    /// True when `phases` holds only the implicit phase.
+    pub implicit_phase: bool,
+}
+
+impl Plan {
+    pub fn phase(&self, id: &str) -> Option<&Phase> {
+        self.phases.iter().find(|p| p.id.value == id)
+    }
+}
+
+/// Front-matter settings, with defaults filled in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// The release branch; `None` means the branch checked out when the run starts.
+    pub release: Option<Spanned<String>>,
+    pub max_parallel: Spanned<u32>,
+    /// Limits per attempt.
+    pub budget: Budget,
+    /// Limits for the whole run; unset fields mean the sum over the run's attempts.
+    pub run_budget: Budget,
+    pub agents: BTreeMap<String, AgentDef>,
+    pub roles: Roles,
+    pub approval: Spanned<Approval>,
+    /// Prices per million tokens, by model name, for adapters whose CLI reports no cost.
+    pub prices: BTreeMap<String, Price>,
+}
+
+pub const DEFAULT_MAX_PARALLEL: u32 = 4;
+
+/// Hard limits. `None` means no limit of that kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    pub turns: Option<Spanned<u32>>,
+    /// Wall time, written like "30m", "90s", "2h".
+    pub wall: Option<Spanned<WallTime>>,
+    /// Tokens in + out (cached input included in "in").
+    pub tokens: Option<Spanned<u64>>,
+    pub tokens_in: Option<Spanned<u64>>,
+    pub tokens_out: Option<Spanned<u64>>,
+    pub tokens_cached: Option<Spanned<u64>>,
+    pub cost_usd: Option<Spanned<f64>>,
+    pub tool_calls: Option<Spanned<u64>>,
+    /// Implementer iterations of one attempt.
+    pub iterations: Option<Spanned<u32>>,
+}
+
+/// A duration as written in the goal file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WallTime {
+    pub text: String,
+    #[serde(with = "secs")]
+    pub duration: Duration,
+}
+
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let v = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    pub cached_per_mtok: f64,
+}
+
+/// A named agent: an adapter and how to start it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentDef {
+    pub name: Spanned<String>,
+    pub adapter: Spanned<Adapter>,
+    /// For `command`: the argv to run. For the others: an optional replacement for the
+    /// CLI's executable (argv[0] and any leading arguments).
+    pub command: Vec<String>,
+    /// Extra arguments appended to the adapter's command line.
+    pub args: Vec<String>,
+    /// Model name, for adapters that take one and for the price table.
+    pub model: Option<String>,
+    /// Extra environment for the agent's process.
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Adapter {
+    Codex,
+    Claude,
+    Gemini,
+    Opencode,
+    Aider,
+    Command,
+}
+
+impl Adapter {
+    pub const ALL: [Adapter; 6] = [
+        Adapter::Codex,
+        Adapter::Claude,
+        Adapter::Gemini,
+        Adapter::Opencode,
+        Adapter::Aider,
+        Adapter::Command,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Adapter::Codex => "codex",
+            Adapter::Claude => "claude",
+            Adapter::Gemini => "gemini",
+            Adapter::Opencode => "opencode",
+            Adapter::Aider => "aider",
+            Adapter::Command => "command",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Adapter> {
+        Adapter::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+}
+
+/// Which agent plays which role. `None` means no agent for that role: no reviewer turn,
+/// no auditor agent (the machine audit always runs).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Roles {
+    pub implementer: Option<Spanned<String>>,
+    pub reviewer: Option<Spanned<String>>,
+    pub auditor: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Approval {
+    /// The release branch moves as soon as the whole-goal checks pass.
+    Auto,
+    /// The run stops before the release move until `goalpost approve`.
+    Human,
+}
+
+/// One unit of the plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Phase {
+    pub id: Spanned<String>,
+    pub title: String,
+    pub depends_on: Vec<Spanned<String>>,
+    /// Number of attempts (best-of-n); 1 unless `Attempts:` says otherwise.
+    pub attempts: Spanned<u32>,
+    /// Agents named in `Attempts: N (a, b)`; empty means the implementer role's agent.
+    /// Listed fewer times than `attempts`, they repeat in order.
+    pub attempt_agents: Vec<Spanned<String>>,
+    pub select: Spanned<Selection>,
+    /// The effective contract: the plan's, with this phase's overrides laid over it.
+    pub contract: Contract,
+}
+
+impl Phase {
+    /// The agent name of attempt `n` (0-based), given the implementer role's default.
+    pub fn agent_for_attempt<'a>(&'a self, n: usize, default: &'a str) -> &'a str {
+        if self.attempt_agents.is_empty() {
+            default
+        } else {
+            &self.attempt_agents[n % self.attempt_agents.len()].value
+        }
+    }
+}
+
+/// How the winner among a phase's attempts is chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "policy", rename_all = "snake_case")]
+pub enum Selection {
+    First,
+    Best { metric: String },
+    Review,
+}

@@ -1,0 +1,2 @@
+//! Helpers for the end-to-end tests: hermetic environments, real git repositories, and the
+//! paths of goalpost's built binaries.

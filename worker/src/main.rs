@@ -1,0 +1,2 @@
+//! goalpost-worker (placeholder until its issue lands).
+fn main() {}
