@@ -3,6 +3,8 @@
 //! the outside every role uses: git and child processes.
 
 pub mod contract;
+pub mod dag;
 pub mod exit;
 pub mod goal;
 pub mod plan;
+pub mod protocol;
