@@ -7,4 +7,3 @@ pub mod dag;
 pub mod exit;
 pub mod goal;
 pub mod plan;
-pub mod protocol;
