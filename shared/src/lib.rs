@@ -7,3 +7,4 @@ pub mod dag;
 pub mod exit;
 pub mod goal;
 pub mod plan;
+pub mod protocol;

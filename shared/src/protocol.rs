@@ -1,0 +1,322 @@
+//! What the orchestrator, the worker and the auditor say to each other. Each side reads
+//! and writes these as JSON files, so the three stay separate processes that share no
+//! code path, only this vocabulary.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::contract::Contract;
+use crate::plan::{Adapter, Budget};
+
+/// An agent as the worker starts it: everything resolved, nothing looked up later.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentSpec {
+    pub name: String,
+    pub adapter: Adapter,
+    /// For `command`: the argv. For the others: the executable (and leading arguments).
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub model: Option<String>,
+    /// Environment added to the allow-listed one.
+    pub env: BTreeMap<String, String>,
+}
+
+/// Why a worker round was started with feedback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Feedback {
+    /// The auditor recommended `revise`; its Markdown report is the feedback.
+    Audit { report_markdown: String },
+    /// The candidate conflicted with the integration tip. The worktree holds the merge
+    /// of the new base and the old candidate, with conflict markers in `paths`.
+    Conflict { paths: Vec<String>, previous_candidate: String },
+}
+
+/// The worker's whole input: one attempt (or one more round of it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInput {
+    pub run_id: String,
+    pub phase: String,
+    pub phase_title: String,
+    /// 1-based attempt number within the phase.
+    pub attempt: u32,
+    /// The plan's title, for prompts.
+    pub plan_title: String,
+    /// The attempt's worktree: the agents' cwd. Detached HEAD at `base` on the first round.
+    pub worktree: PathBuf,
+    /// The phase's base commit (integration tip when the phase became ready, or the new
+    /// tip after a conflict).
+    pub base: String,
+    /// The ref the worker moves to every harvested commit (`refs/goalpost/<run>/<phase>/<n>`).
+    pub attempt_ref: String,
+    /// The commit the attempt ref holds now, if any (a continued attempt).
+    pub resume_from: Option<String>,
+    /// Iteration number of the first implementer turn of this round (1-based).
+    pub first_iteration: u32,
+    /// The phase's effective contract.
+    pub contract: Contract,
+    pub implementer: AgentSpec,
+    pub reviewer: Option<AgentSpec>,
+    /// What is left of the attempt's budget.
+    pub budget: Budget,
+    /// Iterations without progress before the attempt is blocked.
+    pub no_progress_limit: u32,
+    /// Implementer iterations this round may use at most.
+    pub max_iterations: u32,
+    pub feedback: Option<Feedback>,
+    /// A directory of the attempt's own: prompt files, agent logs, temp dir.
+    pub private_dir: PathBuf,
+    /// Names of environment variables passed through to agents and checks.
+    pub env_allow: Vec<String>,
+    /// Extra environment for agents only (never for the auditor).
+    pub agent_env: BTreeMap<String, String>,
+}
+
+/// One command goalpost ran, as evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandRecord {
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub duration_ms: u64,
+    /// Output, capped.
+    pub stdout: String,
+    pub stderr: String,
+    pub truncated: bool,
+    pub timed_out: bool,
+    /// The git tree id the command ran on, when it ran in a worktree.
+    pub tree: Option<String>,
+}
+
+impl CommandRecord {
+    pub fn succeeded(&self) -> bool {
+        self.exit_code == Some(0) && !self.timed_out
+    }
+}
+
+/// A machine check's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// The check as written in the goal file.
+    pub check: String,
+    pub line: u32,
+    pub command: String,
+    pub record: CommandRecord,
+    /// The metric named by the check, read from the output.
+    pub metric: Option<MetricReading>,
+    pub passed: bool,
+    /// Why it failed, in a few words ("exit status 1", "p95_ms=91 is not below 80", ...).
+    pub failure: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricReading {
+    pub name: String,
+    pub value: Option<f64>,
+    pub target: f64,
+    pub op: crate::contract::MetricOp,
+}
+
+/// Tokens, cost and activity of one or more turns.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub tokens_cached: u64,
+    pub cost_usd: f64,
+    pub turns: u32,
+    pub tool_calls: u64,
+    pub wall_ms: u64,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: &Usage) {
+        self.tokens_in += other.tokens_in;
+        self.tokens_out += other.tokens_out;
+        self.tokens_cached += other.tokens_cached;
+        self.cost_usd += other.cost_usd;
+        self.turns += other.turns;
+        self.tool_calls += other.tool_calls;
+        self.wall_ms += other.wall_ms;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Implementer,
+    Reviewer,
+    Auditor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Implementer => "implementer",
+            Role::Reviewer => "reviewer",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Approve,
+    Changes,
+    Blocked,
+}
+
+/// One agent turn, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnRecord {
+    pub role: Role,
+    pub iteration: u32,
+    pub agent: String,
+    pub record: CommandRecord,
+    pub usage: Usage,
+    /// The agent's final message.
+    pub message: String,
+    /// Reviewer only.
+    pub verdict: Option<Verdict>,
+    /// Set when the turn failed (non-zero exit, timeout, unreadable output).
+    pub error: Option<String>,
+}
+
+/// One implementer → harvest → checks → reviewer cycle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IterationRecord {
+    pub iteration: u32,
+    pub implementer: TurnRecord,
+    /// The harvested commit; `None` when the turn changed nothing.
+    pub commit: Option<String>,
+    pub tree: String,
+    pub checks: Vec<CheckResult>,
+    pub reviewer: Option<TurnRecord>,
+    /// The implementer's claims (bullets under `Claims:`).
+    pub claims: Vec<String>,
+    pub progress: bool,
+}
+
+/// How a worker round ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// Checks green and reviewer approved (or no reviewer): ready for the audit.
+    Candidate { commit: String, claims: Vec<String> },
+    /// The attempt cannot go on; `needs` is the input that would unblock it.
+    Blocked { reason: String, needs: String },
+    /// A budget was crossed; `budget` names it (`turns`, `wall`, `tokens`, ...).
+    BudgetLimited { budget: String, limit: String, used: String },
+}
+
+/// The worker's output file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerResult {
+    pub outcome: AttemptOutcome,
+    /// The attempt ref's commit at the end of the round (the last harvest), if any.
+    pub head: Option<String>,
+    pub iterations: Vec<IterationRecord>,
+    pub usage: Usage,
+}
+
+/// The auditor's whole input. Nothing of the implementer's transcript, environment,
+/// worktree or logs is in here, by construction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditInput {
+    pub run_id: String,
+    pub phase: String,
+    /// The repository (any path inside it); the auditor makes its own worktree.
+    pub repo: PathBuf,
+    /// Where the auditor may make its fresh worktree (it must not exist yet).
+    pub worktree: PathBuf,
+    pub base: String,
+    pub candidate: String,
+    pub contract: Contract,
+    /// Paths always protected besides the contract's (the plan file, goalpost's files).
+    pub always_protected: Vec<String>,
+    pub claims: Vec<String>,
+    /// Where to write `audit.json` and `audit.md`.
+    pub report_dir: PathBuf,
+    /// Per-check timeout in seconds.
+    pub check_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recommendation {
+    Merge,
+    Revise,
+    Abandon,
+}
+
+impl Recommendation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Recommendation::Merge => "merge",
+            Recommendation::Revise => "revise",
+            Recommendation::Abandon => "abandon",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViolationKind {
+    /// Changed a path matching a forbidden glob.
+    Forbidden,
+    /// Changed a path outside the allowed globs.
+    NotAllowed,
+    /// Changed a protected path.
+    Protected,
+    /// A change git itself treats specially: `.gitmodules`, `.gitattributes`, a symlink
+    /// out of the repository, a submodule.
+    GitLevel,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Violation {
+    pub kind: ViolationKind,
+    pub path: String,
+    /// The glob or rule that was broken.
+    pub rule: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimStatus {
+    Verified,
+    /// The evidence contradicts it.
+    Refuted,
+    Unverifiable,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimFinding {
+    pub claim: String,
+    pub status: ClaimStatus,
+    /// Quoted (capped) evidence, or the evidence that would be needed.
+    pub evidence: String,
+}
+
+/// The auditor's report (`audit.json`; `audit.md` is its rendering).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditReport {
+    pub phase: String,
+    pub base: String,
+    pub candidate: String,
+    /// The exact tree that was verified.
+    pub tree: String,
+    pub recommendation: Recommendation,
+    /// One line on why.
+    pub summary: String,
+    pub checks: Vec<CheckResult>,
+    /// Human-language checks: unverifiable by machine.
+    pub unverified_checks: Vec<String>,
+    pub violations: Vec<Violation>,
+    pub claims: Vec<ClaimFinding>,
+    pub changed_paths: Vec<String>,
+}
