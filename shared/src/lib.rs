@@ -5,6 +5,7 @@
 pub mod contract;
 pub mod dag;
 pub mod exit;
+pub mod git;
 pub mod goal;
 pub mod plan;
 pub mod protocol;

@@ -1,0 +1,509 @@
+//! The door to git against real, hermetic temporary repositories.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use goalpost_shared::git::{
+    ChangeStatus, EntryMode, GitError, Identity, MergeOutcome, Oid, PathChange, Repo,
+};
+use tempfile::TempDir;
+
+const DATE: &str = "2001-02-03T04:05:06Z";
+
+/// A repository in a temp dir, with `HOME` and git's global config out of reach.
+struct TestRepo {
+    _tmp: TempDir,
+    root: PathBuf,
+    path: PathBuf,
+    home: PathBuf,
+}
+
+impl TestRepo {
+    /// A repository on `main` with one commit holding `files`.
+    fn new(files: &[(&str, &str)]) -> TestRepo {
+        let tmp = TempDir::new().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let path = root.join("repo");
+        let home = root.join("home");
+        fs::create_dir_all(&path).unwrap();
+        fs::create_dir_all(&home).unwrap();
+        let repo = TestRepo {
+            _tmp: tmp,
+            root,
+            path,
+            home,
+        };
+        repo.git(&repo.path, &["init", "-q", "-b", "main"]);
+        let changes: Vec<(&str, Option<&str>)> = files.iter().map(|&(p, c)| (p, Some(c))).collect();
+        repo.commit(&changes, "initial");
+        repo
+    }
+
+    /// Runs the git CLI hermetically; panics with the command, cwd and both streams.
+    fn git(&self, cwd: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(cwd)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("LC_ALL", "C")
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+            .env("GIT_AUTHOR_DATE", DATE)
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+            .env("GIT_COMMITTER_DATE", DATE)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?} in {} failed ({})\nstdout:\n{}\nstderr:\n{}",
+            cwd.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Writes (`Some`) or deletes (`None`) files in the main working tree and commits.
+    fn commit(&self, changes: &[(&str, Option<&str>)], message: &str) -> Oid {
+        apply(&self.path, changes);
+        self.git(&self.path, &["add", "-A"]);
+        self.git(
+            &self.path,
+            &["commit", "-q", "--allow-empty", "-m", message],
+        );
+        self.rev("HEAD")
+    }
+
+    fn rev(&self, rev: &str) -> Oid {
+        Oid::from_str(self.git(&self.path, &["rev-parse", rev]).trim()).unwrap()
+    }
+
+    /// The repository through the door under test, its CLI calls as hermetic as ours.
+    fn open(&self) -> Repo {
+        let mut repo = Repo::open(&self.path).unwrap();
+        repo.set_cli_env("HOME", &self.home);
+        repo.set_cli_env("GIT_CONFIG_GLOBAL", "/dev/null");
+        repo.set_cli_env("GIT_CONFIG_NOSYSTEM", "1");
+        repo
+    }
+}
+
+fn apply(dir: &Path, changes: &[(&str, Option<&str>)]) {
+    for &(file, content) in changes {
+        let path = dir.join(file);
+        match content {
+            Some(c) => {
+                fs::create_dir_all(path.parent().unwrap()).unwrap();
+                fs::write(&path, c).unwrap();
+            }
+            None => fs::remove_file(&path).unwrap(),
+        }
+    }
+}
+
+fn identity() -> Identity {
+    Identity {
+        name: "Worker".to_owned(),
+        email: "worker@example.invalid".to_owned(),
+        time: Some((981_173_106, 0)),
+    }
+}
+
+/// Enough lines that a rename with a small edit is still similar.
+fn long_text(tag: &str) -> String {
+    (0..40).map(|i| format!("{tag} line {i}\n")).collect()
+}
+
+#[test]
+fn discover_outside_a_repository_is_not_a_repository() {
+    let tmp = TempDir::new().unwrap();
+    let err = Repo::discover(tmp.path()).unwrap_err();
+    assert!(
+        matches!(err, GitError::NotARepository { ref path } if path == tmp.path()),
+        "{err:?}"
+    );
+    assert!(matches!(
+        Repo::open(tmp.path()).unwrap_err(),
+        GitError::NotARepository { .. }
+    ));
+}
+
+#[test]
+fn discover_from_a_subdirectory() {
+    let t = TestRepo::new(&[("src/lib.rs", "fn main() {}\n")]);
+    let repo = Repo::discover(&t.path.join("src")).unwrap();
+    assert_eq!(repo.workdir().unwrap(), t.path.join("").as_path());
+    assert_eq!(repo.common_dir(), t.path.join(".git/").as_path());
+    assert_eq!(repo.head_branch().as_deref(), Some("main"));
+}
+
+#[test]
+fn dirty_means_tracked_changes_or_untracked_unignored_files() {
+    let t = TestRepo::new(&[("a.txt", "a\n"), (".gitignore", "*.log\n")]);
+    let repo = t.open();
+    assert!(!repo.is_dirty().unwrap());
+    fs::write(t.path.join("debug.log"), "x").unwrap();
+    assert!(!repo.is_dirty().unwrap(), "ignored files are not dirt");
+    fs::write(t.path.join("new.txt"), "x").unwrap();
+    assert!(repo.is_dirty().unwrap(), "untracked file");
+    fs::remove_file(t.path.join("new.txt")).unwrap();
+    fs::write(t.path.join("a.txt"), "changed\n").unwrap();
+    assert!(repo.is_dirty().unwrap(), "modified tracked file");
+    t.git(&t.path, &["add", "a.txt"]);
+    assert!(repo.is_dirty().unwrap(), "staged change");
+}
+
+#[test]
+fn resolve_branch_tip_and_tree() {
+    let t = TestRepo::new(&[("a.txt", "a\n")]);
+    let first = t.rev("HEAD");
+    let second = t.commit(&[("b.txt", Some("b\n"))], "second");
+    let repo = t.open();
+    assert_eq!(repo.resolve("HEAD").unwrap(), second);
+    assert_eq!(repo.resolve("main~1").unwrap(), first);
+    assert_eq!(repo.resolve(&first.to_string()).unwrap(), first);
+    assert!(matches!(
+        repo.resolve("no-such-branch").unwrap_err(),
+        GitError::UnknownRevision { .. }
+    ));
+    assert_eq!(repo.branch_tip("main").unwrap(), Some(second));
+    assert_eq!(repo.branch_tip("nope").unwrap(), None);
+    assert_eq!(repo.tree_of(second).unwrap(), t.rev("HEAD^{tree}"));
+    assert!(repo.is_ancestor(first, second).unwrap());
+    assert!(repo.is_ancestor(second, second).unwrap());
+    assert!(!repo.is_ancestor(second, first).unwrap());
+}
+
+#[test]
+fn compare_and_swap_moves_only_from_the_expected_value() {
+    let t = TestRepo::new(&[("a.txt", "a\n")]);
+    let first = t.rev("HEAD");
+    let second = t.commit(&[("a.txt", Some("b\n"))], "second");
+    let repo = t.open();
+    let name = "refs/goalpost/run1/integration";
+
+    repo.update_ref_cas(name, first, None, "create").unwrap();
+    assert_eq!(repo.ref_target(name).unwrap(), Some(first));
+
+    match repo.update_ref_cas(name, second, None, "create again") {
+        Err(GitError::RefMoved {
+            expected, actual, ..
+        }) => {
+            assert_eq!(expected, None);
+            assert_eq!(actual, Some(first));
+        }
+        other => panic!("expected RefMoved, got {other:?}"),
+    }
+
+    repo.update_ref_cas(name, second, Some(first), "advance")
+        .unwrap();
+    assert_eq!(repo.ref_target(name).unwrap(), Some(second));
+
+    let err = repo
+        .update_ref_cas(name, first, Some(first), "stale")
+        .unwrap_err();
+    match &err {
+        GitError::RefMoved {
+            name: n,
+            expected,
+            actual,
+        } => {
+            assert_eq!(n, name);
+            assert_eq!(*expected, Some(first));
+            assert_eq!(*actual, Some(second));
+        }
+        other => panic!("expected RefMoved, got {other:?}"),
+    }
+    assert!(err.to_string().contains(&second.to_string()), "{err}");
+    assert_eq!(repo.ref_target(name).unwrap(), Some(second), "unchanged");
+
+    match repo.update_ref_cas("refs/goalpost/run1/missing", first, Some(first), "x") {
+        Err(GitError::RefMoved { actual: None, .. }) => {}
+        other => panic!("expected RefMoved from a missing ref, got {other:?}"),
+    }
+    assert_eq!(repo.ref_target("refs/goalpost/run1/missing").unwrap(), None);
+}
+
+#[test]
+fn merge_in_memory_clean_and_conflicting() {
+    let t = TestRepo::new(&[("a.txt", "a\n"), ("b.txt", "b\n")]);
+    let base = t.rev("HEAD");
+    let ours = t.commit(&[("a.txt", Some("a ours\n"))], "ours");
+    t.git(&t.path, &["checkout", "-q", "--detach", &base.to_string()]);
+    let theirs = t.commit(&[("b.txt", Some("b theirs\n"))], "theirs");
+    let clash = {
+        t.git(&t.path, &["checkout", "-q", "--detach", &base.to_string()]);
+        t.commit(
+            &[("a.txt", Some("a clash\n")), ("c.txt", Some("c\n"))],
+            "clash",
+        )
+    };
+    t.git(&t.path, &["checkout", "-q", "main"]);
+    let repo = t.open();
+
+    let tree = match repo.merge_in_memory(ours, theirs).unwrap() {
+        MergeOutcome::Clean { tree } => tree,
+        other => panic!("expected a clean merge, got {other:?}"),
+    };
+    let merged = repo
+        .create_commit(tree, &[ours, theirs], "merge", None)
+        .unwrap();
+    assert_eq!(
+        repo.read_blob_at(merged, "a.txt").unwrap().unwrap(),
+        b"a ours\n"
+    );
+    assert_eq!(
+        repo.read_blob_at(merged, "b.txt").unwrap().unwrap(),
+        b"b theirs\n"
+    );
+    let author = repo
+        .git2()
+        .find_commit(merged)
+        .unwrap()
+        .author()
+        .to_string();
+    assert_eq!(author, "goalpost <goalpost@localhost>");
+
+    assert_eq!(
+        repo.merge_in_memory(ours, clash).unwrap(),
+        MergeOutcome::Conflict {
+            paths: vec!["a.txt".to_owned()]
+        }
+    );
+    assert_eq!(repo.branch_tip("main").unwrap(), Some(ours), "no ref moved");
+    assert!(!repo.is_dirty().unwrap(), "no working tree touched");
+}
+
+#[test]
+fn harvest_commits_every_change_without_moving_branches() {
+    let t = TestRepo::new(&[
+        ("keep.txt", "keep\n"),
+        ("edit.txt", "old\n"),
+        ("gone.txt", "gone\n"),
+        (".gitignore", "target/\n"),
+    ]);
+    let base = t.rev("HEAD");
+    let repo = t.open();
+    let wt = t.root.join("attempt-1");
+    repo.worktree_add_detached(&wt, base).unwrap();
+    assert_eq!(fs::read_to_string(wt.join("keep.txt")).unwrap(), "keep\n");
+
+    assert_eq!(
+        repo.commit_worktree(&wt, base, "nothing", &identity())
+            .unwrap(),
+        None,
+        "no change, no commit"
+    );
+
+    apply(
+        &wt,
+        &[
+            ("edit.txt", Some("new\n")),
+            ("gone.txt", None),
+            ("src/new.rs", Some("pub fn f() {}\n")),
+            ("target/out.bin", Some("ignored")),
+        ],
+    );
+    let first = repo
+        .commit_worktree(&wt, base, "iteration 1", &identity())
+        .unwrap()
+        .expect("a commit");
+    let commit = repo.git2().find_commit(first).unwrap();
+    assert_eq!(commit.parent_ids().collect::<Vec<_>>(), vec![base]);
+    assert_eq!(commit.message().unwrap(), "iteration 1");
+    assert_eq!(
+        commit.author().to_string(),
+        "Worker <worker@example.invalid>"
+    );
+
+    let summary: Vec<(ChangeStatus, String)> = repo
+        .changed_paths(base, first)
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.status, c.paths().collect::<Vec<_>>().join(" -> ")))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (ChangeStatus::Modified, "edit.txt".to_owned()),
+            (ChangeStatus::Deleted, "gone.txt".to_owned()),
+            (ChangeStatus::Added, "src/new.rs".to_owned()),
+        ]
+    );
+
+    // The worktree's HEAD follows the harvest; the main repository does not move.
+    assert_eq!(t.git(&wt, &["rev-parse", "HEAD"]).trim(), first.to_string());
+    assert_eq!(t.rev("HEAD"), base);
+    assert_eq!(repo.branch_tip("main").unwrap(), Some(base));
+    assert!(t.git(&wt, &["status", "--porcelain"]).trim().is_empty());
+
+    // Nothing new since: no commit on top of the harvest.
+    assert_eq!(
+        repo.commit_worktree(&wt, first, "again", &identity())
+            .unwrap(),
+        None
+    );
+    apply(&wt, &[("edit.txt", Some("newer\n"))]);
+    let second = repo
+        .commit_worktree(&wt, first, "iteration 2", &identity())
+        .unwrap()
+        .unwrap();
+    assert_eq!(repo.changed_paths(first, second).unwrap().len(), 1);
+    assert!(repo.is_ancestor(base, second).unwrap());
+}
+
+#[test]
+fn renames_symlinks_and_type_changes_are_reported_with_both_sides() {
+    let t = TestRepo::new(&[("docs/guide.md", &long_text("guide")), ("x", "file\n")]);
+    let base = t.rev("HEAD");
+    fs::create_dir_all(t.path.join("book")).unwrap();
+    t.git(&t.path, &["mv", "docs/guide.md", "book/guide.md"]);
+    fs::remove_file(t.path.join("x")).unwrap();
+    std::os::unix::fs::symlink("book/guide.md", t.path.join("x")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", t.path.join("link")).unwrap();
+    let candidate = t.commit(&[], "move things");
+    let repo = t.open();
+
+    let changes = repo.changed_paths(base, candidate).unwrap();
+    assert_eq!(
+        changes,
+        vec![
+            PathChange {
+                status: ChangeStatus::Renamed,
+                old_path: Some("docs/guide.md".to_owned()),
+                new_path: Some("book/guide.md".to_owned()),
+                old_mode: EntryMode::File,
+                new_mode: EntryMode::File,
+            },
+            PathChange {
+                status: ChangeStatus::Added,
+                old_path: None,
+                new_path: Some("link".to_owned()),
+                old_mode: EntryMode::Absent,
+                new_mode: EntryMode::Symlink,
+            },
+            PathChange {
+                status: ChangeStatus::TypeChange,
+                old_path: Some("x".to_owned()),
+                new_path: Some("x".to_owned()),
+                old_mode: EntryMode::File,
+                new_mode: EntryMode::Symlink,
+            },
+        ]
+    );
+    assert_eq!(
+        changes[0].paths().collect::<Vec<_>>(),
+        ["docs/guide.md", "book/guide.md"]
+    );
+    assert_eq!(changes[2].paths().collect::<Vec<_>>(), ["x"]);
+}
+
+#[test]
+fn worktrees_are_added_listed_removed_and_pruned() {
+    let t = TestRepo::new(&[("a.txt", "a\n")]);
+    let base = t.rev("HEAD");
+    let repo = t.open();
+    let wt = t.root.join("wt");
+    repo.worktree_add_detached(&wt, base).unwrap();
+
+    let list = repo.worktree_list().unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0].path, t.path);
+    assert_eq!(list[0].branch.as_deref(), Some("refs/heads/main"));
+    assert_eq!(list[1].path, wt);
+    assert_eq!(list[1].head, Some(base));
+    assert!(list[1].detached);
+
+    // A worktree opened on its own shares the main repository's common dir.
+    let inside = Repo::discover(&wt).unwrap();
+    assert_eq!(inside.common_dir(), repo.common_dir());
+    assert_eq!(inside.head_branch(), None);
+
+    // Unharvested work blocks a plain remove; the error names the command.
+    fs::write(wt.join("scratch.txt"), "x").unwrap();
+    match repo.worktree_remove(&wt, false).unwrap_err() {
+        GitError::Command {
+            command, stderr, ..
+        } => {
+            assert!(command.starts_with("git worktree remove"), "{command}");
+            assert!(!stderr.is_empty());
+        }
+        other => panic!("expected a command error, got {other:?}"),
+    }
+    assert!(wt.exists());
+    repo.worktree_remove(&wt, true).unwrap();
+    assert!(!wt.exists());
+    assert_eq!(repo.worktree_list().unwrap().len(), 1);
+
+    let lost = t.root.join("lost");
+    repo.worktree_add_detached(&lost, base).unwrap();
+    fs::remove_dir_all(&lost).unwrap();
+    assert!(repo.worktree_list().unwrap()[1].prunable);
+    repo.worktree_prune().unwrap();
+    assert_eq!(repo.worktree_list().unwrap().len(), 1);
+}
+
+#[test]
+fn blobs_and_diff_text() {
+    let t = TestRepo::new(&[("a.txt", "one\n"), ("dir/b.txt", "b\n")]);
+    let base = t.rev("HEAD");
+    let big: String = (0..500).map(|i| format!("added line {i}\n")).collect();
+    let candidate = t.commit(
+        &[("a.txt", Some("one\ntwo\n")), ("z.txt", Some(&big))],
+        "grow",
+    );
+    let repo = t.open();
+
+    assert_eq!(repo.read_blob_at(base, "a.txt").unwrap().unwrap(), b"one\n");
+    assert_eq!(repo.read_blob_at(base, "z.txt").unwrap(), None);
+    assert_eq!(repo.read_blob_at(base, "dir").unwrap(), None, "a tree");
+    assert_eq!(
+        repo.read_blob_at(base, "dir/b.txt").unwrap().unwrap(),
+        b"b\n"
+    );
+
+    let full = repo.diff_text(base, candidate, 1 << 20).unwrap();
+    assert!(full.contains("diff --git a/a.txt b/a.txt"), "{full}");
+    assert!(full.contains("\n+two\n"), "{full}");
+    assert!(full.contains("+added line 499\n"));
+    assert!(!full.contains("truncated"));
+
+    let capped = repo.diff_text(base, candidate, 300).unwrap();
+    assert!(capped.len() < 400, "{} bytes", capped.len());
+    assert!(
+        capped.ends_with("[diff truncated at 300 bytes]\n"),
+        "{capped}"
+    );
+}
+
+#[test]
+fn cli_errors_carry_command_cwd_and_stderr() {
+    let t = TestRepo::new(&[("a.txt", "a\n")]);
+    let repo = t.open();
+    let err = repo
+        .run_git(&t.path, ["rev-parse", "--verify", "no-such-rev"])
+        .unwrap_err();
+    match &err {
+        GitError::Command {
+            command,
+            cwd,
+            status,
+            stderr,
+        } => {
+            assert_eq!(command, "git rev-parse --verify no-such-rev");
+            assert_eq!(cwd, &t.path);
+            assert!(status.contains("128"), "{status}");
+            assert!(stderr.contains("Needed a single revision"), "{stderr}");
+        }
+        other => panic!("expected a command error, got {other:?}"),
+    }
+    assert!(err.to_string().contains("no-such-rev"));
+}
