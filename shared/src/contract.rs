@@ -136,3 +136,77 @@ pub struct StopCondition {
     /// "N consecutive ... no improvement": iterations without progress before blocking.
     pub no_progress_limit: Option<u32>,
 }
+
+/// Compiles one boundary glob. Globs are gitignore-like and relative to the repository's
+/// root: `dir/` means everything under `dir`, a glob without a `/` (other than a trailing
+/// one) matches at any depth, and `*` does not cross a `/` (`**` does).
+pub fn compile_glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
+    let p = pattern.trim();
+    let p = p.strip_prefix("./").unwrap_or(p);
+    let anchored = p.starts_with('/');
+    let p = p.trim_start_matches('/');
+    let mut glob = if p.ends_with('/') {
+        format!("{p}**")
+    } else {
+        p.to_string()
+    };
+    if !anchored && !p.trim_end_matches('/').contains('/') {
+        glob = format!("**/{glob}");
+    }
+    globset::GlobBuilder::new(&glob)
+        .literal_separator(true)
+        .build()
+}
+
+/// [`Boundaries`] compiled for matching repository-relative paths.
+#[derive(Debug, Clone)]
+pub struct PathRules {
+    allowed: Option<globset::GlobSet>,
+    forbidden: globset::GlobSet,
+    protected: globset::GlobSet,
+}
+
+impl Boundaries {
+    /// Compiles the globs; the goal-file parser has already reported any invalid one.
+    pub fn compile(&self) -> Result<PathRules, globset::Error> {
+        let set = |globs: &[Spanned<String>]| -> Result<globset::GlobSet, globset::Error> {
+            let mut b = globset::GlobSetBuilder::new();
+            for g in globs {
+                b.add(compile_glob(&g.value)?);
+            }
+            b.build()
+        };
+        Ok(PathRules {
+            allowed: if self.allowed.is_empty() {
+                None
+            } else {
+                Some(set(&self.allowed)?)
+            },
+            forbidden: set(&self.forbidden)?,
+            protected: set(&self.protected)?,
+        })
+    }
+}
+
+impl PathRules {
+    /// Whether the work may change `path`: allowed (or no allow-list), not forbidden and
+    /// not protected.
+    pub fn may_change(&self, path: &str) -> bool {
+        self.allowed.as_ref().is_none_or(|a| a.is_match(path))
+            && !self.forbidden.is_match(path)
+            && !self.protected.is_match(path)
+    }
+
+    pub fn is_forbidden(&self, path: &str) -> bool {
+        self.forbidden.is_match(path)
+    }
+
+    pub fn is_protected(&self, path: &str) -> bool {
+        self.protected.is_match(path)
+    }
+
+    /// False when an allow-list exists and `path` is not on it.
+    pub fn is_allowed(&self, path: &str) -> bool {
+        self.allowed.as_ref().is_none_or(|a| a.is_match(path))
+    }
+}

@@ -55,6 +55,22 @@ pub struct Settings {
 
 pub const DEFAULT_MAX_PARALLEL: u32 = 4;
 
+impl Default for Settings {
+    /// The settings of a goal file without front matter. Defaults sit at line 0.
+    fn default() -> Self {
+        Settings {
+            release: None,
+            max_parallel: Spanned::new(DEFAULT_MAX_PARALLEL, 0, 0),
+            budget: Budget::default(),
+            run_budget: Budget::default(),
+            agents: BTreeMap::new(),
+            roles: Roles::default(),
+            approval: Spanned::new(Approval::Auto, 0, 0),
+            prices: BTreeMap::new(),
+        }
+    }
+}
+
 /// Hard limits. `None` means no limit of that kind.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Budget {
