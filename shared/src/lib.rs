@@ -8,4 +8,5 @@ pub mod exit;
 pub mod git;
 pub mod goal;
 pub mod plan;
+pub mod process;
 pub mod protocol;

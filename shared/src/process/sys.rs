@@ -1,0 +1,77 @@
+//! The few system calls std does not wrap; the only unsafe code of the crate.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::unix::process::CommandExt;
+
+/// `kill(-pgid, signal)`; `Ok(false)` if there is no such group.
+pub(super) fn signal_group(pgid: u32, signal: i32) -> io::Result<bool> {
+    let pgid = group_id(pgid)?;
+    // SAFETY: kill(2) takes two integers and touches no memory of ours. `group_id`
+    // guarantees pgid > 1, so -pgid names exactly that group: never -1 ("every process
+    // we may signal") nor 0 ("our own group").
+    let rc = unsafe { libc::kill(-pgid, signal) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ESRCH) => Ok(false),
+        _ => Err(err),
+    }
+}
+
+/// Whether group `pgid` has any member (zombies included).
+pub(super) fn group_exists(pgid: u32) -> io::Result<bool> {
+    // Signal 0 checks existence and permission without sending anything.
+    signal_group(pgid, 0)
+}
+
+fn group_id(pgid: u32) -> io::Result<libc::pid_t> {
+    match libc::pid_t::try_from(pgid) {
+        Ok(pgid) if pgid > 1 => Ok(pgid),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to signal process group {pgid}"),
+        )),
+    }
+}
+
+/// Blocks until child `pid` has exited, leaving it unreaped (a zombie keeps its pid,
+/// and so its process group id, from being reused).
+pub(super) fn wait_exited_unreaped(pid: u32) -> io::Result<()> {
+    let id = libc::id_t::from(pid);
+    loop {
+        // SAFETY: siginfo_t is a plain C struct; all-zero bytes are a valid value of it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a live, writable siginfo_t for the whole call, the only
+        // memory waitid(2) writes. WNOWAIT leaves the child waitable, so std's
+        // `Child::wait` still reaps it afterwards and sees its real status.
+        let rc = unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Restores default handling of the signals that end a child, in case goalpost was
+/// started with them ignored (`nohup`, some CI runners): ignored signals survive exec,
+/// and a child ignoring SIGTERM would only ever be ended by SIGKILL.
+pub(super) fn default_signals_on_exec(cmd: &mut std::process::Command) {
+    let reset = || {
+        for signal in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM] {
+            // SAFETY: signal(2) with SIG_DFL is async-signal-safe and touches no memory.
+            unsafe { libc::signal(signal, libc::SIG_DFL) };
+        }
+        Ok(())
+    };
+    // SAFETY: `reset` runs in the forked child before exec, where only async-signal-
+    // safe calls are allowed: it only calls signal(2), allocates nothing, takes no lock
+    // and shares no state with the parent.
+    unsafe { cmd.pre_exec(reset) };
+}
