@@ -2,6 +2,8 @@
 //! the orchestrator, worker and auditor speak, exit codes, and the two low-level doors to
 //! the outside every role uses: git and child processes.
 
+pub mod boundary;
+pub mod check;
 pub mod contract;
 pub mod dag;
 pub mod exit;
