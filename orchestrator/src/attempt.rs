@@ -1,0 +1,173 @@
+//! Starting one round of an attempt: the worker process, its input and its result.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use goalpost_shared::contract::Spanned;
+use goalpost_shared::plan::{AgentDef, Budget, Plan, WallTime};
+use goalpost_shared::process;
+use goalpost_shared::protocol::{AgentSpec, Usage, WorkerInput, WorkerResult};
+
+/// Environment variables the worker, its agents and its checks may see, besides their own
+/// `GOALPOST_*` variables and each agent's configured `env`.
+pub const WORKER_ENV_ALLOW: &[&str] = &[
+    "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "USER", "LOGNAME", "SHELL", "TZ",
+    "TMPDIR", "RUST_LOG",
+];
+
+/// Implementer iterations one worker round may use when the plan sets no limit.
+pub const DEFAULT_MAX_ITERATIONS: u32 = 8;
+
+/// Iterations without progress before an attempt is blocked, unless the plan says.
+pub const DEFAULT_NO_PROGRESS_LIMIT: u32 = 3;
+
+pub fn agent_spec(def: &AgentDef) -> AgentSpec {
+    AgentSpec {
+        name: def.name.value.clone(),
+        adapter: def.adapter.value,
+        command: def.command.clone(),
+        args: def.args.clone(),
+        model: def.model.clone(),
+        env: def.env.clone(),
+    }
+}
+
+/// The path of a sibling binary of the running `goalpost` (`goalpost-worker`,
+/// `goalpost-auditor`), or the one named by `override_var`.
+pub fn sibling_binary(name: &str, override_var: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(override_var) {
+        return PathBuf::from(p);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(name)))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// The name of the implementer agent of the plan: the `implementer` role, or the only
+/// agent defined.
+pub fn implementer_name(plan: &Plan) -> Option<&str> {
+    if let Some(r) = &plan.settings.roles.implementer {
+        return Some(&r.value);
+    }
+    let mut names = plan.settings.agents.keys();
+    match (names.next(), names.next()) {
+        (Some(only), None) => Some(only),
+        _ => None,
+    }
+}
+
+/// Runs one worker round to completion and reads its result.
+pub fn run_worker(input: &WorkerInput, dir: &Path) -> Result<WorkerResult, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let round = input.first_iteration;
+    let in_path = dir.join(format!("worker-in-{round}.json"));
+    let out_path = dir.join(format!("worker-out-{round}.json"));
+    let json = serde_json::to_vec_pretty(input).map_err(|e| e.to_string())?;
+    std::fs::write(&in_path, json).map_err(|e| format!("writing {}: {e}", in_path.display()))?;
+    let _ = std::fs::remove_file(&out_path);
+    let bin = sibling_binary("goalpost-worker", "GOALPOST_WORKER_BIN");
+    let mut env = process::env_allowlist(WORKER_ENV_ALLOW);
+    env.insert(
+        OsString::from("GOALPOST_RUN"),
+        OsString::from(&input.run_id),
+    );
+    let mut cmd = process::Command::new(bin.as_os_str(), &input.worktree)
+        .arg("--input")
+        .arg(in_path.as_os_str())
+        .arg("--output")
+        .arg(out_path.as_os_str())
+        .envs(env)
+        .output_cap(256 * 1024);
+    if let Some(wall) = &input.budget.wall {
+        // The worker enforces the wall budget itself; this is the backstop.
+        cmd = cmd.timeout(wall.value.duration + Duration::from_secs(60));
+    }
+    let outcome = process::run(&cmd, None).map_err(|e| format!("starting the worker: {e}"))?;
+    let log = dir.join(format!("worker-{round}.log"));
+    let _ = std::fs::write(&log, outcome.stderr.text_lossy());
+    if !outcome.success() {
+        return Err(format!(
+            "the worker exited with {} (log: {}): {}",
+            outcome.status,
+            log.display(),
+            outcome.stderr.tail(2000)
+        ));
+    }
+    let bytes = std::fs::read(&out_path)
+        .map_err(|e| format!("reading the worker's result {}: {e}", out_path.display()))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        format!(
+            "the worker's result {} is not valid: {e}",
+            out_path.display()
+        )
+    })
+}
+
+/// What is left of the per-attempt `budget` after `used` and `iterations_done`.
+pub fn remaining(budget: &Budget, used: &Usage, iterations_done: u32) -> Budget {
+    fn left<T: Copy + std::ops::Sub<Output = T> + PartialOrd + Default>(
+        limit: &Option<Spanned<T>>,
+        used: T,
+    ) -> Option<Spanned<T>> {
+        limit.as_ref().map(|l| {
+            let v = if used >= l.value {
+                T::default()
+            } else {
+                l.value - used
+            };
+            Spanned::new(v, l.line, l.col)
+        })
+    }
+    let wall = budget.wall.as_ref().map(|w| {
+        let spent = Duration::from_millis(used.wall_ms);
+        let d = w.value.duration.saturating_sub(spent);
+        Spanned::new(
+            WallTime {
+                text: format!("{}s", d.as_secs()),
+                duration: d,
+            },
+            w.line,
+            w.col,
+        )
+    });
+    Budget {
+        turns: left(&budget.turns, used.turns),
+        wall,
+        tokens: left(&budget.tokens, used.tokens_in + used.tokens_out),
+        tokens_in: left(&budget.tokens_in, used.tokens_in),
+        tokens_out: left(&budget.tokens_out, used.tokens_out),
+        tokens_cached: left(&budget.tokens_cached, used.tokens_cached),
+        cost_usd: left(&budget.cost_usd, used.cost_usd),
+        tool_calls: left(&budget.tool_calls, used.tool_calls),
+        iterations: left(&budget.iterations, iterations_done),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remaining_subtracts_what_was_used_and_never_goes_below_zero() {
+        let budget = Budget {
+            turns: Some(Spanned::new(5, 3, 1)),
+            tokens: Some(Spanned::new(1000, 4, 1)),
+            cost_usd: Some(Spanned::new(1.0, 5, 1)),
+            ..Budget::default()
+        };
+        let used = Usage {
+            turns: 2,
+            tokens_in: 700,
+            tokens_out: 600,
+            cost_usd: 0.25,
+            ..Usage::default()
+        };
+        let left = remaining(&budget, &used, 1);
+        assert_eq!(left.turns.map(|s| s.value), Some(3));
+        assert_eq!(left.tokens.map(|s| s.value), Some(0));
+        assert_eq!(left.cost_usd.map(|s| s.value), Some(0.75));
+        assert_eq!(left.tool_calls, None);
+    }
+}

@@ -1,0 +1,13 @@
+//! goalpost's orchestrator: validates a plan and the repository, schedules the phase DAG,
+//! starts workers and auditors as separate processes, and moves branches only through the
+//! gate. The `goalpost` binary is a thin command line over this library.
+
+pub mod attempt;
+pub mod audit;
+pub mod gate;
+pub mod layout;
+pub mod lock;
+pub mod report;
+pub mod run_cmd;
+pub mod schedule;
+pub mod store;

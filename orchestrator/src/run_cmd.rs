@@ -1,0 +1,411 @@
+//! `goalpost run`: checks the plan and the repository before anything changes, takes the
+//! repository's run lock, records the run, and hands it to the scheduler.
+
+use std::path::{Path, PathBuf};
+
+use goalpost_shared::exit::ExitCode;
+use goalpost_shared::git::{GitError, Oid, Repo};
+use goalpost_shared::goal::{self, Diagnostics};
+use goalpost_shared::plan::{Adapter, Plan};
+
+use crate::attempt;
+use crate::layout::{self, Layout};
+use crate::lock::{LockError, RunLock};
+use crate::report::RunView;
+use crate::schedule::{RunEnd, ScheduleError, Scheduler, short};
+use crate::store::{Store, StoreError};
+
+/// Why `goalpost run` (or another command on a repository) could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The goal file has errors; each is printed on its own line.
+    #[error("{0}")]
+    Plan(Diagnostics),
+    /// The input or the repository's state is wrong; nothing was changed.
+    #[error("{what}\nhint: {hint}")]
+    BadInput { what: String, hint: String },
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+}
+
+impl RunError {
+    pub fn bad(what: impl Into<String>, hint: impl Into<String>) -> RunError {
+        RunError::BadInput {
+            what: what.into(),
+            hint: hint.into(),
+        }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            RunError::Plan(_) | RunError::BadInput { .. } => ExitCode::BadInput,
+            RunError::Git(_) | RunError::Store(_) | RunError::Schedule(_) => ExitCode::Internal,
+        }
+    }
+}
+
+impl From<LockError> for RunError {
+    fn from(e: LockError) -> Self {
+        match e {
+            LockError::Held { .. } => RunError::bad(
+                e.to_string(),
+                "wait for that run to finish, or stop it with `goalpost pause`",
+            ),
+            LockError::Io { .. } => RunError::bad(
+                e.to_string(),
+                "check the permissions of the repository's git dir",
+            ),
+        }
+    }
+}
+
+/// The repository a command works on, opened and checked.
+#[derive(Debug)]
+pub struct Workspace {
+    pub repo: Repo,
+    pub workdir: PathBuf,
+    pub layout: Layout,
+}
+
+impl Workspace {
+    /// Opens the repository containing `dir`, with a clear error when there is none.
+    pub fn open(dir: &Path) -> Result<Workspace, RunError> {
+        let repo = Repo::discover(dir).map_err(|e| match e {
+            GitError::NotARepository { path } => RunError::bad(
+                format!("{} is not inside a git repository", path.display()),
+                "run goalpost inside a git repository, or pass -C DIR",
+            ),
+            other => RunError::Git(other),
+        })?;
+        let workdir = repo.workdir().map(Path::to_path_buf).ok_or_else(|| {
+            RunError::bad(
+                format!("{} is a bare repository", repo.git_dir().display()),
+                "run goalpost in a repository with a working tree",
+            )
+        })?;
+        let layout = Layout::new(repo.common_dir(), &workdir);
+        Ok(Workspace {
+            repo,
+            workdir,
+            layout,
+        })
+    }
+}
+
+/// The plan file's path inside the repository, when it is inside it.
+fn plan_in_repo(plan: &Path, workdir: &Path) -> Option<String> {
+    let plan = std::fs::canonicalize(plan).ok()?;
+    let workdir = std::fs::canonicalize(workdir).ok()?;
+    plan.strip_prefix(&workdir)
+        .ok()
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+}
+
+/// Everything `run` checks before it changes anything.
+#[derive(Debug)]
+pub struct Checked {
+    pub plan: Plan,
+    pub ws: Workspace,
+    pub release: String,
+    pub release_tip: Oid,
+    pub plan_rel: Option<String>,
+}
+
+pub fn preflight(plan_path: &Path, dir: &Path) -> Result<Checked, RunError> {
+    let plan = goal::load(plan_path).map_err(RunError::Plan)?;
+    let ws = Workspace::open(dir)?;
+    let release = match &plan.settings.release {
+        Some(r) => r.value.clone(),
+        None => ws.repo.head_branch().ok_or_else(|| {
+            RunError::bad(
+                "HEAD is detached and the plan names no release branch",
+                "check out the branch the work should land on, or set `release = \"main\"` in the goal file's front matter",
+            )
+        })?,
+    };
+    let release_tip = ws.repo.branch_tip(&release)?.ok_or_else(|| {
+        let place = plan
+            .settings
+            .release
+            .as_ref()
+            .map(|r| format!("{}:{}: ", plan_path.display(), r.line))
+            .unwrap_or_default();
+        RunError::bad(
+            format!(
+                "{place}the release branch `{release}` does not exist in {}",
+                ws.workdir.display()
+            ),
+            "create the branch first, or name an existing one with `release = \"...\"`",
+        )
+    })?;
+    let plan_rel = plan_in_repo(plan_path, &ws.workdir);
+    let dirty = dirty_paths(&ws.repo, plan_rel.as_deref())?;
+    if !dirty.is_empty() {
+        let shown: Vec<&str> = dirty.iter().take(10).map(String::as_str).collect();
+        let more = if dirty.len() > 10 {
+            format!(" and {} more", dirty.len() - 10)
+        } else {
+            String::new()
+        };
+        return Err(RunError::bad(
+            format!(
+                "the working tree of {} has uncommitted changes: {}{more}",
+                ws.workdir.display(),
+                shown.join(", ")
+            ),
+            "commit or stash them first: goalpost works from committed state and must not touch your changes",
+        ));
+    }
+    check_agents(&plan, plan_path, &ws.workdir)?;
+    Ok(Checked {
+        plan,
+        ws,
+        release,
+        release_tip,
+        plan_rel,
+    })
+}
+
+/// Tracked changes and untracked, non-ignored files, except the plan file itself.
+fn dirty_paths(repo: &Repo, plan_rel: Option<&str>) -> Result<Vec<String>, RunError> {
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(true)
+        .include_ignored(false)
+        .recurse_untracked_dirs(true);
+    let statuses = repo.git2().statuses(Some(&mut opts)).map_err(|e| {
+        RunError::Git(GitError::Git2 {
+            context: "reading the working tree's status".into(),
+            source: e,
+        })
+    })?;
+    Ok(statuses
+        .iter()
+        .filter(|e| !e.status().is_empty() && !e.status().contains(git2::Status::IGNORED))
+        .filter_map(|e| e.path().ok().map(str::to_owned))
+        .filter(|p| Some(p.as_str()) != plan_rel)
+        .collect())
+}
+
+/// Every agent the plan will start must have an executable goalpost can find.
+fn check_agents(plan: &Plan, plan_path: &Path, workdir: &Path) -> Result<(), RunError> {
+    let Some(implementer) = attempt::implementer_name(plan) else {
+        return Err(RunError::bad(
+            format!(
+                "{}: the plan names no implementer agent",
+                plan_path.display()
+            ),
+            "define an agent under [agents.NAME] and set `implementer = \"NAME\"` under [roles]",
+        ));
+    };
+    let mut used: Vec<&str> = vec![implementer];
+    if let Some(r) = &plan.settings.roles.reviewer {
+        used.push(&r.value);
+    }
+    for phase in &plan.phases {
+        used.extend(phase.attempt_agents.iter().map(|a| a.value.as_str()));
+    }
+    used.sort_unstable();
+    used.dedup();
+    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    for name in used {
+        let Some(def) = plan.settings.agents.get(name) else {
+            return Err(RunError::bad(
+                format!("{}: agent `{name}` is not defined", plan_path.display()),
+                format!("add [agents.{name}] to the front matter"),
+            ));
+        };
+        let program = match def.command.first() {
+            Some(p) => p.clone(),
+            None if def.adapter.value == Adapter::Command => {
+                return Err(RunError::bad(
+                    format!(
+                        "{}:{}: agent `{name}` uses the command adapter but has no command",
+                        plan_path.display(),
+                        def.name.line
+                    ),
+                    "set `command = [\"path/to/agent\", ...]`",
+                ));
+            }
+            None => def.adapter.value.as_str().to_owned(),
+        };
+        if find_executable(&program, workdir, &path_var).is_none() {
+            return Err(RunError::bad(
+                format!(
+                    "{}:{}: agent `{name}` (adapter {}): executable `{program}` not found {}",
+                    plan_path.display(),
+                    def.name.line,
+                    def.adapter.value.as_str(),
+                    if program.contains('/') {
+                        format!("in {}", workdir.display())
+                    } else {
+                        "on PATH".to_owned()
+                    }
+                ),
+                install_hint(def.adapter.value, &program),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn install_hint(adapter: Adapter, program: &str) -> String {
+    match adapter {
+        Adapter::Codex => "install it with `npm install -g @openai/codex`".into(),
+        Adapter::Claude => "install it with `npm install -g @anthropic-ai/claude-code`".into(),
+        Adapter::Gemini => "install it with `npm install -g @google/gemini-cli`".into(),
+        Adapter::Opencode => "install it with `npm install -g opencode-ai`".into(),
+        Adapter::Aider => "install it with `pip install aider-chat`".into(),
+        Adapter::Command => format!(
+            "check the agent's `command`: `{program}` must be an executable on PATH or a path relative to the repository"
+        ),
+    }
+}
+
+/// Resolves `program` like a shell would: with a slash, relative to the repository (or
+/// absolute); without one, on `PATH`.
+pub fn find_executable(
+    program: &str,
+    workdir: &Path,
+    path_var: &std::ffi::OsStr,
+) -> Option<PathBuf> {
+    let is_exec = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        let p = workdir.join(program);
+        return is_exec(&p).then_some(p);
+    }
+    std::env::split_paths(path_var)
+        .map(|d| d.join(program))
+        .find(|p| is_exec(p))
+}
+
+/// A run id: the UTC time it started, `YYYYMMDD-HHMMSS`.
+pub fn new_run_id() -> String {
+    let secs = crate::store::now();
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// `goalpost run FILE [-C DIR]`.
+pub fn run(plan_path: &Path, dir: &Path) -> Result<ExitCode, RunError> {
+    let checked = preflight(plan_path, dir)?;
+    let Checked {
+        plan,
+        ws,
+        release,
+        release_tip,
+        plan_rel,
+    } = checked;
+    std::fs::create_dir_all(&ws.layout.state_dir).map_err(|e| {
+        RunError::bad(
+            format!("cannot create {}: {e}", ws.layout.state_dir.display()),
+            "check the permissions of the repository's git dir",
+        )
+    })?;
+    let mut run_id = new_run_id();
+    let lock = RunLock::acquire(&ws.layout.state_dir, &run_id)?;
+    let store = Store::open(&ws.layout.store())?;
+    // Two runs started within the same second get distinct ids.
+    let mut k = 1;
+    while store.run(Some(&run_id))?.is_some() {
+        k += 1;
+        run_id = format!("{}-{k}", new_run_id());
+    }
+    lock.rename(&run_id)?;
+    let integration = layout::integration_ref(&run_id);
+    ws.repo
+        .update_ref_cas(&integration, release_tip, None, "goalpost: run starts")?;
+    let plan_json = serde_json::to_string(&plan).map_err(StoreError::from)?;
+    store.insert_run(
+        &run_id,
+        &plan_path.display().to_string(),
+        &plan_json,
+        &ws.workdir.display().to_string(),
+        &release,
+        &release_tip.to_string(),
+        &integration,
+    )?;
+    for (i, phase) in plan.phases.iter().enumerate() {
+        store.insert_phase(&run_id, &phase.id.value, i)?;
+    }
+    println!(
+        "run {run_id}: {} phase(s) on {release} at {}",
+        plan.phases.len(),
+        short(release_tip)
+    );
+    let mut scheduler = Scheduler::new(
+        &ws.repo,
+        &store,
+        &ws.layout,
+        &plan,
+        run_id.clone(),
+        release.clone(),
+        release_tip,
+        ws.workdir.clone(),
+        plan_rel.into_iter().collect(),
+    );
+    let end = scheduler.run();
+    let (state, blocker, code) = match &end {
+        Ok(RunEnd::Complete { release_commit }) => {
+            store.set_release_commit(&run_id, &release_commit.to_string())?;
+            ("complete", None, ExitCode::Complete)
+        }
+        Ok(RunEnd::Blocked { why }) => ("blocked", Some(why.clone()), ExitCode::Blocked),
+        Ok(RunEnd::BudgetLimited { why }) => {
+            ("budget_limited", Some(why.clone()), ExitCode::BudgetLimited)
+        }
+        Ok(RunEnd::AwaitingApproval { tip }) => (
+            "awaiting_approval",
+            Some(format!(
+                "{} passed the whole-goal audit and waits for `goalpost approve`",
+                short(*tip)
+            )),
+            ExitCode::Paused,
+        ),
+        Err(e) => (
+            "blocked",
+            Some(format!("internal error: {e}")),
+            ExitCode::Internal,
+        ),
+    };
+    store.set_run_state(&run_id, state, blocker.as_deref())?;
+    let report_path = ws.layout.stop_report(&run_id);
+    if let Some(view) = RunView::load(&store, Some(&run_id))? {
+        if let Some(parent) = report_path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let _ = std::fs::write(&report_path, view.markdown());
+    }
+    drop(lock);
+    end?;
+    match &blocker {
+        None => println!("run {run_id}: complete; {release} now holds every phase"),
+        Some(b) => println!("run {run_id}: {state}: {b}"),
+    }
+    println!("report: {}", report_path.display());
+    Ok(code)
+}

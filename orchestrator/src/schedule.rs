@@ -1,0 +1,1120 @@
+//! The run loop: schedules the phase DAG with at most `max_parallel` workers and audits at
+//! once, turns worker results into audits and audit results into gate steps, and ends with
+//! the whole-goal audit and the release move. It is the only writer of the state store.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use goalpost_shared::contract::Contract;
+use goalpost_shared::dag::PhaseDag;
+use goalpost_shared::git::{GitError, Oid, Repo};
+use goalpost_shared::plan::{Plan, Selection};
+use goalpost_shared::protocol::{
+    AttemptOutcome, AuditInput, AuditReport, Feedback, Recommendation, Usage, WorkerInput,
+    WorkerResult,
+};
+
+use crate::attempt::{self, DEFAULT_MAX_ITERATIONS, DEFAULT_NO_PROGRESS_LIMIT, WORKER_ENV_ALLOW};
+use crate::audit::{self, DEFAULT_CHECK_TIMEOUT_SECS};
+use crate::gate::{self, GateStep};
+use crate::layout::{self, Layout};
+use crate::store::Store;
+
+/// Worker rounds one attempt may get: the first, then one per `revise` or conflict.
+pub const MAX_ROUNDS: u32 = 3;
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEnd {
+    Complete { release_commit: Oid },
+    Blocked { why: String },
+    BudgetLimited { why: String },
+    AwaitingApproval { tip: Oid },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum AttemptState {
+    Working,
+    Auditing,
+    /// Its candidate passed the audit (`Attempt::audited`).
+    Passed,
+    Gating,
+    Failed {
+        why: String,
+        budget: bool,
+    },
+    Merged,
+    /// Another attempt of the phase won; this one's work stays on its ref.
+    Lost,
+}
+
+#[derive(Debug)]
+struct Attempt {
+    phase: usize,
+    n: u32,
+    agent: String,
+    worktree: PathBuf,
+    dir: PathBuf,
+    ref_name: String,
+    base: Oid,
+    head: Option<Oid>,
+    rounds: u32,
+    next_iteration: u32,
+    usage: Usage,
+    claims: Vec<String>,
+    metric: Option<f64>,
+    diff_size: usize,
+    /// The last candidate that passed its audit, and its tree.
+    audited: Option<(Oid, Oid)>,
+    state: AttemptState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PhaseState {
+    Pending,
+    Running,
+    Merged,
+    Blocked,
+}
+
+#[derive(Debug)]
+enum Job {
+    Worker {
+        attempt: usize,
+        input: Box<WorkerInput>,
+    },
+    Audit {
+        purpose: AuditPurpose,
+        input: Box<AuditInput>,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum AuditPurpose {
+    Candidate {
+        attempt: usize,
+    },
+    Merge {
+        attempt: usize,
+        merge_commit: Oid,
+        old_tip: Oid,
+    },
+}
+
+#[derive(Debug)]
+enum Done {
+    Worker {
+        attempt: usize,
+        result: Result<WorkerResult, String>,
+    },
+    Audit {
+        purpose: AuditPurpose,
+        result: Result<AuditReport, String>,
+        dir: PathBuf,
+    },
+}
+
+/// Everything one run needs, owned by the scheduler's thread.
+pub struct Scheduler<'a> {
+    pub repo: &'a Repo,
+    pub store: &'a Store,
+    pub layout: &'a Layout,
+    pub plan: &'a Plan,
+    pub run_id: String,
+    pub release: String,
+    pub release_start: Oid,
+    pub workdir: PathBuf,
+    /// Repository-relative paths that are always protected (the plan file).
+    pub always_protected: Vec<String>,
+    dag: PhaseDag,
+    phases: Vec<PhaseState>,
+    attempts: Vec<Attempt>,
+    audits_started: u32,
+    queue: VecDeque<Job>,
+}
+
+impl std::fmt::Debug for Scheduler<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("run_id", &self.run_id)
+            .finish()
+    }
+}
+
+impl<'a> Scheduler<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        repo: &'a Repo,
+        store: &'a Store,
+        layout: &'a Layout,
+        plan: &'a Plan,
+        run_id: String,
+        release: String,
+        release_start: Oid,
+        workdir: PathBuf,
+        always_protected: Vec<String>,
+    ) -> Self {
+        Scheduler {
+            dag: PhaseDag::new(plan),
+            phases: vec![PhaseState::Pending; plan.phases.len()],
+            attempts: Vec::new(),
+            audits_started: 0,
+            queue: VecDeque::new(),
+            repo,
+            store,
+            layout,
+            plan,
+            run_id,
+            release,
+            release_start,
+            workdir,
+            always_protected,
+        }
+    }
+
+    fn integration_ref(&self) -> String {
+        layout::integration_ref(&self.run_id)
+    }
+
+    fn integration_tip(&self) -> Result<Oid, ScheduleError> {
+        self.repo
+            .ref_target(&self.integration_ref())?
+            .ok_or_else(|| ScheduleError::Internal("the integration ref is gone".into()))
+    }
+
+    /// Runs every phase, then the whole-goal audit and the release move.
+    pub fn run(&mut self) -> Result<RunEnd, ScheduleError> {
+        let (tx, rx) = mpsc::channel::<Done>();
+        let max_parallel = self.plan.settings.max_parallel.value.max(1) as usize;
+        let mut in_flight = 0usize;
+        loop {
+            self.start_ready_phases()?;
+            while in_flight < max_parallel {
+                let Some(job) = self.queue.pop_front() else {
+                    break;
+                };
+                spawn(job, tx.clone());
+                in_flight += 1;
+            }
+            if in_flight == 0 {
+                break;
+            }
+            let done = rx
+                .recv()
+                .map_err(|_| ScheduleError::Internal("a job thread vanished".into()))?;
+            in_flight -= 1;
+            self.handle(done)?;
+        }
+        self.cleanup_worktrees();
+        if let Some(end) = self.blocked_end() {
+            return Ok(end);
+        }
+        self.finish()
+    }
+
+    fn start_ready_phases(&mut self) -> Result<(), ScheduleError> {
+        let done: BTreeSet<String> = self.ids_in(PhaseState::Merged);
+        let started: BTreeSet<String> = self
+            .plan
+            .phases
+            .iter()
+            .zip(&self.phases)
+            .filter(|(_, s)| **s != PhaseState::Pending)
+            .map(|(p, _)| p.id.value.clone())
+            .collect();
+        let ready: Vec<String> = self
+            .dag
+            .ready(&done, &started)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        for id in ready {
+            self.start_phase(&id)?;
+        }
+        Ok(())
+    }
+
+    fn ids_in(&self, state: PhaseState) -> BTreeSet<String> {
+        self.plan
+            .phases
+            .iter()
+            .zip(&self.phases)
+            .filter(|(_, s)| **s == state)
+            .map(|(p, _)| p.id.value.clone())
+            .collect()
+    }
+
+    fn phase_index(&self, id: &str) -> usize {
+        self.plan
+            .phases
+            .iter()
+            .position(|p| p.id.value == id)
+            .unwrap_or(0)
+    }
+
+    fn start_phase(&mut self, id: &str) -> Result<(), ScheduleError> {
+        let pi = self.phase_index(id);
+        let phase = &self.plan.phases[pi];
+        let base = self.integration_tip()?;
+        self.phases[pi] = PhaseState::Running;
+        self.store
+            .set_phase_state(&self.run_id, id, "running", None)?;
+        self.store
+            .set_phase_base(&self.run_id, id, &base.to_string())?;
+        let implementer = attempt::implementer_name(self.plan)
+            .unwrap_or_default()
+            .to_owned();
+        println!("phase {id}: started on {}", short(base));
+        for n in 1..=phase.attempts.value {
+            let agent = phase
+                .agent_for_attempt(n as usize - 1, &implementer)
+                .to_owned();
+            let worktree = self.layout.attempt_worktree(&self.run_id, id, n);
+            let dir = self.layout.attempt_dir(&self.run_id, id, n);
+            let ref_name = layout::attempt_ref(&self.run_id, id, n);
+            if let Some(parent) = worktree.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    ScheduleError::Internal(format!("creating {}: {e}", parent.display()))
+                })?;
+            }
+            self.repo.worktree_add_detached(&worktree, base)?;
+            self.store.insert_attempt(
+                &self.run_id,
+                id,
+                n,
+                &agent,
+                &worktree.display().to_string(),
+                &ref_name,
+            )?;
+            let index = self.attempts.len();
+            self.attempts.push(Attempt {
+                phase: pi,
+                n,
+                agent,
+                worktree,
+                dir,
+                ref_name,
+                base,
+                head: None,
+                rounds: 0,
+                next_iteration: 1,
+                usage: Usage::default(),
+                claims: Vec::new(),
+                metric: None,
+                diff_size: 0,
+                audited: None,
+                state: AttemptState::Working,
+            });
+            self.queue_round(index, None, None)?;
+        }
+        Ok(())
+    }
+
+    /// Queues the next worker round of attempt `i`.
+    fn queue_round(
+        &mut self,
+        i: usize,
+        feedback: Option<Feedback>,
+        resume_from: Option<Oid>,
+    ) -> Result<(), ScheduleError> {
+        let a = &self.attempts[i];
+        let phase = &self.plan.phases[a.phase];
+        let settings = &self.plan.settings;
+        let agent_def = settings
+            .agents
+            .get(&a.agent)
+            .ok_or_else(|| ScheduleError::Internal(format!("agent {} is not defined", a.agent)))?;
+        let reviewer = settings
+            .roles
+            .reviewer
+            .as_ref()
+            .and_then(|r| settings.agents.get(&r.value))
+            .map(attempt::agent_spec);
+        let budget = attempt::remaining(&settings.budget, &a.usage, a.next_iteration - 1);
+        let no_progress_limit = phase
+            .contract
+            .blocked
+            .as_ref()
+            .and_then(|b| b.no_progress_limit)
+            .unwrap_or(DEFAULT_NO_PROGRESS_LIMIT);
+        let max_iterations = settings
+            .budget
+            .iterations
+            .as_ref()
+            .map(|s| s.value)
+            .unwrap_or(DEFAULT_MAX_ITERATIONS);
+        let input = WorkerInput {
+            run_id: self.run_id.clone(),
+            phase: phase.id.value.clone(),
+            phase_title: phase.title.clone(),
+            attempt: a.n,
+            plan_title: self
+                .plan
+                .title
+                .as_ref()
+                .map(|t| t.value.clone())
+                .unwrap_or_default(),
+            worktree: a.worktree.clone(),
+            base: a.base.to_string(),
+            attempt_ref: a.ref_name.clone(),
+            resume_from: resume_from.or(a.head).map(|o| o.to_string()),
+            first_iteration: a.next_iteration,
+            contract: phase.contract.clone(),
+            implementer: attempt::agent_spec(agent_def),
+            reviewer,
+            budget,
+            no_progress_limit,
+            max_iterations,
+            feedback,
+            private_dir: a.dir.clone(),
+            env_allow: WORKER_ENV_ALLOW.iter().map(|s| (*s).to_owned()).collect(),
+            agent_env: Default::default(),
+        };
+        println!(
+            "phase {}: attempt {} ({}) round {} from iteration {}",
+            phase.id.value,
+            a.n,
+            a.agent,
+            a.rounds + 1,
+            a.next_iteration
+        );
+        self.attempts[i].state = AttemptState::Working;
+        self.queue.push_back(Job::Worker {
+            attempt: i,
+            input: Box::new(input),
+        });
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn queue_audit(
+        &mut self,
+        purpose: AuditPurpose,
+        contract: Contract,
+        label: &str,
+        base: Oid,
+        candidate: Oid,
+        claims: Vec<String>,
+        front: bool,
+    ) {
+        let input = self.audit_input(contract, label, base, candidate, claims);
+        let job = Job::Audit {
+            purpose,
+            input: Box::new(input),
+        };
+        if front {
+            self.queue.push_front(job);
+        } else {
+            self.queue.push_back(job);
+        }
+    }
+
+    fn audit_input(
+        &mut self,
+        contract: Contract,
+        label: &str,
+        base: Oid,
+        candidate: Oid,
+        claims: Vec<String>,
+    ) -> AuditInput {
+        self.audits_started += 1;
+        let k = self.audits_started;
+        AuditInput {
+            run_id: self.run_id.clone(),
+            phase: label.to_owned(),
+            repo: self.workdir.clone(),
+            worktree: self.layout.audit_worktree(&self.run_id, label, k),
+            base: base.to_string(),
+            candidate: candidate.to_string(),
+            contract,
+            always_protected: self.always_protected.clone(),
+            claims,
+            report_dir: self.layout.audit_dir(&self.run_id, label, k),
+            check_timeout_secs: self
+                .plan
+                .settings
+                .budget
+                .wall
+                .as_ref()
+                .map(|w| w.value.duration.as_secs().max(1))
+                .unwrap_or(DEFAULT_CHECK_TIMEOUT_SECS),
+        }
+    }
+
+    fn handle(&mut self, done: Done) -> Result<(), ScheduleError> {
+        match done {
+            Done::Worker { attempt, result } => self.worker_done(attempt, result),
+            Done::Audit {
+                purpose,
+                result,
+                dir,
+            } => self.audit_done(purpose, result, dir),
+        }
+    }
+
+    fn worker_done(
+        &mut self,
+        i: usize,
+        result: Result<WorkerResult, String>,
+    ) -> Result<(), ScheduleError> {
+        let (phase_id, n) = self.key(i);
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.store
+                    .set_attempt_state(&self.run_id, &phase_id, n, "failed")?;
+                return self.fail(i, format!("the worker failed: {e}"), false);
+            }
+        };
+        let a = &mut self.attempts[i];
+        a.rounds += 1;
+        a.usage.add(&result.usage);
+        if let Some(last) = result.iterations.iter().map(|it| it.iteration).max() {
+            a.next_iteration = last + 1;
+        }
+        if let Some(head) = result.head.as_deref().and_then(|h| Oid::from_str(h).ok()) {
+            a.head = Some(head);
+        }
+        let (state, candidate, outcome_text) = match &result.outcome {
+            AttemptOutcome::Candidate { commit, .. } => {
+                ("auditing", Some(commit.as_str()), "candidate".to_owned())
+            }
+            AttemptOutcome::Blocked { reason, needs } => (
+                "blocked",
+                None,
+                format!("blocked: {reason}; needs: {needs}"),
+            ),
+            AttemptOutcome::BudgetLimited {
+                budget,
+                limit,
+                used,
+            } => (
+                "budget_limited",
+                None,
+                format!("budget {budget} reached: used {used} of {limit}"),
+            ),
+        };
+        self.store.record_round(
+            &self.run_id,
+            &phase_id,
+            n,
+            state,
+            result.head.as_deref(),
+            candidate,
+            &result.usage,
+            &outcome_text,
+            &result.iterations,
+        )?;
+        if self.attempts[i].state == AttemptState::Lost {
+            return Ok(());
+        }
+        match result.outcome {
+            AttemptOutcome::Candidate { commit, claims } => {
+                let commit = Oid::from_str(&commit).map_err(|e| {
+                    ScheduleError::Internal(format!("the worker named a bad commit: {e}"))
+                })?;
+                let a = &mut self.attempts[i];
+                a.state = AttemptState::Auditing;
+                a.claims = claims.clone();
+                let base = a.base;
+                let pi = a.phase;
+                println!(
+                    "phase {phase_id}: attempt {n} proposes {}; auditing",
+                    short(commit)
+                );
+                let contract = self.plan.phases[pi].contract.clone();
+                self.queue_audit(
+                    AuditPurpose::Candidate { attempt: i },
+                    contract,
+                    &format!("{phase_id}.{n}"),
+                    base,
+                    commit,
+                    claims,
+                    false,
+                );
+                Ok(())
+            }
+            AttemptOutcome::Blocked { .. } => self.fail(i, outcome_text, false),
+            AttemptOutcome::BudgetLimited { .. } => self.fail(i, outcome_text, true),
+        }
+    }
+
+    fn key(&self, i: usize) -> (String, u32) {
+        let a = &self.attempts[i];
+        (self.plan.phases[a.phase].id.value.clone(), a.n)
+    }
+
+    fn audit_done(
+        &mut self,
+        purpose: AuditPurpose,
+        result: Result<AuditReport, String>,
+        dir: PathBuf,
+    ) -> Result<(), ScheduleError> {
+        let i = match &purpose {
+            AuditPurpose::Candidate { attempt } | AuditPurpose::Merge { attempt, .. } => *attempt,
+        };
+        let (phase_id, n) = self.key(i);
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => return self.fail(i, format!("the audit could not run: {e}"), false),
+        };
+        let commands: Vec<_> = report.checks.iter().map(|c| c.record.clone()).collect();
+        self.store
+            .record_audit(&self.run_id, Some(n), &report, &dir, &commands)?;
+        println!(
+            "phase {phase_id}: attempt {n} audit says {}: {} (report: {}/audit.md)",
+            report.recommendation.as_str(),
+            report.summary,
+            dir.display()
+        );
+        if self.attempts[i].state == AttemptState::Lost {
+            return Ok(());
+        }
+        match purpose {
+            AuditPurpose::Candidate { .. } => self.candidate_audited(i, report, &dir),
+            AuditPurpose::Merge {
+                merge_commit,
+                old_tip,
+                ..
+            } => {
+                if report.recommendation == Recommendation::Merge {
+                    let label = format!("phase {phase_id} attempt {n}");
+                    match gate::land(
+                        self.repo,
+                        &self.integration_ref(),
+                        merge_commit,
+                        old_tip,
+                        &label,
+                    ) {
+                        Ok(()) => self.merged(i, old_tip, merge_commit),
+                        Err(GitError::RefMoved { .. }) => self.gate(i),
+                        Err(e) => Err(e.into()),
+                    }
+                } else {
+                    self.fail(
+                        i,
+                        format!(
+                            "its merge with the integration tip fails the audit: {}",
+                            report.summary
+                        ),
+                        false,
+                    )
+                }
+            }
+        }
+    }
+
+    fn candidate_audited(
+        &mut self,
+        i: usize,
+        report: AuditReport,
+        dir: &std::path::Path,
+    ) -> Result<(), ScheduleError> {
+        let pi = self.attempts[i].phase;
+        match report.recommendation {
+            Recommendation::Merge => {
+                let candidate = oid(&report.candidate)?;
+                let tree = oid(&report.tree)?;
+                let select = self.plan.phases[pi].select.value.clone();
+                let a = &mut self.attempts[i];
+                a.diff_size = report.changed_paths.len();
+                if let Selection::Best { metric } = &select {
+                    a.metric = report
+                        .checks
+                        .iter()
+                        .filter_map(|c| c.metric.as_ref())
+                        .find(|m| &m.name == metric)
+                        .and_then(|m| m.value);
+                }
+                a.audited = Some((candidate, tree));
+                a.state = AttemptState::Passed;
+                let (phase_id, n) = self.key(i);
+                let a = &self.attempts[i];
+                self.store.set_attempt_metric(
+                    &self.run_id,
+                    &phase_id,
+                    n,
+                    a.metric,
+                    a.diff_size as i64,
+                )?;
+                self.store
+                    .set_attempt_state(&self.run_id, &phase_id, n, "passed")?;
+                self.select(pi)
+            }
+            Recommendation::Revise if self.attempts[i].rounds < MAX_ROUNDS => {
+                let md = std::fs::read_to_string(dir.join("audit.md"))
+                    .unwrap_or_else(|_| report.summary.clone());
+                self.queue_round(
+                    i,
+                    Some(Feedback::Audit {
+                        report_markdown: md,
+                    }),
+                    None,
+                )
+            }
+            Recommendation::Revise => self.fail(
+                i,
+                format!(
+                    "the audit still asks for revisions after {MAX_ROUNDS} rounds: {}",
+                    report.summary
+                ),
+                false,
+            ),
+            Recommendation::Abandon => self.fail(
+                i,
+                format!("the audit says abandon: {}", report.summary),
+                false,
+            ),
+        }
+    }
+
+    /// Picks the phase's winner when its selection policy can, and sends it to the gate.
+    fn select(&mut self, pi: usize) -> Result<(), ScheduleError> {
+        if self.phases[pi] != PhaseState::Running {
+            return Ok(());
+        }
+        let mine: Vec<usize> = (0..self.attempts.len())
+            .filter(|&i| self.attempts[i].phase == pi)
+            .collect();
+        if mine
+            .iter()
+            .any(|&i| self.attempts[i].state == AttemptState::Gating)
+        {
+            return Ok(());
+        }
+        let passed: Vec<usize> = mine
+            .iter()
+            .copied()
+            .filter(|&i| self.attempts[i].state == AttemptState::Passed)
+            .collect();
+        let all_settled = mine.iter().all(|&i| {
+            matches!(
+                self.attempts[i].state,
+                AttemptState::Passed | AttemptState::Failed { .. }
+            )
+        });
+        let phase = &self.plan.phases[pi];
+        let winner = match &phase.select.value {
+            Selection::First => passed.first().copied(),
+            Selection::Best { metric } if all_settled => {
+                let lower = phase
+                    .contract
+                    .verification
+                    .iter()
+                    .filter_map(|c| c.metric())
+                    .find(|m| &m.name == metric)
+                    .map(|m| m.op.lower_is_better())
+                    .unwrap_or(true);
+                best_of(&self.attempts, &passed, lower)
+            }
+            Selection::Review if all_settled => passed.first().copied(),
+            _ => None,
+        };
+        match winner {
+            Some(w) => {
+                self.attempts[w].state = AttemptState::Gating;
+                self.gate(w)
+            }
+            None if all_settled && passed.is_empty() => self.block_phase(pi),
+            None => Ok(()),
+        }
+    }
+
+    fn gate(&mut self, i: usize) -> Result<(), ScheduleError> {
+        let Some((candidate, tree)) = self.attempts[i].audited else {
+            return Err(ScheduleError::Internal(
+                "gate without an audited candidate".into(),
+            ));
+        };
+        let (phase_id, n) = self.key(i);
+        let label = format!("phase {phase_id} attempt {n}");
+        self.attempts[i].state = AttemptState::Gating;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let step = gate::integrate(self.repo, &self.integration_ref(), candidate, tree, &label);
+            return match step {
+                Ok(GateStep::Moved { old_tip, new_tip }) => self.merged(i, old_tip, new_tip),
+                Ok(GateStep::NeedsAudit {
+                    merge_commit,
+                    old_tip,
+                }) => {
+                    println!(
+                        "phase {phase_id}: merged tree differs from the audited one; auditing merge {}",
+                        short(merge_commit)
+                    );
+                    let contract = self.plan.phases[self.attempts[i].phase].contract.clone();
+                    let claims = self.attempts[i].claims.clone();
+                    self.queue_audit(
+                        AuditPurpose::Merge {
+                            attempt: i,
+                            merge_commit,
+                            old_tip,
+                        },
+                        contract,
+                        &format!("{phase_id}.{n}-merge"),
+                        old_tip,
+                        merge_commit,
+                        claims,
+                        true,
+                    );
+                    Ok(())
+                }
+                Ok(GateStep::Conflict { paths, tip }) => self.conflict(i, candidate, paths, tip),
+                Err(GitError::RefMoved { .. }) if tries < 3 => continue,
+                Err(e) => Err(e.into()),
+            };
+        }
+    }
+
+    fn conflict(
+        &mut self,
+        i: usize,
+        candidate: Oid,
+        paths: Vec<String>,
+        tip: Oid,
+    ) -> Result<(), ScheduleError> {
+        let (phase_id, n) = self.key(i);
+        println!(
+            "phase {phase_id}: attempt {n} conflicts with the integration tip in {}",
+            paths.join(", ")
+        );
+        if self.attempts[i].rounds >= MAX_ROUNDS {
+            return self.fail(
+                i,
+                format!(
+                    "conflicts with the integration tip {} in: {}",
+                    short(tip),
+                    paths.join(", ")
+                ),
+                false,
+            );
+        }
+        self.attempts[i].base = tip;
+        self.queue_round(
+            i,
+            Some(Feedback::Conflict {
+                paths,
+                previous_candidate: candidate.to_string(),
+            }),
+            Some(candidate),
+        )
+    }
+
+    fn merged(&mut self, i: usize, old_tip: Oid, new_tip: Oid) -> Result<(), ScheduleError> {
+        let (phase_id, n) = self.key(i);
+        let pi = self.attempts[i].phase;
+        let audited = self.attempts[i].audited.map_or(new_tip, |(c, _)| c);
+        self.store.record_merge(
+            &self.run_id,
+            Some(&phase_id),
+            &self.integration_ref(),
+            &old_tip.to_string(),
+            &new_tip.to_string(),
+            &audited.to_string(),
+        )?;
+        let why = match &self.plan.phases[pi].select.value {
+            Selection::First => "first attempt to pass its audit".to_owned(),
+            Selection::Best { metric } => match self.attempts[i].metric {
+                Some(v) => format!("best {metric} = {v} among the passing attempts"),
+                None => format!("best {metric} among the passing attempts"),
+            },
+            Selection::Review => "first passing attempt".to_owned(),
+        };
+        self.store
+            .set_phase_merged(&self.run_id, &phase_id, &new_tip.to_string(), n, &why)?;
+        self.store
+            .set_attempt_state(&self.run_id, &phase_id, n, "merged")?;
+        self.attempts[i].state = AttemptState::Merged;
+        self.phases[pi] = PhaseState::Merged;
+        for a in self.attempts.iter_mut().filter(|a| a.phase == pi) {
+            if matches!(
+                a.state,
+                AttemptState::Passed | AttemptState::Working | AttemptState::Auditing
+            ) {
+                a.state = AttemptState::Lost;
+            }
+        }
+        println!("phase {phase_id}: merged attempt {n} at {}", short(new_tip));
+        Ok(())
+    }
+
+    fn fail(&mut self, i: usize, why: String, budget: bool) -> Result<(), ScheduleError> {
+        let (phase_id, n) = self.key(i);
+        println!("phase {phase_id}: attempt {n} stopped: {why}");
+        let state = if budget { "budget_limited" } else { "blocked" };
+        self.store
+            .set_attempt_state(&self.run_id, &phase_id, n, state)?;
+        self.attempts[i].state = AttemptState::Failed { why, budget };
+        let pi = self.attempts[i].phase;
+        self.select(pi)
+    }
+
+    fn block_phase(&mut self, pi: usize) -> Result<(), ScheduleError> {
+        let phase_id = self.plan.phases[pi].id.value.clone();
+        let why: Vec<String> = self
+            .attempts
+            .iter()
+            .filter(|a| a.phase == pi)
+            .filter_map(|a| match &a.state {
+                AttemptState::Failed { why, .. } => {
+                    Some(format!("attempt {} ({}): {why}", a.n, a.agent))
+                }
+                _ => None,
+            })
+            .collect();
+        let all_budget = self
+            .attempts
+            .iter()
+            .filter(|a| a.phase == pi)
+            .all(|a| matches!(a.state, AttemptState::Failed { budget: true, .. }));
+        let state = if all_budget {
+            "budget_limited"
+        } else {
+            "blocked"
+        };
+        self.phases[pi] = PhaseState::Blocked;
+        self.store
+            .set_phase_state(&self.run_id, &phase_id, state, Some(&why.join("; ")))?;
+        println!("phase {phase_id}: {state}");
+        Ok(())
+    }
+
+    /// When some phase could not merge: the run's end, with every blocker and the phases
+    /// that never started.
+    fn blocked_end(&mut self) -> Option<RunEnd> {
+        let blocked: Vec<usize> = (0..self.phases.len())
+            .filter(|&p| self.phases[p] != PhaseState::Merged)
+            .collect();
+        if blocked.is_empty() {
+            return None;
+        }
+        let mut parts = Vec::new();
+        let mut all_budget = true;
+        for &pi in &blocked {
+            let id = &self.plan.phases[pi].id.value;
+            match self.phases[pi] {
+                PhaseState::Blocked => {
+                    for a in self.attempts.iter().filter(|a| a.phase == pi) {
+                        if let AttemptState::Failed { why, budget } = &a.state {
+                            all_budget &= *budget;
+                            parts.push(format!("{id} attempt {}: {why}", a.n));
+                        }
+                    }
+                }
+                _ => {
+                    let waits: Vec<&str> = self
+                        .dag
+                        .dependencies(id)
+                        .into_iter()
+                        .filter(|d| self.phases[self.phase_index(d)] != PhaseState::Merged)
+                        .collect();
+                    let _ = self.store.set_phase_state(
+                        &self.run_id,
+                        id,
+                        "pending",
+                        Some(&format!("never started: waits on {}", waits.join(", "))),
+                    );
+                }
+            }
+        }
+        let why = parts.join("; ");
+        Some(if all_budget && !parts.is_empty() {
+            RunEnd::BudgetLimited { why }
+        } else {
+            RunEnd::Blocked { why }
+        })
+    }
+
+    /// The whole-goal audit on the integration tip, then the release move.
+    fn finish(&mut self) -> Result<RunEnd, ScheduleError> {
+        let tip = self.integration_tip()?;
+        let contract = final_contract(self.plan);
+        let mut base = self.release_start;
+        let mut target = tip;
+        let release_ref = format!("refs/heads/{}", self.release);
+        for _ in 0..3 {
+            let input = self.audit_input(contract.clone(), "goal", base, target, Vec::new());
+            println!("whole goal: auditing {}", short(target));
+            let report = audit::run_auditor(&input).map_err(ScheduleError::Internal)?;
+            let commands: Vec<_> = report.checks.iter().map(|c| c.record.clone()).collect();
+            self.store
+                .record_audit(&self.run_id, None, &report, &input.report_dir, &commands)?;
+            println!(
+                "whole goal: audit says {}: {}",
+                report.recommendation.as_str(),
+                report.summary
+            );
+            if report.recommendation != Recommendation::Merge {
+                return Ok(RunEnd::Blocked {
+                    why: format!(
+                        "the whole-goal audit of {} says {}: {} (report: {}/audit.md)",
+                        short(target),
+                        report.recommendation.as_str(),
+                        report.summary,
+                        input.report_dir.display()
+                    ),
+                });
+            }
+            if self.plan.settings.approval.value == goalpost_shared::plan::Approval::Human {
+                return Ok(RunEnd::AwaitingApproval { tip: target });
+            }
+            let tree = self.repo.tree_of(target)?;
+            match gate::integrate(self.repo, &release_ref, target, tree, "release")? {
+                GateStep::Moved { old_tip, new_tip } => {
+                    self.store.record_merge(
+                        &self.run_id,
+                        None,
+                        &release_ref,
+                        &old_tip.to_string(),
+                        &new_tip.to_string(),
+                        &target.to_string(),
+                    )?;
+                    if let Err(e) =
+                        gate::refresh_checkout(self.repo, &self.release, old_tip, new_tip)
+                    {
+                        eprintln!(
+                            "warning: {} moved to {}, but your working tree could not follow: {e}",
+                            self.release,
+                            short(new_tip)
+                        );
+                    }
+                    return Ok(RunEnd::Complete {
+                        release_commit: new_tip,
+                    });
+                }
+                GateStep::NeedsAudit {
+                    merge_commit,
+                    old_tip,
+                } => {
+                    println!(
+                        "release: {} moved during the run; verifying its merge {}",
+                        self.release,
+                        short(merge_commit)
+                    );
+                    base = old_tip;
+                    target = merge_commit;
+                }
+                GateStep::Conflict { paths, tip } => {
+                    return Ok(RunEnd::Blocked {
+                        why: format!(
+                            "{} moved to {} during the run and conflicts with the plan's work in: {}",
+                            self.release,
+                            short(tip),
+                            paths.join(", ")
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(RunEnd::Blocked {
+            why: format!("{} kept moving during the release; try again", self.release),
+        })
+    }
+
+    /// Removes the worktrees whose work is on refs; keeps (and names) any that is not.
+    fn cleanup_worktrees(&mut self) {
+        for a in &self.attempts {
+            if !a.worktree.exists() {
+                continue;
+            }
+            match Repo::open(&a.worktree).and_then(|r| r.is_dirty()) {
+                Ok(false) => {
+                    if let Err(e) = self.repo.worktree_remove(&a.worktree, false) {
+                        eprintln!("warning: could not remove {}: {e}", a.worktree.display());
+                    }
+                }
+                Ok(true) => eprintln!(
+                    "warning: kept {}: it holds changes not on {}",
+                    a.worktree.display(),
+                    a.ref_name
+                ),
+                Err(e) => eprintln!("warning: kept {}: {e}", a.worktree.display()),
+            }
+        }
+        let run_root = self.layout.worktree_root.join(&self.run_id);
+        if run_root.read_dir().is_ok_and(|mut d| d.next().is_none()) {
+            let _ = std::fs::remove_dir(&run_root);
+        }
+        let _ = self.repo.worktree_prune();
+    }
+}
+
+/// The contract of the whole-goal audit: the plan's checks (or, when the plan has none of
+/// its own, every phase's machine checks), its protected paths, and no path rules, which
+/// each phase's audit has already applied to its own changes.
+pub fn final_contract(plan: &Plan) -> Contract {
+    let mut contract = plan.contract.clone();
+    contract.boundaries.allowed.clear();
+    contract.boundaries.forbidden.clear();
+    if !contract.verification.iter().any(|c| c.command().is_some()) {
+        let mut seen = BTreeSet::new();
+        contract.verification = plan
+            .phases
+            .iter()
+            .flat_map(|p| p.contract.verification.iter())
+            .filter(|c| c.command().is_some_and(|cmd| seen.insert(cmd.to_owned())))
+            .cloned()
+            .collect();
+    }
+    contract
+}
+
+/// The best passing attempt: best metric in its direction, then the smaller diff, then the
+/// lower cost, then the lower attempt number.
+fn best_of(attempts: &[Attempt], passed: &[usize], lower_is_better: bool) -> Option<usize> {
+    passed.iter().copied().min_by(|&a, &b| {
+        let (x, y) = (&attempts[a], &attempts[b]);
+        let metric = match (x.metric, y.metric) {
+            (Some(p), Some(q)) if lower_is_better => p.total_cmp(&q),
+            (Some(p), Some(q)) => q.total_cmp(&p),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        };
+        metric
+            .then(x.diff_size.cmp(&y.diff_size))
+            .then(x.usage.cost_usd.total_cmp(&y.usage.cost_usd))
+            .then(x.n.cmp(&y.n))
+    })
+}
+
+fn spawn(job: Job, tx: mpsc::Sender<Done>) {
+    std::thread::spawn(move || {
+        let done = match job {
+            Job::Worker { attempt, input } => {
+                let result = attempt::run_worker(&input, &input.private_dir);
+                Done::Worker { attempt, result }
+            }
+            Job::Audit { purpose, input } => {
+                let result = audit::run_auditor(&input);
+                Done::Audit {
+                    purpose,
+                    result,
+                    dir: input.report_dir.clone(),
+                }
+            }
+        };
+        // The receiver only goes away when the run itself failed.
+        let _ = tx.send(done);
+    });
+}
+
+fn oid(hex: &str) -> Result<Oid, ScheduleError> {
+    Oid::from_str(hex).map_err(|e| ScheduleError::Internal(format!("bad commit id {hex:?}: {e}")))
+}
+
+pub fn short(oid: Oid) -> String {
+    oid.to_string()[..10].to_owned()
+}

@@ -1,0 +1,691 @@
+//! The run's durable state: SQLite (WAL) in the repository's common git dir. The
+//! scheduler is its only writer; workers and auditors report through files it records.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use goalpost_shared::protocol::{AuditReport, CommandRecord, IterationRecord, Usage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("state store {path}: cannot create its directory: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state store: cannot encode a record: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS runs (
+    id              TEXT PRIMARY KEY,
+    plan_path       TEXT NOT NULL,
+    plan_json       TEXT NOT NULL,
+    workdir         TEXT NOT NULL,
+    release_branch  TEXT NOT NULL,
+    release_start   TEXT NOT NULL,
+    integration_ref TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    blocker         TEXT,
+    release_commit  TEXT,
+    pid             INTEGER,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS phases (
+    run_id        TEXT NOT NULL,
+    phase_id      TEXT NOT NULL,
+    position      INTEGER NOT NULL,
+    state         TEXT NOT NULL,
+    base          TEXT,
+    merged_commit TEXT,
+    winner        INTEGER,
+    why           TEXT,
+    PRIMARY KEY (run_id, phase_id)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    run_id      TEXT NOT NULL,
+    phase_id    TEXT NOT NULL,
+    n           INTEGER NOT NULL,
+    agent       TEXT NOT NULL,
+    worktree    TEXT NOT NULL,
+    ref_name    TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    head        TEXT,
+    candidate   TEXT,
+    rounds      INTEGER NOT NULL DEFAULT 0,
+    iterations  INTEGER NOT NULL DEFAULT 0,
+    usage_json  TEXT NOT NULL DEFAULT '{}',
+    outcome     TEXT,
+    metric      REAL,
+    diff_lines  INTEGER,
+    PRIMARY KEY (run_id, phase_id, n)
+);
+CREATE TABLE IF NOT EXISTS iterations (
+    run_id    TEXT NOT NULL,
+    phase_id  TEXT NOT NULL,
+    attempt   INTEGER NOT NULL,
+    iteration INTEGER NOT NULL,
+    record    TEXT NOT NULL,
+    PRIMARY KEY (run_id, phase_id, attempt, iteration)
+);
+CREATE TABLE IF NOT EXISTS commands (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id      TEXT NOT NULL,
+    phase_id    TEXT,
+    attempt     INTEGER,
+    source      TEXT NOT NULL,
+    argv        TEXT NOT NULL,
+    cwd         TEXT NOT NULL,
+    exit_code   INTEGER,
+    signal      INTEGER,
+    duration_ms INTEGER NOT NULL,
+    stdout      TEXT NOT NULL,
+    stderr      TEXT NOT NULL,
+    tree        TEXT,
+    timed_out   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audits (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id         TEXT NOT NULL,
+    phase_id       TEXT NOT NULL,
+    attempt        INTEGER,
+    base           TEXT NOT NULL,
+    candidate      TEXT NOT NULL,
+    tree           TEXT NOT NULL,
+    recommendation TEXT NOT NULL,
+    summary        TEXT NOT NULL,
+    report_dir     TEXT NOT NULL,
+    report         TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS merges (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id    TEXT NOT NULL,
+    phase_id  TEXT,
+    target    TEXT NOT NULL,
+    old_tip   TEXT NOT NULL,
+    new_tip   TEXT NOT NULL,
+    audited   TEXT NOT NULL
+);
+"#;
+
+/// An open state store.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// A run's row.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub plan_path: String,
+    pub workdir: String,
+    pub release_branch: String,
+    pub release_start: String,
+    pub integration_ref: String,
+    pub state: String,
+    pub blocker: Option<String>,
+    pub release_commit: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseRow {
+    pub phase_id: String,
+    pub state: String,
+    pub base: Option<String>,
+    pub merged_commit: Option<String>,
+    pub winner: Option<u32>,
+    pub why: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRow {
+    pub phase_id: String,
+    pub n: u32,
+    pub agent: String,
+    pub worktree: String,
+    pub ref_name: String,
+    pub state: String,
+    pub head: Option<String>,
+    pub candidate: Option<String>,
+    pub rounds: u32,
+    pub iterations: u32,
+    pub usage: Usage,
+    pub outcome: Option<String>,
+    pub metric: Option<f64>,
+    pub diff_lines: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRow {
+    pub phase_id: String,
+    pub attempt: Option<u32>,
+    pub base: String,
+    pub candidate: String,
+    pub tree: String,
+    pub recommendation: String,
+    pub summary: String,
+    pub report_dir: String,
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let wrap = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(wrap)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(wrap)?;
+        conn.execute_batch(SCHEMA).map_err(wrap)?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Opens the store only if it exists (for `status` and `report`).
+    pub fn open_existing(path: &Path) -> Result<Option<Store>> {
+        if path.exists() {
+            Store::open(path).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert_run(
+        &self,
+        id: &str,
+        plan_path: &str,
+        plan_json: &str,
+        workdir: &str,
+        release_branch: &str,
+        release_start: &str,
+        integration_ref: &str,
+    ) -> Result<()> {
+        let t = now();
+        self.conn
+            .execute(
+                "INSERT INTO runs (id, plan_path, plan_json, workdir, release_branch, release_start,
+                    integration_ref, state, pid, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'active', ?8, ?9, ?9)",
+                params![
+                    id,
+                    plan_path,
+                    plan_json,
+                    workdir,
+                    release_branch,
+                    release_start,
+                    integration_ref,
+                    std::process::id(),
+                    t
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn set_run_state(&self, id: &str, state: &str, blocker: Option<&str>) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET state = ?2, blocker = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, state, blocker, now()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn set_release_commit(&self, id: &str, commit: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET release_commit = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, commit, now()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+        Ok(RunRow {
+            id: row.get(0)?,
+            plan_path: row.get(1)?,
+            workdir: row.get(2)?,
+            release_branch: row.get(3)?,
+            release_start: row.get(4)?,
+            integration_ref: row.get(5)?,
+            state: row.get(6)?,
+            blocker: row.get(7)?,
+            release_commit: row.get(8)?,
+            created_at: row.get(9)?,
+            updated_at: row.get(10)?,
+        })
+    }
+
+    const RUN_COLUMNS: &'static str = "id, plan_path, workdir, release_branch, release_start,
+        integration_ref, state, blocker, release_commit, created_at, updated_at";
+
+    /// The most recent run, or the one named.
+    pub fn run(&self, id: Option<&str>) -> Result<Option<RunRow>> {
+        let sql = match id {
+            Some(_) => format!("SELECT {} FROM runs WHERE id = ?1", Self::RUN_COLUMNS),
+            None => format!(
+                "SELECT {} FROM runs ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                Self::RUN_COLUMNS
+            ),
+        };
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let row = match id {
+            Some(id) => stmt.query_row(params![id], Self::run_from_row),
+            None => stmt.query_row([], Self::run_from_row),
+        };
+        row.optional().map_err(|e| self.err(e))
+    }
+
+    pub fn run_plan_json(&self, id: &str) -> Result<String> {
+        self.conn
+            .query_row(
+                "SELECT plan_json FROM runs WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn insert_phase(&self, run: &str, phase: &str, position: usize) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO phases (run_id, phase_id, position, state)
+                 VALUES (?1, ?2, ?3, 'pending')",
+                params![run, phase, position as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn set_phase_state(
+        &self,
+        run: &str,
+        phase: &str,
+        state: &str,
+        why: Option<&str>,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE phases SET state = ?3, why = COALESCE(?4, why)
+                 WHERE run_id = ?1 AND phase_id = ?2",
+                params![run, phase, state, why],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn set_phase_base(&self, run: &str, phase: &str, base: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE phases SET base = ?3 WHERE run_id = ?1 AND phase_id = ?2",
+                params![run, phase, base],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn set_phase_merged(
+        &self,
+        run: &str,
+        phase: &str,
+        commit: &str,
+        winner: u32,
+        why: &str,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE phases SET state = 'merged', merged_commit = ?3, winner = ?4, why = ?5
+                 WHERE run_id = ?1 AND phase_id = ?2",
+                params![run, phase, commit, winner, why],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn phases(&self, run: &str) -> Result<Vec<PhaseRow>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT phase_id, state, base, merged_commit, winner, why FROM phases
+                 WHERE run_id = ?1 ORDER BY position",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![run], |r| {
+                Ok(PhaseRow {
+                    phase_id: r.get(0)?,
+                    state: r.get(1)?,
+                    base: r.get(2)?,
+                    merged_commit: r.get(3)?,
+                    winner: r.get(4)?,
+                    why: r.get(5)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn insert_attempt(
+        &self,
+        run: &str,
+        phase: &str,
+        n: u32,
+        agent: &str,
+        worktree: &str,
+        ref_name: &str,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO attempts (run_id, phase_id, n, agent, worktree, ref_name, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running')",
+                params![run, phase, n, agent, worktree, ref_name],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn set_attempt_state(&self, run: &str, phase: &str, n: u32, state: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE attempts SET state = ?4 WHERE run_id = ?1 AND phase_id = ?2 AND n = ?3",
+                params![run, phase, n, state],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records the end of one worker round.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_round(
+        &self,
+        run: &str,
+        phase: &str,
+        n: u32,
+        state: &str,
+        head: Option<&str>,
+        candidate: Option<&str>,
+        usage: &Usage,
+        outcome: &str,
+        iterations: &[IterationRecord],
+    ) -> Result<()> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        for it in iterations {
+            tx.execute(
+                "INSERT OR REPLACE INTO iterations (run_id, phase_id, attempt, iteration, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run, phase, n, it.iteration, serde_json::to_string(it)?],
+            )
+            .map_err(|e| self.err(e))?;
+            let mut cmds: Vec<&CommandRecord> = vec![&it.implementer.record];
+            cmds.extend(it.checks.iter().map(|c| &c.record));
+            if let Some(r) = &it.reviewer {
+                cmds.push(&r.record);
+            }
+            for c in cmds {
+                insert_command(&tx, run, Some(phase), Some(n), "worker", c)
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        let old: String = tx
+            .query_row(
+                "SELECT usage_json FROM attempts WHERE run_id = ?1 AND phase_id = ?2 AND n = ?3",
+                params![run, phase, n],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        let mut total: Usage = serde_json::from_str(&old).unwrap_or_default();
+        total.add(usage);
+        let max_iter = iterations.iter().map(|i| i.iteration).max().unwrap_or(0);
+        tx.execute(
+            "UPDATE attempts SET state = ?4, head = COALESCE(?5, head), candidate = ?6,
+                rounds = rounds + 1, iterations = MAX(iterations, ?7), usage_json = ?8, outcome = ?9
+             WHERE run_id = ?1 AND phase_id = ?2 AND n = ?3",
+            params![
+                run,
+                phase,
+                n,
+                state,
+                head,
+                candidate,
+                max_iter,
+                serde_json::to_string(&total)?,
+                outcome
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    pub fn set_attempt_metric(
+        &self,
+        run: &str,
+        phase: &str,
+        n: u32,
+        metric: Option<f64>,
+        diff_lines: i64,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE attempts SET metric = ?4, diff_lines = ?5
+                 WHERE run_id = ?1 AND phase_id = ?2 AND n = ?3",
+                params![run, phase, n, metric, diff_lines],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn attempts(&self, run: &str) -> Result<Vec<AttemptRow>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT a.phase_id, n, agent, worktree, ref_name, a.state, head, candidate, rounds,
+                        iterations, usage_json, outcome, metric, diff_lines
+                 FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id
+                 WHERE a.run_id = ?1 ORDER BY p.position, n",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![run], |r| {
+                let usage: String = r.get(10)?;
+                Ok(AttemptRow {
+                    phase_id: r.get(0)?,
+                    n: r.get(1)?,
+                    agent: r.get(2)?,
+                    worktree: r.get(3)?,
+                    ref_name: r.get(4)?,
+                    state: r.get(5)?,
+                    head: r.get(6)?,
+                    candidate: r.get(7)?,
+                    rounds: r.get(8)?,
+                    iterations: r.get(9)?,
+                    usage: serde_json::from_str(&usage).unwrap_or_default(),
+                    outcome: r.get(11)?,
+                    metric: r.get(12)?,
+                    diff_lines: r.get(13)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn record_audit(
+        &self,
+        run: &str,
+        attempt: Option<u32>,
+        report: &AuditReport,
+        report_dir: &Path,
+        commands: &[CommandRecord],
+    ) -> Result<()> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO audits (run_id, phase_id, attempt, base, candidate, tree, recommendation,
+                summary, report_dir, report)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                run,
+                report.phase,
+                attempt,
+                report.base,
+                report.candidate,
+                report.tree,
+                report.recommendation.as_str(),
+                report.summary,
+                report_dir.display().to_string(),
+                serde_json::to_string(report)?
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        for c in commands {
+            insert_command(&tx, run, Some(&report.phase), attempt, "auditor", c)
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    pub fn audits(&self, run: &str) -> Result<Vec<AuditRow>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT phase_id, attempt, base, candidate, tree, recommendation, summary, report_dir
+                 FROM audits WHERE run_id = ?1 ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![run], |r| {
+                Ok(AuditRow {
+                    phase_id: r.get(0)?,
+                    attempt: r.get(1)?,
+                    base: r.get(2)?,
+                    candidate: r.get(3)?,
+                    tree: r.get(4)?,
+                    recommendation: r.get(5)?,
+                    summary: r.get(6)?,
+                    report_dir: r.get(7)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn record_merge(
+        &self,
+        run: &str,
+        phase: Option<&str>,
+        target: &str,
+        old_tip: &str,
+        new_tip: &str,
+        audited: &str,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO merges (run_id, phase_id, target, old_tip, new_tip, audited)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![run, phase, target, old_tip, new_tip, audited],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Counts of (merges, commands) recorded for a run.
+    pub fn counts(&self, run: &str) -> Result<(i64, i64)> {
+        let merges = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM merges WHERE run_id = ?1",
+                params![run],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        let commands = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM commands WHERE run_id = ?1",
+                params![run],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok((merges, commands))
+    }
+}
+
+fn insert_command(
+    conn: &Connection,
+    run: &str,
+    phase: Option<&str>,
+    attempt: Option<u32>,
+    source: &str,
+    c: &CommandRecord,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO commands (run_id, phase_id, attempt, source, argv, cwd, exit_code, signal,
+            duration_ms, stdout, stderr, tree, timed_out)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            run,
+            phase,
+            attempt,
+            source,
+            serde_json::to_string(&c.argv).unwrap_or_default(),
+            c.cwd.display().to_string(),
+            c.exit_code,
+            c.signal,
+            c.duration_ms as i64,
+            c.stdout,
+            c.stderr,
+            c.tree,
+            c.timed_out
+        ],
+    )?;
+    Ok(())
+}
