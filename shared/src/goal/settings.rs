@@ -173,6 +173,7 @@ fn agents(t: &mut Toml<'_, '_>, v: &Value<'_>) -> BTreeMap<String, AgentDef> {
             env: BTreeMap::new(),
         };
         let mut has_adapter = false;
+        let mut adapter_known = false;
         for (k, v) in def.iter() {
             let k = k.get_ref().as_ref();
             let kpath = format!("{path}.{k}");
@@ -181,7 +182,10 @@ fn agents(t: &mut Toml<'_, '_>, v: &Value<'_>) -> BTreeMap<String, AgentDef> {
                     has_adapter = true;
                     if let Some(a) = t.string(&kpath, v) {
                         match Adapter::from_name(&a.value) {
-                            Some(ad) => agent.adapter = Spanned::new(ad, a.line, a.col),
+                            Some(ad) => {
+                                agent.adapter = Spanned::new(ad, a.line, a.col);
+                                adapter_known = true;
+                            }
                             None => {
                                 let known: Vec<&str> =
                                     Adapter::ALL.iter().map(|a| a.as_str()).collect();
@@ -222,7 +226,7 @@ fn agents(t: &mut Toml<'_, '_>, v: &Value<'_>) -> BTreeMap<String, AgentDef> {
                 format!("`adapter = ` one of {}", one_of(known)),
             );
         }
-        if agent.adapter.value == Adapter::Command && has_adapter && agent.command.is_empty() {
+        if agent.adapter.value == Adapter::Command && adapter_known && agent.command.is_empty() {
             t.error(
                 key.span(),
                 format!("agent \"{name}\" uses the command adapter but has no command"),

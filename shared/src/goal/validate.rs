@@ -123,7 +123,7 @@ fn ids_and_dependencies(plan: &Plan, sink: &mut Sink) {
             index.insert(&p.id.value, i);
         }
     }
-    let ids: Vec<&str> = plan.phases.iter().map(|p| p.id.value.as_str()).collect();
+    let ids: Vec<&str> = index.keys().copied().collect();
     let mut edges = vec![];
     for (i, p) in plan.phases.iter().enumerate() {
         for dep in &p.depends_on {
@@ -176,8 +176,11 @@ fn report_cycle(phases: &[Phase], cycle: &[usize], sink: &mut Sink) {
     sink.error(
         p.id.line,
         p.id.col,
-        format!("dependency cycle: {}", names.join(" -> ")),
-        "phases whose dependencies never lead back to themselves (each phase above depends on the next)",
+        format!(
+            "dependency cycle: {} (each depends on the next)",
+            names.join(" -> ")
+        ),
+        "dependencies that never lead back to the phase itself",
     );
 }
 
