@@ -16,8 +16,10 @@ surface, Constraints, Boundaries, Iteration policy, Blocked stop condition), opt
 `## Phases`.
 
 Example:
+  goalpost demo                        # a 4-phase run on a sample repository
   goalpost plan check goal.md          # validate a goal file and summarise it
-  goalpost plan graph goal.md --format dot | dot -Tsvg > plan.svg
+  goalpost run goal.md                 # run it on the repository in the current directory
+  goalpost status                      # where the last run stands
 
 Exit codes: 0 complete, 1 internal error, 2 bad input, 3 blocked, 4 budget limited, \
 5 paused.";
@@ -45,6 +47,124 @@ pub enum Command {
     /// Check a goal file and show its phases
     #[command(subcommand)]
     Plan(PlanCommand),
+
+    /// Run a plan: every phase on its own worktree, audited, merged through the gate
+    #[command(long_about = "\
+Run a plan on a repository: validate the goal file and the repository (a clean working \
+tree, an existing release branch, every agent's executable), then schedule the phase \
+DAG with at most `max_parallel` attempts at once. Each attempt works in its own git \
+worktree outside your working tree; a separate auditor process re-creates the evidence \
+from a fresh checkout; the gate merges only audited commits onto the run's integration \
+ref. After the last phase the whole-goal checks run on the integration tip and the \
+release branch moves to it by compare-and-swap (never forced).
+
+Exit codes: 0 complete, 1 internal error, 2 bad input (nothing changed), 3 blocked, \
+4 budget limited, 5 waiting for approval.
+
+Example:
+  goalpost run goal.md
+  goalpost run -C ../service goal.md")]
+    Run(RunArgs),
+
+    /// Show where the last run (or a named one) stands
+    Status(StatusArgs),
+
+    /// Print the report of the last run (or a named one)
+    Report(ReportArgs),
+
+    /// Audit any commit pair against a plan's contract, as a run would
+    #[command(long_about = "\
+Run the auditor on a commit pair: it checks out CANDIDATE in a fresh worktree, judges \
+every path changed since BASE against the boundaries, re-runs the machine checks with \
+the protected paths as they are at BASE, and recommends merge, revise or abandon.
+
+Exit codes: 0 merge, 3 revise or abandon, 2 bad input.
+
+Example:
+  goalpost audit --plan goal.md --phase parser --base main --candidate feature")]
+    Audit(AuditArgs),
+
+    /// Move the release branch of a run that waits for human approval
+    Approve(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The goal file (Markdown)
+    pub file: PathBuf,
+
+    /// Run on the repository containing DIR instead of the current directory
+    #[arg(short = 'C', value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The run (default: the most recent)
+    #[arg(long)]
+    pub run: Option<String>,
+
+    /// The repository containing DIR
+    #[arg(short = 'C', value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run (default: the most recent)
+    #[arg(long)]
+    pub run: Option<String>,
+
+    /// The repository containing DIR
+    #[arg(short = 'C', value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// Markdown
+    Md,
+    /// JSON
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The goal file whose contract applies
+    #[arg(long)]
+    pub plan: PathBuf,
+
+    /// The phase whose contract applies (default: the plan's own)
+    #[arg(long)]
+    pub phase: Option<String>,
+
+    /// The commit the work started from
+    #[arg(long)]
+    pub base: String,
+
+    /// The commit to audit
+    #[arg(long)]
+    pub candidate: String,
+
+    /// Claims to check (repeatable)
+    #[arg(long = "claim")]
+    pub claims: Vec<String>,
+
+    /// The repository containing DIR
+    #[arg(short = 'C', value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+
+    /// Print the report as JSON instead of Markdown
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,6 +11,9 @@ pub enum Error {
     /// Already reported on stdout (as `--json`); only the exit code is left to give.
     #[error("")]
     Reported(ExitCode),
+    /// `run` and the commands on a run's state.
+    #[error(transparent)]
+    Run(#[from] goalpost_orchestrator::run_cmd::RunError),
     /// Writing to stdout failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
@@ -21,6 +24,7 @@ impl Error {
         match self {
             Error::InvalidPlan(_) => ExitCode::BadInput,
             Error::Reported(code) => *code,
+            Error::Run(e) => e.exit_code(),
             Error::Output(_) => ExitCode::Internal,
         }
     }
@@ -28,7 +32,8 @@ impl Error {
     /// Prints the error to stderr, the way users read it.
     pub fn report(&self) {
         match self {
-            Error::InvalidPlan(d) => {
+            Error::InvalidPlan(d)
+            | Error::Run(goalpost_orchestrator::run_cmd::RunError::Plan(d)) => {
                 eprint!("{d}");
                 let n = d.0.len();
                 let file =

@@ -2,6 +2,7 @@
 //! starts workers and auditors as separate processes, and moves branches only through the
 //! gate. The `goalpost` binary is a thin command line over this library.
 
+pub mod approve;
 pub mod attempt;
 pub mod audit;
 pub mod gate;

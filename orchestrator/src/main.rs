@@ -4,6 +4,7 @@
 mod cli;
 mod error;
 mod plan_cmd;
+mod run_cmds;
 
 use clap::Parser;
 use goalpost_shared::exit::ExitCode;
@@ -38,6 +39,11 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Plan(cmd) => plan_cmd::run(cmd),
+        Command::Run(args) => Ok(goalpost_orchestrator::run_cmd::run(&args.file, &args.dir)?),
+        Command::Status(args) => run_cmds::status(&args),
+        Command::Report(args) => run_cmds::report(&args),
+        Command::Audit(args) => run_cmds::audit(&args),
+        Command::Approve(args) => run_cmds::approve(&args),
     }
 }
 

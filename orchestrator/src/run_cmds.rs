@@ -1,0 +1,124 @@
+//! `status`, `report`, `audit` and `approve`: the commands that read or act on a run
+//! recorded in the repository's state store.
+
+use std::io::Write as _;
+
+use goalpost_orchestrator::audit::{self, DEFAULT_CHECK_TIMEOUT_SECS};
+use goalpost_orchestrator::report::RunView;
+use goalpost_orchestrator::run_cmd::{RunError, Workspace};
+use goalpost_orchestrator::schedule::final_contract;
+use goalpost_orchestrator::store::Store;
+use goalpost_shared::exit::ExitCode;
+use goalpost_shared::goal;
+use goalpost_shared::protocol::{AuditInput, Recommendation};
+
+use crate::cli::{AuditArgs, ReportArgs, ReportFormat, StatusArgs};
+use crate::error::Error;
+
+fn load_view(dir: &std::path::Path, run: Option<&str>) -> Result<RunView, Error> {
+    let ws = Workspace::open(dir)?;
+    let no_runs = || {
+        RunError::bad(
+            format!(
+                "{} has no goalpost run{}",
+                ws.workdir.display(),
+                run.map(|r| format!(" {r}")).unwrap_or_default()
+            ),
+            "start one with `goalpost run GOAL.md`",
+        )
+    };
+    let store = Store::open_existing(&ws.layout.store())
+        .map_err(RunError::from)?
+        .ok_or_else(no_runs)?;
+    Ok(RunView::load(&store, run)
+        .map_err(RunError::from)?
+        .ok_or_else(no_runs)?)
+}
+
+pub fn status(args: &StatusArgs) -> Result<ExitCode, Error> {
+    let view = load_view(&args.dir, args.run.as_deref())?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &view).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", view.status_text())?;
+    }
+    Ok(ExitCode::Complete)
+}
+
+pub fn report(args: &ReportArgs) -> Result<ExitCode, Error> {
+    let view = load_view(&args.dir, args.run.as_deref())?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        ReportFormat::Md => write!(out, "{}", view.markdown())?,
+        ReportFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &view).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(ExitCode::Complete)
+}
+
+pub fn audit(args: &AuditArgs) -> Result<ExitCode, Error> {
+    let plan = goal::load(&args.plan).map_err(Error::InvalidPlan)?;
+    let ws = Workspace::open(&args.dir)?;
+    let contract = match &args.phase {
+        Some(id) => plan.phase(id).map(|p| p.contract.clone()).ok_or_else(|| {
+            let known: Vec<&str> = plan.phases.iter().map(|p| p.id.value.as_str()).collect();
+            RunError::bad(
+                format!("the plan has no phase `{id}`"),
+                format!("name one of: {}", known.join(", ")),
+            )
+        })?,
+        None if plan.implicit_phase => plan.phases[0].contract.clone(),
+        None => final_contract(&plan),
+    };
+    let resolve = |rev: &str| {
+        ws.repo.resolve(rev).map_err(|_| {
+            RunError::bad(
+                format!("`{rev}` does not name a commit in {}", ws.workdir.display()),
+                "give a branch, tag or commit id",
+            )
+        })
+    };
+    let base = resolve(&args.base)?;
+    let candidate = resolve(&args.candidate)?;
+    let label = format!("adhoc-{}", goalpost_orchestrator::run_cmd::new_run_id());
+    let input = AuditInput {
+        run_id: label.clone(),
+        phase: args.phase.clone().unwrap_or_else(|| "goal".into()),
+        repo: ws.workdir.clone(),
+        worktree: ws.layout.audit_worktree("adhoc", &label, 1),
+        base: base.to_string(),
+        candidate: candidate.to_string(),
+        contract,
+        always_protected: Vec::new(),
+        claims: args.claims.clone(),
+        report_dir: ws.layout.state_dir.join("audits").join(&label),
+        check_timeout_secs: DEFAULT_CHECK_TIMEOUT_SECS,
+    };
+    let report = audit::run_auditor(&input).map_err(|e| {
+        RunError::Schedule(goalpost_orchestrator::schedule::ScheduleError::Internal(e))
+    })?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else {
+        let md = std::fs::read_to_string(input.report_dir.join("audit.md"))?;
+        write!(out, "{md}")?;
+    }
+    Ok(if report.recommendation == Recommendation::Merge {
+        ExitCode::Complete
+    } else {
+        ExitCode::Blocked
+    })
+}
+
+pub fn approve(args: &StatusArgs) -> Result<ExitCode, Error> {
+    Ok(goalpost_orchestrator::approve::approve(
+        &args.dir,
+        args.run.as_deref(),
+    )?)
+}
