@@ -1,2 +1,113 @@
-//! goalpost-worker (placeholder until its issue lands).
-fn main() {}
+//! `goalpost-worker`: runs one round of one attempt. The orchestrator starts it as
+//! `goalpost-worker --input IN.json --output OUT.json` and reads OUT.json when it exits.
+//!
+//! Exit status: 0 whenever OUT.json was written, whatever the attempt's outcome (candidate,
+//! blocked, budget limited); 2 when the input cannot be read or does not describe a round
+//! that can start (no repository at the worktree, unknown base); 1 when the worker failed
+//! otherwise (the output could not be written). Logs go to stderr (`GOALPOST_LOG` filters
+//! them, `info` by default); stdout stays empty.
+
+mod adapter;
+mod attempt;
+mod budget;
+mod harvest;
+mod progress;
+mod prompt;
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Parser;
+use goalpost_shared::exit::ExitCode;
+use goalpost_shared::protocol::{WorkerInput, WorkerResult};
+
+/// Runs one round of one attempt: implementer turns, harvests, verification and reviewer
+/// turns, until a candidate, a block or a budget limit.
+#[derive(Debug, Parser)]
+#[command(name = "goalpost-worker", version)]
+struct Args {
+    /// The round's input (`WorkerInput` as JSON).
+    #[arg(long, value_name = "IN.json")]
+    input: PathBuf,
+    /// Where to write the result (`WorkerResult` as JSON).
+    #[arg(long, value_name = "OUT.json")]
+    output: PathBuf,
+}
+
+/// Why the worker could not produce a result, and which exit code says so.
+#[derive(Debug)]
+enum Failure {
+    BadInput(anyhow::Error),
+    Internal(anyhow::Error),
+}
+
+fn main() -> std::process::ExitCode {
+    init_logging();
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::Complete.into(),
+        Err(Failure::BadInput(err)) => {
+            eprintln!("goalpost-worker: {err:#}");
+            eprintln!("hint: the input file is written by `goalpost`; check its version");
+            ExitCode::BadInput.into()
+        }
+        Err(Failure::Internal(err)) => {
+            eprintln!("goalpost-worker: {err:#}");
+            ExitCode::Internal.into()
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), Failure> {
+    let input = read_input(&args.input).map_err(Failure::BadInput)?;
+    tracing::info!(
+        run = %input.run_id,
+        phase = %input.phase,
+        attempt = input.attempt,
+        first_iteration = input.first_iteration,
+        "worker round starts"
+    );
+    let result = attempt::run(&input)
+        .with_context(|| {
+            format!(
+                "cannot start attempt {} of phase {}",
+                input.attempt, input.phase
+            )
+        })
+        .map_err(Failure::BadInput)?;
+    tracing::info!(outcome = ?result.outcome, "worker round ends");
+    write_output(&args.output, &result).map_err(Failure::Internal)
+}
+
+fn read_input(path: &Path) -> anyhow::Result<WorkerInput> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a worker input", path.display()))
+}
+
+/// Writes the result next to its final path and renames it there, so a reader never sees
+/// half a file.
+fn write_output(path: &Path, result: &WorkerResult) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(result).context("cannot serialize the result")?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let mut file =
+        fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    file.write_all(&json)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GOALPOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}

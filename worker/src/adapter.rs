@@ -1,0 +1,341 @@
+//! Agent turns: one invocation of an agent process, whatever CLI it is, turned into a
+//! [`TurnRecord`] (final message, usage, error). Each adapter knows one CLI's command line
+//! and output; the `command` adapter runs any program with the prompt on stdin and in a
+//! file. The environment every agent sees is built here, once, for all adapters.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use goalpost_shared::plan;
+use goalpost_shared::process::{self, ProcessError};
+use goalpost_shared::protocol::{AgentSpec, CommandRecord, Role, TurnRecord, Usage, WorkerInput};
+
+use crate::budget::duration_ms;
+use crate::prompt::tail;
+
+/// Bytes of each output stream kept from an agent turn.
+const OUTPUT_CAP: usize = 1 << 20;
+/// Bytes of stdout and stderr kept in a turn's [`CommandRecord`] (the message is whole).
+const RECORD_TAIL: usize = 16 * 1024;
+/// Bytes of stderr quoted in a failed turn's error.
+const ERROR_TAIL: usize = 2_000;
+
+/// One turn to run.
+#[derive(Debug)]
+pub struct TurnRequest<'a> {
+    pub role: Role,
+    pub iteration: u32,
+    pub prompt: &'a str,
+    /// The worktree: the agent's cwd.
+    pub cwd: &'a Path,
+    /// The agent's whole environment but `GOALPOST_PROMPT_FILE` (see [`agent_env`]).
+    pub env: BTreeMap<OsString, OsString>,
+    /// Where the prompt goes; the adapter writes it.
+    pub prompt_file: PathBuf,
+    pub timeout: Duration,
+    /// The git tree the turn starts on, for the record.
+    pub tree: Option<String>,
+}
+
+/// A turn that ran, or could not be started at all.
+#[derive(Debug)]
+pub struct Turn {
+    pub record: TurnRecord,
+    /// Set when the agent cannot be started (not installed, adapter missing): retrying
+    /// is pointless, the attempt needs this input instead.
+    pub unavailable: Option<String>,
+}
+
+/// A way to run one agent CLI for one turn.
+pub trait Adapter: std::fmt::Debug {
+    fn run_turn(&self, request: &TurnRequest<'_>) -> Turn;
+}
+
+/// The adapter for `spec`.
+pub fn for_spec(spec: &AgentSpec) -> Box<dyn Adapter> {
+    match spec.adapter {
+        plan::Adapter::Command => Box::new(CommandAdapter { spec: spec.clone() }),
+        plan::Adapter::Codex
+        | plan::Adapter::Claude
+        | plan::Adapter::Gemini
+        | plan::Adapter::Opencode
+        | plan::Adapter::Aider => Box::new(NotYetAvailable { spec: spec.clone() }),
+    }
+}
+
+/// The environment an agent's turn runs with: the allow-listed variables of the worker's
+/// own environment, `TMPDIR` in the attempt's private dir, the run's agent environment,
+/// the agent's own `env`, and last (so nothing overrides them) the `GOALPOST_*` facts of
+/// the turn. `GOALPOST_PROMPT_FILE` is added by the adapter that writes the file.
+pub fn agent_env(
+    input: &WorkerInput,
+    spec: &AgentSpec,
+    role: Role,
+    iteration: u32,
+    tmpdir: &Path,
+) -> BTreeMap<OsString, OsString> {
+    let mut env = allowed_env(&input.env_allow);
+    env.insert("TMPDIR".into(), tmpdir.into());
+    for (key, value) in input.agent_env.iter().chain(&spec.env) {
+        env.insert(key.into(), value.into());
+    }
+    let facts = [
+        ("GOALPOST_ROLE", role.as_str().to_owned()),
+        ("GOALPOST_PHASE", input.phase.clone()),
+        ("GOALPOST_ATTEMPT", input.attempt.to_string()),
+        ("GOALPOST_ITERATION", iteration.to_string()),
+        ("GOALPOST_RUN", input.run_id.clone()),
+    ];
+    for (key, value) in facts {
+        env.insert(key.into(), value.into());
+    }
+    env
+}
+
+/// The variables named in `names` that are set in the worker's own environment.
+pub fn allowed_env(names: &[String]) -> BTreeMap<OsString, OsString> {
+    names
+        .iter()
+        .filter_map(|name| std::env::var_os(name).map(|value| (OsString::from(name), value)))
+        .collect()
+}
+
+/// Any program: argv = `command` + `args`, cwd = the worktree, the prompt on stdin and in
+/// the file named by `GOALPOST_PROMPT_FILE`, stdout = the final message. A line
+/// `USAGE: tokens_in=N tokens_out=N tokens_cached=N cost_usd=X tool_calls=N` (any subset,
+/// the last such line wins) reports usage; without one a turn counts as one turn and no
+/// tool calls.
+#[derive(Debug)]
+struct CommandAdapter {
+    spec: AgentSpec,
+}
+
+impl Adapter for CommandAdapter {
+    fn run_turn(&self, request: &TurnRequest<'_>) -> Turn {
+        let argv: Vec<String> = self
+            .spec
+            .command
+            .iter()
+            .chain(&self.spec.args)
+            .cloned()
+            .collect();
+        let mut record = empty_record(&self.spec, request, &argv);
+        if let Err(err) = write_prompt(&request.prompt_file, request.prompt) {
+            record.error = Some(format!(
+                "cannot write the prompt file {}: {err}",
+                request.prompt_file.display()
+            ));
+            return Turn {
+                record,
+                unavailable: None,
+            };
+        }
+        let Some((program, rest)) = argv.split_first() else {
+            let why = format!("agent `{}` has no command to run", self.spec.name);
+            record.error = Some(why.clone());
+            return Turn {
+                record,
+                unavailable: Some(why),
+            };
+        };
+        let cmd = process::Command::new(program, request.cwd)
+            .args(rest)
+            .envs(request.env.clone())
+            .env("GOALPOST_PROMPT_FILE", &request.prompt_file)
+            .stdin_bytes(request.prompt.as_bytes())
+            .timeout(request.timeout)
+            .output_cap(OUTPUT_CAP);
+        tracing::info!(
+            role = request.role.as_str(),
+            iteration = request.iteration,
+            "agent {}: {}",
+            self.spec.name,
+            cmd.command_line()
+        );
+        let outcome = match process::run(&cmd, None) {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                let unavailable = matches!(
+                    err,
+                    ProcessError::NotFound { .. }
+                        | ProcessError::PermissionDenied { .. }
+                        | ProcessError::EmptyArgv { .. }
+                )
+                .then(|| format!("agent `{}` cannot be started: {err}", self.spec.name));
+                record.error = Some(format!("cannot run agent `{}`: {err}", self.spec.name));
+                return Turn {
+                    record,
+                    unavailable,
+                };
+            }
+        };
+
+        let stdout = outcome.stdout.text_lossy();
+        let stderr = outcome.stderr.text_lossy();
+        let c = &mut record.record;
+        c.exit_code = outcome.status.code;
+        c.signal = outcome.status.signal;
+        c.duration_ms = duration_ms(outcome.duration);
+        c.timed_out = outcome.timed_out;
+        c.truncated = outcome.stdout.truncated || outcome.stderr.truncated;
+        c.stdout = tail(&stdout, RECORD_TAIL).to_owned();
+        c.stderr = tail(&stderr, RECORD_TAIL).to_owned();
+        record.usage = parse_usage(&stdout);
+        record.usage.turns = 1;
+        record.usage.wall_ms = c.duration_ms;
+        if !outcome.success() {
+            let how = if outcome.timed_out {
+                format!("timed out after {}s", request.timeout.as_secs())
+            } else if outcome.cancelled {
+                "was cancelled".to_owned()
+            } else {
+                format!("ended with {}", outcome.status)
+            };
+            let stderr_tail = outcome.stderr.tail(ERROR_TAIL);
+            let mut error = format!("agent `{}` {how}", self.spec.name);
+            if !stderr_tail.trim().is_empty() {
+                error.push_str(": ");
+                error.push_str(stderr_tail.trim());
+            }
+            record.error = Some(error);
+        }
+        record.message = stdout;
+        Turn {
+            record,
+            unavailable: None,
+        }
+    }
+}
+
+/// The CLIs goalpost will drive through their own output formats; until their adapters
+/// exist a turn with one fails at once, saying so.
+#[derive(Debug)]
+struct NotYetAvailable {
+    spec: AgentSpec,
+}
+
+impl Adapter for NotYetAvailable {
+    fn run_turn(&self, request: &TurnRequest<'_>) -> Turn {
+        let argv: Vec<String> = self
+            .spec
+            .command
+            .iter()
+            .chain(&self.spec.args)
+            .cloned()
+            .collect();
+        let mut record = empty_record(&self.spec, request, &argv);
+        let why = format!(
+            "adapter {} (agent `{}`) is not available yet; use the `command` adapter",
+            self.spec.adapter.as_str(),
+            self.spec.name
+        );
+        record.error = Some(why.clone());
+        Turn {
+            record,
+            unavailable: Some(why),
+        }
+    }
+}
+
+/// A turn record before anything ran: no exit status, no output, one turn of usage
+/// (a turn that was attempted counts against the budget).
+fn empty_record(spec: &AgentSpec, request: &TurnRequest<'_>, argv: &[String]) -> TurnRecord {
+    TurnRecord {
+        role: request.role,
+        iteration: request.iteration,
+        agent: spec.name.clone(),
+        record: CommandRecord {
+            argv: argv.to_vec(),
+            cwd: request.cwd.to_owned(),
+            exit_code: None,
+            signal: None,
+            duration_ms: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+            truncated: false,
+            timed_out: false,
+            tree: request.tree.clone(),
+        },
+        usage: Usage {
+            turns: 1,
+            ..Usage::default()
+        },
+        message: String::new(),
+        verdict: None,
+        error: None,
+    }
+}
+
+fn write_prompt(path: &Path, prompt: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    fs::write(path, prompt)
+}
+
+/// Usage from the last `USAGE:` line of a `command` agent's output; fields it does not
+/// name stay 0, words it does not know are ignored.
+pub fn parse_usage(output: &str) -> Usage {
+    let mut usage = Usage::default();
+    let Some(line) = output
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("USAGE:"))
+    else {
+        return usage;
+    };
+    for word in line.split_whitespace() {
+        let Some((key, value)) = word.split_once('=') else {
+            continue;
+        };
+        let int = || value.parse::<u64>().ok();
+        match key {
+            "tokens_in" => usage.tokens_in = int().unwrap_or(0),
+            "tokens_out" => usage.tokens_out = int().unwrap_or(0),
+            "tokens_cached" => usage.tokens_cached = int().unwrap_or(0),
+            "tool_calls" => usage.tool_calls = int().unwrap_or(0),
+            "cost_usd" => {
+                usage.cost_usd = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|c| c.is_finite())
+                    .unwrap_or(0.0)
+            }
+            _ => {}
+        }
+    }
+    usage
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_line_is_read() {
+        let out = "working\nUSAGE: tokens_in=10 tokens_out=5\nClaims:\n- x\n\
+                   USAGE: tokens_in=1200 tokens_out=340 cost_usd=0.0125 tool_calls=7 bogus\n";
+        let usage = parse_usage(out);
+        assert_eq!(usage.tokens_in, 1200);
+        assert_eq!(usage.tokens_out, 340);
+        assert_eq!(usage.tool_calls, 7);
+        assert!((usage.cost_usd - 0.0125).abs() < 1e-12);
+        assert_eq!(usage.turns, 0);
+    }
+
+    #[test]
+    fn no_usage_line_is_zero() {
+        assert_eq!(parse_usage("done\n"), Usage::default());
+        assert_eq!(
+            parse_usage("USAGE: tokens_in=abc cost_usd=NaN").tokens_in,
+            0
+        );
+        assert_eq!(
+            parse_usage("USAGE: tokens_in=abc cost_usd=NaN").cost_usd,
+            0.0
+        );
+    }
+}
