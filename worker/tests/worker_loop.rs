@@ -1,0 +1,457 @@
+//! Drives the real `goalpost-worker` binary on a temp repository and worktree, with `sh -c`
+//! scripts as the implementer and reviewer agents.
+
+// Helpers outside `#[test]` functions panic on setup failures too: this is test code.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use goalpost_shared::contract::{Check, CheckKind, Contract, Spanned};
+use goalpost_shared::plan::{Adapter, Budget};
+use goalpost_shared::protocol::{
+    AgentSpec, AttemptOutcome, Feedback, Verdict, WorkerInput, WorkerResult,
+};
+use tempfile::TempDir;
+
+const ATTEMPT_REF: &str = "refs/goalpost/r1/p1/1";
+
+/// A temp repository with one commit, a detached worktree at it, and a private dir.
+struct Fixture {
+    _tmp: TempDir,
+    root: PathBuf,
+    repo: PathBuf,
+    worktree: PathBuf,
+    base: String,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let repo = root.join("repo");
+        fs::create_dir_all(&repo).unwrap();
+        fs::create_dir_all(root.join("home")).unwrap();
+        let mut f = Fixture {
+            _tmp: tmp,
+            worktree: root.join("wt"),
+            repo,
+            root,
+            base: String::new(),
+        };
+        f.git(&f.repo, &["init", "-q", "-b", "main"]);
+        fs::write(f.repo.join("README"), "hello\n").unwrap();
+        f.git(&f.repo, &["add", "README"]);
+        f.git(&f.repo, &["commit", "-q", "-m", "base"]);
+        f.base = f.git(&f.repo, &["rev-parse", "HEAD"]).trim().to_owned();
+        let wt = f.worktree.to_str().unwrap().to_owned();
+        f.git(
+            &f.repo,
+            &["worktree", "add", "-q", "--detach", &wt, &f.base.clone()],
+        );
+        f
+    }
+
+    fn hermetic_env(&self, cmd: &mut Command) {
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.root.join("home"))
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+            .env("LC_ALL", "C");
+    }
+
+    fn git(&self, cwd: &Path, args: &[&str]) -> String {
+        let mut cmd = Command::new("git");
+        cmd.args(args).current_dir(cwd);
+        self.hermetic_env(&mut cmd);
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?} in {} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            cwd.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn private_dir(&self) -> PathBuf {
+        self.root.join("private")
+    }
+
+    fn prompt(&self, name: &str) -> Option<String> {
+        fs::read_to_string(self.private_dir().join("prompts").join(name)).ok()
+    }
+
+    fn input(&self, implementer: &str, reviewer: Option<&str>, checks: &[&str]) -> WorkerInput {
+        WorkerInput {
+            run_id: "r1".into(),
+            phase: "p1".into(),
+            phase_title: "Write the file".into(),
+            attempt: 1,
+            plan_title: "Goal: a file".into(),
+            worktree: self.worktree.clone(),
+            base: self.base.clone(),
+            attempt_ref: ATTEMPT_REF.into(),
+            resume_from: None,
+            first_iteration: 1,
+            contract: Contract {
+                outcome: Some(Spanned::new("`file` exists.".into(), 3, 1)),
+                verification: checks
+                    .iter()
+                    .map(|c| Check {
+                        text: Spanned::new(format!("`{c}`"), 5, 3),
+                        kind: CheckKind::Machine {
+                            command: (*c).into(),
+                            metric: None,
+                        },
+                    })
+                    .collect(),
+                ..Contract::default()
+            },
+            implementer: sh_agent("impl", implementer),
+            reviewer: reviewer.map(|r| sh_agent("rev", r)),
+            budget: Budget::default(),
+            no_progress_limit: 3,
+            max_iterations: 10,
+            feedback: None,
+            private_dir: self.private_dir(),
+            env_allow: vec!["PATH".into(), "HOME".into()],
+            agent_env: BTreeMap::from([("FROM_RUN".into(), "run-env".into())]),
+        }
+    }
+
+    /// Runs the worker binary on `input` and returns its result.
+    fn run(&self, input: &WorkerInput) -> WorkerResult {
+        let in_path = self.root.join("in.json");
+        let out_path = self.root.join("out.json");
+        fs::write(&in_path, serde_json::to_vec_pretty(input).unwrap()).unwrap();
+        let _ = fs::remove_file(&out_path);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_goalpost-worker"));
+        cmd.arg("--input")
+            .arg(&in_path)
+            .arg("--output")
+            .arg(&out_path);
+        self.hermetic_env(&mut cmd);
+        cmd.env("SECRET_NOT_ALLOWED", "leak")
+            .env("GOALPOST_LOG", "debug");
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "goalpost-worker failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = fs::read_to_string(&out_path).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn ref_target(&self) -> String {
+        self.git(&self.repo, &["rev-parse", ATTEMPT_REF])
+            .trim()
+            .to_owned()
+    }
+}
+
+fn sh_agent(name: &str, script: &str) -> AgentSpec {
+    AgentSpec {
+        name: name.into(),
+        adapter: Adapter::Command,
+        command: vec!["sh".into(), "-c".into()],
+        args: vec![script.into()],
+        model: None,
+        env: BTreeMap::from([("FROM_AGENT".into(), "agent-env".into())]),
+    }
+}
+
+const APPROVE: &str = "echo 'Looks fine.'; echo 'VERDICT: approve'";
+
+#[test]
+fn candidate_on_the_attempt_ref_with_claims() {
+    let f = Fixture::new();
+    let implementer = r#"
+        cat > "$TMPDIR/stdin"
+        cp "$GOALPOST_PROMPT_FILE" "$TMPDIR/prompt-file"
+        env > "$TMPDIR/env"
+        echo hi > file
+        printf 'Done.\nClaims:\n- file written\n- README untouched\n'
+    "#;
+    let input = f.input(implementer, Some(APPROVE), &["test -f file"]);
+    let result = f.run(&input);
+
+    let AttemptOutcome::Candidate { commit, claims } = &result.outcome else {
+        panic!("expected a candidate, got {:?}", result.outcome);
+    };
+    assert_eq!(claims, &["file written", "README untouched"]);
+    assert_eq!(&f.ref_target(), commit);
+    assert_eq!(result.head.as_deref(), Some(commit.as_str()));
+    assert_eq!(f.git(&f.repo, &["show", &format!("{commit}:file")]), "hi\n");
+    assert_eq!(
+        f.git(&f.repo, &["rev-parse", &format!("{commit}^")]).trim(),
+        f.base
+    );
+    // No branch moved.
+    assert_eq!(f.git(&f.repo, &["rev-parse", "main"]).trim(), f.base);
+
+    assert_eq!(result.iterations.len(), 1);
+    let it = &result.iterations[0];
+    assert_eq!(it.commit.as_deref(), Some(commit.as_str()));
+    assert!(it.checks.iter().all(|c| c.passed) && it.checks.len() == 1);
+    assert_eq!(
+        it.reviewer.as_ref().and_then(|r| r.verdict),
+        Some(Verdict::Approve)
+    );
+    assert_eq!(result.usage.turns, 2);
+
+    // The prompt reached the agent on stdin and in the prompt file, and the agent saw the
+    // allow-listed environment plus goalpost's variables, nothing else of the worker's.
+    let tmp = f.private_dir().join("tmp");
+    let stdin = fs::read_to_string(tmp.join("stdin")).unwrap();
+    assert_eq!(stdin, fs::read_to_string(tmp.join("prompt-file")).unwrap());
+    assert_eq!(Some(stdin.clone()), f.prompt("implementer-1.md"));
+    assert!(stdin.contains("`test -f file` must exit 0"));
+    let env = fs::read_to_string(tmp.join("env")).unwrap();
+    for line in [
+        "GOALPOST_ROLE=implementer",
+        "GOALPOST_PHASE=p1",
+        "GOALPOST_ATTEMPT=1",
+        "GOALPOST_ITERATION=1",
+        "GOALPOST_RUN=r1",
+        "FROM_RUN=run-env",
+        "FROM_AGENT=agent-env",
+        &format!("TMPDIR={}", tmp.display()),
+    ] {
+        assert!(env.lines().any(|l| l == line), "missing {line} in:\n{env}");
+    }
+    assert!(!env.contains("SECRET_NOT_ALLOWED"));
+    assert!(!env.contains("GIT_CONFIG_GLOBAL"));
+}
+
+#[test]
+fn reviewer_notes_reach_the_next_implementer_prompt() {
+    let f = Fixture::new();
+    let implementer = r#"echo "$GOALPOST_ITERATION" >> file; printf 'Claims:\n- step %s\n' "$GOALPOST_ITERATION""#;
+    let reviewer = r#"
+        if [ "$GOALPOST_ITERATION" = 1 ]; then
+            echo 'Please also mention the unicorn.'
+            echo 'VERDICT: changes'
+        else
+            echo 'VERDICT: approve'
+        fi
+    "#;
+    let result = f.run(&f.input(implementer, Some(reviewer), &["test -f file"]));
+    let AttemptOutcome::Candidate { claims, commit } = &result.outcome else {
+        panic!("expected a candidate, got {:?}", result.outcome);
+    };
+    assert_eq!(claims, &["step 2"]);
+    assert_eq!(result.iterations.len(), 2);
+    assert_eq!(
+        f.git(&f.repo, &["show", &format!("{commit}:file")]),
+        "1\n2\n"
+    );
+    // Two harvests, one on top of the other.
+    let first = result.iterations[0].commit.clone().unwrap();
+    assert_eq!(
+        f.git(&f.repo, &["rev-parse", &format!("{commit}^")]).trim(),
+        first
+    );
+
+    let first_prompt = f.prompt("implementer-1.md").unwrap();
+    let second_prompt = f.prompt("implementer-2.md").unwrap();
+    assert!(!first_prompt.contains("unicorn"));
+    assert!(second_prompt.contains("## Reviewer notes"));
+    assert!(second_prompt.contains("Please also mention the unicorn."));
+    assert!(!second_prompt.contains("VERDICT: changes"));
+    // The reviewer saw the diff.
+    let review_prompt = f.prompt("reviewer-1.md").unwrap();
+    assert!(review_prompt.contains("+1"), "{review_prompt}");
+}
+
+#[test]
+fn no_progress_blocks_after_the_limit() {
+    let f = Fixture::new();
+    let implementer = r#"echo "$GOALPOST_ITERATION" >> file; echo 'Claims:'; echo '- tried'"#;
+    let mut input = f.input(implementer, None, &["test -f never-there"]);
+    input.no_progress_limit = 2;
+    let result = f.run(&input);
+    let AttemptOutcome::Blocked { reason, needs } = &result.outcome else {
+        panic!("expected blocked, got {:?}", result.outcome);
+    };
+    // The first iteration sets the best; the next two do not beat it.
+    assert_eq!(result.iterations.len(), 3, "{reason}");
+    assert!(
+        reason.starts_with("no progress in 2 iterations"),
+        "{reason}"
+    );
+    assert!(reason.contains("test -f never-there"), "{reason}");
+    assert!(needs.contains("test -f never-there"), "{needs}");
+    let progress: Vec<bool> = result.iterations.iter().map(|i| i.progress).collect();
+    assert_eq!(progress, [true, false, false]);
+    // Every harvest is on the attempt ref.
+    assert_eq!(
+        result.head.as_deref(),
+        result.iterations[2].commit.as_deref()
+    );
+    assert_eq!(result.head.clone().unwrap(), f.ref_target());
+}
+
+#[test]
+fn two_empty_turns_block() {
+    let f = Fixture::new();
+    let result = f.run(&f.input("echo 'nothing to do'", Some(APPROVE), &["true"]));
+    let AttemptOutcome::Blocked { reason, .. } = &result.outcome else {
+        panic!("expected blocked, got {:?}", result.outcome);
+    };
+    assert!(reason.contains("made no change in 2 turns"), "{reason}");
+    assert_eq!(result.iterations.len(), 2);
+    // Empty turns are neither verified nor reviewed, and move no ref.
+    assert!(
+        result
+            .iterations
+            .iter()
+            .all(|i| i.reviewer.is_none() && i.commit.is_none())
+    );
+    assert_eq!(result.head, None);
+    assert!(
+        f.prompt("implementer-2.md")
+            .unwrap()
+            .contains("changed no file")
+    );
+}
+
+#[test]
+fn turns_budget_stops_before_the_next_turn() {
+    let f = Fixture::new();
+    let implementer = r#"echo "$GOALPOST_ITERATION" >> file"#;
+    let reviewer = "echo 'More.'; echo 'VERDICT: changes'";
+    let mut input = f.input(implementer, Some(reviewer), &["true"]);
+    input.budget.turns = Some(Spanned::new(3, 1, 1));
+    let result = f.run(&input);
+    assert_eq!(
+        result.outcome,
+        AttemptOutcome::BudgetLimited {
+            budget: "turns".into(),
+            limit: "3".into(),
+            used: "3".into()
+        }
+    );
+    assert_eq!(result.usage.turns, 3);
+    assert_eq!(result.iterations.len(), 2);
+    assert!(result.iterations[1].reviewer.is_none());
+    assert!(f.prompt("reviewer-1.md").is_some());
+    assert!(f.prompt("implementer-2.md").is_some());
+    assert!(
+        f.prompt("reviewer-2.md").is_none(),
+        "a turn started after the budget"
+    );
+    assert!(
+        f.prompt("implementer-3.md").is_none(),
+        "a turn started after the budget"
+    );
+    // The last harvest is on the ref all the same.
+    assert_eq!(result.head.clone().unwrap(), f.ref_target());
+}
+
+#[test]
+fn token_usage_lines_count_against_the_budget() {
+    let f = Fixture::new();
+    let implementer = r#"echo "$GOALPOST_ITERATION" >> file; echo 'USAGE: tokens_in=600 tokens_out=0 tool_calls=2'"#;
+    let mut input = f.input(implementer, None, &["false"]);
+    input.budget.tokens = Some(Spanned::new(1000, 1, 1));
+    let result = f.run(&input);
+    assert_eq!(
+        result.outcome,
+        AttemptOutcome::BudgetLimited {
+            budget: "tokens".into(),
+            limit: "1000".into(),
+            used: "1200".into()
+        }
+    );
+    assert_eq!(result.iterations.len(), 2);
+    assert_eq!(result.usage.tool_calls, 4);
+}
+
+#[test]
+fn a_check_that_cannot_run_blocks_at_once() {
+    let f = Fixture::new();
+    let result = f.run(&f.input("echo x > file", None, &["no-such-tool --check"]));
+    let AttemptOutcome::Blocked { needs, .. } = &result.outcome else {
+        panic!("expected blocked, got {:?}", result.outcome);
+    };
+    assert_eq!(needs, "a runnable `no-such-tool --check`");
+    assert_eq!(result.iterations.len(), 1);
+}
+
+#[test]
+fn a_missing_agent_blocks_at_once() {
+    let f = Fixture::new();
+    let mut input = f.input("true", None, &["true"]);
+    input.implementer.command = vec!["no-such-agent-binary".into()];
+    input.implementer.args.clear();
+    let result = f.run(&input);
+    let AttemptOutcome::Blocked { reason, needs } = &result.outcome else {
+        panic!("expected blocked, got {:?}", result.outcome);
+    };
+    assert!(reason.contains("no-such-agent-binary"), "{reason}");
+    assert!(needs.contains("impl"), "{needs}");
+    assert_eq!(result.iterations.len(), 1);
+}
+
+#[test]
+fn conflict_round_starts_from_the_merge_and_keeps_both_parents() {
+    let f = Fixture::new();
+    // The previous candidate changed README one way...
+    f.git(&f.worktree, &["checkout", "-q", "--detach", &f.base]);
+    fs::write(f.worktree.join("README"), "candidate\n").unwrap();
+    f.git(&f.worktree, &["commit", "-q", "-am", "candidate"]);
+    let previous = f.git(&f.worktree, &["rev-parse", "HEAD"]).trim().to_owned();
+    f.git(&f.repo, &["update-ref", ATTEMPT_REF, &previous]);
+    // ...and the new base another.
+    fs::write(f.repo.join("README"), "new base\n").unwrap();
+    f.git(&f.repo, &["commit", "-q", "-am", "new base"]);
+    let new_base = f.git(&f.repo, &["rev-parse", "HEAD"]).trim().to_owned();
+
+    let implementer = r#"
+        grep -q '^<<<<<<<' README && printf 'new base\ncandidate\n' > README
+        printf 'Claims:\n- conflict resolved\n'
+    "#;
+    let mut input = f.input(implementer, None, &["! grep -q '<<<<<<<' README"]);
+    input.base = new_base.clone();
+    input.resume_from = Some(previous.clone());
+    input.first_iteration = 4;
+    input.feedback = Some(Feedback::Conflict {
+        paths: vec!["README".into()],
+        previous_candidate: previous.clone(),
+    });
+    let result = f.run(&input);
+    let AttemptOutcome::Candidate { commit, .. } = &result.outcome else {
+        panic!("expected a candidate, got {:?}", result.outcome);
+    };
+    assert_eq!(result.iterations[0].iteration, 4);
+    assert_eq!(
+        f.git(&f.repo, &["show", "--no-patch", "--format=%P", commit])
+            .trim(),
+        format!("{new_base} {previous}")
+    );
+    assert_eq!(
+        f.git(&f.repo, &["show", &format!("{commit}:README")]),
+        "new base\ncandidate\n"
+    );
+    assert_eq!(&f.ref_target(), commit);
+    assert!(
+        f.prompt("implementer-4.md")
+            .unwrap()
+            .contains("resolve the conflict markers in:\n- README")
+    );
+}
