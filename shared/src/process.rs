@@ -19,6 +19,20 @@
 //!
 //! Everything here is synchronous (std threads, no runtime) so the worker and auditor
 //! stay small; async callers use `spawn_blocking`.
+//!
+//! ```
+//! use std::time::Duration;
+//! use goalpost_shared::process::{self, Command, env_allowlist};
+//!
+//! let cmd = Command::new("sh", std::env::temp_dir())
+//!     .args(["-c", "echo hello; exit 3"])
+//!     .envs(env_allowlist(&["PATH"]))
+//!     .timeout(Duration::from_secs(60));
+//! let outcome = process::run(&cmd, None)?;
+//! assert_eq!(outcome.status.code, Some(3));
+//! assert_eq!(outcome.stdout.text_lossy(), "hello\n");
+//! # Ok::<(), process::ProcessError>(())
+//! ```
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -299,6 +313,10 @@ enum Event {
 }
 
 /// A started child, not yet waited for. Its pid is its process group id.
+///
+/// The timeout and the cancel token are only enforced inside [`Running::wait`]; a
+/// `Running` dropped unwaited leaves the child to run to its end (its group is still
+/// killed when it exits).
 #[derive(Debug)]
 pub struct Running {
     pid: u32,
