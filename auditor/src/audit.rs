@@ -1,0 +1,264 @@
+//! One audit from input to report: the boundaries judged on the diff base..candidate, the
+//! verification re-run in the auditor's own checkout with the protected paths as at base,
+//! the claims matched to that evidence, and a recommendation.
+//!
+//! # Recommendation
+//!
+//! - Any boundary violation: `abandon` when every changed path breaks a boundary (nothing
+//!   allowed would remain once the violations are undone), otherwise `revise` (the
+//!   implementer can undo them).
+//! - Otherwise, a failing machine check or a refuted claim: `revise`.
+//! - Otherwise, with at least one machine check, all passing: `merge`. Unverifiable claims
+//!   and human-language checks are listed but do not block.
+//! - A contract without machine checks never yields `merge`: `revise`, saying nothing
+//!   could be verified.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use goalpost_shared::boundary::{BoundaryError, BoundaryRules};
+use goalpost_shared::check::run_checks;
+use goalpost_shared::contract::CheckKind;
+use goalpost_shared::git::{GitError, Repo};
+use goalpost_shared::process;
+use goalpost_shared::protocol::{
+    AuditInput, AuditReport, CheckResult, ClaimFinding, ClaimStatus, Recommendation, Violation,
+};
+
+use crate::checkout::{Checkout, CheckoutError};
+use crate::claims::{judge_claims, tail};
+
+/// Variables the checks get from the auditor's own (already allow-listed) environment;
+/// `HOME` and `TMPDIR` are always private directories of the audit.
+const CHECK_ENV_ALLOW: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ"];
+
+/// Bytes of each output stream kept while a check runs (metrics are read from these).
+const RUN_OUTPUT_CAP: usize = 256 * 1024;
+
+/// Bytes of each output stream kept in the report.
+const REPORT_OUTPUT_BYTES: usize = 4096;
+
+/// Why an audit could not be carried out (as opposed to carried out with a bad verdict).
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("reading the repository: {0}")]
+    Git(#[from] GitError),
+    #[error("the contract's boundaries: {0}")]
+    Boundary(#[from] BoundaryError),
+    #[error(transparent)]
+    Checkout(#[from] CheckoutError),
+    #[error("{what} {}: {source}", .path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+impl AuditError {
+    /// Whether the input itself is at fault (unknown revisions, bad globs, a worktree path
+    /// in use), rather than the auditor or the machine.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            AuditError::Boundary(_)
+                | AuditError::Git(
+                    GitError::UnknownRevision { .. } | GitError::NotARepository { .. }
+                )
+                | AuditError::Checkout(CheckoutError::Exists(_))
+        )
+    }
+}
+
+/// Runs the audit `input` describes and returns its report (not yet written).
+pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
+    let repo = Repo::discover(&input.repo)?;
+    let base = repo.resolve(&input.base)?;
+    let candidate = repo.resolve(&input.candidate)?;
+    let rules = BoundaryRules::new(&input.contract.boundaries, &input.always_protected)?;
+
+    let changes = repo.changed_paths(base, candidate)?;
+    let link_target = |path: &str| {
+        repo.read_blob_at(candidate, path)
+            .ok()
+            .flatten()
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    };
+    let violations = rules.judge(&changes, &link_target);
+    let changed_paths: Vec<String> = changes
+        .iter()
+        .flat_map(|c| c.paths().map(str::to_owned).collect::<Vec<_>>())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let tree = repo.tree_of(candidate)?.to_string();
+
+    let scratch = tempfile::Builder::new()
+        .prefix("goalpost-audit-")
+        .tempdir()
+        .map_err(|source| AuditError::Io {
+            what: "creating a private directory in",
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    let env = check_env(scratch.path())?;
+
+    let checkout = Checkout::create(&repo, &input.worktree, candidate)?;
+    let restored = checkout.restore_protected(base, &changes, &rules)?;
+    if !restored.is_empty() {
+        tracing::info!(
+            ?restored,
+            "protected paths put back as at base before verifying"
+        );
+    }
+    let timeout = Duration::from_secs(input.check_timeout_secs.max(1));
+    let mut checks = run_checks(
+        &input.contract,
+        checkout.path(),
+        &env,
+        timeout,
+        RUN_OUTPUT_CAP,
+    );
+    if let Err(err) = checkout.remove() {
+        // The evidence is in hand; a leftover directory is for `goalpost gc`, not a reason
+        // to throw the audit away.
+        tracing::warn!("could not remove the audit worktree: {err}");
+    }
+
+    for check in &mut checks {
+        // What ran is the candidate's tree only when nothing had to be put back.
+        check.record.tree = restored.is_empty().then(|| tree.clone());
+        cap_output(check);
+    }
+    let claims = judge_claims(&input.claims, &checks);
+    let unverified_checks: Vec<String> = input
+        .contract
+        .verification
+        .iter()
+        .filter(|c| matches!(c.kind, CheckKind::Human))
+        .map(|c| c.text.value.clone())
+        .collect();
+    let (recommendation, summary) = recommend(&checks, &violations, &claims, &changed_paths);
+    Ok(AuditReport {
+        phase: input.phase.clone(),
+        base: base.to_string(),
+        candidate: candidate.to_string(),
+        tree,
+        recommendation,
+        summary,
+        checks,
+        unverified_checks,
+        violations,
+        claims,
+        changed_paths,
+    })
+}
+
+/// The checks' whole environment: a few variables of the auditor's own, and private
+/// `HOME` and `TMPDIR` under `scratch`.
+fn check_env(scratch: &std::path::Path) -> Result<BTreeMap<OsString, OsString>, AuditError> {
+    let mut env = process::env_allowlist(CHECK_ENV_ALLOW);
+    for (key, name) in [("HOME", "home"), ("TMPDIR", "tmp")] {
+        let dir = scratch.join(name);
+        fs::create_dir_all(&dir).map_err(|source| AuditError::Io {
+            what: "creating",
+            path: dir.clone(),
+            source,
+        })?;
+        env.insert(key.into(), dir.into_os_string());
+    }
+    Ok(env)
+}
+
+/// Keeps the last [`REPORT_OUTPUT_BYTES`] of each stream for the report.
+fn cap_output(check: &mut CheckResult) {
+    for text in [&mut check.record.stdout, &mut check.record.stderr] {
+        if text.len() > REPORT_OUTPUT_BYTES {
+            *text = tail(text, REPORT_OUTPUT_BYTES);
+            check.record.truncated = true;
+        }
+    }
+}
+
+/// The recommendation and a one-line summary of why (see the module docs).
+pub fn recommend(
+    checks: &[CheckResult],
+    violations: &[Violation],
+    claims: &[ClaimFinding],
+    changed_paths: &[String],
+) -> (Recommendation, String) {
+    let failed: Vec<&CheckResult> = checks.iter().filter(|c| !c.passed).collect();
+    let refuted = claims
+        .iter()
+        .filter(|c| c.status == ClaimStatus::Refuted)
+        .count();
+    let verified = claims
+        .iter()
+        .filter(|c| c.status == ClaimStatus::Verified)
+        .count();
+    let violating: BTreeSet<&str> = violations.iter().map(|v| v.path.as_str()).collect();
+
+    let mut reasons = Vec::new();
+    if !violations.is_empty() {
+        let paths: Vec<String> = violating.iter().take(3).map(|p| format!("`{p}`")).collect();
+        let more = violating.len().saturating_sub(3);
+        reasons.push(format!(
+            "{} boundary violation{} ({}{})",
+            violations.len(),
+            plural(violations.len()),
+            paths.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if let Some(first) = failed.first() {
+        reasons.push(format!(
+            "{} of {} checks failed (`{}`: {})",
+            failed.len(),
+            checks.len(),
+            first.command,
+            first.failure.as_deref().unwrap_or("failed")
+        ));
+    }
+    if refuted > 0 {
+        reasons.push(format!("{refuted} claim{} refuted", plural(refuted)));
+    }
+    if checks.is_empty() {
+        reasons.push("the contract has no machine check, so nothing could be verified".to_owned());
+    }
+
+    let recommendation =
+        if !violations.is_empty() && changed_paths.iter().all(|p| violating.contains(p.as_str())) {
+            Recommendation::Abandon
+        } else if reasons.is_empty() {
+            Recommendation::Merge
+        } else {
+            Recommendation::Revise
+        };
+    let summary = match recommendation {
+        Recommendation::Merge => format!(
+            "all {} check{} passed, no boundary violations, {verified} of {} claim{} verified",
+            checks.len(),
+            plural(checks.len()),
+            claims.len(),
+            plural(claims.len())
+        ),
+        Recommendation::Abandon => format!(
+            "every changed path breaks a boundary: {}",
+            reasons.join("; ")
+        ),
+        Recommendation::Revise => reasons.join("; "),
+    };
+    (recommendation, summary)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

@@ -1,0 +1,237 @@
+//! The audit report as the orchestrator reads it (`audit.json`, the protocol's
+//! [`AuditReport`]) and as people and the implementer read it (`audit.md`: the
+//! recommendation first, then the checks with their output, the boundary violations, the
+//! claims, and what a machine could not verify).
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use goalpost_shared::protocol::{AuditReport, CheckResult, ClaimStatus, ViolationKind};
+
+/// Writes `audit.json` and `audit.md` into `dir` and returns their paths. Each file is
+/// written to a temporary name and renamed, so a reader never sees half a report.
+pub fn write(report: &AuditReport, dir: &Path) -> io::Result<(PathBuf, PathBuf)> {
+    let json = serde_json::to_vec_pretty(report).map_err(io::Error::other)?;
+    let json_path = dir.join("audit.json");
+    let md_path = dir.join("audit.md");
+    write_atomically(&md_path, markdown(report).as_bytes())?;
+    write_atomically(&json_path, &json)?;
+    Ok((json_path, md_path))
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes)?;
+    fs::rename(&tmp, path)
+}
+
+/// The first 10 characters of an object id.
+fn short(oid: &str) -> &str {
+    oid.get(..10).unwrap_or(oid)
+}
+
+/// Renders the report as Markdown.
+pub fn markdown(report: &AuditReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Audit of phase `{}`: `{}`..`{}`\n",
+        report.phase,
+        short(&report.base),
+        short(&report.candidate)
+    );
+    let _ = writeln!(
+        out,
+        "**Recommendation: {}** — {}\n",
+        report.recommendation.as_str(),
+        report.summary
+    );
+    let _ = writeln!(out, "Verified tree: `{}`\n", report.tree);
+    checks_section(&mut out, &report.checks);
+    violations_section(&mut out, report);
+    claims_section(&mut out, report);
+    unverifiable_section(&mut out, report);
+    let _ = writeln!(out, "## Changed paths\n");
+    if report.changed_paths.is_empty() {
+        let _ = writeln!(out, "None: the candidate's tree is the base's.");
+    }
+    for path in &report.changed_paths {
+        let _ = writeln!(out, "- `{path}`");
+    }
+    out
+}
+
+fn checks_section(out: &mut String, checks: &[CheckResult]) {
+    let _ = writeln!(out, "## Checks\n");
+    if checks.is_empty() {
+        let _ = writeln!(
+            out,
+            "The contract has no machine check: nothing here was verified by running it.\n"
+        );
+        return;
+    }
+    let _ = writeln!(out, "| check | result | exit | duration |");
+    let _ = writeln!(out, "| --- | --- | --- | --- |");
+    for check in checks {
+        let result = match &check.failure {
+            None => "passed".to_owned(),
+            Some(why) => format!("**failed**: {why}"),
+        };
+        let exit = match (check.record.exit_code, check.record.signal) {
+            (Some(code), _) => code.to_string(),
+            (None, Some(signal)) => format!("signal {signal}"),
+            (None, None) => "–".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            cell(&format!("`{}` (line {})", check.command, check.line)),
+            cell(&result),
+            exit,
+            duration(check.record.duration_ms)
+        );
+    }
+    out.push('\n');
+    for check in checks {
+        let _ = writeln!(out, "### `{}`\n", check.command);
+        if let Some(metric) = &check.metric {
+            let value = metric
+                .value
+                .map_or_else(|| "not found".to_owned(), |v| v.to_string());
+            let _ = writeln!(
+                out,
+                "Metric `{}`: {value} (expected {} {}).\n",
+                metric.name,
+                metric.op.as_str(),
+                metric.target
+            );
+        }
+        let mut quoted = false;
+        for (label, text) in [
+            ("stdout", &check.record.stdout),
+            ("stderr", &check.record.stderr),
+        ] {
+            if text.trim().is_empty() {
+                continue;
+            }
+            quoted = true;
+            let note = if check.record.truncated { ", tail" } else { "" };
+            let _ = writeln!(out, "{label}{note}:\n");
+            fenced(out, text);
+        }
+        if !quoted {
+            let _ = writeln!(out, "No output.\n");
+        }
+    }
+}
+
+fn violations_section(out: &mut String, report: &AuditReport) {
+    let _ = writeln!(out, "## Boundary violations\n");
+    if report.violations.is_empty() {
+        let _ = writeln!(out, "None.\n");
+        return;
+    }
+    for violation in &report.violations {
+        let kind = match violation.kind {
+            ViolationKind::Forbidden => "forbidden path",
+            ViolationKind::NotAllowed => "outside the allowed paths",
+            ViolationKind::Protected => "protected path changed",
+            ViolationKind::GitLevel => "git-level change",
+        };
+        let _ = writeln!(out, "- `{}`: {kind} — {}", violation.path, violation.rule);
+    }
+    out.push('\n');
+}
+
+fn claims_section(out: &mut String, report: &AuditReport) {
+    let _ = writeln!(out, "## Claims\n");
+    let judged: Vec<_> = report
+        .claims
+        .iter()
+        .filter(|c| c.status != ClaimStatus::Unverifiable)
+        .collect();
+    if report.claims.is_empty() {
+        let _ = writeln!(out, "The implementer made no claims.\n");
+    } else if judged.is_empty() {
+        let _ = writeln!(
+            out,
+            "None could be checked against the evidence (see below).\n"
+        );
+    }
+    for claim in judged {
+        let status = match claim.status {
+            ClaimStatus::Verified => "verified",
+            ClaimStatus::Refuted => "**refuted**",
+            ClaimStatus::Unverifiable => "unverifiable",
+        };
+        let _ = writeln!(out, "- {status}: “{}”", claim.claim);
+        evidence(out, &claim.evidence);
+    }
+}
+
+fn unverifiable_section(out: &mut String, report: &AuditReport) {
+    let claims: Vec<_> = report
+        .claims
+        .iter()
+        .filter(|c| c.status == ClaimStatus::Unverifiable)
+        .collect();
+    if claims.is_empty() && report.unverified_checks.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Not verifiable by machine\n");
+    for check in &report.unverified_checks {
+        let _ = writeln!(
+            out,
+            "- check: “{check}”\n\n  Evidence needed: a person's (or an auditor agent's) \
+             judgement; a machine never counts it as passed.\n"
+        );
+    }
+    for claim in claims {
+        let _ = writeln!(out, "- claim: “{}”", claim.claim);
+        evidence(out, &claim.evidence);
+    }
+}
+
+/// A claim's evidence: its sentence, then any quoted output in a fenced block.
+fn evidence(out: &mut String, text: &str) {
+    let (sentence, quoted) = text.split_once("\n\n").unwrap_or((text, ""));
+    let _ = writeln!(out, "\n  {sentence}\n");
+    if !quoted.is_empty() {
+        let mut block = String::new();
+        fenced(&mut block, quoted);
+        for line in block.lines() {
+            if line.is_empty() {
+                out.push('\n');
+            } else {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+    }
+}
+
+/// `text` in a fenced block whose fence is longer than any backtick run inside it.
+fn fenced(out: &mut String, text: &str) {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    let _ = writeln!(
+        out,
+        "{fence}text\n{}\n{fence}\n",
+        text.trim_end_matches('\n')
+    );
+}
+
+/// A table cell: pipes escaped, newlines flattened.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// "340 ms", "2.5 s", "3 min 5 s".
+pub fn duration(ms: u64) -> String {
+    match ms {
+        0..1000 => format!("{ms} ms"),
+        1000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000),
+    }
+}
