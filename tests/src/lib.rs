@@ -1,2 +1,213 @@
 //! Helpers for the end-to-end tests: hermetic environments, real git repositories, and the
 //! paths of goalpost's built binaries.
+//!
+//! Every command runs with a cleared environment: `HOME` in the test's temp dir,
+//! `GIT_CONFIG_GLOBAL=/dev/null`, no system git config, `LC_ALL=C`, and fixed author and
+//! committer dates, so a test sees the same thing on every machine.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tempfile::TempDir;
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives in the repository")
+        .to_path_buf()
+}
+
+/// A goal file of `fixtures/plans/`.
+pub fn fixture_plan(name: &str) -> PathBuf {
+    repo_root().join("fixtures/plans").join(name)
+}
+
+/// The built binary `name` (`goalpost`, `goalpost-worker`, ...) in the target directory this
+/// test was built into.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    // target/debug/deps/<test>-<hash> -> target/debug/<name>
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace` first",
+        path.display()
+    );
+    path
+}
+
+/// A temp dir with a home of its own; commands started from it see only what it sets.
+#[derive(Debug)]
+pub struct TestEnv {
+    tmp: TempDir,
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("goalpost-test-")
+            .tempdir()
+            .expect("create a temp dir");
+        std::fs::create_dir_all(tmp.path().join("home")).expect("create the test's HOME");
+        TestEnv { tmp }
+    }
+
+    /// The test's working directory.
+    pub fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir().join("home")
+    }
+
+    /// Writes `text` to `rel` under the test's directory, creating parent directories.
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.dir().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create parent dirs");
+        }
+        std::fs::write(&path, text).expect("write a test file");
+        path
+    }
+
+    /// A command for `program` with the hermetic environment, run in the test's directory.
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.current_dir(self.dir()).env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            cmd.env("PATH", path);
+        }
+        let date = "2026-01-01T00:00:00Z";
+        cmd.env("HOME", self.home())
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("LC_ALL", "C")
+            .env("GIT_AUTHOR_NAME", "goalpost test")
+            .env("GIT_AUTHOR_EMAIL", "test@goalpost.invalid")
+            .env("GIT_AUTHOR_DATE", date)
+            .env("GIT_COMMITTER_NAME", "goalpost test")
+            .env("GIT_COMMITTER_EMAIL", "test@goalpost.invalid")
+            .env("GIT_COMMITTER_DATE", date);
+        cmd
+    }
+
+    /// Runs `goalpost` with `args` and returns what it did.
+    pub fn goalpost<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.command(binary("goalpost"));
+        cmd.args(args);
+        Run::of(cmd)
+    }
+
+    /// Runs `git` with `args` in `dir` (relative to the test's directory); panics on failure.
+    pub fn git(&self, dir: &str, args: &[&str]) -> Run {
+        let mut cmd = self.command("git");
+        cmd.current_dir(self.dir().join(dir)).args(args);
+        let run = Run::of(cmd);
+        run.assert_code(0);
+        run
+    }
+
+    /// A git repository at `dir` with one commit holding `files`, on branch `main`.
+    pub fn repo(&self, dir: &str, files: &[(&str, &str)]) -> PathBuf {
+        let root = self.dir().join(dir);
+        std::fs::create_dir_all(&root).expect("create the repository dir");
+        self.git(dir, &["init", "-q", "-b", "main"]);
+        for (rel, text) in files {
+            self.write(&format!("{dir}/{rel}"), text);
+        }
+        self.git(dir, &["add", "-A"]);
+        self.git(dir, &["commit", "-q", "-m", "initial"]);
+        root
+    }
+}
+
+/// A finished command: its exit code and both output streams.
+#[derive(Debug)]
+pub struct Run {
+    pub command: String,
+    pub cwd: PathBuf,
+    /// The exit code, or -1 when a signal ended it.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn of(mut cmd: Command) -> Run {
+        let command = format!(
+            "{} {}",
+            cmd.get_program().to_string_lossy(),
+            cmd.get_args()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let cwd = cmd
+            .get_current_dir()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
+        Run {
+            command,
+            cwd,
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Panics, showing the command, its cwd and both streams, unless it exited with `code`.
+    pub fn assert_code(&self, code: i32) -> &Run {
+        assert_eq!(self.code, code, "unexpected exit code\n{self}");
+        self
+    }
+
+    /// Panics (showing everything) unless stderr contains `needle`.
+    pub fn assert_stderr_has(&self, needle: &str) -> &Run {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n{self}"
+        );
+        self
+    }
+
+    /// Panics (showing everything) unless stdout contains `needle`.
+    pub fn assert_stdout_has(&self, needle: &str) -> &Run {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}\n{self}"
+        );
+        self
+    }
+}
+
+impl fmt::Display for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "command: {}", self.command)?;
+        writeln!(f, "cwd:     {}", self.cwd.display())?;
+        writeln!(f, "exit:    {}", self.code)?;
+        writeln!(f, "--- stdout ---\n{}", self.stdout)?;
+        write!(f, "--- stderr ---\n{}", self.stderr)
+    }
+}

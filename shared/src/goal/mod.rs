@@ -96,6 +96,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, Diagnostics> {
     let facts = validate::Facts {
         front_matter_readable: fm.readable,
         verification_at: doc.verification_at,
+        outcome_written: doc.outcome_written,
     };
     let plan = phases::build(path, fm.settings, doc, &mut sink);
     validate::plan(&plan, &facts, &mut sink);
@@ -143,7 +144,7 @@ pub(crate) fn suggest<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) 
         .into_iter()
         .map(|k| {
             (
-                strsim::levenshtein(&word.to_lowercase(), &k.to_lowercase()),
+                strsim::damerau_levenshtein(&word.to_lowercase(), &k.to_lowercase()),
                 k,
             )
         })

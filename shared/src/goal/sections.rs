@@ -138,7 +138,7 @@ pub(crate) fn stop_condition(text: Spanned<String>) -> StopCondition {
     }
 }
 
-/// One verification item from its lines; `None` (with the error reported) if malformed.
+/// One verification item from its lines; `None` if there is none.
 pub(crate) fn check(lines: &[Line], sink: &mut Sink) -> Option<Check> {
     let first = lines.first()?;
     let text: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
@@ -150,7 +150,16 @@ pub(crate) fn check(lines: &[Line], sink: &mut Sink) -> Option<Check> {
         }),
         Err(e) => {
             sink.error(first.line, first.col, e.message, e.expected);
-            None
+            // Kept as a machine check without its metric, so the error above is not
+            // followed by a "no machine check" that only repeats it.
+            let command = super::checks::code_span(&text).map(|(c, _)| c.to_string())?;
+            Some(Check {
+                text: Spanned::new(text, first.line, first.col),
+                kind: crate::contract::CheckKind::Machine {
+                    command,
+                    metric: None,
+                },
+            })
         }
     }
 }
@@ -193,6 +202,8 @@ pub(crate) struct Doc {
     pub parts: Parts,
     /// Where `## Verification` is, for a plan-level "no machine check" error.
     pub verification_at: Option<(u32, u32)>,
+    /// True when the plan has an `## Outcome` heading (an empty one is reported there).
+    pub outcome_written: bool,
     /// `Some` when the file has a `## Phases` heading.
     pub phases: Option<(Heading, Vec<PhaseDraft>)>,
 }
@@ -225,6 +236,7 @@ pub(crate) fn read(nodes: &[Node], sink: &mut Sink) -> Doc {
                 if part == Part::Verification {
                     doc.verification_at = Some((h.line, h.col));
                 }
+                doc.outcome_written |= part == Part::Outcome;
                 // Sub-headings of a contract part add to it.
                 let mut blocks = node.blocks.clone();
                 blocks.extend(children.iter().flat_map(|c| c.blocks.iter().cloned()));

@@ -16,6 +16,8 @@ pub(crate) struct Facts {
     pub front_matter_readable: bool,
     /// Where `## Verification` is, for the implicit phase's "no machine check".
     pub verification_at: Option<(u32, u32)>,
+    /// The plan has an `## Outcome` heading; if it is empty, that was reported already.
+    pub outcome_written: bool,
 }
 
 pub(crate) fn plan(plan: &Plan, facts: &Facts, sink: &mut Sink) {
@@ -38,6 +40,7 @@ fn contracts(plan: &Plan, facts: &Facts, sink: &mut Sink) {
             .outcome
             .as_ref()
             .is_none_or(|o| o.value.trim().is_empty())
+            && !facts.outcome_written
         {
             if plan.implicit_phase {
                 sink.error(
