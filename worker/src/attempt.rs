@@ -38,6 +38,17 @@ pub enum AttemptError {
     },
 }
 
+impl AttemptError {
+    /// Whether the input itself is wrong (no repository at the worktree, a base or
+    /// previous candidate that names no commit), as opposed to a failure on the way.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            AttemptError::Git(GitError::NotARepository { .. } | GitError::UnknownRevision { .. })
+        )
+    }
+}
+
 /// Runs one round of the attempt described by `input`. Setup failures (no repository,
 /// unknown base, unwritable private dir) are errors; once the first turn could start,
 /// every ending is a [`WorkerResult`], a failure of the worker's own included.

@@ -3,8 +3,10 @@
 //!
 //! Exit status: 0 whenever OUT.json was written, whatever the attempt's outcome (candidate,
 //! blocked, budget limited); 2 when the input cannot be read or does not describe a round
-//! that can start (no repository at the worktree, unknown base); 1 when the worker failed
-//! otherwise (the output could not be written). Logs go to stderr (`GOALPOST_LOG` filters
+//! that can start (no repository at the worktree, unknown base or previous candidate); 1
+//! when the worker failed otherwise before any turn (unwritable private dir, a git failure
+//! setting up the round) or could not write the output. A failure after the first turn
+//! started is reported in OUT.json as a blocked outcome, with the usage spent so far. Logs go to stderr (`GOALPOST_LOG` filters
 //! them, `info` by default); stdout stays empty.
 
 mod adapter;
@@ -61,7 +63,14 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), Failure> {
-    let input = read_input(&args.input).map_err(Failure::BadInput)?;
+    let mut input = read_input(&args.input).map_err(Failure::BadInput)?;
+    // Agents run in the worktree, not in the worker's cwd: the paths they are given
+    // (prompt file, TMPDIR) must not depend on where the worker was started.
+    for path in [&mut input.worktree, &mut input.private_dir] {
+        *path = std::path::absolute(&*path)
+            .with_context(|| format!("cannot make {} absolute", path.display()))
+            .map_err(Failure::BadInput)?;
+    }
     tracing::info!(
         run = %input.run_id,
         phase = %input.phase,
@@ -69,14 +78,18 @@ fn run(args: &Args) -> Result<(), Failure> {
         first_iteration = input.first_iteration,
         "worker round starts"
     );
-    let result = attempt::run(&input)
-        .with_context(|| {
-            format!(
-                "cannot start attempt {} of phase {}",
-                input.attempt, input.phase
-            )
-        })
-        .map_err(Failure::BadInput)?;
+    let result = attempt::run(&input).map_err(|err| {
+        let bad_input = err.is_bad_input();
+        let err = anyhow::Error::new(err).context(format!(
+            "cannot start attempt {} of phase {}",
+            input.attempt, input.phase
+        ));
+        if bad_input {
+            Failure::BadInput(err)
+        } else {
+            Failure::Internal(err)
+        }
+    })?;
     tracing::info!(outcome = ?result.outcome, "worker round ends");
     write_output(&args.output, &result).map_err(Failure::Internal)
 }

@@ -29,6 +29,11 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::with_files(&[])
+    }
+
+    /// A fixture whose base commit also holds `files` (those under `tools/` executable).
+    fn with_files(files: &[(&str, &str)]) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().canonicalize().unwrap();
         let repo = root.join("repo");
@@ -43,7 +48,16 @@ impl Fixture {
         };
         f.git(&f.repo, &["init", "-q", "-b", "main"]);
         fs::write(f.repo.join("README"), "hello\n").unwrap();
-        f.git(&f.repo, &["add", "README"]);
+        for (path, content) in files {
+            let path = f.repo.join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, content).unwrap();
+            if path.starts_with(f.repo.join("tools")) {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+            }
+        }
+        f.git(&f.repo, &["add", "."]);
         f.git(&f.repo, &["commit", "-q", "-m", "base"]);
         f.base = f.git(&f.repo, &["rev-parse", "HEAD"]).trim().to_owned();
         let wt = f.worktree.to_str().unwrap().to_owned();
@@ -131,8 +145,8 @@ impl Fixture {
         }
     }
 
-    /// Runs the worker binary on `input` and returns its result.
-    fn run(&self, input: &WorkerInput) -> WorkerResult {
+    /// Runs the worker binary on `input`; returns how it ended and where its output goes.
+    fn run_raw(&self, input: &WorkerInput) -> (std::process::Output, PathBuf) {
         let in_path = self.root.join("in.json");
         let out_path = self.root.join("out.json");
         fs::write(&in_path, serde_json::to_vec_pretty(input).unwrap()).unwrap();
@@ -145,7 +159,12 @@ impl Fixture {
         self.hermetic_env(&mut cmd);
         cmd.env("SECRET_NOT_ALLOWED", "leak")
             .env("GOALPOST_LOG", "debug");
-        let out = cmd.output().unwrap();
+        (cmd.output().unwrap(), out_path)
+    }
+
+    /// Runs the worker binary on `input` and returns its result.
+    fn run(&self, input: &WorkerInput) -> WorkerResult {
+        let (out, out_path) = self.run_raw(input);
         assert!(
             out.status.success(),
             "goalpost-worker failed ({}):\nstdout:\n{}\nstderr:\n{}",
@@ -454,4 +473,53 @@ fn conflict_round_starts_from_the_merge_and_keeps_both_parents() {
             .unwrap()
             .contains("resolve the conflict markers in:\n- README")
     );
+}
+
+#[test]
+fn a_relative_agent_command_runs_from_the_worktree() {
+    let script =
+        "#!/bin/sh\necho from-script > file\nprintf 'Claims:\\n- ran %s\\n' \"$GOALPOST_ROLE\"\n";
+    let f = Fixture::with_files(&[("tools/agent.sh", script)]);
+    let mut input = f.input("unused", None, &["grep -q from-script file"]);
+    input.implementer.command = vec!["./tools/agent.sh".into()];
+    input.implementer.args.clear();
+    let result = f.run(&input);
+    assert_eq!(
+        result.outcome,
+        AttemptOutcome::Candidate {
+            commit: f.ref_target(),
+            claims: vec!["ran implementer".into()]
+        }
+    );
+}
+
+#[test]
+fn a_blocked_verdict_blocks_with_the_reviewer_reason_and_needs() {
+    let f = Fixture::new();
+    let reviewer = "echo 'The spec contradicts itself.'; echo 'NEEDS: a decision on section 2'; echo 'VERDICT: blocked'";
+    let result = f.run(&f.input("echo x > file", Some(reviewer), &["true"]));
+    assert_eq!(
+        result.outcome,
+        AttemptOutcome::Blocked {
+            reason: "The spec contradicts itself.".into(),
+            needs: "a decision on section 2".into()
+        }
+    );
+    assert_eq!(result.iterations.len(), 1);
+}
+
+#[test]
+fn a_missing_worktree_is_bad_input_and_writes_nothing() {
+    let f = Fixture::new();
+    let mut input = f.input("true", None, &["true"]);
+    input.worktree = f.root.join("no-such-worktree");
+    let (out, out_path) = f.run_raw(&input);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out_path.exists());
+    assert!(out.stdout.is_empty());
 }
