@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use goalpost_shared::contract::{Check, CheckKind, Contract, Spanned};
-use goalpost_shared::plan::{Adapter, Budget};
+use goalpost_shared::plan::{Adapter, Budget, WallTime};
 use goalpost_shared::protocol::{
     AgentSpec, AttemptOutcome, Feedback, Verdict, WorkerInput, WorkerResult,
 };
@@ -522,4 +523,45 @@ fn a_missing_worktree_is_bad_input_and_writes_nothing() {
     );
     assert!(!out_path.exists());
     assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_turn_is_cut_at_the_wall_budget_and_no_turn_follows() {
+    let f = Fixture::new();
+    let mut input = f.input("echo started > file; sleep 30", Some(APPROVE), &["true"]);
+    input.budget.wall = Some(Spanned::new(
+        WallTime {
+            text: "2s".into(),
+            duration: Duration::from_secs(2),
+        },
+        1,
+        1,
+    ));
+    let started = Instant::now();
+    let result = f.run(&input);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let AttemptOutcome::BudgetLimited { budget, limit, .. } = &result.outcome else {
+        panic!("expected a budget stop, got {:?}", result.outcome);
+    };
+    assert_eq!((budget.as_str(), limit.as_str()), ("wall", "2s"));
+    assert_eq!(result.iterations.len(), 1);
+    let it = &result.iterations[0];
+    assert!(it.implementer.record.timed_out);
+    assert!(
+        it.implementer
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("timed out")
+    );
+    // What the agent wrote before it was stopped is harvested, not lost.
+    let commit = it.commit.clone().expect("the partial work is harvested");
+    assert_eq!(
+        f.git(&f.repo, &["show", &format!("{commit}:file")]),
+        "started\n"
+    );
+    assert!(
+        it.reviewer.is_none(),
+        "no reviewer turn after the wall budget"
+    );
 }
