@@ -244,9 +244,12 @@ pub fn recommend(
         };
     let summary = match recommendation {
         Recommendation::Merge => format!(
-            "all {} check{} passed, no boundary violations, {verified} of {} claim{} verified",
-            checks.len(),
-            plural(checks.len()),
+            "{} passed, no boundary violations, {verified} of {} claim{} verified",
+            if checks.len() == 1 {
+                "the check".to_owned()
+            } else {
+                format!("all {} checks", checks.len())
+            },
             claims.len(),
             plural(claims.len())
         ),
