@@ -66,7 +66,7 @@ pub fn approve(dir: &Path, run: Option<&str>) -> Result<ExitCode, RunError> {
             &release_ref,
             target,
             audited_tree,
-            "release (approved)",
+            gate::Landing::Merge,
         )? {
             GateStep::Moved { old_tip, new_tip } => {
                 store.record_merge(

@@ -86,6 +86,22 @@ Example:
 
     /// Move the release branch of a run that waits for human approval
     Approve(StatusArgs),
+
+    /// Run a 4-phase plan with scripted agents on a sample repository
+    #[command(long_about = "\
+Create a sample repository and a 4-phase plan in a new directory, and run it with \
+scripted agents standing in for models: two phases run in parallel, one implementer \
+edits a forbidden path and is sent back by the audit, another claims the tests pass \
+after rewriting the protected test script, and the audit, which runs the tests as they \
+were, refutes the claim. Prints the outcome of each phase and where the reports are.")]
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to create the demo (default: a new directory in the system temp dir)
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

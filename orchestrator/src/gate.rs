@@ -15,60 +15,73 @@ pub enum GateStep {
     Conflict { paths: Vec<String>, tip: Oid },
 }
 
+/// How a candidate lands on the tip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Landing<'m> {
+    /// One new commit on the tip with the candidate's changes and this message: the
+    /// attempt's intermediate commits, which no audit saw, stay on the attempt ref only.
+    Squash(&'m str),
+    /// A fast-forward when possible, else a merge commit with both parents (the release
+    /// branch, which must keep commits others pushed to it).
+    Merge,
+}
+
 /// Brings `candidate`, whose tree `audited_tree` passed its audit, onto the commit
-/// `refname` points at. Moves the ref when the result's tree is exactly the audited one
-/// (a fast-forward, or a merge whose tree equals the candidate's); otherwise returns the
-/// merge commit for another audit. Conflicts are reported, never resolved.
+/// `refname` points at. Moves the ref when the result's tree is exactly the audited one;
+/// otherwise returns the new commit for another audit. Conflicts are reported, never
+/// resolved.
 pub fn integrate(
     repo: &Repo,
     refname: &str,
     candidate: Oid,
     audited_tree: Oid,
-    label: &str,
+    landing: Landing<'_>,
 ) -> Result<GateStep, GitError> {
     let tip = repo
         .ref_target(refname)?
         .ok_or_else(|| GitError::UnknownRevision {
             rev: refname.to_owned(),
         })?;
-    if tip == candidate {
-        return Ok(GateStep::Moved {
-            old_tip: tip,
-            new_tip: tip,
-        });
-    }
-    if repo.is_ancestor(tip, candidate)? {
-        if repo.tree_of(candidate)? != audited_tree {
-            return Ok(GateStep::NeedsAudit {
-                merge_commit: candidate,
-                old_tip: tip,
-            });
+    let label = match landing {
+        Landing::Squash(message) => message.lines().next().unwrap_or("phase").to_owned(),
+        Landing::Merge => "release".to_owned(),
+    };
+    let fast_forward = repo.is_ancestor(tip, candidate)?;
+    let (tree, commit) = match (landing, fast_forward) {
+        (Landing::Merge, true) => (repo.tree_of(candidate)?, candidate),
+        (Landing::Squash(message), true) => {
+            let tree = repo.tree_of(candidate)?;
+            (tree, repo.create_commit(tree, &[tip], message, None)?)
         }
-        land(repo, refname, candidate, tip, label)?;
-        return Ok(GateStep::Moved {
-            old_tip: tip,
-            new_tip: candidate,
-        });
-    }
-    match repo.merge_in_memory(tip, candidate)? {
-        MergeOutcome::Conflict { paths } => Ok(GateStep::Conflict { paths, tip }),
-        MergeOutcome::Clean { tree } => {
-            let message = format!("goalpost: merge {label}");
-            let merge_commit = repo.create_commit(tree, &[tip, candidate], &message, None)?;
-            if tree == audited_tree {
-                land(repo, refname, merge_commit, tip, label)?;
-                Ok(GateStep::Moved {
-                    old_tip: tip,
-                    new_tip: merge_commit,
-                })
-            } else {
-                Ok(GateStep::NeedsAudit {
-                    merge_commit,
-                    old_tip: tip,
-                })
+        (landing, false) => match repo.merge_in_memory(tip, candidate)? {
+            MergeOutcome::Conflict { paths } => return Ok(GateStep::Conflict { paths, tip }),
+            MergeOutcome::Clean { tree } => {
+                let commit = match landing {
+                    Landing::Squash(message) => repo.create_commit(tree, &[tip], message, None)?,
+                    Landing::Merge => repo.create_commit(
+                        tree,
+                        &[tip, candidate],
+                        &format!("goalpost: merge {candidate} into {refname}"),
+                        None,
+                    )?,
+                };
+                (tree, commit)
             }
-        }
+        },
+    };
+    if tree != audited_tree {
+        return Ok(GateStep::NeedsAudit {
+            merge_commit: commit,
+            old_tip: tip,
+        });
     }
+    if commit != tip {
+        land(repo, refname, commit, tip, &label)?;
+    }
+    Ok(GateStep::Moved {
+        old_tip: tip,
+        new_tip: commit,
+    })
 }
 
 /// Moves `refname` from `expected` to `commit` by compare-and-swap.

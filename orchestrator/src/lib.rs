@@ -5,6 +5,7 @@
 pub mod approve;
 pub mod attempt;
 pub mod audit;
+pub mod demo;
 pub mod gate;
 pub mod layout;
 pub mod lock;

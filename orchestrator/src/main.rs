@@ -44,6 +44,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Report(args) => run_cmds::report(&args),
         Command::Audit(args) => run_cmds::audit(&args),
         Command::Approve(args) => run_cmds::approve(&args),
+        Command::Demo(args) => Ok(goalpost_orchestrator::demo::demo(args.dir)?),
     }
 }
 

@@ -81,6 +81,8 @@ struct Attempt {
     diff_size: usize,
     /// The last candidate that passed its audit, and its tree.
     audited: Option<(Oid, Oid)>,
+    /// The last audit's one-line summary.
+    audit_summary: String,
     state: AttemptState,
 }
 
@@ -220,11 +222,12 @@ impl<'a> Scheduler<'a> {
             in_flight -= 1;
             self.handle(done)?;
         }
+        let end = match self.blocked_end() {
+            Some(end) => Ok(end),
+            None => self.finish(),
+        };
         self.cleanup_worktrees();
-        if let Some(end) = self.blocked_end() {
-            return Ok(end);
-        }
-        self.finish()
+        end
     }
 
     fn start_ready_phases(&mut self) -> Result<(), ScheduleError> {
@@ -318,6 +321,7 @@ impl<'a> Scheduler<'a> {
                 metric: None,
                 diff_size: 0,
                 audited: None,
+                audit_summary: String::new(),
                 state: AttemptState::Working,
             });
             self.queue_round(index, None, None)?;
@@ -412,7 +416,15 @@ impl<'a> Scheduler<'a> {
         claims: Vec<String>,
         front: bool,
     ) {
-        let input = self.audit_input(contract, label, base, candidate, claims);
+        let phase = match &purpose {
+            AuditPurpose::Candidate { attempt } | AuditPurpose::Merge { attempt, .. } => {
+                self.plan.phases[self.attempts[*attempt].phase]
+                    .id
+                    .value
+                    .clone()
+            }
+        };
+        let input = self.audit_input(&phase, contract, label, base, candidate, claims);
         let job = Job::Audit {
             purpose,
             input: Box::new(input),
@@ -426,6 +438,7 @@ impl<'a> Scheduler<'a> {
 
     fn audit_input(
         &mut self,
+        phase: &str,
         contract: Contract,
         label: &str,
         base: Oid,
@@ -436,7 +449,7 @@ impl<'a> Scheduler<'a> {
         let k = self.audits_started;
         AuditInput {
             run_id: self.run_id.clone(),
-            phase: label.to_owned(),
+            phase: phase.to_owned(),
             repo: self.workdir.clone(),
             worktree: self.layout.audit_worktree(&self.run_id, label, k),
             base: base.to_string(),
@@ -642,6 +655,7 @@ impl<'a> Scheduler<'a> {
                         .and_then(|m| m.value);
                 }
                 a.audited = Some((candidate, tree));
+                a.audit_summary = report.summary.clone();
                 a.state = AttemptState::Passed;
                 let (phase_id, n) = self.key(i);
                 let a = &self.attempts[i];
@@ -742,12 +756,18 @@ impl<'a> Scheduler<'a> {
             ));
         };
         let (phase_id, n) = self.key(i);
-        let label = format!("phase {phase_id} attempt {n}");
+        let message = self.squash_message(i, candidate);
         self.attempts[i].state = AttemptState::Gating;
         let mut tries = 0;
         loop {
             tries += 1;
-            let step = gate::integrate(self.repo, &self.integration_ref(), candidate, tree, &label);
+            let step = gate::integrate(
+                self.repo,
+                &self.integration_ref(),
+                candidate,
+                tree,
+                gate::Landing::Squash(&message),
+            );
             return match step {
                 Ok(GateStep::Moved { old_tip, new_tip }) => self.merged(i, old_tip, new_tip),
                 Ok(GateStep::NeedsAudit {
@@ -780,6 +800,21 @@ impl<'a> Scheduler<'a> {
                 Err(e) => Err(e.into()),
             };
         }
+    }
+
+    /// The message of the one commit a phase lands as.
+    fn squash_message(&self, i: usize, candidate: Oid) -> String {
+        let a = &self.attempts[i];
+        let phase = &self.plan.phases[a.phase];
+        let title = if phase.title.is_empty() {
+            phase.id.value.clone()
+        } else {
+            phase.title.clone()
+        };
+        format!(
+            "{title}\n\nPhase `{}` of goalpost run {}, attempt {} ({}).\nAudit: {}\nAttempt ref: {} at {candidate}\n",
+            phase.id.value, self.run_id, a.n, a.agent, a.audit_summary, a.ref_name
+        )
     }
 
     fn conflict(
@@ -961,10 +996,9 @@ impl<'a> Scheduler<'a> {
                 Err(e) => eprintln!("warning: kept {}: {e}", a.worktree.display()),
             }
         }
-        let run_root = self.layout.worktree_root.join(&self.run_id);
-        if run_root.read_dir().is_ok_and(|mut d| d.next().is_none()) {
-            let _ = std::fs::remove_dir(&run_root);
-        }
+        // Folders left empty go too; `remove_dir` refuses any that is not.
+        let _ = std::fs::remove_dir(self.layout.worktree_root.join(&self.run_id));
+        let _ = std::fs::remove_dir(&self.layout.worktree_root);
         let _ = self.repo.worktree_prune();
     }
 }

@@ -21,7 +21,8 @@ impl Scheduler<'_> {
         let mut target = tip;
         let release_ref = format!("refs/heads/{}", self.release);
         for _ in 0..3 {
-            let input = self.audit_input(contract.clone(), "goal", base, target, Vec::new());
+            let input =
+                self.audit_input("goal", contract.clone(), "goal", base, target, Vec::new());
             println!("whole goal: auditing {}", short(target));
             let report = audit::run_auditor(&input).map_err(ScheduleError::Internal)?;
             let commands: Vec<_> = report.checks.iter().map(|c| c.record.clone()).collect();
@@ -47,7 +48,7 @@ impl Scheduler<'_> {
                 return Ok(RunEnd::AwaitingApproval { tip: target });
             }
             let tree = self.repo.tree_of(target)?;
-            match gate::integrate(self.repo, &release_ref, target, tree, "release")? {
+            match gate::integrate(self.repo, &release_ref, target, tree, gate::Landing::Merge)? {
                 GateStep::Moved { old_tip, new_tip } => {
                     self.store.record_merge(
                         &self.run_id,
