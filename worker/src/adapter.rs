@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use goalpost_shared::plan;
-use goalpost_shared::process::{self, ProcessError};
+use goalpost_shared::process::{self, CancelToken, ProcessError};
 use goalpost_shared::protocol::{AgentSpec, CommandRecord, Role, TurnRecord, Usage, WorkerInput};
 
 use crate::budget::duration_ms;
@@ -22,6 +22,9 @@ const OUTPUT_CAP: usize = 1 << 20;
 const RECORD_TAIL: usize = 16 * 1024;
 /// Bytes of stderr quoted in a failed turn's error.
 const ERROR_TAIL: usize = 2_000;
+/// Between SIGTERM and SIGKILL for an agent's group: short, so a stopped worker still
+/// harvests and writes its result within the grace its own parent gives it.
+const AGENT_GRACE: Duration = Duration::from_secs(3);
 
 /// One turn to run.
 #[derive(Debug)]
@@ -36,6 +39,8 @@ pub struct TurnRequest<'a> {
     /// Where the prompt goes; the adapter writes it.
     pub prompt_file: PathBuf,
     pub timeout: Duration,
+    /// Cancelling it ends the turn at once.
+    pub cancel: Option<&'a CancelToken>,
     /// The git tree the turn starts on, for the record.
     pub tree: Option<String>,
 }
@@ -147,6 +152,7 @@ impl Adapter for CommandAdapter {
             .env("GOALPOST_PROMPT_FILE", &request.prompt_file)
             .stdin_bytes(request.prompt.as_bytes())
             .timeout(request.timeout)
+            .grace(AGENT_GRACE)
             .output_cap(OUTPUT_CAP);
         tracing::info!(
             role = request.role.as_str(),
@@ -155,7 +161,7 @@ impl Adapter for CommandAdapter {
             self.spec.name,
             cmd.command_line()
         );
-        let outcome = match process::run(&cmd, None) {
+        let outcome = match process::run(&cmd, request.cancel) {
             Ok(outcome) => outcome,
             Err(err) => {
                 let unavailable = matches!(

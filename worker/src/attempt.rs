@@ -18,6 +18,7 @@ use crate::budget::{Crossed, Meter};
 use crate::harvest::Lineage;
 use crate::progress::{Progress, failing};
 use crate::prompt::{self, ImplementerTurn, Review, ReviewerTurn};
+use crate::stop::Stop;
 
 /// Bytes of `git diff base..head` a reviewer gets.
 const DIFF_CAP: usize = 200 * 1024;
@@ -52,7 +53,7 @@ impl AttemptError {
 /// Runs one round of the attempt described by `input`. Setup failures (no repository,
 /// unknown base, unwritable private dir) are errors; once the first turn could start,
 /// every ending is a [`WorkerResult`], a failure of the worker's own included.
-pub fn run(input: &WorkerInput) -> Result<WorkerResult, AttemptError> {
+pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptError> {
     let tmpdir = input.private_dir.join("tmp");
     fs::create_dir_all(&tmpdir).map_err(|source| AttemptError::PrivateDir {
         path: tmpdir.clone(),
@@ -67,6 +68,7 @@ pub fn run(input: &WorkerInput) -> Result<WorkerResult, AttemptError> {
     }
     let mut round = Round {
         input,
+        stop,
         tmpdir,
         lineage,
         meter: Meter::new(input.budget.clone()),
@@ -88,6 +90,7 @@ pub fn run(input: &WorkerInput) -> Result<WorkerResult, AttemptError> {
 
 struct Round<'a> {
     input: &'a WorkerInput,
+    stop: &'a Stop,
     tmpdir: PathBuf,
     lineage: Lineage,
     meter: Meter,
@@ -112,6 +115,9 @@ impl Round<'_> {
         let mut carry = Carry::default();
         let end = input.first_iteration.saturating_add(input.max_iterations);
         for iteration in input.first_iteration..end {
+            if let Some(outcome) = self.stopped() {
+                return Ok(outcome);
+            }
             if let Some(crossed) = self.meter.crossed_before_iteration() {
                 return Ok(budget_limited(crossed));
             }
@@ -174,6 +180,11 @@ impl Round<'_> {
             progress: false,
         };
 
+        if let Some(outcome) = self.stopped() {
+            // Harvested above; verification and review wait for the next round.
+            self.iterations.push(record);
+            return Ok(Some(outcome));
+        }
         if let Some(why) = turn.unavailable {
             self.iterations.push(record);
             return Ok(Some(AttemptOutcome::Blocked {
@@ -245,6 +256,10 @@ impl Round<'_> {
         let review = match &input.reviewer {
             None => None,
             Some(spec) => {
+                if let Some(outcome) = self.stopped() {
+                    self.iterations.push(record);
+                    return Ok(Some(outcome));
+                }
                 if let Some(crossed) = self.meter.crossed() {
                     self.iterations.push(record);
                     return Ok(Some(budget_limited(crossed)));
@@ -348,12 +363,25 @@ impl Round<'_> {
                 .join("prompts")
                 .join(format!("{}-{iteration}.md", role.as_str())),
             timeout: self.meter.timeout(),
+            cancel: Some(self.stop.token()),
             tree: Some(tree),
         };
         let turn = adapter::for_spec(spec).run_turn(&request);
         self.meter.record(&turn.record.usage);
         log_turn(&turn.record);
         turn
+    }
+
+    /// The outcome of a round the worker was told to stop.
+    fn stopped(&self) -> Option<AttemptOutcome> {
+        let why = self.stop.requested()?;
+        Some(AttemptOutcome::Blocked {
+            reason: format!(
+                "stopped by {why}; the work so far is harvested on {}",
+                self.input.attempt_ref
+            ),
+            needs: "the run resumed".to_owned(),
+        })
     }
 
     /// Blocks the attempt when the no-progress limit is reached.

@@ -15,6 +15,7 @@ mod budget;
 mod harvest;
 mod progress;
 mod prompt;
+mod stop;
 
 use std::fs;
 use std::io::Write as _;
@@ -78,7 +79,13 @@ fn run(args: &Args) -> Result<(), Failure> {
         first_iteration = input.first_iteration,
         "worker round starts"
     );
-    let result = attempt::run(&input).map_err(|err| {
+    let stop = stop::Stop::on_signals().unwrap_or_else(|err| {
+        tracing::warn!(
+            "cannot watch for SIGTERM/SIGINT/SIGHUP ({err}); the worker stops only when killed"
+        );
+        stop::Stop::new()
+    });
+    let result = attempt::run(&input, &stop).map_err(|err| {
         let bad_input = err.is_bad_input();
         let err = anyhow::Error::new(err).context(format!(
             "cannot start attempt {} of phase {}",

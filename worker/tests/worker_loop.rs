@@ -565,3 +565,61 @@ fn a_turn_is_cut_at_the_wall_budget_and_no_turn_follows() {
         "no reviewer turn after the wall budget"
     );
 }
+
+#[test]
+fn sigterm_ends_the_running_turn_harvests_and_writes_the_result() {
+    let f = Fixture::new();
+    let implementer = r#"echo $$ > "$TMPDIR/agent.pid"; echo started > file; sleep 60"#;
+    let input = f.input(implementer, Some(APPROVE), &["true"]);
+    let in_path = f.root.join("in.json");
+    let out_path = f.root.join("out.json");
+    fs::write(&in_path, serde_json::to_vec_pretty(&input).unwrap()).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_goalpost-worker"));
+    cmd.arg("--input")
+        .arg(&in_path)
+        .arg("--output")
+        .arg(&out_path)
+        .stderr(std::process::Stdio::piped());
+    f.hermetic_env(&mut cmd);
+    let worker = cmd.spawn().unwrap();
+
+    // Wait (with a deadline) until the agent is running, then stop the worker.
+    let pid_file = f.private_dir().join("tmp").join("agent.pid");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(pid_file.exists() && f.worktree.join("file").exists()) {
+        assert!(Instant::now() < deadline, "the agent never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let agent_pid = fs::read_to_string(&pid_file).unwrap().trim().to_owned();
+    let stopped_at = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = worker.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stopped_at.elapsed() < Duration::from_secs(15));
+
+    let result: WorkerResult = serde_json::from_slice(&fs::read(&out_path).unwrap()).unwrap();
+    let AttemptOutcome::Blocked { reason, .. } = &result.outcome else {
+        panic!("expected a stop, got {:?}", result.outcome);
+    };
+    assert!(reason.starts_with("stopped by SIGTERM"), "{reason}");
+    assert_eq!(result.iterations.len(), 1);
+    let commit = result.iterations[0].commit.clone().unwrap();
+    assert_eq!(f.ref_target(), commit);
+    assert!(result.iterations[0].reviewer.is_none());
+    assert!(f.prompt("reviewer-1.md").is_none());
+    // The agent did not outlive the worker.
+    let alive = Command::new("kill")
+        .args(["-0", &agent_pid])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!alive.success(), "agent {agent_pid} still runs");
+}
