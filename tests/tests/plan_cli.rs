@@ -358,7 +358,7 @@ fn bad_wall_time() {
         "errors/bad-wall-time.md",
         &[(
             "3:8",
-            "invalid wall time \"30 minutes\" for \"budget.wall\"; a duration such as",
+            "invalid wall time \"30 minutes\" for \"budget.wall\"; a duration in quotes such as",
         )],
     );
 }

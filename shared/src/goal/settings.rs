@@ -37,7 +37,7 @@ pub(crate) const AGENT_KEYS: &[&str] = &["adapter", "command", "args", "model", 
 pub(crate) const ROLE_KEYS: &[&str] = &["implementer", "reviewer", "auditor"];
 pub(crate) const PRICE_KEYS: &[&str] = &["input_per_mtok", "output_per_mtok", "cached_per_mtok"];
 
-const WALL_EXPECTED: &str = "a duration such as \"90s\", \"30m\", \"2h\" or \"1h30m\"";
+const WALL_EXPECTED: &str = "a duration in quotes such as \"90s\", \"30m\", \"2h\" or \"1h30m\"";
 
 pub(crate) fn build(t: &mut Toml<'_, '_>, root: &DeTable<'_>) -> Settings {
     t.check_keys(root, "", TOP_KEYS);
@@ -104,7 +104,9 @@ fn budget(t: &mut Toml<'_, '_>, name: &str, v: &Value<'_>) -> Budget {
                 } else {
                     let shown = match v.get_ref() {
                         DeValue::String(s) => format!("\"{s}\""),
-                        other => format!("a value of type {}", other.type_str()),
+                        DeValue::Integer(i) => i.as_str().to_string(),
+                        DeValue::Float(f) => f.as_str().to_string(),
+                        other => format!("of type {}", other.type_str()),
                     };
                     t.error(
                         v.span(),
@@ -132,7 +134,7 @@ pub fn parse_wall_time(text: &str) -> Option<Duration> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
         let n: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
+        rest = rest[num_len..].trim_start();
         let unit_len = rest
             .find(|c: char| !c.is_ascii_alphabetic())
             .unwrap_or(rest.len());

@@ -1,0 +1,387 @@
+//! How goal-file text becomes the model: phases inheriting and overriding the plan's
+//! contract, headings matched case-insensitively, context kept, front-matter values and
+//! defaults, metrics, the no-progress limit, and boundary globs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use goalpost_shared::contract::{CheckKind, MetricOp};
+use goalpost_shared::goal::{self, Diagnostic};
+use goalpost_shared::plan::{Adapter, Approval, IMPLICIT_PHASE, Plan, Selection};
+
+fn parse(text: &str) -> Plan {
+    goal::parse(Path::new("goal.md"), text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match goal::parse(Path::new("goal.md"), text) {
+        Ok(_) => panic!("expected errors"),
+        Err(d) => d.0.iter().map(Diagnostic::to_string).collect(),
+    }
+}
+
+fn values(v: &[goalpost_shared::contract::Spanned<String>]) -> Vec<&str> {
+    v.iter().map(|s| s.value.as_str()).collect()
+}
+
+const PHASED: &str = "\
+# Goal: inheritance
+
+## Outcome
+The whole thing works.
+
+## Verification
+- `cargo test` passes
+- `./bench.sh` reports `rps` at least 1000
+
+## Constraints
+- No new dependencies.
+
+## Boundaries
+- Allowed paths: src/**
+- Forbidden paths: vendor/
+- Protected paths: tests/golden/**
+
+## Iteration policy
+Run the tests after each change.
+
+## Blocked stop condition
+Stop after 2 iterations with no improvement.
+
+## Notes for agents
+Prefer small commits.
+
+## Phases
+
+### plain: Inherits everything
+
+### lines: Overrides with lines
+Outcome: the parser handles comments
+and blank lines.
+Verification: `cargo test parser`
+Allowed paths: src/parser/**
+Forbidden paths: src/legacy/**
+Protected paths: tests/parser/fixtures/**
+Constraints: keep the parser allocation-free
+
+Some words of context for this phase.
+
+### list: Verification as a list
+Verification:
+- `cargo test list`
+- `cargo clippy`
+- The docs read well
+
+### sub: Sub-sections
+#### Outcome
+Sub-section outcome.
+
+#### Verification surface
+- `cargo test sub`
+
+#### Blocked stop condition
+Stop after three rounds without progress.
+
+#### Iteration Policy
+Bench after every change.
+
+#### Design notes
+Use a trie.
+
+### fast: Best of three
+Attempts: 3
+Select: best rps
+Verification: `cargo test fast`
+";
+
+#[test]
+fn phases_inherit_the_plans_contract() {
+    let plan = parse(PHASED);
+    let p = plan.phase("plain").unwrap();
+    assert_eq!(p.contract, plan.contract);
+    assert_eq!(
+        p.contract.outcome.as_ref().unwrap().value,
+        "The whole thing works."
+    );
+    assert_eq!(p.contract.verification.len(), 2);
+    assert_eq!(p.contract.context[0].heading.value, "Notes for agents");
+    assert_eq!(p.contract.context[0].body, "Prefer small commits.");
+}
+
+#[test]
+fn phase_lines_override_and_extend() {
+    let plan = parse(PHASED);
+    let c = &plan.phase("lines").unwrap().contract;
+    let outcome = c.outcome.as_ref().unwrap();
+    assert_eq!(
+        outcome.value,
+        "the parser handles comments\nand blank lines."
+    );
+    assert_eq!((outcome.line, outcome.col), (32, 10));
+    assert_eq!(c.verification.len(), 1);
+    assert_eq!(c.verification[0].command(), Some("cargo test parser"));
+    // Allowed paths replace the plan's; forbidden and protected add to them.
+    assert_eq!(values(&c.boundaries.allowed), ["src/parser/**"]);
+    assert_eq!(
+        values(&c.boundaries.forbidden),
+        ["vendor/", "src/legacy/**"]
+    );
+    assert_eq!(
+        values(&c.boundaries.protected),
+        ["tests/golden/**", "tests/parser/fixtures/**"]
+    );
+    assert_eq!(
+        values(&c.constraints),
+        ["No new dependencies.", "keep the parser allocation-free"]
+    );
+    assert_eq!(c.iteration_policy, plan.contract.iteration_policy);
+    let own = c
+        .context
+        .iter()
+        .find(|s| s.heading.value.starts_with("lines"))
+        .unwrap();
+    assert_eq!(own.body, "Some words of context for this phase.");
+}
+
+#[test]
+fn verification_list_after_a_bare_key_line() {
+    let plan = parse(PHASED);
+    let c = &plan.phase("list").unwrap().contract;
+    let kinds: Vec<Option<&str>> = c.verification.iter().map(|c| c.command()).collect();
+    assert_eq!(kinds, [Some("cargo test list"), Some("cargo clippy"), None]);
+}
+
+#[test]
+fn phase_sub_sections_override() {
+    let plan = parse(PHASED);
+    let c = &plan.phase("sub").unwrap().contract;
+    assert_eq!(c.outcome.as_ref().unwrap().value, "Sub-section outcome.");
+    assert_eq!(c.verification[0].command(), Some("cargo test sub"));
+    let blocked = c.blocked.as_ref().unwrap();
+    assert_eq!(blocked.no_progress_limit, Some(3));
+    assert_eq!(
+        c.iteration_policy.as_ref().unwrap().value,
+        "Bench after every change."
+    );
+    assert!(
+        c.context
+            .iter()
+            .any(|s| s.heading.value == "Design notes" && s.body == "Use a trie.")
+    );
+    // Not overridden: the plan's.
+    assert_eq!(
+        plan.contract.blocked.as_ref().unwrap().no_progress_limit,
+        Some(2)
+    );
+}
+
+#[test]
+fn best_of_n_keeps_the_plan_check_that_reports_its_metric() {
+    let plan = parse(PHASED);
+    let p = plan.phase("fast").unwrap();
+    assert_eq!(p.attempts.value, 3);
+    assert!(p.attempt_agents.is_empty());
+    assert_eq!(
+        p.select.value,
+        Selection::Best {
+            metric: "rps".into()
+        }
+    );
+    let commands: Vec<&str> = p
+        .contract
+        .verification
+        .iter()
+        .filter_map(|c| c.command())
+        .collect();
+    assert_eq!(commands, ["cargo test fast", "./bench.sh"]);
+}
+
+#[test]
+fn defaults_without_front_matter_or_phase_lines() {
+    let plan = parse(PHASED);
+    assert_eq!(plan.settings.max_parallel.value, 4);
+    assert_eq!(plan.settings.approval.value, Approval::Auto);
+    let p = plan.phase("plain").unwrap();
+    assert_eq!((p.attempts.value, &p.select.value), (1, &Selection::First));
+    assert!(p.depends_on.is_empty());
+}
+
+#[test]
+fn implicit_phase_for_a_plan_without_phases() {
+    let plan = parse("# Goal: One thing\n\n## Outcome\nDone.\n\n## Verification\n- `true`\n");
+    assert!(plan.implicit_phase);
+    let p = &plan.phases[0];
+    assert_eq!(
+        (p.id.value.as_str(), p.title.as_str()),
+        (IMPLICIT_PHASE, "One thing")
+    );
+    assert_eq!(p.contract, plan.contract);
+}
+
+#[test]
+fn headings_match_case_insensitively_and_unknown_ones_are_context() {
+    let plan = parse(
+        "# Title\n\n## OUTCOME\nDone.\n\n## verification surface:\n- `make check`\n\n\
+         ## Blocked Stop Condition\nStop after 4 consecutive tries with no progress.\n\n\
+         ## Background\nWhy this matters.\n\n### History\nLong.\n",
+    );
+    let c = &plan.contract;
+    assert_eq!(c.outcome.as_ref().unwrap().value, "Done.");
+    assert_eq!(c.verification[0].command(), Some("make check"));
+    assert_eq!(c.blocked.as_ref().unwrap().no_progress_limit, Some(4));
+    assert_eq!(c.context.len(), 1);
+    assert_eq!(c.context[0].heading.value, "Background");
+    assert_eq!(
+        c.context[0].body,
+        "Why this matters.\n\n### History\n\nLong."
+    );
+}
+
+#[test]
+fn metric_expectations() {
+    let plan = parse(
+        "# T\n\n## Outcome\nFast.\n\n## Verification\n\
+         - `./a.sh` reports `p95_ms` below 80\n\
+         - `./b.sh` reports `hits` above 0.5\n\
+         - `./c.sh` reports `size_kb` at most 512\n\
+         - `./d.sh` reports `score` at least -1.5\n\
+         - `./e.sh` passes\n",
+    );
+    let got: Vec<_> = plan
+        .contract
+        .verification
+        .iter()
+        .map(|c| c.metric().map(|m| (m.name.clone(), m.op, m.target)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            Some(("p95_ms".to_string(), MetricOp::Below, 80.0)),
+            Some(("hits".to_string(), MetricOp::Above, 0.5)),
+            Some(("size_kb".to_string(), MetricOp::AtMost, 512.0)),
+            Some(("score".to_string(), MetricOp::AtLeast, -1.5)),
+            None,
+        ]
+    );
+    assert!(MetricOp::Below.holds(79.9, 80.0) && !MetricOp::Below.holds(80.0, 80.0));
+}
+
+#[test]
+fn no_progress_limits_from_the_stop_condition() {
+    let limit = goal::parse_no_progress_limit;
+    assert_eq!(
+        limit("Stop after 2 iterations with no improvement"),
+        Some(2)
+    );
+    assert_eq!(
+        limit(
+            "Stop when the benchmark cannot run, or after 3 consecutive experiments with no\nimprovement."
+        ),
+        Some(3)
+    );
+    assert_eq!(
+        limit("After five attempts without improvement, stop."),
+        Some(5)
+    );
+    assert_eq!(limit("Stop when a check cannot run at all."), None);
+}
+
+#[test]
+fn check_kinds() {
+    assert_eq!(goal::parse_check("The page loads"), Ok(CheckKind::Human));
+    assert!(matches!(
+        goal::parse_check("`npm test` passes"),
+        Ok(CheckKind::Machine { metric: None, .. })
+    ));
+    assert!(goal::parse_check("`x` reports `y` under 3").is_err());
+}
+
+#[test]
+fn front_matter_values() {
+    let plan = parse(
+        "+++\nrelease = \"release/2.0\"\nmax_parallel = 2\napproval = \"human\"\n\n\
+         [budget]\nturns = 5\nwall = \"1h30m\"\ntokens_in = 100\ntokens_out = 50\n\
+         tokens_cached = 10\ncost_usd = 2.5\ntool_calls = 40\niterations = 3\n\n\
+         [run_budget]\ncost_usd = 20\nwall = \"6h\"\n\n\
+         [agents.bot]\nadapter = \"command\"\ncommand = \"python3 agent.py\"\nmodel = \"m1\"\n\
+         env = { MODE = \"fast\" }\n\n[agents.cc]\nadapter = \"claude\"\n\n\
+         [roles]\nimplementer = \"bot\"\nreviewer = \"cc\"\nauditor = \"cc\"\n\n\
+         [prices.m1]\ninput_per_mtok = 1.0\noutput_per_mtok = 4\n+++\n\
+         # T\n\n## Outcome\nDone.\n\n## Verification\n- `true`\n",
+    );
+    let s = &plan.settings;
+    assert_eq!(s.release.as_ref().unwrap().value, "release/2.0");
+    assert_eq!(s.max_parallel.value, 2);
+    assert_eq!(s.approval.value, Approval::Human);
+    let b = &s.budget;
+    assert_eq!(b.turns.as_ref().unwrap().value, 5);
+    assert_eq!(b.wall.as_ref().unwrap().value.duration.as_secs(), 5400);
+    assert_eq!(b.tokens_in.as_ref().unwrap().value, 100);
+    assert_eq!(b.tokens_out.as_ref().unwrap().value, 50);
+    assert_eq!(b.tokens_cached.as_ref().unwrap().value, 10);
+    assert_eq!(b.cost_usd.as_ref().unwrap().value, 2.5);
+    assert_eq!(b.tool_calls.as_ref().unwrap().value, 40);
+    assert_eq!(b.iterations.as_ref().unwrap().value, 3);
+    assert_eq!(s.run_budget.cost_usd.as_ref().unwrap().value, 20.0);
+    assert_eq!(s.run_budget.wall.as_ref().unwrap().value.text, "6h");
+    let bot = &s.agents["bot"];
+    assert_eq!(bot.adapter.value, Adapter::Command);
+    assert_eq!(bot.command, ["python3", "agent.py"]);
+    assert_eq!(bot.model.as_deref(), Some("m1"));
+    assert_eq!(bot.env["MODE"], "fast");
+    assert_eq!(s.agents["cc"].adapter.value, Adapter::Claude);
+    assert_eq!(s.roles.auditor.as_ref().unwrap().value, "cc");
+    let price = &s.prices["m1"];
+    assert_eq!(
+        (
+            price.input_per_mtok,
+            price.output_per_mtok,
+            price.cached_per_mtok
+        ),
+        (1.0, 4.0, 1.0)
+    );
+}
+
+#[test]
+fn diagnostics_name_file_line_col_and_what_was_expected() {
+    let errs = errors(
+        "+++\n[budget]\nturns = 0\nwall = 30\n+++\n# T\n\n## Outcome\nx\n\n## Verification\n- `t`\n",
+    );
+    assert_eq!(
+        errs,
+        [
+            "goal.md:3:9: \"budget.turns\" must be at least 1; a whole number of at least 1",
+            "goal.md:4:8: invalid wall time 30 for \"budget.wall\"; a duration in quotes such as \"90s\", \"30m\", \"2h\" or \"1h30m\"",
+        ]
+    );
+}
+
+#[test]
+fn phase_line_typos_are_caught() {
+    let errs = errors(
+        "# T\n\n## Outcome\nx\n\n## Verification\n- `t`\n\n## Phases\n\n### a: A\nDepend on: b\n\n### b: B\n",
+    );
+    assert_eq!(
+        errs,
+        ["goal.md:12:1: unknown phase line \"Depend on:\"; did you mean \"Depends on:\"?"]
+    );
+}
+
+#[test]
+fn boundary_globs_match_like_gitignore() {
+    let plan = parse(
+        "# T\n\n## Outcome\nx\n\n## Verification\n- `t`\n\n## Boundaries\n\
+         - Allowed paths: src/**, *.md\n- Forbidden paths: migrations/, Cargo.lock\n\
+         - Protected paths: tests/golden/**\n",
+    );
+    let rules = plan.contract.boundaries.compile().unwrap();
+    assert!(rules.may_change("src/a/b.rs"));
+    assert!(rules.may_change("docs/guide.md"));
+    assert!(!rules.is_allowed("bench/x.rs"));
+    assert!(rules.is_forbidden("migrations/001.sql"));
+    assert!(rules.is_forbidden("src/db/migrations/001.sql"));
+    assert!(rules.is_forbidden("Cargo.lock") && rules.is_forbidden("sub/Cargo.lock"));
+    assert!(!rules.may_change("src/migrations/x.rs"));
+    assert!(rules.is_protected("tests/golden/out.txt"));
+    assert!(!rules.is_protected("tests/other.rs"));
+}
