@@ -11,8 +11,8 @@ use goalpost_shared::dag::PhaseDag;
 use goalpost_shared::git::{GitError, Oid, Repo};
 use goalpost_shared::plan::{Plan, Selection};
 use goalpost_shared::protocol::{
-    AttemptOutcome, AuditInput, AuditReport, Feedback, Recommendation, Usage, WorkerInput,
-    WorkerResult,
+    AttemptOutcome, AuditInput, AuditReport, Feedback, Recommendation, STOP_FILE, Usage,
+    WorkerInput, WorkerResult,
 };
 
 use crate::attempt::{self, DEFAULT_MAX_ITERATIONS, DEFAULT_NO_PROGRESS_LIMIT, WORKER_ENV_ALLOW};
@@ -104,6 +104,18 @@ enum Job {
         purpose: AuditPurpose,
         input: Box<AuditInput>,
     },
+}
+
+impl Job {
+    fn attempt(&self) -> usize {
+        match self {
+            Job::Worker { attempt, .. }
+            | Job::Audit {
+                purpose: AuditPurpose::Candidate { attempt } | AuditPurpose::Merge { attempt, .. },
+                ..
+            } => *attempt,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -210,6 +222,9 @@ impl<'a> Scheduler<'a> {
                 let Some(job) = self.queue.pop_front() else {
                     break;
                 };
+                if self.attempts[job.attempt()].state == AttemptState::Lost {
+                    continue;
+                }
                 spawn(job, tx.clone());
                 in_flight += 1;
             }
@@ -534,6 +549,8 @@ impl<'a> Scheduler<'a> {
             &result.iterations,
         )?;
         if self.attempts[i].state == AttemptState::Lost {
+            self.store
+                .set_attempt_state(&self.run_id, &phase_id, n, "lost")?;
             return Ok(());
         }
         match result.outcome {
@@ -877,12 +894,24 @@ impl<'a> Scheduler<'a> {
             .set_attempt_state(&self.run_id, &phase_id, n, "merged")?;
         self.attempts[i].state = AttemptState::Merged;
         self.phases[pi] = PhaseState::Merged;
+        // The other attempts lose: a running worker stops at its next safe boundary (its
+        // work so far is harvested on its ref), a queued one never starts.
         for a in self.attempts.iter_mut().filter(|a| a.phase == pi) {
             if matches!(
                 a.state,
                 AttemptState::Passed | AttemptState::Working | AttemptState::Auditing
             ) {
+                if a.state == AttemptState::Working {
+                    let _ = std::fs::create_dir_all(&a.dir);
+                    let _ = std::fs::write(a.dir.join(STOP_FILE), "another attempt won\n");
+                }
                 a.state = AttemptState::Lost;
+                let _ = self.store.set_attempt_state(
+                    &self.run_id,
+                    &self.plan.phases[pi].id.value,
+                    a.n,
+                    "lost",
+                );
             }
         }
         println!("phase {phase_id}: merged attempt {n} at {}", short(new_tip));

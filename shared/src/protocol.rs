@@ -34,6 +34,10 @@ pub enum Feedback {
     Conflict { paths: Vec<String>, previous_candidate: String },
 }
 
+/// A file of this name in a worker's `private_dir` asks it to stop at the next safe
+/// boundary: the running turn finishes and is harvested, no turn starts after it.
+pub const STOP_FILE: &str = "stop";
+
 /// The worker's whole input: one attempt (or one more round of it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerInput {
