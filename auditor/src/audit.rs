@@ -265,3 +265,107 @@ pub fn recommend(
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
+
+#[cfg(test)]
+mod tests {
+    use goalpost_shared::protocol::ViolationKind;
+
+    use super::*;
+    use crate::claims::tests::result;
+
+    fn violation(path: &str) -> Violation {
+        Violation {
+            kind: ViolationKind::Forbidden,
+            path: path.to_owned(),
+            rule: "forbidden `secrets/` (line 3)".to_owned(),
+        }
+    }
+
+    fn claim(status: ClaimStatus) -> ClaimFinding {
+        ClaimFinding {
+            claim: "tests pass".to_owned(),
+            status,
+            evidence: String::new(),
+        }
+    }
+
+    fn paths(paths: &[&str]) -> Vec<String> {
+        paths.iter().map(|p| (*p).to_owned()).collect()
+    }
+
+    #[test]
+    fn all_passing_without_violations_is_merge() {
+        let checks = [result("make test", None, ""), result("make lint", None, "")];
+        let claims = [
+            claim(ClaimStatus::Verified),
+            claim(ClaimStatus::Unverifiable),
+        ];
+        let (rec, summary) = recommend(&checks, &[], &claims, &paths(&["src/a.rs"]));
+        assert_eq!(rec, Recommendation::Merge);
+        assert_eq!(
+            summary,
+            "all 2 checks passed, no boundary violations, 1 of 2 claims verified"
+        );
+    }
+
+    #[test]
+    fn a_failing_check_or_refuted_claim_is_revise() {
+        let checks = [result("make test", Some("exit status 2"), "")];
+        let (rec, summary) = recommend(&checks, &[], &[], &paths(&["src/a.rs"]));
+        assert_eq!(rec, Recommendation::Revise);
+        assert_eq!(summary, "1 of 1 checks failed (`make test`: exit status 2)");
+        let checks = [result("make test", None, "")];
+        let claims = [claim(ClaimStatus::Refuted)];
+        let (rec, summary) = recommend(&checks, &[], &claims, &paths(&["src/a.rs"]));
+        assert_eq!(
+            (rec, summary.as_str()),
+            (Recommendation::Revise, "1 claim refuted")
+        );
+    }
+
+    #[test]
+    fn violations_are_revise_while_something_allowed_remains() {
+        let checks = [result("make test", None, "")];
+        let violations = [violation("secrets/key")];
+        let changed = paths(&["secrets/key", "src/a.rs"]);
+        let (rec, summary) = recommend(&checks, &violations, &[], &changed);
+        assert_eq!(rec, Recommendation::Revise);
+        assert_eq!(summary, "1 boundary violation (`secrets/key`)");
+    }
+
+    #[test]
+    fn violations_only_is_abandon() {
+        let checks = [result("make test", Some("exit status 1"), "")];
+        let violations: Vec<_> = ["a", "b", "c", "d"].into_iter().map(violation).collect();
+        let (rec, summary) = recommend(&checks, &violations, &[], &paths(&["a", "b", "c", "d"]));
+        assert_eq!(rec, Recommendation::Abandon);
+        assert_eq!(
+            summary,
+            "every changed path breaks a boundary: 4 boundary violations (`a`, `b`, `c` and 1 \
+             more); 1 of 1 checks failed (`make test`: exit status 1)"
+        );
+    }
+
+    #[test]
+    fn no_machine_checks_never_merges() {
+        let (rec, summary) = recommend(&[], &[], &[], &paths(&["src/a.rs"]));
+        assert_eq!(rec, Recommendation::Revise);
+        assert_eq!(
+            summary,
+            "the contract has no machine check, so nothing could be verified"
+        );
+    }
+
+    #[test]
+    fn report_output_is_capped_to_its_tail() {
+        let mut check = result("make test", None, &"x\n".repeat(5000));
+        cap_output(&mut check);
+        assert!(check.record.truncated);
+        assert!(check.record.stdout.len() <= REPORT_OUTPUT_BYTES + 40);
+        assert!(
+            check.record.stdout.starts_with("[... "),
+            "{}",
+            &check.record.stdout[..40]
+        );
+    }
+}

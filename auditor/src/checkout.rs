@@ -90,8 +90,13 @@ impl<'r> Checkout<'r> {
             source,
         };
         let target = self.path.join(&relative);
+        let mode = mode_at(self.repo, base, path)?;
+        let is_dir = fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir());
+        if is_dir && matches!(mode, Some(EntryMode::Tree | EntryMode::Submodule)) {
+            return Ok(()); // Already a directory; its protected contents are restored one by one.
+        }
         remove_entry(&target).map_err(error)?;
-        let Some(mode) = mode_at(self.repo, base, path)? else {
+        let Some(mode) = mode else {
             return Ok(()); // Not in the base: the candidate added it; removed is restored.
         };
         make_parent_dirs(&self.path, &relative).map_err(error)?;

@@ -313,6 +313,7 @@ fn command_keys(command: &str) -> Vec<String> {
             .map(|w| (*w).to_owned()),
     );
     keys.retain(|k| k.len() >= 4);
+    keys.dedup();
     keys
 }
 
@@ -355,4 +356,156 @@ pub fn tail(text: &str, max: usize) -> String {
         .filter(|&i| i < max / 4)
         .map_or(kept, |i| &kept[i + 1..]);
     format!("[... {} bytes before ...]\n{kept}", text.len() - kept.len())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::path::PathBuf;
+
+    use goalpost_shared::protocol::{CommandRecord, MetricReading};
+
+    use super::*;
+
+    /// A check result as the auditor's run would record it.
+    pub(crate) fn result(command: &str, failure: Option<&str>, stdout: &str) -> CheckResult {
+        CheckResult {
+            check: format!("`{command}`"),
+            line: 5,
+            command: command.to_owned(),
+            record: CommandRecord {
+                argv: vec!["/bin/sh".into(), "-c".into(), command.into()],
+                cwd: PathBuf::from("/audit"),
+                exit_code: Some(if failure.is_some() { 1 } else { 0 }),
+                signal: None,
+                duration_ms: 120,
+                stdout: stdout.to_owned(),
+                stderr: String::new(),
+                truncated: false,
+                timed_out: false,
+                tree: None,
+            },
+            metric: None,
+            passed: failure.is_none(),
+            failure: failure.map(str::to_owned),
+        }
+    }
+
+    fn status(claim: &str, checks: &[CheckResult]) -> ClaimStatus {
+        judge_claims(&[claim.to_owned()], checks)[0].status
+    }
+
+    fn checks() -> Vec<CheckResult> {
+        let mut bench = result("sh bench.sh", None, "p95_ms=71\nparse_us=30\n");
+        bench.metric = Some(MetricReading {
+            name: "p95_ms".to_owned(),
+            value: Some(71.0),
+            target: 80.0,
+            op: MetricOp::Below,
+        });
+        vec![
+            result("cargo test --workspace", None, "test result: ok"),
+            result(
+                "cargo clippy -- -D warnings",
+                Some("exit status 1"),
+                "error: unused",
+            ),
+            bench,
+        ]
+    }
+
+    #[test]
+    fn test_claims_follow_the_test_checks() {
+        let checks = checks();
+        assert_eq!(status("Tests pass", &checks), ClaimStatus::Verified);
+        assert_eq!(status("cargo test passes", &checks), ClaimStatus::Verified);
+        assert_eq!(
+            status("the test suite is green", &checks),
+            ClaimStatus::Verified
+        );
+        assert_eq!(status("no tests fail", &checks), ClaimStatus::Verified);
+    }
+
+    #[test]
+    fn claims_about_everything_include_the_failing_check() {
+        let checks = checks();
+        assert_eq!(status("All checks green", &checks), ClaimStatus::Refuted);
+        assert_eq!(status("clippy is clean", &checks), ClaimStatus::Refuted);
+        assert_eq!(
+            status("`cargo clippy -- -D warnings` passes", &checks),
+            ClaimStatus::Refuted
+        );
+        let finding = &judge_claims(&["lint passes".to_owned()], &checks)[0];
+        assert_eq!(
+            finding.status,
+            ClaimStatus::Unverifiable,
+            "no check runs a lint step"
+        );
+    }
+
+    #[test]
+    fn refuted_claims_quote_the_failing_output() {
+        let finding = &judge_claims(&["all checks pass".to_owned()], &checks())[0];
+        assert_eq!(finding.status, ClaimStatus::Refuted);
+        assert_eq!(
+            finding.evidence,
+            "In the auditor's run: `cargo clippy -- -D warnings` failed (exit status 1).\n\n\
+             [stdout]\nerror: unused"
+        );
+    }
+
+    #[test]
+    fn metric_claims_are_compared_with_the_reading() {
+        let checks = checks();
+        assert_eq!(status("p95 is 70 ms", &checks), ClaimStatus::Verified);
+        assert_eq!(status("p95_ms: 74", &checks), ClaimStatus::Verified);
+        assert_eq!(status("p95 is 98 ms", &checks), ClaimStatus::Refuted);
+        assert_eq!(status("p95_ms is under 80", &checks), ClaimStatus::Verified);
+        assert_eq!(status("p95 is at most 60", &checks), ClaimStatus::Refuted);
+        // Not named by a check, but printed by one.
+        assert_eq!(status("parse_us=30", &checks), ClaimStatus::Verified);
+        assert_eq!(status("parse_us=60", &checks), ClaimStatus::Refuted);
+        let finding = &judge_claims(&["alloc_kb=12".to_owned()], &checks)[0];
+        assert_eq!(finding.status, ClaimStatus::Unverifiable);
+        assert!(
+            finding.evidence.contains("`alloc_kb=<value>`"),
+            "{}",
+            finding.evidence
+        );
+        let finding = &judge_claims(&["p95 is 98 ms".to_owned()], &checks)[0];
+        assert_eq!(
+            finding.evidence,
+            "Claimed p95_ms=98; the auditor's run of `sh bench.sh` read p95_ms=71."
+        );
+    }
+
+    #[test]
+    fn other_claims_are_unverifiable() {
+        let checks = checks();
+        assert_eq!(
+            status("Refactored the parser", &checks),
+            ClaimStatus::Unverifiable
+        );
+        assert_eq!(
+            status("the flaky test fails sometimes", &checks),
+            ClaimStatus::Unverifiable
+        );
+        assert_eq!(status("tests pass", &[]), ClaimStatus::Unverifiable);
+    }
+
+    #[test]
+    fn command_keys_and_tails() {
+        assert_eq!(
+            command_keys("cargo test --workspace"),
+            ["cargo test --workspace", "cargo test"]
+        );
+        assert_eq!(
+            command_keys("sh tests/run.sh"),
+            ["sh tests/run.sh", "tests/run.sh"]
+        );
+        assert_eq!(tail("short", 10), "short");
+        assert_eq!(
+            tail("line one\nline two\nend", 12),
+            "[... 9 bytes before ...]\nline two\nend"
+        );
+    }
 }

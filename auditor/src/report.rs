@@ -48,7 +48,17 @@ pub fn markdown(report: &AuditReport) -> String {
         report.recommendation.as_str(),
         report.summary
     );
-    let _ = writeln!(out, "Verified tree: `{}`\n", report.tree);
+    let restored = report.checks.iter().any(|c| c.record.tree.is_none());
+    let _ = writeln!(
+        out,
+        "Candidate tree: `{}`{}\n",
+        report.tree,
+        if restored {
+            " (the checks ran with its protected paths put back as they are at the base)"
+        } else {
+            ""
+        }
+    );
     checks_section(&mut out, &report.checks);
     violations_section(&mut out, report);
     claims_section(&mut out, report);
@@ -233,5 +243,98 @@ pub fn duration(ms: u64) -> String {
         0..1000 => format!("{ms} ms"),
         1000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
         _ => format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use goalpost_shared::contract::MetricOp;
+    use goalpost_shared::protocol::{
+        ClaimFinding, MetricReading, Recommendation, Violation, ViolationKind,
+    };
+
+    use super::*;
+    use crate::claims::tests::result;
+
+    fn revise_report() -> AuditReport {
+        let mut bench = result(
+            "sh bench.sh | tee out",
+            Some("p95_ms=91 is not below 80"),
+            "p95_ms=91\n",
+        );
+        bench.record.duration_ms = 2500;
+        bench.record.tree = Some("3333333333cccccccccccccccccccccccccccccc".to_owned());
+        bench.metric = Some(MetricReading {
+            name: "p95_ms".to_owned(),
+            value: Some(91.0),
+            target: 80.0,
+            op: MetricOp::Below,
+        });
+        let mut test = result("cargo test", None, "test result: ok. 3 passed\n");
+        test.record.tree = Some("3333333333cccccccccccccccccccccccccccccc".to_owned());
+        test.record.stderr = "warning: ```fenced``` in output\n".to_owned();
+        AuditReport {
+            phase: "parser".to_owned(),
+            base: "1111111111aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".to_owned(),
+            candidate: "2222222222bbbbbbbbbbbbbbbbbbbbbbbbbbbbbb".to_owned(),
+            tree: "3333333333cccccccccccccccccccccccccccccc".to_owned(),
+            recommendation: Recommendation::Revise,
+            summary: "1 boundary violation (`vendor/lib.c`); 1 of 2 checks failed \
+                      (`sh bench.sh | tee out`: p95_ms=91 is not below 80)"
+                .to_owned(),
+            checks: vec![test, bench],
+            unverified_checks: vec!["Error messages name the line".to_owned()],
+            violations: vec![Violation {
+                kind: ViolationKind::Forbidden,
+                path: "vendor/lib.c".to_owned(),
+                rule: "forbidden `vendor/` (line 14)".to_owned(),
+            }],
+            claims: vec![
+                ClaimFinding {
+                    claim: "cargo test passes".to_owned(),
+                    status: ClaimStatus::Verified,
+                    evidence: "In the auditor's run: `cargo test` passed in 120 ms.\n\n\
+                               [stdout]\ntest result: ok. 3 passed"
+                        .to_owned(),
+                },
+                ClaimFinding {
+                    claim: "p95 is 70 ms".to_owned(),
+                    status: ClaimStatus::Refuted,
+                    evidence: "Claimed p95_ms=70; the auditor's run of `sh bench.sh | tee out` \
+                               read p95_ms=91."
+                        .to_owned(),
+                },
+                ClaimFinding {
+                    claim: "The parser is faster on big files".to_owned(),
+                    status: ClaimStatus::Unverifiable,
+                    evidence: "No machine check speaks to this.".to_owned(),
+                },
+            ],
+            changed_paths: vec!["src/parse.rs".to_owned(), "vendor/lib.c".to_owned()],
+        }
+    }
+
+    #[test]
+    fn a_revise_report_reads_well() {
+        insta::assert_snapshot!(markdown(&revise_report()));
+    }
+
+    #[test]
+    fn the_json_round_trips_and_both_files_are_written() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let report = revise_report();
+        let (json, md) = write(&report, dir.path()).expect("written");
+        let back: AuditReport =
+            serde_json::from_slice(&fs::read(json).expect("json")).expect("valid");
+        assert_eq!(back, report);
+        assert_eq!(fs::read_to_string(md).expect("md"), markdown(&report));
+        assert!(!dir.path().join("audit.tmp").exists());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(340), "340 ms");
+        assert_eq!(duration(2500), "2.5 s");
+        assert_eq!(duration(185_000), "3 min 5 s");
     }
 }

@@ -514,3 +514,56 @@ fn a_failing_check_removes_the_worktree_and_metric_claims_are_compared() {
         "{md}"
     );
 }
+
+#[test]
+fn a_protected_directory_swapped_for_a_symlink_is_put_back() {
+    let mut f = Fixture::new();
+    let base = f.git(&["rev-parse", "HEAD"]);
+    // The candidate points `tests` at a directory of its own whose run.sh always passes.
+    f.write("src/fake/run.sh", "echo all good\n");
+    f.git(&["rm", "-q", "-r", "tests"]);
+    std::os::unix::fs::symlink("src/fake", f.repo().join("tests")).expect("symlink");
+    let candidate = f.commit("swap the tests");
+    let mut contract = contract();
+    // Passes only if restoring `tests/run.sh` did not write through the link.
+    contract
+        .verification
+        .push(machine("grep -q 'all good' src/fake/run.sh", 9));
+    let (report, md) = f.audit(&f.input(&base, &candidate, contract, &[]));
+
+    assert_ne!(report.recommendation, Recommendation::Merge, "{md}");
+    assert!(
+        kinds(&report).contains(&("tests", ViolationKind::Protected)),
+        "{md}"
+    );
+    assert!(
+        kinds(&report).contains(&("tests/run.sh", ViolationKind::Protected)),
+        "{md}"
+    );
+    let test = &report.checks[0];
+    assert!(test.record.stdout.contains("FAIL: value is 41"), "{test:?}");
+    // The restored file went into a real directory, not through the link.
+    assert!(report.checks[1].passed, "{:?}", report.checks[1]);
+}
+
+#[test]
+fn a_symlink_out_of_the_repository_is_a_git_level_violation() {
+    let mut f = Fixture::new();
+    let base = f.git(&["rev-parse", "HEAD"]);
+    f.write("src/value.sh", "VALUE=42\n");
+    std::os::unix::fs::symlink("/etc/passwd", f.repo().join("src/passwd")).expect("symlink");
+    std::os::unix::fs::symlink("value.sh", f.repo().join("src/alias.sh")).expect("symlink");
+    let candidate = f.commit("links");
+    let (report, md) = f.audit(&f.input(&base, &candidate, contract(), &[]));
+
+    assert_eq!(
+        kinds(&report),
+        [("src/passwd", ViolationKind::GitLevel)],
+        "{md}"
+    );
+    assert_eq!(
+        report.violations[0].rule,
+        "a symlink to `/etc/passwd`, outside the repository's files"
+    );
+    assert_eq!(report.recommendation, Recommendation::Revise, "{md}");
+}
