@@ -147,3 +147,23 @@ fn single_goal_model_snapshot() {
 fn phased_plan_model_snapshot() {
     insta::assert_json_snapshot!(load("phased-plan.md"));
 }
+
+#[test]
+fn readme_example_parses() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("read README.md");
+    let start = readme
+        .find("```markdown\n")
+        .expect("README has a goal-file example")
+        + 12;
+    let len = readme[start..].find("\n```\n").expect("the example ends");
+    let plan = goal::parse(Path::new("README.md"), &readme[start..start + len + 1])
+        .unwrap_or_else(|e| panic!("the README's example does not parse:\n{e}"));
+    assert_eq!(plan.phases.len(), 2);
+    assert_eq!(plan.settings.prices["gpt-5.5"].cached_per_mtok, 0.125);
+    assert_eq!(
+        plan.settings.run_budget.cost_usd.as_ref().unwrap().value,
+        40.0
+    );
+}
