@@ -19,6 +19,9 @@
 //!   change a protected `tests/` must catch;
 //! - negation (`!pattern`) is not supported and is an error rather than silently ignored.
 //!
+//! Always-protected paths (the plan file, goalpost's own files) are not globs: each is a
+//! literal repository-relative path anchored at the root.
+//!
 //! # Rules
 //!
 //! Every path a change touches is judged, both paths of a rename: moving a forbidden file
@@ -90,7 +93,19 @@ impl Rule {
             line,
             reason,
         };
-        let (exact, under) = compile_pattern(pattern).map_err(error)?;
+        let compiled = match origin {
+            Origin::Line(_) => compile_pattern(pattern),
+            // goalpost's own paths (the plan file), not globs: anchored and literal, so
+            // protecting `goal.md` does not protect `docs/goal.md` too.
+            Origin::AlwaysProtected => {
+                let path = pattern
+                    .trim()
+                    .trim_start_matches("./")
+                    .trim_start_matches('/');
+                compile_pattern(&format!("/{}", globset::escape(path)))
+            }
+        };
+        let (exact, under) = compiled.map_err(error)?;
         let body = pattern.trim().trim_end_matches('/');
         let last = body.rsplit('/').next().unwrap_or(body);
         Ok(Rule {
@@ -162,7 +177,8 @@ pub struct BoundaryRules {
 
 impl BoundaryRules {
     /// Compiles `boundaries`, with `always_protected` (the plan file, goalpost's own files)
-    /// added to the protected globs.
+    /// added to the protected globs. Those are repository-relative paths, taken literally
+    /// and anchored at the root (a directory protects everything under it).
     pub fn new(
         boundaries: &Boundaries,
         always_protected: &[String],
@@ -532,6 +548,14 @@ mod tests {
         );
         let found = r.judge(&[modified("goal.md")], &|_| None);
         assert!(found.iter().any(|v| v.rule == "always protected `goal.md`"));
+        assert!(
+            !r.is_protected("docs/goal.md"),
+            "always-protected paths are anchored"
+        );
+        let literal = BoundaryRules::new(&Boundaries::default(), &["plans/[v2]*.md".to_owned()])
+            .expect("a literal path");
+        assert!(literal.is_protected("plans/[v2]*.md"));
+        assert!(!literal.is_protected("plans/v.md"));
         let found = r.judge(&[modified("tests/run.sh")], &|_| None);
         assert_eq!(found[0].rule, "protected `tests/` (line 10)");
     }
