@@ -14,9 +14,10 @@ use goalpost_shared::protocol::{
 };
 
 use crate::adapter::{self, Turn, TurnRequest};
-use crate::budget::{Crossed, Meter};
+use crate::budget::Meter;
 use crate::harvest::Lineage;
-use crate::progress::{Progress, failing};
+use crate::outcome::{self, Evidence};
+use crate::progress::Progress;
 use crate::prompt::{self, ImplementerTurn, Review, ReviewerTurn};
 use crate::stop::Stop;
 
@@ -75,11 +76,9 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
         progress: Progress::default(),
         iterations: Vec::new(),
     };
-    let outcome = round.run().unwrap_or_else(|err| AttemptOutcome::Blocked {
-        reason: format!("goalpost-worker failed: {err}"),
-        needs: "a look at the worker's failure; the work harvested so far is on the attempt ref"
-            .to_owned(),
-    });
+    let outcome = round
+        .run()
+        .unwrap_or_else(|err| outcome::worker_failed(&err));
     Ok(WorkerResult {
         outcome,
         head: round.lineage.ref_value().map(|c| c.to_string()),
@@ -109,6 +108,16 @@ struct Carry {
     claims: Vec<String>,
 }
 
+impl Carry {
+    fn evidence(&self) -> Evidence<'_> {
+        Evidence {
+            checks: &self.checks,
+            reviewer_notes: self.reviewer_notes.as_deref(),
+            empty_turns: self.empty_turns,
+        }
+    }
+}
+
 impl Round<'_> {
     fn run(&mut self) -> Result<AttemptOutcome, GitError> {
         let input = self.input;
@@ -119,30 +128,83 @@ impl Round<'_> {
                 return Ok(outcome);
             }
             if let Some(crossed) = self.meter.crossed_before_iteration() {
-                return Ok(budget_limited(crossed));
+                return Ok(outcome::budget_limited(crossed));
             }
             self.meter.start_iteration();
-            if let Some(outcome) = self.iteration(iteration, &mut carry)? {
+            let (outcome, record) = self.iteration(iteration, &mut carry)?;
+            self.iterations.push(record);
+            if let Some(outcome) = outcome {
                 return Ok(outcome);
             }
         }
-        let (detail, needs) = self.stuck(&carry);
-        Ok(AttemptOutcome::Blocked {
-            reason: format!(
-                "no candidate after {} iteration{} of this round: {detail}",
-                input.max_iterations,
-                if input.max_iterations == 1 { "" } else { "s" }
-            ),
-            needs,
-        })
+        Ok(outcome::out_of_iterations(
+            input.max_iterations,
+            &carry.evidence(),
+        ))
     }
 
-    /// One iteration; `Some` when it ends the round.
+    /// One iteration: its record, and the round's outcome when it ends the round.
     fn iteration(
         &mut self,
         iteration: u32,
         carry: &mut Carry,
-    ) -> Result<Option<AttemptOutcome>, GitError> {
+    ) -> Result<(Option<AttemptOutcome>, IterationRecord), GitError> {
+        let input = self.input;
+        let (mut record, unavailable) = self.implement(iteration, carry)?;
+        if let Some(outcome) = self.stopped() {
+            // Harvested already; verification and review wait for the next round.
+            return Ok((Some(outcome), record));
+        }
+        if let Some(why) = unavailable {
+            let name = &input.implementer.name;
+            return Ok((
+                Some(outcome::unavailable(why, Role::Implementer, name)),
+                record,
+            ));
+        }
+        let error = record.implementer.error.clone();
+        if record.commit.is_none() && record.implementer.usage.tool_calls == 0 {
+            // An empty turn: nothing to verify or review, and no progress.
+            return Ok((self.empty_turn(carry, error), record));
+        }
+        carry.empty_turns = 0;
+        carry.last_turn_note = error.map(|e| format!("Your last turn ended with an error: {e}"));
+
+        self.verify(&mut record, carry);
+        if let Some(broken) = record.checks.iter().find(|c| check::cannot_run(c)) {
+            return Ok((Some(outcome::check_cannot_run(broken)), record));
+        }
+
+        let review = match &input.reviewer {
+            None => None,
+            Some(spec) => {
+                if let Some(outcome) = self.stopped() {
+                    return Ok((Some(outcome), record));
+                }
+                if let Some(crossed) = self.meter.crossed() {
+                    return Ok((Some(outcome::budget_limited(crossed)), record));
+                }
+                let (turn, review) = self.review(spec, iteration, &record)?;
+                record.reviewer = Some(turn.record);
+                if let Some(why) = turn.unavailable {
+                    return Ok((
+                        Some(outcome::unavailable(why, Role::Reviewer, &spec.name)),
+                        record,
+                    ));
+                }
+                review
+            }
+        };
+        let outcome = self.decide(&record, review, carry)?;
+        Ok((outcome, record))
+    }
+
+    /// The implementer's turn and its harvest; also says if the agent cannot be started.
+    fn implement(
+        &mut self,
+        iteration: u32,
+        carry: &mut Carry,
+    ) -> Result<(IterationRecord, Option<String>), GitError> {
         let input = self.input;
         let prompt = prompt::implementer(
             input,
@@ -165,132 +227,76 @@ impl Round<'_> {
         if !claims.is_empty() {
             carry.claims = claims.clone();
         }
+        // Harvested even when the turn failed or was cut: no work is dropped.
         let commit = self
             .lineage
             .harvest(&harvest_message(input, iteration, &claims))?;
-        let tree = self.lineage.head_tree()?.to_string();
-        let mut record = IterationRecord {
+        let record = IterationRecord {
             iteration,
             implementer: turn.record,
             commit: commit.map(|c| c.to_string()),
-            tree: tree.clone(),
+            tree: self.lineage.head_tree()?.to_string(),
             checks: Vec::new(),
             reviewer: None,
-            claims: claims.clone(),
+            claims,
             progress: false,
         };
+        Ok((record, turn.unavailable))
+    }
 
-        if let Some(outcome) = self.stopped() {
-            // Harvested above; verification and review wait for the next round.
-            self.iterations.push(record);
-            return Ok(Some(outcome));
+    /// Counts an empty turn; two in a row, or the no-progress limit, end the round.
+    fn empty_turn(&mut self, carry: &mut Carry, error: Option<String>) -> Option<AttemptOutcome> {
+        carry.empty_turns += 1;
+        self.progress.observe_nothing();
+        let mut note = "Your last turn changed no file.".to_owned();
+        if let Some(error) = &error {
+            note.push_str(&format!(" It failed: {error}"));
         }
-        if let Some(why) = turn.unavailable {
-            self.iterations.push(record);
-            return Ok(Some(AttemptOutcome::Blocked {
-                reason: why,
-                needs: format!(
-                    "a runnable implementer agent (`{}`)",
-                    input.implementer.name
-                ),
-            }));
+        carry.last_turn_note = Some(note);
+        if carry.empty_turns >= EMPTY_TURN_LIMIT {
+            return Some(outcome::no_change(carry.empty_turns, error.as_deref()));
         }
+        self.no_progress_stop(carry)
+    }
 
-        let error = record.implementer.error.clone();
-        if commit.is_none() && record.implementer.usage.tool_calls == 0 {
-            // An empty turn: nothing to verify or review, and no progress.
-            carry.empty_turns += 1;
-            self.progress.observe_nothing();
-            let mut note = "Your last turn changed no file.".to_owned();
-            if let Some(error) = &error {
-                note.push_str(&format!(" It failed: {error}"));
-            }
-            carry.last_turn_note = Some(note);
-            self.iterations.push(record);
-            if carry.empty_turns >= EMPTY_TURN_LIMIT {
-                return Ok(Some(AttemptOutcome::Blocked {
-                    reason: format!(
-                        "the implementer made no change in {} turns in a row{}",
-                        carry.empty_turns,
-                        error
-                            .map(|e| format!(" (last turn: {e})"))
-                            .unwrap_or_default()
-                    ),
-                    needs: "an implementer that changes the worktree, or a clearer contract"
-                        .to_owned(),
-                }));
-            }
-            return Ok(self.no_progress_stop(carry));
-        }
-        carry.empty_turns = 0;
-        carry.last_turn_note = error.map(|e| format!("Your last turn ended with an error: {e}"));
-
-        // Verification, informational: the auditor's run is the one that counts.
+    /// Runs the contract's machine checks in the worktree with the allow-listed
+    /// environment (never the agents' own). Informational: the auditor's run counts.
+    fn verify(&mut self, record: &mut IterationRecord, carry: &mut Carry) {
         let mut checks = check::run_checks(
-            &input.contract,
+            &self.input.contract,
             self.lineage.worktree(),
-            &adapter::allowed_env(&input.env_allow),
+            &adapter::allowed_env(&self.input.env_allow),
             self.meter.timeout(),
             CHECK_OUTPUT_CAP,
         );
         for c in &mut checks {
-            c.record.tree = Some(tree.clone());
+            c.record.tree = Some(record.tree.clone());
         }
+        record.progress = self.progress.observe(record.commit.is_some(), &checks);
         record.checks = checks.clone();
-        record.progress = self.progress.observe(commit.is_some(), &checks);
         carry.checks = checks;
-        if let Some(broken) = record.checks.iter().find(|c| check::cannot_run(c)) {
-            let outcome = AttemptOutcome::Blocked {
-                reason: format!(
-                    "the check `{}` cannot run: {}",
-                    broken.command,
-                    broken.failure.as_deref().unwrap_or("exit status 126/127")
-                ),
-                needs: format!("a runnable `{}`", broken.command),
-            };
-            self.iterations.push(record);
-            return Ok(Some(outcome));
-        }
+    }
+
+    /// Candidate, blocked, or on to the next iteration (`None`).
+    fn decide(
+        &mut self,
+        record: &IterationRecord,
+        review: Option<Review>,
+        carry: &mut Carry,
+    ) -> Result<Option<AttemptOutcome>, GitError> {
         let green = record.checks.iter().all(|c| c.passed);
-
-        let review = match &input.reviewer {
-            None => None,
-            Some(spec) => {
-                if let Some(outcome) = self.stopped() {
-                    self.iterations.push(record);
-                    return Ok(Some(outcome));
-                }
-                if let Some(crossed) = self.meter.crossed() {
-                    self.iterations.push(record);
-                    return Ok(Some(budget_limited(crossed)));
-                }
-                let (turn, review) = self.review(spec, iteration, &record, &tree)?;
-                let unavailable = turn.unavailable.clone();
-                record.reviewer = Some(turn.record);
-                if let Some(why) = unavailable {
-                    self.iterations.push(record);
-                    return Ok(Some(AttemptOutcome::Blocked {
-                        reason: why,
-                        needs: format!("a runnable reviewer agent (`{}`)", spec.name),
-                    }));
-                }
-                review
-            }
-        };
-        self.iterations.push(record);
-
         // Without a reviewer the checks decide; a reviewer whose turn failed approves nothing.
-        let approved = match (&input.reviewer, &review) {
+        let approved = match (&self.input.reviewer, &review) {
             (None, _) => true,
             (Some(_), Some(review)) => review.verdict == Verdict::Approve,
             (Some(_), None) => false,
         };
         if green && approved {
             let commit = self.lineage.ensure_ref()?;
-            let claims = if claims.is_empty() {
+            let claims = if record.claims.is_empty() {
                 carry.claims.clone()
             } else {
-                claims
+                record.claims.clone()
             };
             return Ok(Some(AttemptOutcome::Candidate {
                 commit: commit.to_string(),
@@ -300,13 +306,7 @@ impl Round<'_> {
         if let Some(review) = &review
             && review.verdict == Verdict::Blocked
         {
-            return Ok(Some(AttemptOutcome::Blocked {
-                reason: non_empty(&review.notes, "the reviewer blocked the attempt"),
-                needs: review
-                    .needs
-                    .clone()
-                    .unwrap_or_else(|| "input on the reviewer's blocker".to_owned()),
-            }));
+            return Ok(Some(outcome::reviewer_blocked(review)));
         }
         carry.reviewer_notes = review
             .filter(|r| r.verdict == Verdict::Changes)
@@ -321,7 +321,6 @@ impl Round<'_> {
         spec: &AgentSpec,
         iteration: u32,
         record: &IterationRecord,
-        tree: &str,
     ) -> Result<(Turn, Option<Review>), GitError> {
         let (diff, diff_truncated) = self.lineage.diff(DIFF_CAP)?;
         let prompt = prompt::reviewer(
@@ -334,7 +333,13 @@ impl Round<'_> {
                 claims: &record.claims,
             },
         );
-        let mut turn = self.turn(spec, Role::Reviewer, iteration, &prompt, tree.to_owned());
+        let mut turn = self.turn(
+            spec,
+            Role::Reviewer,
+            iteration,
+            &prompt,
+            record.tree.clone(),
+        );
         if turn.record.error.is_some() {
             return Ok((turn, None));
         }
@@ -375,86 +380,14 @@ impl Round<'_> {
     /// The outcome of a round the worker was told to stop.
     fn stopped(&self) -> Option<AttemptOutcome> {
         let why = self.stop.requested()?;
-        Some(AttemptOutcome::Blocked {
-            reason: format!(
-                "stopped by {why}; the work so far is harvested on {}",
-                self.input.attempt_ref
-            ),
-            needs: "the run resumed".to_owned(),
-        })
+        Some(outcome::stopped(why, &self.input.attempt_ref))
     }
 
     /// Blocks the attempt when the no-progress limit is reached.
     fn no_progress_stop(&self, carry: &Carry) -> Option<AttemptOutcome> {
-        if !self.progress.exhausted(self.input.no_progress_limit) {
-            return None;
-        }
-        let (detail, needs) = self.stuck(carry);
-        Some(AttemptOutcome::Blocked {
-            reason: format!(
-                "no progress in {} iterations: {detail}",
-                self.progress.streak()
-            ),
-            needs,
-        })
-    }
-
-    /// Where the attempt is stuck, and what input would help, from the latest evidence.
-    fn stuck(&self, carry: &Carry) -> (String, String) {
-        let failing_checks: Vec<&str> = carry
-            .checks
-            .iter()
-            .filter(|c| !c.passed)
-            .map(|c| c.command.as_str())
-            .collect();
-        if !failing_checks.is_empty() {
-            let list = failing_checks
-                .iter()
-                .map(|c| format!("`{c}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            return (
-                format!(
-                    "{} of {} checks still fail ({list})",
-                    failing(&carry.checks),
-                    carry.checks.len()
-                ),
-                format!("help with the failing checks, or a revised contract: {list}"),
-            );
-        }
-        if let Some(notes) = &carry.reviewer_notes {
-            let first = notes.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-            return (
-                "the checks pass but the reviewer still asks for changes".to_owned(),
-                format!("a decision on the reviewer's notes: {}", first.trim()),
-            );
-        }
-        if carry.empty_turns > 0 {
-            return (
-                "the implementer's last turn changed nothing".to_owned(),
-                "a different approach or a revised contract".to_owned(),
-            );
-        }
-        (
-            "no iteration beat the best result so far".to_owned(),
-            "a different approach or a revised contract".to_owned(),
-        )
-    }
-}
-
-fn budget_limited(crossed: Crossed) -> AttemptOutcome {
-    AttemptOutcome::BudgetLimited {
-        budget: crossed.budget.to_owned(),
-        limit: crossed.limit,
-        used: crossed.used,
-    }
-}
-
-fn non_empty(text: &str, fallback: &str) -> String {
-    if text.trim().is_empty() {
-        fallback.to_owned()
-    } else {
-        text.trim().to_owned()
+        self.progress
+            .exhausted(self.input.no_progress_limit)
+            .then(|| outcome::no_progress(self.progress.streak(), &carry.evidence()))
     }
 }
 

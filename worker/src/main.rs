@@ -13,6 +13,7 @@ mod adapter;
 mod attempt;
 mod budget;
 mod harvest;
+mod outcome;
 mod progress;
 mod prompt;
 mod stop;
