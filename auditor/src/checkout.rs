@@ -46,6 +46,9 @@ impl<'r> Checkout<'r> {
         if fs::symlink_metadata(path).is_ok() {
             return Err(CheckoutError::Exists(path.to_path_buf()));
         }
+        // A worktree of an earlier audit whose directory is gone but still registered
+        // would make `git worktree add` refuse the path.
+        repo.worktree_prune()?;
         repo.worktree_add_detached(path, commit)?;
         Ok(Checkout {
             repo,

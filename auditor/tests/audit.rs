@@ -567,3 +567,23 @@ fn a_symlink_out_of_the_repository_is_a_git_level_violation() {
     );
     assert_eq!(report.recommendation, Recommendation::Revise, "{md}");
 }
+
+#[test]
+fn a_worktree_path_left_registered_by_a_lost_audit_is_reused() {
+    let mut f = Fixture::new();
+    let base = f.git(&["rev-parse", "HEAD"]);
+    let input = f.input(&base, &base, contract(), &[]);
+    let stale = input.worktree.display().to_string();
+    f.git(&["worktree", "add", "-q", "--detach", &stale, &base]);
+    fs::remove_dir_all(&input.worktree).expect("the directory is lost");
+    let (report, md) = f.audit(&input);
+    assert_eq!(report.changed_paths, Vec::<String>::new());
+    assert!(
+        !report.checks[0].passed,
+        "the base's test fails on 41: {md}"
+    );
+    assert!(
+        md.contains("None: the candidate's tree is the base's."),
+        "{md}"
+    );
+}
