@@ -32,9 +32,12 @@ impl Lineage {
         let repo = Repo::discover(&input.worktree)?;
         let base = repo.resolve(&input.base)?;
         let ref_value = repo.ref_target(&input.attempt_ref)?;
-        let head = match &input.resume_from {
-            Some(rev) => repo.resolve(rev)?,
-            None => base,
+        let head = match (&input.resume_from, ref_value) {
+            (Some(rev), _) => repo.resolve(rev)?,
+            // A round restarted without `resume_from` (after a crash) still builds on what
+            // earlier harvests of this attempt put on the ref, so none of it is dropped.
+            (None, Some(current)) if repo.is_ancestor(base, current)? => current,
+            (None, _) => base,
         };
         if input.resume_from.is_some() && ref_value != Some(head) {
             tracing::warn!(

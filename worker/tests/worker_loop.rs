@@ -623,3 +623,28 @@ fn sigterm_ends_the_running_turn_harvests_and_writes_the_result() {
         .unwrap();
     assert!(!alive.success(), "agent {agent_pid} still runs");
 }
+
+#[test]
+fn a_round_without_resume_from_builds_on_the_attempt_ref() {
+    let f = Fixture::new();
+    let implementer = r#"echo "$GOALPOST_ITERATION" >> file"#;
+    let mut input = f.input(implementer, None, &["test -f file"]);
+    let first = f.run(&input);
+    let AttemptOutcome::Candidate { commit: first, .. } = first.outcome else {
+        panic!("expected a candidate, got {:?}", first.outcome);
+    };
+    // The same round again, as after a crash: no resume_from, the ref already set.
+    input.first_iteration = 2;
+    let second = f.run(&input);
+    let AttemptOutcome::Candidate { commit, .. } = &second.outcome else {
+        panic!("expected a candidate, got {:?}", second.outcome);
+    };
+    assert_eq!(
+        f.git(&f.repo, &["rev-parse", &format!("{commit}^")]).trim(),
+        first
+    );
+    assert_eq!(
+        f.git(&f.repo, &["show", &format!("{commit}:file")]),
+        "1\n2\n"
+    );
+}
