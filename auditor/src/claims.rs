@@ -29,8 +29,13 @@ pub fn judge_claims(claims: &[String], checks: &[CheckResult]) -> Vec<ClaimFindi
 }
 
 fn judge_claim(claim: &str, checks: &[CheckResult]) -> ClaimFinding {
-    let (status, evidence) = metric_claim(claim, checks)
+    // A metric the auditor did not read leaves the claim to the checks it may name.
+    let metric = metric_claim(claim, checks);
+    let (status, evidence) = metric
+        .clone()
+        .filter(|(status, _)| *status != ClaimStatus::Unverifiable)
         .or_else(|| check_claim(claim, checks))
+        .or(metric)
         .unwrap_or_else(|| {
             (
                 ClaimStatus::Unverifiable,
@@ -136,13 +141,23 @@ fn stated_metric(claim: &str, name: &str) -> Option<Stated> {
         let rest = &lower[at + key.len()..];
         let number_at = rest.find(|c: char| c.is_ascii_digit())?;
         let between = &rest[..number_at];
-        if between.split_whitespace().count() > 4 || between.contains(['.', ',', ';']) {
+        // Only linking words between the name and the number: "p95 went from 120 to 98"
+        // or "the time to parse is 3x lower" are not readings to compare.
+        let linking = between
+            .split(|c: char| c.is_whitespace() || c == '=' || c == ':' || c == '~')
+            .filter(|w| !w.is_empty())
+            .all(|w| LINKING_WORDS.contains(&w));
+        if !linking {
             return None;
         }
         let digits: String = rest[number_at..]
             .chars()
             .take_while(|c| c.is_ascii_digit() || *c == '.')
             .collect();
+        let after = rest[number_at + digits.len()..].trim_start();
+        if after.starts_with(['x', '%']) || after.starts_with("times") {
+            return None; // Relative ("3x faster", "20% lower"), not a value.
+        }
         let value: f64 = digits.trim_end_matches('.').parse().ok()?;
         Some(match comparison(between) {
             Some(op) => Stated::Bound(op, value),
@@ -150,6 +165,40 @@ fn stated_metric(claim: &str, name: &str) -> Option<Stated> {
         })
     })
 }
+
+/// Words that may stand between a metric's name and its value in a claim.
+const LINKING_WORDS: &[&str] = &[
+    "is",
+    "are",
+    "was",
+    "now",
+    "of",
+    "at",
+    "about",
+    "around",
+    "approximately",
+    "roughly",
+    "down",
+    "to",
+    "measured",
+    "reads",
+    "stays",
+    "remains",
+    "below",
+    "under",
+    "less",
+    "than",
+    "most",
+    "least",
+    "above",
+    "over",
+    "more",
+    "no",
+    "<",
+    "<=",
+    ">",
+    ">=",
+];
 
 fn comparison(words: &str) -> Option<MetricOp> {
     let has = |w: &str| words.contains(w);
@@ -246,6 +295,9 @@ fn check_claim(claim: &str, checks: &[CheckResult]) -> Option<(ClaimStatus, Stri
             "The claim reports a failure rather than a result to verify.".to_owned(),
         ));
     }
+    if !asserts_success(&lower) {
+        return None; // "Added tests for X" says what was done, not how the checks came out.
+    }
     let failed: Vec<&&CheckResult> = matched.iter().filter(|c| !c.passed).collect();
     let evidence = if failed.is_empty() {
         let list: Vec<String> = matched
@@ -292,6 +344,27 @@ fn asserts_failure(lower: &str) -> bool {
     .any(|w| lower.contains(&format!("{w}fail")) || lower.contains(&format!("{w}test fail")))
         || lower.contains("no tests fail");
     fails && !negated
+}
+
+/// Whether the claim says something passed: "tests pass", "all green", "clippy is
+/// clean", "it builds", "no tests fail".
+fn asserts_success(lower: &str) -> bool {
+    [
+        "pass",
+        "green",
+        "succe",
+        "clean",
+        "compiles",
+        "builds",
+        "no error",
+        "no warning",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
+        || ["ok", "work", "works", "fine"]
+            .iter()
+            .any(|w| word_position(lower, w).is_some())
+        || (lower.contains("fail") && !asserts_failure(lower))
 }
 
 /// Strings that identify a check's command in a claim: the whole command, its first two
@@ -481,6 +554,27 @@ pub(crate) mod tests {
     #[test]
     fn other_claims_are_unverifiable() {
         let checks = checks();
+        assert_eq!(
+            status("Added tests for the parser", &checks),
+            ClaimStatus::Unverifiable
+        );
+        assert_eq!(
+            status("p95 went from 120 to 98", &checks),
+            ClaimStatus::Unverifiable
+        );
+        assert_eq!(
+            status("p95 is 3x lower", &checks),
+            ClaimStatus::Unverifiable
+        );
+        assert_eq!(
+            status("p95 is 20% lower", &checks),
+            ClaimStatus::Unverifiable
+        );
+        // An unread metric does not hide the check the claim names.
+        assert_eq!(
+            status("cargo test passes, exit code: 0", &checks),
+            ClaimStatus::Verified
+        );
         assert_eq!(
             status("Refactored the parser", &checks),
             ClaimStatus::Unverifiable
