@@ -142,10 +142,8 @@ fn phase(o: &mut String, plan: &Plan, p: &Phase) {
     }
     let agents = if p.attempt_agents.is_empty() {
         plan.settings
-            .roles
-            .implementer
-            .as_ref()
-            .map_or("the implementer".to_string(), |r| r.value.clone())
+            .implementer()
+            .map_or("the implementer".to_string(), str::to_string)
     } else {
         let names: Vec<&str> = p.attempt_agents.iter().map(|a| a.value.as_str()).collect();
         names.join(", ")

@@ -55,6 +55,20 @@ pub struct Settings {
 
 pub const DEFAULT_MAX_PARALLEL: u32 = 4;
 
+impl Settings {
+    /// The implementer's agent name: the `implementer` role, or the only agent defined.
+    pub fn implementer(&self) -> Option<&str> {
+        if let Some(r) = &self.roles.implementer {
+            return Some(&r.value);
+        }
+        let mut names = self.agents.keys();
+        match (names.next(), names.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        }
+    }
+}
+
 impl Default for Settings {
     /// The settings of a goal file without front matter. Defaults sit at line 0.
     fn default() -> Self {

@@ -405,3 +405,25 @@ fn every_error_of_a_file_is_reported_in_file_order() {
     let run = env.goalpost(["plan", "check", &name]);
     insta::assert_snapshot!("many_errors_stderr", run.stderr);
 }
+
+#[test]
+fn select_review_needs_a_reviewer() {
+    assert_errors(
+        "errors/review-without-reviewer.md",
+        &[(
+            "18:9",
+            "phase \"greet\" selects by review but no reviewer is set",
+        )],
+    );
+}
+
+#[test]
+fn several_agents_need_an_implementer_role() {
+    assert_errors(
+        "errors/no-implementer.md",
+        &[(
+            "1:1",
+            "the goal names no agent and no implementer role is set, with 2 agents defined",
+        )],
+    );
+}

@@ -224,6 +224,32 @@ fn agents(plan: &Plan, sink: &mut Sink) {
         }
     }
     for p in &plan.phases {
+        if p.attempt_agents.is_empty() && s.agents.len() > 1 && s.implementer().is_none() {
+            let (line, col) = if plan.implicit_phase {
+                (1, 1)
+            } else {
+                (p.id.line, p.id.col)
+            };
+            let whose = if plan.implicit_phase {
+                "the goal".to_string()
+            } else {
+                format!("phase \"{}\"", p.id.value)
+            };
+            sink.error(
+                line,
+                col,
+                format!("{whose} names no agent and no implementer role is set, with {} agents defined", s.agents.len()),
+                "`implementer = \"NAME\"` under `[roles]`, or `Attempts: N (agent, ...)` in the phase",
+            );
+        }
+        if p.select.value == Selection::Review && s.roles.reviewer.is_none() {
+            sink.error(
+                p.select.line,
+                p.select.col,
+                format!("phase \"{}\" selects by review but no reviewer is set", p.id.value),
+                "`reviewer = \"NAME\"` under `[roles]` in the front matter, or `Select: first` or `Select: best METRIC`",
+            );
+        }
         for n in &p.attempt_agents {
             if !s.agents.contains_key(&n.value) {
                 sink.error(
