@@ -39,7 +39,10 @@ pub fn stopped(why: &str, attempt_ref: &str) -> AttemptOutcome {
 pub fn no_progress(streak: u32, evidence: &Evidence<'_>) -> AttemptOutcome {
     let (detail, needs) = stuck(evidence);
     AttemptOutcome::Blocked {
-        reason: format!("no progress in {streak} iterations: {detail}"),
+        reason: format!(
+            "no progress in {streak} iteration{}: {detail}",
+            plural(streak)
+        ),
         needs,
     }
 }
@@ -50,7 +53,7 @@ pub fn out_of_iterations(max: u32, evidence: &Evidence<'_>) -> AttemptOutcome {
     AttemptOutcome::Blocked {
         reason: format!(
             "no candidate after {max} iteration{} of this round: {detail}",
-            if max == 1 { "" } else { "s" }
+            plural(max)
         ),
         needs,
     }
@@ -113,6 +116,10 @@ pub fn worker_failed(error: &dyn std::fmt::Display) -> AttemptOutcome {
         needs: "a look at the worker's failure; the work harvested so far is on the attempt ref"
             .to_owned(),
     }
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// Where the attempt is stuck, and what input would help.
@@ -208,6 +215,8 @@ mod tests {
             needs,
             "help with the failing checks, or a revised contract: `cargo test`, `x`"
         );
+        let (reason, _) = blocked(no_progress(1, &evidence));
+        assert!(reason.starts_with("no progress in 1 iteration: "));
         let (reason, _) = blocked(out_of_iterations(1, &evidence));
         assert!(reason.starts_with("no candidate after 1 iteration of this round: 2 of 3"));
     }
