@@ -648,3 +648,25 @@ fn a_round_without_resume_from_builds_on_the_attempt_ref() {
         "1\n2\n"
     );
 }
+
+#[test]
+fn a_failed_review_approves_nothing() {
+    let f = Fixture::new();
+    let implementer = r#"echo "$GOALPOST_ITERATION" >> file"#;
+    let reviewer = "echo 'VERDICT: approve'; echo 'crashed' >&2; exit 3";
+    let mut input = f.input(implementer, Some(reviewer), &["true"]);
+    input.no_progress_limit = 1;
+    let result = f.run(&input);
+    let AttemptOutcome::Blocked { reason, .. } = &result.outcome else {
+        panic!("expected blocked, got {:?}", result.outcome);
+    };
+    assert!(reason.starts_with("no progress in 1 iteration"), "{reason}");
+    assert_eq!(result.iterations.len(), 2);
+    let review = result.iterations[0].reviewer.as_ref().unwrap();
+    assert_eq!(review.verdict, None);
+    let error = review.error.as_deref().unwrap();
+    assert!(
+        error.contains("exit code 3") && error.contains("crashed"),
+        "{error}"
+    );
+}
