@@ -2,10 +2,12 @@
 //! paths of goalpost's built binaries.
 //!
 //! Every command runs with a cleared environment: `HOME` in the test's temp dir,
-//! `GIT_CONFIG_GLOBAL=/dev/null`, no system git config, `LC_ALL=C`, and fixed author and
-//! committer dates, so a test sees the same thing on every machine.
+//! `GIT_CONFIG_GLOBAL=/dev/null`, no system git config, `LC_ALL=C`, fixed author and
+//! committer dates, and `GOALPOST_WORKTREES` in the test's temp dir, so a test sees the
+//! same thing on every machine and can check that no worktree is left behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -75,6 +77,37 @@ impl TestEnv {
         self.dir().join("home")
     }
 
+    /// Where goalpost makes its worktrees in this test (`GOALPOST_WORKTREES`).
+    pub fn worktrees(&self) -> PathBuf {
+        self.dir().join("worktrees")
+    }
+
+    /// Every file left under [`TestEnv::worktrees`], as paths relative to it.
+    pub fn leftover_worktree_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, root: &Path, out: &mut Vec<PathBuf>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&path, root, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.worktrees(), &self.worktrees(), &mut out);
+        out
+    }
+
+    /// Reads `rel` under the test's directory.
+    pub fn read(&self, rel: &str) -> String {
+        let path = self.dir().join(rel);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+    }
+
     /// Writes `text` to `rel` under the test's directory, creating parent directories.
     pub fn write(&self, rel: &str, text: &str) -> PathBuf {
         let path = self.dir().join(rel);
@@ -94,6 +127,7 @@ impl TestEnv {
         }
         let date = "2026-01-01T00:00:00Z";
         cmd.env("HOME", self.home())
+            .env("GOALPOST_WORKTREES", self.worktrees())
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("LC_ALL", "C")
@@ -124,6 +158,43 @@ impl TestEnv {
         let run = Run::of(cmd);
         run.assert_code(0);
         run
+    }
+
+    /// The trimmed stdout of `git args` in `dir` (relative to the test's directory).
+    pub fn git_out(&self, dir: &str, args: &[&str]) -> String {
+        self.git(dir, args).stdout.trim().to_owned()
+    }
+
+    /// Every file of the tree of `rev` in the repository at `dir`: path -> content.
+    pub fn tree_files(&self, dir: &str, rev: &str) -> BTreeMap<String, String> {
+        let listing = self
+            .git(dir, &["ls-tree", "-r", "-z", "--name-only", rev])
+            .stdout;
+        listing
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(|path| {
+                let content = self.git(dir, &["show", &format!("{rev}:{path}")]).stdout;
+                (path.to_owned(), content)
+            })
+            .collect()
+    }
+
+    /// What a command could change in the repository at `dir`: every ref, `HEAD`, the
+    /// working tree's status, the worktrees, and goalpost's files in the git dir.
+    pub fn repo_state(&self, dir: &str) -> String {
+        let goalpost_dir = self.dir().join(dir).join(".git/goalpost");
+        format!(
+            "refs:\n{}\nHEAD: {} at {}\nstatus:\n{}\nworktrees:\n{}\n.git/goalpost exists: {}\n",
+            self.git(dir, &["for-each-ref", "--format=%(refname) %(objectname)"])
+                .stdout,
+            self.git_out(dir, &["symbolic-ref", "-q", "HEAD"]),
+            self.git_out(dir, &["rev-parse", "HEAD"]),
+            self.git(dir, &["status", "--porcelain", "--untracked-files=all"])
+                .stdout,
+            self.git(dir, &["worktree", "list", "--porcelain"]).stdout,
+            goalpost_dir.exists(),
+        )
     }
 
     /// A git repository at `dir` with one commit holding `files`, on branch `main`.
@@ -183,6 +254,12 @@ impl Run {
         self
     }
 
+    /// Stdout parsed as JSON; panics (showing everything) when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON: {e}\n{self}"))
+    }
+
     /// Panics (showing everything) unless stderr contains `needle`.
     pub fn assert_stderr_has(&self, needle: &str) -> &Run {
         assert!(
@@ -209,5 +286,38 @@ impl fmt::Display for Run {
         writeln!(f, "exit:    {}", self.code)?;
         writeln!(f, "--- stdout ---\n{}", self.stdout)?;
         write!(f, "--- stderr ---\n{}", self.stderr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_see_only_the_hermetic_environment() {
+        let env = TestEnv::new();
+        let mut cmd = env.command("sh");
+        cmd.args(["-c", "echo \"$HOME|$GIT_CONFIG_GLOBAL|${CARGO:-unset}\""]);
+        let run = Run::of(cmd);
+        run.assert_code(0);
+        let home = env.home().display().to_string();
+        assert_eq!(
+            run.stdout.trim(),
+            format!("{home}|/dev/null|unset"),
+            "{run}"
+        );
+    }
+
+    #[test]
+    fn repositories_have_fixed_dates() {
+        let env = TestEnv::new();
+        env.repo("r", &[("a.txt", "a\n")]);
+        let run = env.git("r", &["log", "-1", "--format=%an|%aI|%cI|%s"]);
+        assert_eq!(
+            run.stdout.trim(),
+            "goalpost test|2026-01-01T00:00:00Z|2026-01-01T00:00:00Z|initial"
+        );
+        let branch = env.git("r", &["branch", "--show-current"]);
+        assert_eq!(branch.stdout.trim(), "main");
     }
 }
