@@ -16,7 +16,11 @@ use goalpost_shared::git::{EntryMode, GitError, Oid, PathChange, Repo};
 /// Why the candidate could not be checked out as the audit needs it.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
-    #[error("the audit worktree {} already exists; the auditor only works in a fresh one", .0.display())]
+    #[error(
+        "the audit worktree {} already exists; the auditor only checks out into a path \
+         nobody has used (give the input a fresh `worktree`)",
+        .0.display()
+    )]
     Exists(PathBuf),
     #[error("checking out the candidate: {0}")]
     Git(#[from] GitError),

@@ -170,6 +170,16 @@ fn show(output: &Output) -> String {
     )
 }
 
+/// `text` as a regular expression matching itself.
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$#&-~".contains(c);
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
+}
+
 fn machine(command: &str, line: u32) -> Check {
     Check {
         text: Spanned::new(format!("`{command}` passes"), line, 3),
@@ -447,7 +457,12 @@ fn an_existing_worktree_path_is_refused() {
     let output = f.run(&input, &[]);
     assert_eq!(output.status.code(), Some(2), "{}", show(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("already exists"), "{stderr}");
+    insta::with_settings!({filters => vec![
+        (r"\b[0-9a-f]{40}\b", "[OID]"),
+        (regex_escape(&f.dir.path().display().to_string()).as_str(), "[TMP]"),
+    ]}, {
+        insta::assert_snapshot!("existing_worktree_error", stderr);
+    });
     assert!(!input.report_dir.join("audit.json").exists());
     assert!(
         input.worktree.join("implementer-notes.txt").exists(),
@@ -586,4 +601,18 @@ fn a_worktree_path_left_registered_by_a_lost_audit_is_reused() {
         md.contains("None: the candidate's tree is the base's."),
         "{md}"
     );
+}
+
+#[test]
+fn uncommitted_work_in_the_implementers_tree_is_not_what_is_verified() {
+    let mut f = Fixture::new();
+    let base = f.git(&["rev-parse", "HEAD"]);
+    f.write("src/notes.txt", "committed\n");
+    let candidate = f.commit("notes only");
+    // The implementer's directory holds a fix that was never committed.
+    f.write("src/value.sh", "VALUE=42\n");
+    let (report, md) = f.audit(&f.input(&base, &candidate, contract(), &["tests pass"]));
+    assert_eq!(report.recommendation, Recommendation::Revise, "{md}");
+    assert_eq!(report.claims[0].status, ClaimStatus::Refuted);
+    assert_eq!(report.changed_paths, ["src/notes.txt"]);
 }
