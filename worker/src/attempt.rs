@@ -340,6 +340,11 @@ impl Round<'_> {
             &prompt,
             record.tree.clone(),
         );
+        if self.lineage.is_dirty()? {
+            // Reviewers are told not to edit; what one did anyway is left for the next
+            // harvest (never dropped) and is not part of the candidate it may approve.
+            tracing::warn!(iteration, "the reviewer changed the worktree");
+        }
         if turn.record.error.is_some() {
             return Ok((turn, None));
         }

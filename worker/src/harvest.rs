@@ -184,6 +184,11 @@ impl Lineage {
         Ok((text, truncated))
     }
 
+    /// Whether the worktree holds changes not harvested yet.
+    pub fn is_dirty(&self) -> Result<bool, GitError> {
+        self.repo.is_dirty()
+    }
+
     pub fn worktree(&self) -> &Path {
         &self.worktree
     }
