@@ -385,3 +385,13 @@ fn boundary_globs_match_like_gitignore() {
     assert!(rules.is_protected("tests/golden/out.txt"));
     assert!(!rules.is_protected("tests/other.rs"));
 }
+
+#[test]
+fn a_line_after_an_inline_check_is_context() {
+    let plan = parse(
+        "# T\n\n## Outcome\nx\n\n## Phases\n\n### a: A\nVerification: `make a`\nRun it twice.\n",
+    );
+    let c = &plan.phase("a").unwrap().contract;
+    assert_eq!(c.verification.len(), 1);
+    assert_eq!(c.context[0].body, "Run it twice.");
+}

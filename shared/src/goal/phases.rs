@@ -133,14 +133,22 @@ fn lines(d: &mut PhaseDraft, h: &Heading, blocks: &[Block], sink: &mut Sink) {
         list_for = None;
         continued = None;
         for line in &block.lines {
-            if d.parts.boundary_line(line, sink) {
+            if d.parts.boundary_line(line) {
                 continued = None;
                 continue;
             }
             if let Some((key, value, offset)) = key_line(&line.text) {
                 let col = line.col + u32::try_from(offset).unwrap_or(0);
                 if let Some(part) = key_value(d, &key, value, line, col, sink) {
-                    continued = part;
+                    continued = part.filter(|p| {
+                        matches!(
+                            p,
+                            Part::Outcome
+                                | Part::Constraints
+                                | Part::IterationPolicy
+                                | Part::Blocked
+                        )
+                    });
                     list_for = part.filter(|p| {
                         value.is_empty() && matches!(p, Part::Verification | Part::Constraints)
                     });

@@ -95,7 +95,7 @@ impl Parts {
             }
             Part::Boundaries => {
                 for line in blocks.iter().flat_map(|b| &b.lines) {
-                    if !self.boundary_line(line, sink) {
+                    if !self.boundary_line(line) {
                         sink.error(
                             line.line,
                             line.col,
@@ -113,7 +113,7 @@ impl Parts {
 
     /// Reads an `Allowed paths:` / `Forbidden paths:` / `Protected paths:` line; false if
     /// the line is none of those.
-    pub fn boundary_line(&mut self, line: &Line, _sink: &mut Sink) -> bool {
+    pub fn boundary_line(&mut self, line: &Line) -> bool {
         let Some((key, value, offset)) = key_line(&line.text) else {
             return false;
         };
