@@ -168,6 +168,33 @@ pub fn validate_pattern(pattern: &str) -> Result<(), String> {
 }
 
 /// A contract's boundaries, compiled once and applied to any number of paths.
+///
+/// ```
+/// use goalpost_shared::boundary::BoundaryRules;
+/// use goalpost_shared::contract::{Boundaries, Spanned};
+/// use goalpost_shared::git::{ChangeStatus, EntryMode, PathChange};
+/// use goalpost_shared::protocol::ViolationKind;
+///
+/// let boundaries = Boundaries {
+///     allowed: vec![Spanned::new("src/".to_owned(), 20, 16)],
+///     forbidden: vec![Spanned::new("secrets/".to_owned(), 21, 18)],
+///     protected: vec![Spanned::new("tests/".to_owned(), 22, 18)],
+/// };
+/// let rules = BoundaryRules::new(&boundaries, &["goal.md".to_owned()]).unwrap();
+/// // Moving a forbidden file into an allowed directory still touches the forbidden path.
+/// let moved = PathChange {
+///     status: ChangeStatus::Renamed,
+///     old_path: Some("secrets/key.pem".to_owned()),
+///     new_path: Some("src/key.pem".to_owned()),
+///     old_mode: EntryMode::File,
+///     new_mode: EntryMode::File,
+/// };
+/// let violations = rules.judge(&[moved], &|_| None);
+/// assert_eq!(violations.len(), 1);
+/// assert_eq!(violations[0].kind, ViolationKind::Forbidden);
+/// assert_eq!(violations[0].path, "secrets/key.pem");
+/// assert_eq!(violations[0].rule, "forbidden `secrets/` (line 21)");
+/// ```
 #[derive(Debug, Clone)]
 pub struct BoundaryRules {
     allowed: Vec<Rule>,

@@ -185,11 +185,11 @@ fn seconds(duration: Duration) -> String {
 }
 
 /// The value of metric `name` in `output`: the last occurrence of `NAME=value` or
-/// `NAME: value` (spaces allowed around `=` and after `:`), where `NAME` stands as a word
-/// of its own (`xp95_ms=1` is not `p95_ms`) and `value` is a decimal number, optionally
-/// signed, with a fraction or an exponent, and optionally followed by a unit that is
-/// ignored (`98ms`, `12.5 %`, `3 µs`). A number followed by anything else (`1.2.3`,
-/// `12abc3`) is not a reading.
+/// `NAME: value` (spaces or tabs allowed on either side of `=` or `:`), where `NAME`
+/// stands as a word of its own (`xp95_ms=1` is not `p95_ms`) and `value` is a decimal
+/// number, optionally signed, with a fraction or an exponent, and optionally followed by
+/// a unit that is ignored (`98ms`, `12.5 %`, `3 µs`). A number followed by anything else
+/// (`1.2.3`, `12abc3`) is not a reading.
 ///
 /// ```
 /// use goalpost_shared::check::read_metric;
