@@ -84,6 +84,20 @@ pub fn load(path: &Path) -> Result<Plan, Diagnostics> {
 }
 
 /// Parses and validates goal-file `text`; `path` is used for messages and `Plan::path`.
+///
+/// ```
+/// use std::path::Path;
+///
+/// let text = "# Goal: greet\n\n## Outcome\nIt greets.\n\n## Verification\n- `./greet.sh` passes\n";
+/// let plan = goalpost_shared::goal::parse(Path::new("goal.md"), text).unwrap();
+/// assert_eq!(plan.phases[0].id.value, "goal");
+///
+/// let errors = goalpost_shared::goal::parse(Path::new("goal.md"), "# Goal: nothing\n").unwrap_err();
+/// assert_eq!(
+///     errors.0[0].to_string(),
+///     "goal.md:1:1: the goal file has no Outcome; an `## Outcome` section saying what must be true when the work is done"
+/// );
+/// ```
 pub fn parse(path: &Path, text: &str) -> Result<Plan, Diagnostics> {
     let mut sink = Sink {
         file: path.to_path_buf(),
