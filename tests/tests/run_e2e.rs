@@ -659,3 +659,318 @@ Verification: `sh tests/run.sh`
     );
     assert_no_worktree_left(&env);
 }
+
+const README_LEFT: &str = "# calc: add, sub\n";
+const README_RIGHT: &str = "# calc (fast)\n";
+const README_BOTH: &str = "# calc: add, sub (fast)\n";
+
+#[test]
+fn parallel_edits_of_the_same_lines_conflict_and_neither_is_lost() {
+    let env = calc_env();
+    let readme = calc_file("README.md");
+    let combined = readme.replacen("# calc\n", README_BOTH, 1);
+    // Each phase changes the README's first line; whichever lands second gets a conflict
+    // round and writes the line holding both changes.
+    let mut script = APPROVE.to_owned();
+    for (id, line) in [("left", README_LEFT), ("right", README_RIGHT)] {
+        let snapshot = env.dir().join(format!("conflicted-{id}.md"));
+        let prompt = env.dir().join(format!("prompt-{id}.txt"));
+        script.push_str(&format!(
+            r##"
+[[turn]]
+role = "implementer"
+phase = "{id}"
+iteration_min = 2
+actions = [
+  {{ copy_prompt = {prompt} }},
+  {{ run = {copy} }},
+  {{ fail_if_prompt_lacks = "README.md" }},
+  {{ write = "README.md", content = {combined} }},
+]
+message = "Kept both changes to the first line.\n"
+
+[[turn]]
+role = "implementer"
+phase = "{id}"
+actions = [{{ replace = "README.md", find = "# calc\n", with = {line} }}]
+message = "Changed the title.\n"
+"##,
+            prompt = path_quoted(&prompt),
+            copy = quoted(&format!("cp README.md '{}'", snapshot.display())),
+            combined = quoted(&combined),
+            line = quoted(line),
+        ));
+    }
+    let plan = write_goal(
+        &env,
+        &script,
+        &Goal {
+            verification: "- `head -n 1 README.md | grep -q 'add, sub'`
+- `head -n 1 README.md | grep -qF '(fast)'`",
+            phases: "## Phases
+
+### left: Name the operations
+Outcome: the README's title names add and sub.
+Verification: `head -n 1 README.md | grep -q 'add, sub'`
+
+### right: Say it is fast
+Outcome: the README's title says calc is fast.
+Verification: `head -n 1 README.md | grep -qF '(fast)'`
+",
+            ..Goal::default()
+        },
+    );
+
+    let run = run_goal(&env, plan);
+    run.assert_code(0)
+        .assert_stdout_has("conflicts with the integration tip in README.md");
+
+    // Exactly one phase went back for a conflict round, with the paths and the markers.
+    let st = status(&env);
+    let rounds = |id: &str| attempts(&st, id)[0]["rounds"].as_u64().unwrap();
+    let (second, first) = match (rounds("left"), rounds("right")) {
+        (2, 1) => ("left", "right"),
+        (1, 2) => ("right", "left"),
+        other => panic!("rounds (left, right) = {other:?}\n{st:#}"),
+    };
+    assert!(!env.dir().join(format!("conflicted-{first}.md")).exists());
+    let conflicted = env.read(&format!("conflicted-{second}.md"));
+    for needle in ["<<<<<<<", ">>>>>>>", README_LEFT, README_RIGHT] {
+        assert!(conflicted.contains(needle), "{needle:?} in:\n{conflicted}");
+    }
+    let prompt = env.read(&format!("prompt-{second}.txt"));
+    assert!(prompt.contains("Merge conflict"), "{prompt}");
+
+    // Both changes are on the release branch, nothing else changed.
+    assert_eq!(
+        env.tree_files(REPO, "main"),
+        calc_tree(&[("README.md", &combined)])
+    );
+    let start = text(&st["run"]["release_start"]);
+    let landed = env.git_out(
+        REPO,
+        &["rev-list", "--first-parent", &format!("{start}..main")],
+    );
+    assert_eq!(landed.lines().count(), 2, "{landed}");
+    assert_eq!(env.read("calc/README.md"), combined);
+    assert_no_worktree_left(&env);
+}
+
+#[test]
+fn a_commit_pushed_to_the_release_branch_during_the_run_survives() {
+    let env = calc_env();
+    let repo = env.dir().join(REPO);
+    // Someone else commits to `main` in the user's checkout while the phase runs.
+    let someone = format!(
+        "cd '{}' && export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 \
+         GIT_AUTHOR_DATE=2026-01-02T00:00:00Z GIT_COMMITTER_DATE=2026-01-02T00:00:00Z && \
+         printf 'notes\\n' > NOTES.md && git add NOTES.md && \
+         git -c user.name=Someone -c user.email=someone@example.com \
+         commit -q -m 'Notes from someone else'",
+        repo.display()
+    );
+    let script = format!(
+        r##"{APPROVE}
+[[turn]]
+role = "implementer"
+phase = "sub"
+actions = [
+  {{ write = "ops/sub.sh", content = {sub} }},
+  {{ run = {someone} }},
+]
+message = "Added sub.\n"
+"##,
+        sub = quoted(CALC_SUB),
+        someone = quoted(&someone),
+    );
+    let plan = write_goal(
+        &env,
+        &script,
+        &Goal {
+            verification: "- `sh calc.sh sub 5 3 | grep -qx 2`",
+            phases: "## Phases
+
+### sub: Subtraction
+Outcome: `sh calc.sh sub 5 3` prints 2.
+Verification: `sh calc.sh sub 5 3 | grep -qx 2`
+",
+            ..Goal::default()
+        },
+    );
+
+    let run = run_goal(&env, plan);
+    run.assert_code(0)
+        .assert_stdout_has("main moved during the run");
+
+    let st = status(&env);
+    assert_eq!(st["run"]["state"], "complete", "{st:#}");
+    let theirs = env.git_out(REPO, &["log", "--format=%H", "--author=Someone", "main"]);
+    assert_eq!(theirs.lines().count(), 1, "their commit is on main\n{run}");
+    let main = env.git_out(REPO, &["rev-parse", "main"]);
+    let integration = format!("refs/goalpost/{}/integration", text(&st["run"]["id"]));
+    env.git(REPO, &["merge-base", "--is-ancestor", &theirs, &main]);
+    env.git(REPO, &["merge-base", "--is-ancestor", &integration, &main]);
+    assert_eq!(text(&st["run"]["release_commit"]), main);
+    let mut expected = calc_tree(&[("ops/sub.sh", CALC_SUB)]);
+    expected.insert("NOTES.md".into(), "notes\n".into());
+    assert_eq!(env.tree_files(REPO, "main"), expected);
+
+    // The merge with their commit was verified before the release moved to it.
+    let goal_audits = audits(&st, "goal");
+    assert_eq!(goal_audits.len(), 2, "{st:#}");
+    assert_eq!(text(&goal_audits[1]["candidate"]), main);
+    assert_eq!(text(&goal_audits[1]["base"]), theirs);
+    assert_eq!(goal_audits[1]["recommendation"], "merge");
+
+    assert_eq!(env.git_out(REPO, &["status", "--porcelain"]), "");
+    assert_eq!(env.read("calc/ops/sub.sh"), CALC_SUB);
+    assert_eq!(env.read("calc/NOTES.md"), "notes\n");
+    assert_no_worktree_left(&env);
+}
+
+const SECRET: &str = "s3cret-for-the-implementer-only";
+
+#[test]
+fn the_auditor_never_sees_the_implementers_environment_or_worktree() {
+    let env = calc_env();
+    std::fs::create_dir_all(env.dir().join("envs")).unwrap();
+    let implementer_env = env.dir().join("implementer-env.txt");
+    let script = format!(
+        r##"{APPROVE}
+[[turn]]
+role = "implementer"
+phase = "sub"
+actions = [
+  {{ record_env = {implementer_env} }},
+  {{ write = "ops/sub.sh", content = {sub} }},
+]
+message = "Added sub.\n"
+"##,
+        implementer_env = path_quoted(&implementer_env),
+        sub = quoted(CALC_SUB),
+    );
+    // Every run of the check leaves its environment (PWD included) in a file named
+    // after the directory it ran in.
+    let check = format!(
+        "`env > '{}'/\"$(basename \"$PWD\")\".env && sh calc.sh sub 5 3 | grep -qx 2`",
+        env.dir().join("envs").display()
+    );
+    let verification = format!("- {check}");
+    let phases = format!(
+        "## Phases
+
+### sub: Subtraction
+Outcome: `sh calc.sh sub 5 3` prints 2.
+Verification: {check}
+"
+    );
+    let plan = write_goal(
+        &env,
+        &script,
+        &Goal {
+            coder_env: &format!("SECRET_FOR_IMPLEMENTER = {}", quoted(SECRET)),
+            verification: &verification,
+            phases: &phases,
+            ..Goal::default()
+        },
+    );
+
+    let run = run_goal(&env, plan);
+    run.assert_code(0);
+    let st = status(&env);
+    let worktree = text(&attempts(&st, "sub")[0]["worktree"]).to_owned();
+
+    let recorded = env.read("implementer-env.txt");
+    assert!(
+        recorded.contains(&format!("SECRET_FOR_IMPLEMENTER={SECRET}\n")),
+        "{recorded}"
+    );
+    // The worker's own check ran in the implementer's worktree...
+    let own = env.read("envs/sub.1.env");
+    assert!(own.contains(&format!("PWD={worktree}\n")), "{own}");
+    // ...every audit's checks somewhere else, without the implementer's variables.
+    let mut audited = 0;
+    for entry in std::fs::read_dir(env.dir().join("envs")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("audit-") {
+            continue;
+        }
+        audited += 1;
+        let seen = std::fs::read_to_string(&path).unwrap();
+        assert!(!seen.contains(SECRET), "{name}:\n{seen}");
+        assert!(!seen.contains("SECRET_FOR_IMPLEMENTER"), "{name}:\n{seen}");
+        assert!(
+            !seen.contains(&format!("PWD={worktree}\n")),
+            "{name}:\n{seen}"
+        );
+        assert!(seen.contains("PWD=/"), "{name}:\n{seen}");
+        let home = env.home().display().to_string();
+        assert!(!seen.contains(&format!("HOME={home}\n")), "{name}:\n{seen}");
+    }
+    // The phase's audit and the whole-goal audit.
+    assert_eq!(audited, 2, "{run}");
+}
+
+const NOTE: &str = "NOTE-7f3a: print the result with printf, not echo";
+const SUB_PRINTF: &str = "sub() { printf '%s\\n' $(($1 - $2)); }\n";
+
+#[test]
+fn a_reviewers_notes_reach_the_next_implementer_prompt() {
+    let env = calc_env();
+    let prompt = env.dir().join("prompt-2.txt");
+    let script = format!(
+        r##"
+[[turn]]
+role = "reviewer"
+iteration = 1
+message = "It works, but:\n{NOTE}\nVERDICT: changes\n"
+
+[[turn]]
+role = "reviewer"
+message = "Good.\nVERDICT: approve\n"
+
+[[turn]]
+role = "implementer"
+iteration = 1
+actions = [{{ write = "ops/sub.sh", content = {sub} }}]
+message = "Added sub.\n"
+
+[[turn]]
+role = "implementer"
+iteration = 2
+actions = [
+  {{ copy_prompt = {prompt} }},
+  {{ fail_if_prompt_lacks = {note} }},
+  {{ write = "ops/sub.sh", content = {sub_printf} }},
+]
+message = "Printed with printf.\n"
+"##,
+        sub = quoted(CALC_SUB),
+        sub_printf = quoted(SUB_PRINTF),
+        prompt = path_quoted(&prompt),
+        note = quoted(NOTE),
+    );
+    let plan = write_goal(
+        &env,
+        &script,
+        &Goal {
+            verification: "- `sh calc.sh sub 5 3 | grep -qx 2`",
+            phases: "## Phases
+
+### sub: Subtraction
+Outcome: `sh calc.sh sub 5 3` prints 2.
+Verification: `sh calc.sh sub 5 3 | grep -qx 2`
+",
+            ..Goal::default()
+        },
+    );
+
+    let run = run_goal(&env, plan);
+    run.assert_code(0);
+    let st = status(&env);
+    assert_eq!(attempts(&st, "sub")[0]["iterations"], 2, "{st:#}");
+    let seen = env.read("prompt-2.txt");
+    assert!(seen.contains(NOTE), "{seen}");
+    assert_eq!(env.tree_files(REPO, "main")["ops/sub.sh"], SUB_PRINTF);
+}
