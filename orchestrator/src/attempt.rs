@@ -145,6 +145,40 @@ pub fn remaining(budget: &Budget, used: &Usage, iterations_done: u32) -> Budget 
     }
 }
 
+/// Runs the worker's selection turn (`Select: review`) and reads its result.
+pub fn run_select(
+    input: &goalpost_shared::protocol::SelectInput,
+) -> Result<goalpost_shared::protocol::SelectResult, String> {
+    let dir = &input.private_dir;
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let in_path = dir.join("select-in.json");
+    let out_path = dir.join("select-out.json");
+    let json = serde_json::to_vec_pretty(input).map_err(|e| e.to_string())?;
+    std::fs::write(&in_path, json).map_err(|e| format!("writing {}: {e}", in_path.display()))?;
+    let bin = sibling_binary("goalpost-worker", "GOALPOST_WORKER_BIN");
+    let cmd = process::Command::new(bin.as_os_str(), dir)
+        .arg("--select")
+        .arg("--input")
+        .arg(in_path.as_os_str())
+        .arg("--output")
+        .arg(out_path.as_os_str())
+        .envs(process::env_allowlist(WORKER_ENV_ALLOW))
+        .timeout(Duration::from_secs(input.timeout_secs + 60))
+        .output_cap(256 * 1024);
+    let outcome = process::run(&cmd, None).map_err(|e| format!("starting the worker: {e}"))?;
+    let _ = std::fs::write(dir.join("select.log"), outcome.stderr.text_lossy());
+    if !outcome.success() {
+        return Err(format!(
+            "the selection turn's worker exited with {}: {}",
+            outcome.status,
+            outcome.stderr.tail(2000)
+        ));
+    }
+    let bytes = std::fs::read(&out_path)
+        .map_err(|e| format!("reading the selection result {}: {e}", out_path.display()))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("the selection result is not valid: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

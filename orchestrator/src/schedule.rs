@@ -11,17 +11,19 @@ use goalpost_shared::dag::PhaseDag;
 use goalpost_shared::git::{GitError, Oid, Repo};
 use goalpost_shared::plan::{Plan, Selection};
 use goalpost_shared::protocol::{
-    AttemptOutcome, AuditInput, AuditReport, Feedback, Recommendation, STOP_FILE, Usage,
-    WorkerInput, WorkerResult,
+    AttemptOutcome, AuditInput, AuditReport, Feedback, Recommendation, SelectInput, SelectResult,
+    Usage, WorkerInput, WorkerResult,
 };
 
 use crate::attempt::{self, DEFAULT_MAX_ITERATIONS, DEFAULT_NO_PROGRESS_LIMIT, WORKER_ENV_ALLOW};
 use crate::audit::{self, DEFAULT_CHECK_TIMEOUT_SECS};
-use crate::gate::{self, GateStep};
+use crate::gate;
 use crate::layout::{self, Layout};
 use crate::store::Store;
 
+mod land;
 mod release;
+mod select;
 
 pub use release::final_contract;
 
@@ -83,6 +85,8 @@ struct Attempt {
     audited: Option<(Oid, Oid)>,
     /// The last audit's one-line summary.
     audit_summary: String,
+    /// One line per check of the last passing audit.
+    evidence: Vec<String>,
     state: AttemptState,
 }
 
@@ -104,16 +108,22 @@ enum Job {
         purpose: AuditPurpose,
         input: Box<AuditInput>,
     },
+    /// The reviewer's choice among a phase's audited candidates (`Select: review`).
+    Select {
+        phase: usize,
+        input: Box<SelectInput>,
+    },
 }
 
 impl Job {
-    fn attempt(&self) -> usize {
+    fn attempt(&self) -> Option<usize> {
         match self {
             Job::Worker { attempt, .. }
             | Job::Audit {
                 purpose: AuditPurpose::Candidate { attempt } | AuditPurpose::Merge { attempt, .. },
                 ..
-            } => *attempt,
+            } => Some(*attempt),
+            Job::Select { .. } => None,
         }
     }
 }
@@ -141,6 +151,10 @@ enum Done {
         result: Result<AuditReport, String>,
         dir: PathBuf,
     },
+    Select {
+        phase: usize,
+        result: Result<SelectResult, String>,
+    },
 }
 
 /// Everything one run needs, owned by the scheduler's thread.
@@ -157,6 +171,10 @@ pub struct Scheduler<'a> {
     pub always_protected: Vec<String>,
     dag: PhaseDag,
     phases: Vec<PhaseState>,
+    /// Why each phase's winner won, once chosen.
+    chosen_because: Vec<Option<String>>,
+    /// Phases whose reviewer is choosing a winner.
+    selecting: BTreeSet<usize>,
     attempts: Vec<Attempt>,
     audits_started: u32,
     queue: VecDeque<Job>,
@@ -186,6 +204,8 @@ impl<'a> Scheduler<'a> {
         Scheduler {
             dag: PhaseDag::new(plan),
             phases: vec![PhaseState::Pending; plan.phases.len()],
+            chosen_because: vec![None; plan.phases.len()],
+            selecting: BTreeSet::new(),
             attempts: Vec::new(),
             audits_started: 0,
             queue: VecDeque::new(),
@@ -222,7 +242,10 @@ impl<'a> Scheduler<'a> {
                 let Some(job) = self.queue.pop_front() else {
                     break;
                 };
-                if self.attempts[job.attempt()].state == AttemptState::Lost {
+                if job
+                    .attempt()
+                    .is_some_and(|i| self.attempts[i].state == AttemptState::Lost)
+                {
                     continue;
                 }
                 spawn(job, tx.clone());
@@ -337,6 +360,7 @@ impl<'a> Scheduler<'a> {
                 diff_size: 0,
                 audited: None,
                 audit_summary: String::new(),
+                evidence: Vec::new(),
                 state: AttemptState::Working,
             });
             self.queue_round(index, None, None)?;
@@ -492,6 +516,7 @@ impl<'a> Scheduler<'a> {
                 result,
                 dir,
             } => self.audit_done(purpose, result, dir),
+            Done::Select { phase, result } => self.selected(phase, result),
         }
     }
 
@@ -673,6 +698,19 @@ impl<'a> Scheduler<'a> {
                 }
                 a.audited = Some((candidate, tree));
                 a.audit_summary = report.summary.clone();
+                a.evidence = report
+                    .checks
+                    .iter()
+                    .map(|c| {
+                        let metric = c
+                            .metric
+                            .as_ref()
+                            .and_then(|m| m.value.map(|v| format!(", {} = {v}", m.name)))
+                            .unwrap_or_default();
+                        let result = if c.passed { "passed" } else { "failed" };
+                        format!("`{}` {result}{metric}", c.command)
+                    })
+                    .collect();
                 a.state = AttemptState::Passed;
                 let (phase_id, n) = self.key(i);
                 let a = &self.attempts[i];
@@ -712,210 +750,6 @@ impl<'a> Scheduler<'a> {
                 false,
             ),
         }
-    }
-
-    /// Picks the phase's winner when its selection policy can, and sends it to the gate.
-    fn select(&mut self, pi: usize) -> Result<(), ScheduleError> {
-        if self.phases[pi] != PhaseState::Running {
-            return Ok(());
-        }
-        let mine: Vec<usize> = (0..self.attempts.len())
-            .filter(|&i| self.attempts[i].phase == pi)
-            .collect();
-        if mine
-            .iter()
-            .any(|&i| self.attempts[i].state == AttemptState::Gating)
-        {
-            return Ok(());
-        }
-        let passed: Vec<usize> = mine
-            .iter()
-            .copied()
-            .filter(|&i| self.attempts[i].state == AttemptState::Passed)
-            .collect();
-        let all_settled = mine.iter().all(|&i| {
-            matches!(
-                self.attempts[i].state,
-                AttemptState::Passed | AttemptState::Failed { .. }
-            )
-        });
-        let phase = &self.plan.phases[pi];
-        let winner = match &phase.select.value {
-            Selection::First => passed.first().copied(),
-            Selection::Best { metric } if all_settled => {
-                let lower = phase
-                    .contract
-                    .verification
-                    .iter()
-                    .filter_map(|c| c.metric())
-                    .find(|m| &m.name == metric)
-                    .map(|m| m.op.lower_is_better())
-                    .unwrap_or(true);
-                best_of(&self.attempts, &passed, lower)
-            }
-            Selection::Review if all_settled => passed.first().copied(),
-            _ => None,
-        };
-        match winner {
-            Some(w) => {
-                self.attempts[w].state = AttemptState::Gating;
-                self.gate(w)
-            }
-            None if all_settled && passed.is_empty() => self.block_phase(pi),
-            None => Ok(()),
-        }
-    }
-
-    fn gate(&mut self, i: usize) -> Result<(), ScheduleError> {
-        let Some((candidate, tree)) = self.attempts[i].audited else {
-            return Err(ScheduleError::Internal(
-                "gate without an audited candidate".into(),
-            ));
-        };
-        let (phase_id, n) = self.key(i);
-        let message = self.squash_message(i, candidate);
-        self.attempts[i].state = AttemptState::Gating;
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let step = gate::integrate(
-                self.repo,
-                &self.integration_ref(),
-                candidate,
-                tree,
-                gate::Landing::Squash(&message),
-            );
-            return match step {
-                Ok(GateStep::Moved { old_tip, new_tip }) => self.merged(i, old_tip, new_tip),
-                Ok(GateStep::NeedsAudit {
-                    merge_commit,
-                    old_tip,
-                }) => {
-                    println!(
-                        "phase {phase_id}: merged tree differs from the audited one; auditing merge {}",
-                        short(merge_commit)
-                    );
-                    let contract = self.plan.phases[self.attempts[i].phase].contract.clone();
-                    let claims = self.attempts[i].claims.clone();
-                    self.queue_audit(
-                        AuditPurpose::Merge {
-                            attempt: i,
-                            merge_commit,
-                            old_tip,
-                        },
-                        contract,
-                        &format!("{phase_id}.{n}-merge"),
-                        old_tip,
-                        merge_commit,
-                        claims,
-                        true,
-                    );
-                    Ok(())
-                }
-                Ok(GateStep::Conflict { paths, tip }) => self.conflict(i, candidate, paths, tip),
-                Err(GitError::RefMoved { .. }) if tries < 3 => continue,
-                Err(e) => Err(e.into()),
-            };
-        }
-    }
-
-    /// The message of the one commit a phase lands as.
-    fn squash_message(&self, i: usize, candidate: Oid) -> String {
-        let a = &self.attempts[i];
-        let phase = &self.plan.phases[a.phase];
-        let title = if phase.title.is_empty() {
-            phase.id.value.clone()
-        } else {
-            phase.title.clone()
-        };
-        format!(
-            "{title}\n\nPhase `{}` of goalpost run {}, attempt {} ({}).\nAudit: {}\nAttempt ref: {} at {candidate}\n",
-            phase.id.value, self.run_id, a.n, a.agent, a.audit_summary, a.ref_name
-        )
-    }
-
-    fn conflict(
-        &mut self,
-        i: usize,
-        candidate: Oid,
-        paths: Vec<String>,
-        tip: Oid,
-    ) -> Result<(), ScheduleError> {
-        let (phase_id, n) = self.key(i);
-        println!(
-            "phase {phase_id}: attempt {n} conflicts with the integration tip in {}",
-            paths.join(", ")
-        );
-        if self.attempts[i].rounds >= MAX_ROUNDS {
-            return self.fail(
-                i,
-                format!(
-                    "conflicts with the integration tip {} in: {}",
-                    short(tip),
-                    paths.join(", ")
-                ),
-                false,
-            );
-        }
-        self.attempts[i].base = tip;
-        self.queue_round(
-            i,
-            Some(Feedback::Conflict {
-                paths,
-                previous_candidate: candidate.to_string(),
-            }),
-            Some(candidate),
-        )
-    }
-
-    fn merged(&mut self, i: usize, old_tip: Oid, new_tip: Oid) -> Result<(), ScheduleError> {
-        let (phase_id, n) = self.key(i);
-        let pi = self.attempts[i].phase;
-        let audited = self.attempts[i].audited.map_or(new_tip, |(c, _)| c);
-        self.store.record_merge(
-            &self.run_id,
-            Some(&phase_id),
-            &self.integration_ref(),
-            &old_tip.to_string(),
-            &new_tip.to_string(),
-            &audited.to_string(),
-        )?;
-        let why = match &self.plan.phases[pi].select.value {
-            Selection::First => "first attempt to pass its audit".to_owned(),
-            Selection::Best { metric } => match self.attempts[i].metric {
-                Some(v) => format!("best {metric} = {v} among the passing attempts"),
-                None => format!("best {metric} among the passing attempts"),
-            },
-            Selection::Review => "first passing attempt".to_owned(),
-        };
-        self.store
-            .set_phase_merged(&self.run_id, &phase_id, &new_tip.to_string(), n, &why)?;
-        self.store
-            .set_attempt_state(&self.run_id, &phase_id, n, "merged")?;
-        self.attempts[i].state = AttemptState::Merged;
-        self.phases[pi] = PhaseState::Merged;
-        // The other attempts lose: a running worker stops at its next safe boundary (its
-        // work so far is harvested on its ref), a queued one never starts.
-        for a in self.attempts.iter_mut().filter(|a| a.phase == pi) {
-            if matches!(
-                a.state,
-                AttemptState::Passed | AttemptState::Working | AttemptState::Auditing
-            ) {
-                if a.state == AttemptState::Working {
-                    let _ = std::fs::create_dir_all(&a.dir);
-                    let _ = std::fs::write(a.dir.join(STOP_FILE), "another attempt won\n");
-                }
-                a.state = AttemptState::Lost;
-                let _ = self.store.set_attempt_state(
-                    &self.run_id,
-                    &self.plan.phases[pi].id.value,
-                    a.n,
-                    "lost",
-                );
-            }
-        }
-        println!("phase {phase_id}: merged attempt {n} at {}", short(new_tip));
-        Ok(())
     }
 
     fn fail(&mut self, i: usize, why: String, budget: bool) -> Result<(), ScheduleError> {
@@ -1032,25 +866,6 @@ impl<'a> Scheduler<'a> {
     }
 }
 
-/// The best passing attempt: best metric in its direction, then the smaller diff, then the
-/// lower cost, then the lower attempt number.
-fn best_of(attempts: &[Attempt], passed: &[usize], lower_is_better: bool) -> Option<usize> {
-    passed.iter().copied().min_by(|&a, &b| {
-        let (x, y) = (&attempts[a], &attempts[b]);
-        let metric = match (x.metric, y.metric) {
-            (Some(p), Some(q)) if lower_is_better => p.total_cmp(&q),
-            (Some(p), Some(q)) => q.total_cmp(&p),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => std::cmp::Ordering::Equal,
-        };
-        metric
-            .then(x.diff_size.cmp(&y.diff_size))
-            .then(x.usage.cost_usd.total_cmp(&y.usage.cost_usd))
-            .then(x.n.cmp(&y.n))
-    })
-}
-
 fn spawn(job: Job, tx: mpsc::Sender<Done>) {
     std::thread::spawn(move || {
         let done = match job {
@@ -1066,6 +881,10 @@ fn spawn(job: Job, tx: mpsc::Sender<Done>) {
                     dir: input.report_dir.clone(),
                 }
             }
+            Job::Select { phase, input } => Done::Select {
+                phase,
+                result: attempt::run_select(&input),
+            },
         };
         // The receiver only goes away when the run itself failed.
         let _ = tx.send(done);

@@ -324,3 +324,44 @@ pub struct AuditReport {
     pub claims: Vec<ClaimFinding>,
     pub changed_paths: Vec<String>,
 }
+
+/// One audited candidate, as the reviewer choosing a phase's winner sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateView {
+    pub attempt: u32,
+    pub agent: String,
+    pub commit: String,
+    /// The diff against the phase's base, capped.
+    pub diff: String,
+    /// The audit's one-line summary.
+    pub audit_summary: String,
+    /// One line per machine check of the audit: command, result, metric.
+    pub evidence: Vec<String>,
+    pub metric: Option<f64>,
+}
+
+/// Input of `goalpost-worker --select`: a reviewer turn that names a phase's winner
+/// among candidates that all passed their audits (`Select: review`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelectInput {
+    pub run_id: String,
+    pub phase: String,
+    pub phase_title: String,
+    pub contract: Contract,
+    pub reviewer: AgentSpec,
+    pub candidates: Vec<CandidateView>,
+    /// The turn's cwd and private files (prompt, temp dir).
+    pub private_dir: PathBuf,
+    pub env_allow: Vec<String>,
+    pub timeout_secs: u64,
+}
+
+/// Output of `goalpost-worker --select`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelectResult {
+    /// The attempt the reviewer named on its `WINNER: N` line, if any.
+    pub winner: Option<u32>,
+    /// The rest of its message.
+    pub notes: String,
+    pub turn: TurnRecord,
+}

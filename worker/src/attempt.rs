@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use goalpost_shared::check;
 use goalpost_shared::git::GitError;
 use goalpost_shared::protocol::{
-    AgentSpec, AttemptOutcome, CheckResult, Feedback, IterationRecord, Role, TurnRecord, Verdict,
-    WorkerInput, WorkerResult,
+    AgentSpec, AttemptOutcome, CheckResult, Feedback, IterationRecord, Role, STOP_FILE, TurnRecord,
+    Verdict, WorkerInput, WorkerResult,
 };
 
 use crate::adapter::{self, Turn, TurnRequest};
@@ -382,8 +382,20 @@ impl Round<'_> {
         turn
     }
 
-    /// The outcome of a round the worker was told to stop.
+    /// The outcome of a round the worker was told to stop: by a signal (the running turn
+    /// was cut short), or by the stop file (checked between turns: a safe boundary).
     fn stopped(&self) -> Option<AttemptOutcome> {
+        let stop_file = self.input.private_dir.join(STOP_FILE);
+        if let Ok(why) = fs::read_to_string(&stop_file) {
+            return Some(AttemptOutcome::Blocked {
+                reason: format!(
+                    "stopped at a safe boundary ({}); the work so far is harvested on {}",
+                    why.trim(),
+                    self.input.attempt_ref
+                ),
+                needs: "nothing: the attempt was asked to stop".to_owned(),
+            });
+        }
         let why = self.stop.requested()?;
         Some(outcome::stopped(why, &self.input.attempt_ref))
     }

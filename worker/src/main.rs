@@ -16,6 +16,7 @@ mod harvest;
 mod outcome;
 mod progress;
 mod prompt;
+mod select;
 mod stop;
 
 use std::fs;
@@ -38,6 +39,10 @@ struct Args {
     /// Where to write the result (`WorkerResult` as JSON).
     #[arg(long, value_name = "OUT.json")]
     output: PathBuf,
+    /// The input is a `SelectInput`: run one reviewer turn that names a phase's winner
+    /// among audited candidates, and write a `SelectResult`.
+    #[arg(long)]
+    select: bool,
 }
 
 /// Why the worker could not produce a result, and which exit code says so.
@@ -65,6 +70,9 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), Failure> {
+    if args.select {
+        return run_select(args);
+    }
     let mut input = read_input(&args.input).map_err(Failure::BadInput)?;
     // Agents run in the worktree, not in the worker's cwd: the paths they are given
     // (prompt file, TMPDIR) must not depend on where the worker was started.
@@ -102,6 +110,19 @@ fn run(args: &Args) -> Result<(), Failure> {
     write_output(&args.output, &result).map_err(Failure::Internal)
 }
 
+fn run_select(args: &Args) -> Result<(), Failure> {
+    let text = fs::read_to_string(&args.input)
+        .with_context(|| format!("cannot read {}", args.input.display()))
+        .map_err(Failure::BadInput)?;
+    let input: goalpost_shared::protocol::SelectInput = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a selection input", args.input.display()))
+        .map_err(Failure::BadInput)?;
+    let result = select::run(&input)
+        .with_context(|| format!("cannot prepare {}", input.private_dir.display()))
+        .map_err(Failure::Internal)?;
+    write_json(&args.output, &result).map_err(Failure::Internal)
+}
+
 fn read_input(path: &Path) -> anyhow::Result<WorkerInput> {
     let text =
         fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -111,6 +132,10 @@ fn read_input(path: &Path) -> anyhow::Result<WorkerInput> {
 /// Writes the result next to its final path and renames it there, so a reader never sees
 /// half a file.
 fn write_output(path: &Path, result: &WorkerResult) -> anyhow::Result<()> {
+    write_json(path, result)
+}
+
+fn write_json(path: &Path, result: &impl serde::Serialize) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(result).context("cannot serialize the result")?;
     let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
     tmp_name.push(".tmp");
