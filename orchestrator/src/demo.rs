@@ -25,6 +25,14 @@ pub fn demo(dir: Option<PathBuf>) -> Result<ExitCode, RunError> {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("goalpost-demo-{}", run_cmd::new_run_id())),
     };
+    // The goal file names the agent's script by this path, and agents run in their own
+    // worktrees: a relative path would not lead them back here.
+    let dir = std::path::absolute(&dir).map_err(|e| {
+        RunError::bad(
+            format!("cannot resolve {}: {e}", dir.display()),
+            "name a directory by an absolute path",
+        )
+    })?;
     if dir.exists()
         && dir
             .read_dir()
