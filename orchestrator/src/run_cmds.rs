@@ -98,7 +98,14 @@ pub fn audit(args: &AuditArgs) -> Result<ExitCode, Error> {
         report_dir: ws.layout.state_dir.join("audits").join(&label),
         check_timeout_secs: DEFAULT_CHECK_TIMEOUT_SECS,
     };
-    let report = audit::run_auditor(&input).map_err(|e| {
+    let report = audit::run_auditor(&input);
+    // The auditor removes its worktree; the folders made to hold it go too, once empty
+    // (`remove_dir` refuses any that is not).
+    if let Some(parent) = input.worktree.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
+    let _ = std::fs::remove_dir(&ws.layout.worktree_root);
+    let report = report.map_err(|e| {
         RunError::Schedule(goalpost_orchestrator::schedule::ScheduleError::Internal(e))
     })?;
     let mut out = std::io::stdout().lock();
