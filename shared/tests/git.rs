@@ -507,3 +507,39 @@ fn cli_errors_carry_command_cwd_and_stderr() {
     }
     assert!(err.to_string().contains("no-such-rev"));
 }
+
+#[test]
+fn harvest_squashes_commits_an_agent_made_itself_onto_the_given_parent() {
+    let t = TestRepo::new(&[("a.txt", "a\n")]);
+    let base = t.rev("HEAD");
+    let repo = t.open();
+    let wt = t.root.join("attempt");
+    repo.worktree_add_detached(&wt, base).unwrap();
+
+    // The agent commits on a branch of its own, then leaves one more change uncommitted.
+    t.git(&wt, &["checkout", "-q", "-b", "agent-branch"]);
+    apply(&wt, &[("b.txt", Some("b\n"))]);
+    t.git(&wt, &["add", "-A"]);
+    t.git(&wt, &["commit", "-q", "-m", "agent commit"]);
+    apply(&wt, &[("c.txt", Some("c\n"))]);
+
+    let harvested = repo
+        .commit_worktree(&wt, base, "harvest", &identity())
+        .unwrap()
+        .unwrap();
+    let commit = repo.git2().find_commit(harvested).unwrap();
+    assert_eq!(commit.parent_ids().collect::<Vec<_>>(), vec![base]);
+    let paths: Vec<String> = repo
+        .changed_paths(base, harvested)
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.new_path)
+        .collect();
+    assert_eq!(paths, ["b.txt", "c.txt"]);
+    // The worktree is detached at the harvest, off the agent's branch.
+    assert_eq!(
+        t.git(&wt, &["rev-parse", "HEAD"]).trim(),
+        harvested.to_string()
+    );
+    assert_eq!(Repo::open(&wt).unwrap().head_branch(), None);
+}
