@@ -51,9 +51,13 @@ impl<'r> Checkout<'r> {
             return Err(CheckoutError::Exists(path.to_path_buf()));
         }
         // A worktree of an earlier audit whose directory is gone but still registered
-        // would make `git worktree add` refuse the path.
-        repo.worktree_prune()?;
-        repo.worktree_add_detached(path, commit)?;
+        // makes `git worktree add` refuse the path: prune, then try once more. Pruning
+        // before every add would race with other processes adding worktrees to the same
+        // repository (another audit, an attempt): git prunes an entry it is still creating.
+        if repo.worktree_add_detached(path, commit).is_err() {
+            repo.worktree_prune()?;
+            repo.worktree_add_detached(path, commit)?;
+        }
         Ok(Checkout {
             repo,
             path: path.to_path_buf(),
