@@ -974,3 +974,222 @@ Verification: `sh calc.sh sub 5 3 | grep -qx 2`
     assert!(seen.contains(NOTE), "{seen}");
     assert_eq!(env.tree_files(REPO, "main")["ops/sub.sh"], SUB_PRINTF);
 }
+
+/// A goal file with one phase that would merge, for the bad-input tests.
+fn one_phase_goal<'a>(release: &'a str, coder_command: Option<&'a str>) -> Goal<'a> {
+    Goal {
+        release,
+        coder_command,
+        verification: "- `sh calc.sh sub 5 3 | grep -qx 2`",
+        phases: "## Phases
+
+### sub: Subtraction
+Outcome: `sh calc.sh sub 5 3` prints 2.
+Verification: `sh calc.sh sub 5 3 | grep -qx 2`
+",
+        ..Goal::default()
+    }
+}
+
+const SUB_SCRIPT: &str = r#"
+[[turn]]
+role = "implementer"
+actions = [{ write = "ops/sub.sh", content = "sub() { echo $(($1 - $2)); }\n" }]
+message = "Added sub.\n"
+
+[[turn]]
+role = "reviewer"
+message = "VERDICT: approve\n"
+"#;
+
+/// Runs `goal.md` on `dir`, which it must refuse (exit 2) without changing anything
+/// there; returns stderr with the test's directory written `[TMP]`.
+fn assert_refused(env: &TestEnv, plan: &str, dir: &str, state: impl Fn() -> String) -> String {
+    let before = state();
+    let run = env.goalpost(["run", plan, "-C", dir]);
+    run.assert_code(2);
+    assert!(run.stdout.is_empty(), "nothing on stdout\n{run}");
+    assert_eq!(state(), before, "the repository changed\n{run}");
+    let left = env.leftover_worktree_files();
+    assert!(left.is_empty(), "{left:?}\n{run}");
+    let tmp = std::fs::canonicalize(env.dir()).unwrap();
+    run.stderr
+        .replace(tmp.to_str().unwrap(), "[TMP]")
+        .replace(env.dir().to_str().unwrap(), "[TMP]")
+}
+
+#[test]
+fn run_outside_a_git_repository_is_bad_input() {
+    let env = TestEnv::new();
+    env.write("plain/notes.txt", "not a repository\n");
+    let plan = write_goal(&env, SUB_SCRIPT, &one_phase_goal("main", None));
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(env.dir().join("plain"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names.join("\n")
+    };
+    let stderr = assert_refused(&env, plan, "plain", listing);
+    assert!(
+        stderr.contains("is not inside a git repository"),
+        "{stderr}"
+    );
+    insta::assert_snapshot!("not_a_repository", stderr);
+}
+
+#[test]
+fn run_on_a_working_tree_with_a_tracked_change_is_bad_input() {
+    let env = calc_env();
+    let plan = write_goal(&env, SUB_SCRIPT, &one_phase_goal("main", None));
+    env.write("calc/README.md", "# calc, edited but not committed\n");
+    let stderr = assert_refused(&env, plan, REPO, || env.repo_state(REPO));
+    assert!(
+        stderr.contains("uncommitted changes: README.md"),
+        "{stderr}"
+    );
+    insta::assert_snapshot!("dirty_tracked", stderr);
+}
+
+#[test]
+fn run_on_a_working_tree_with_an_untracked_file_is_bad_input() {
+    let env = calc_env();
+    let plan = write_goal(&env, SUB_SCRIPT, &one_phase_goal("main", None));
+    env.write("calc/scratch.txt", "work in progress\n");
+    let stderr = assert_refused(&env, plan, REPO, || env.repo_state(REPO));
+    assert!(
+        stderr.contains("uncommitted changes: scratch.txt"),
+        "{stderr}"
+    );
+    insta::assert_snapshot!("dirty_untracked", stderr);
+}
+
+#[test]
+fn run_with_an_unknown_release_branch_is_bad_input() {
+    let env = calc_env();
+    let plan = write_goal(&env, SUB_SCRIPT, &one_phase_goal("nope", None));
+    let stderr = assert_refused(&env, plan, REPO, || env.repo_state(REPO));
+    assert!(
+        stderr.contains("the release branch `nope` does not exist"),
+        "{stderr}"
+    );
+    insta::assert_snapshot!("unknown_release", stderr);
+}
+
+#[test]
+fn run_with_a_missing_agent_executable_is_bad_input() {
+    let env = calc_env();
+    let plan = write_goal(
+        &env,
+        SUB_SCRIPT,
+        &one_phase_goal("main", Some("./no-such-agent")),
+    );
+    let stderr = assert_refused(&env, plan, REPO, || env.repo_state(REPO));
+    assert!(
+        stderr.contains("executable `./no-such-agent` not found"),
+        "{stderr}"
+    );
+    insta::assert_snapshot!("missing_agent", stderr);
+}
+
+#[test]
+fn the_demo_lands_every_phase_and_keeps_the_protected_tests() {
+    let env = TestEnv::new();
+    let run = env.goalpost(["demo", "--dir", "demo"]);
+    run.assert_code(0)
+        .assert_stdout_has("outcome of each phase:");
+    for id in ["sub", "mul", "speed", "docs"] {
+        assert!(
+            run.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("  {id:<6} merged "))),
+            "no outcome line for {id}\n{run}"
+        );
+    }
+    // The demo's sent-back attempts are in the outcome too.
+    run.assert_stdout_has("revise -> merge");
+
+    let tree = env.tree_files("demo/calc", "main");
+    assert_eq!(tree["ops/sub.sh"], CALC_SUB);
+    assert_eq!(tree["ops/mul.sh"], CALC_MUL);
+    assert!(tree["docs/ops.md"].contains("mul"), "{tree:?}");
+    assert_eq!(tree["tests/run.sh"], calc_tests());
+    assert_eq!(tree["calc.sh"], calc_file("calc.sh"));
+    assert_eq!(tree["ops/add.sh"], calc_file("ops/add.sh"));
+    assert_eq!(env.git_out("demo/calc", &["status", "--porcelain"]), "");
+    let left = env.leftover_worktree_files();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn audit_judges_any_commit_pair() {
+    let env = calc_env();
+    let plan = write_goal(&env, SUB_SCRIPT, &one_phase_goal("main", None));
+    for (branch, files) in [
+        ("good", vec![("ops/sub.sh", CALC_SUB)]),
+        (
+            "bad",
+            vec![
+                ("ops/sub.sh", CALC_SUB),
+                ("calc.sh", "#!/bin/sh\necho rewritten\n"),
+            ],
+        ),
+    ] {
+        env.git(REPO, &["checkout", "-q", "-b", branch, "main"]);
+        for (path, content) in files {
+            env.write(&format!("{REPO}/{path}"), content);
+        }
+        env.git(REPO, &["add", "-A"]);
+        env.git(REPO, &["commit", "-q", "-m", branch]);
+    }
+    env.git(REPO, &["checkout", "-q", "main"]);
+    let before = beyond_goalpost(&env.repo_state(REPO));
+    let audit = |candidate: &str, json: bool| {
+        let mut args = vec![
+            "audit",
+            "--plan",
+            plan,
+            "--phase",
+            "sub",
+            "--base",
+            "main",
+            "--candidate",
+            candidate,
+            "-C",
+            REPO,
+        ];
+        if json {
+            args.push("--json");
+        }
+        env.goalpost(args)
+    };
+
+    audit("good", false)
+        .assert_code(0)
+        .assert_stdout_has("**Recommendation: merge**");
+    let good = audit("good", true);
+    good.assert_code(0);
+    let report = good.json();
+    assert_eq!(report["recommendation"], "merge", "{good}");
+    assert_eq!(
+        text(&report["candidate"]),
+        env.git_out(REPO, &["rev-parse", "good"])
+    );
+    assert_eq!(report["checks"][0]["passed"], true, "{good}");
+
+    audit("bad", false)
+        .assert_code(3)
+        .assert_stdout_has("`calc.sh`");
+    let bad = audit("bad", true);
+    bad.assert_code(3);
+    let report = bad.json();
+    assert_ne!(report["recommendation"], "merge", "{bad}");
+    assert_eq!(report["violations"][0]["path"], "calc.sh", "{bad}");
+    assert_eq!(report["violations"][0]["kind"], "forbidden", "{bad}");
+
+    // An audit moves nothing.
+    assert_eq!(beyond_goalpost(&env.repo_state(REPO)), before);
+    let left = env.leftover_worktree_files();
+    assert!(left.is_empty(), "{left:?}");
+}
