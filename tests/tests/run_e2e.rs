@@ -684,7 +684,7 @@ iteration_min = 2
 actions = [
   {{ copy_prompt = {prompt} }},
   {{ run = {copy} }},
-  {{ fail_if_prompt_lacks = "README.md" }},
+  {{ fail_if_prompt_lacks = "resolve the conflict markers in:\n- README.md\n" }},
   {{ write = "README.md", content = {combined} }},
 ]
 message = "Kept both changes to the first line.\n"
@@ -739,7 +739,11 @@ Verification: `head -n 1 README.md | grep -qF '(fast)'`
         assert!(conflicted.contains(needle), "{needle:?} in:\n{conflicted}");
     }
     let prompt = env.read(&format!("prompt-{second}.txt"));
-    assert!(prompt.contains("Merge conflict"), "{prompt}");
+    assert!(prompt.contains("## Merge conflict"), "{prompt}");
+    assert!(
+        prompt.contains("resolve the conflict markers in:\n- README.md\n"),
+        "{prompt}"
+    );
 
     // Both changes are on the release branch, nothing else changed.
     assert_eq!(
