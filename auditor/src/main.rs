@@ -25,8 +25,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use goalpost_shared::exit;
 use goalpost_shared::protocol::AuditInput;
+use goalpost_shared::{exit, process};
 
 /// Audits one candidate commit against its goal contract.
 #[derive(Debug, Parser)]
@@ -43,6 +43,11 @@ struct Failure {
     bad_input: bool,
 }
 
+/// The orchestrator's pid, from `GOALPOST_PARENT_PID`.
+fn parent_pid() -> Option<u32> {
+    std::env::var("GOALPOST_PARENT_PID").ok()?.parse().ok()
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -52,6 +57,13 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    // An audit outlives no orchestrator: one that crashed re-audits on `resume`.
+    if let Some(parent) = parent_pid() {
+        if let Ok(false) = process::die_with_parent(process::Signal::Kill, parent) {
+            eprintln!("goalpost-auditor: the goalpost process that started it is gone");
+            return exit::ExitCode::Internal.into();
+        }
+    }
     match run(&cli) {
         Ok(line) => {
             println!("{line}");

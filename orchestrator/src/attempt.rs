@@ -16,6 +16,13 @@ pub const WORKER_ENV_ALLOW: &[&str] = &[
     "TMPDIR", "RUST_LOG",
 ];
 
+/// Tells the worker and the auditor which process to die with.
+pub const PARENT_PID_VAR: &str = "GOALPOST_PARENT_PID";
+
+pub fn parent_pid() -> OsString {
+    OsString::from(std::process::id().to_string())
+}
+
 /// Implementer iterations one worker round may use when the plan sets no limit.
 pub const DEFAULT_MAX_ITERATIONS: u32 = 8;
 
@@ -58,8 +65,13 @@ pub fn implementer_name(plan: &Plan) -> Option<&str> {
     }
 }
 
-/// Runs one worker round to completion and reads its result.
-pub fn run_worker(input: &WorkerInput, dir: &Path) -> Result<WorkerResult, String> {
+/// Runs one worker round to completion and reads its result. `started` learns the
+/// worker's process group as soon as it runs (to end it on `pause --now`).
+pub fn run_worker(
+    input: &WorkerInput,
+    dir: &Path,
+    started: impl FnOnce(u32),
+) -> Result<WorkerResult, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let round = input.first_iteration;
     let in_path = dir.join(format!("worker-in-{round}.json"));
@@ -73,6 +85,7 @@ pub fn run_worker(input: &WorkerInput, dir: &Path) -> Result<WorkerResult, Strin
         OsString::from("GOALPOST_RUN"),
         OsString::from(&input.run_id),
     );
+    env.insert(OsString::from(PARENT_PID_VAR), parent_pid());
     let mut cmd = process::Command::new(bin.as_os_str(), &input.worktree)
         .arg("--input")
         .arg(in_path.as_os_str())
@@ -84,7 +97,11 @@ pub fn run_worker(input: &WorkerInput, dir: &Path) -> Result<WorkerResult, Strin
         // The worker enforces the wall budget itself; this is the backstop.
         cmd = cmd.timeout(wall.value.duration + Duration::from_secs(60));
     }
-    let outcome = process::run(&cmd, None).map_err(|e| format!("starting the worker: {e}"))?;
+    let running = process::spawn(&cmd).map_err(|e| format!("starting the worker: {e}"))?;
+    started(running.pid());
+    let outcome = running
+        .wait(None)
+        .map_err(|e| format!("waiting for the worker: {e}"))?;
     let log = dir.join(format!("worker-{round}.log"));
     let _ = std::fs::write(&log, outcome.stderr.text_lossy());
     if !outcome.success() {
@@ -163,6 +180,7 @@ pub fn run_select(
         .arg("--output")
         .arg(out_path.as_os_str())
         .envs(process::env_allowlist(WORKER_ENV_ALLOW))
+        .env(PARENT_PID_VAR, parent_pid())
         .timeout(Duration::from_secs(input.timeout_secs + 60))
         .output_cap(256 * 1024);
     let outcome = process::run(&cmd, None).map_err(|e| format!("starting the worker: {e}"))?;
@@ -177,6 +195,33 @@ pub fn run_select(
     let bytes = std::fs::read(&out_path)
         .map_err(|e| format!("reading the selection result {}: {e}", out_path.display()))?;
     serde_json::from_slice(&bytes).map_err(|e| format!("the selection result is not valid: {e}"))
+}
+
+/// The first limit of `budget` that `used` (and `iterations`) reached, described as
+/// "tokens: used 1200 of 1000".
+pub fn crossed(budget: &Budget, used: &Usage, iterations: u32) -> Option<String> {
+    fn over<T: PartialOrd + std::fmt::Display>(
+        name: &str,
+        limit: &Option<Spanned<T>>,
+        used: T,
+    ) -> Option<String> {
+        let limit = limit.as_ref()?;
+        (used >= limit.value).then(|| format!("{name}: used {used} of {}", limit.value))
+    }
+    over("turns", &budget.turns, used.turns)
+        .or_else(|| over("tokens", &budget.tokens, used.tokens_in + used.tokens_out))
+        .or_else(|| over("tokens_in", &budget.tokens_in, used.tokens_in))
+        .or_else(|| over("tokens_out", &budget.tokens_out, used.tokens_out))
+        .or_else(|| over("tokens_cached", &budget.tokens_cached, used.tokens_cached))
+        .or_else(|| over("cost_usd", &budget.cost_usd, used.cost_usd))
+        .or_else(|| over("tool_calls", &budget.tool_calls, used.tool_calls))
+        .or_else(|| over("iterations", &budget.iterations, iterations))
+        .or_else(|| {
+            let wall = budget.wall.as_ref()?;
+            let spent = Duration::from_millis(used.wall_ms);
+            (spent >= wall.value.duration)
+                .then(|| format!("wall: used {}s of {}", spent.as_secs(), wall.value.text))
+        })
 }
 
 #[cfg(test)]

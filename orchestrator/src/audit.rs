@@ -8,7 +8,7 @@ use std::path::Path;
 use goalpost_shared::process;
 use goalpost_shared::protocol::{AuditInput, AuditReport};
 
-use crate::attempt::sibling_binary;
+use crate::attempt::{PARENT_PID_VAR, parent_pid, sibling_binary};
 
 /// All the auditor and the checks it runs inherit from goalpost's environment.
 pub const AUDITOR_ENV_ALLOW: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ"];
@@ -44,7 +44,9 @@ pub fn run_auditor(input: &AuditInput) -> Result<AuditReport, String> {
 }
 
 fn auditor_env() -> std::collections::BTreeMap<OsString, OsString> {
-    process::env_allowlist(AUDITOR_ENV_ALLOW)
+    let mut env = process::env_allowlist(AUDITOR_ENV_ALLOW);
+    env.insert(OsString::from(PARENT_PID_VAR), parent_pid());
+    env
 }
 
 pub fn read_report(dir: &Path) -> Result<AuditReport, String> {

@@ -5,6 +5,8 @@
 pub mod approve;
 pub mod attempt;
 pub mod audit;
+pub mod control;
+pub mod crash;
 pub mod demo;
 pub mod gate;
 pub mod layout;

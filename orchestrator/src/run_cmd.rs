@@ -368,7 +368,22 @@ pub fn run(plan_path: &Path, dir: &Path) -> Result<ExitCode, RunError> {
         ws.workdir.clone(),
         plan_rel.into_iter().collect(),
     );
+    drive(&mut scheduler, &store, &ws, lock)
+}
+
+/// Runs `scheduler` to its end, records how it ended, writes the stop report, and gives
+/// the exit code. The run's lock is released before returning.
+pub fn drive(
+    scheduler: &mut Scheduler<'_>,
+    store: &Store,
+    ws: &Workspace,
+    lock: RunLock,
+) -> Result<ExitCode, RunError> {
+    let run_id = scheduler.run_id.clone();
+    let release = scheduler.release.clone();
+    scheduler.control().watch_signals();
     let end = scheduler.run();
+    crate::crash::point("run ends");
     let (state, blocker, code) = match &end {
         Ok(RunEnd::Complete { release_commit }) => {
             store.set_release_commit(&run_id, &release_commit.to_string())?;
@@ -378,6 +393,11 @@ pub fn run(plan_path: &Path, dir: &Path) -> Result<ExitCode, RunError> {
         Ok(RunEnd::BudgetLimited { why }) => {
             ("budget_limited", Some(why.clone()), ExitCode::BudgetLimited)
         }
+        Ok(RunEnd::Paused { why }) => (
+            "paused",
+            Some(format!("{why}; `goalpost resume` goes on")),
+            ExitCode::Paused,
+        ),
         Ok(RunEnd::AwaitingApproval { tip }) => (
             "awaiting_approval",
             Some(format!(
@@ -394,7 +414,7 @@ pub fn run(plan_path: &Path, dir: &Path) -> Result<ExitCode, RunError> {
     };
     store.set_run_state(&run_id, state, blocker.as_deref())?;
     let report_path = ws.layout.stop_report(&run_id);
-    if let Some(view) = RunView::load(&store, Some(&run_id))? {
+    if let Some(view) = RunView::load(store, Some(&run_id))? {
         if let Some(parent) = report_path.parent() {
             let _ = std::fs::create_dir_all(parent);
         }

@@ -2,21 +2,24 @@
 //! once, turns worker results into audits and audit results into gate steps, and ends with
 //! the whole-goal audit and the release move. It is the only writer of the state store.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 use goalpost_shared::contract::Contract;
 use goalpost_shared::dag::PhaseDag;
 use goalpost_shared::git::{GitError, Oid, Repo};
 use goalpost_shared::plan::{Plan, Selection};
 use goalpost_shared::protocol::{
-    AttemptOutcome, AuditInput, AuditReport, Feedback, Recommendation, SelectInput, SelectResult,
-    Usage, WorkerInput, WorkerResult,
+    AttemptOutcome, AuditInput, AuditReport, Feedback, Recommendation, STOP_FILE, SelectInput,
+    SelectResult, Usage, WorkerInput, WorkerResult,
 };
 
 use crate::attempt::{self, DEFAULT_MAX_ITERATIONS, DEFAULT_NO_PROGRESS_LIMIT, WORKER_ENV_ALLOW};
 use crate::audit::{self, DEFAULT_CHECK_TIMEOUT_SECS};
+use crate::control::{Control, Pause};
+use crate::crash;
 use crate::gate;
 use crate::layout::{self, Layout};
 use crate::store::Store;
@@ -33,10 +36,22 @@ pub const MAX_ROUNDS: u32 = 3;
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunEnd {
-    Complete { release_commit: Oid },
-    Blocked { why: String },
-    BudgetLimited { why: String },
-    AwaitingApproval { tip: Oid },
+    Complete {
+        release_commit: Oid,
+    },
+    Blocked {
+        why: String,
+    },
+    /// Stopped by a pause; `goalpost resume` goes on.
+    Paused {
+        why: String,
+    },
+    BudgetLimited {
+        why: String,
+    },
+    AwaitingApproval {
+        tip: Oid,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +67,10 @@ pub enum ScheduleError {
 #[derive(Debug, Clone, PartialEq)]
 enum AttemptState {
     Working,
+    /// Stopped by a pause, a killed worker or a failed audit run: `resume` goes on.
+    Interrupted {
+        why: String,
+    },
     Auditing,
     /// Its candidate passed the audit (`Attempt::audited`).
     Passed,
@@ -178,6 +197,11 @@ pub struct Scheduler<'a> {
     attempts: Vec<Attempt>,
     audits_started: u32,
     queue: VecDeque<Job>,
+    control: Arc<Control>,
+    /// Process groups of running workers, by attempt.
+    workers: Arc<Mutex<BTreeMap<usize, u32>>>,
+    /// Set once the run budget is crossed: no worker round starts after it.
+    run_budget_crossed: Option<String>,
 }
 
 impl std::fmt::Debug for Scheduler<'_> {
@@ -209,6 +233,9 @@ impl<'a> Scheduler<'a> {
             attempts: Vec::new(),
             audits_started: 0,
             queue: VecDeque::new(),
+            control: Control::new(&layout.state_dir),
+            workers: Arc::default(),
+            run_budget_crossed: None,
             repo,
             store,
             layout,
@@ -231,34 +258,69 @@ impl<'a> Scheduler<'a> {
             .ok_or_else(|| ScheduleError::Internal("the integration ref is gone".into()))
     }
 
+    /// The run's pause control, to watch signals with.
+    pub fn control(&self) -> Arc<Control> {
+        Arc::clone(&self.control)
+    }
+
     /// Runs every phase, then the whole-goal audit and the release move.
     pub fn run(&mut self) -> Result<RunEnd, ScheduleError> {
         let (tx, rx) = mpsc::channel::<Done>();
         let max_parallel = self.plan.settings.max_parallel.value.max(1) as usize;
         let mut in_flight = 0usize;
+        let mut pause = Pause::None;
         loop {
-            self.start_ready_phases()?;
-            while in_flight < max_parallel {
-                let Some(job) = self.queue.pop_front() else {
-                    break;
-                };
-                if job
-                    .attempt()
-                    .is_some_and(|i| self.attempts[i].state == AttemptState::Lost)
-                {
-                    continue;
+            let now = self.control.poll();
+            if now > pause {
+                pause = now;
+                self.pause_running(pause);
+            }
+            if pause == Pause::None {
+                self.start_ready_phases()?;
+                while in_flight < max_parallel {
+                    let Some(job) = self.queue.pop_front() else {
+                        break;
+                    };
+                    if job
+                        .attempt()
+                        .is_some_and(|i| self.attempts[i].state == AttemptState::Lost)
+                    {
+                        continue;
+                    }
+                    if let Job::Worker { attempt, .. } = &job
+                        && let Some(why) = self.run_budget_check()
+                    {
+                        self.interrupt(*attempt, why);
+                        continue;
+                    }
+                    crash::point("job starts");
+                    spawn(job, tx.clone(), Arc::clone(&self.workers));
+                    in_flight += 1;
                 }
-                spawn(job, tx.clone());
-                in_flight += 1;
             }
             if in_flight == 0 {
                 break;
             }
-            let done = rx
-                .recv()
-                .map_err(|_| ScheduleError::Internal("a job thread vanished".into()))?;
-            in_flight -= 1;
-            self.handle(done)?;
+            match rx.recv_timeout(POLL) {
+                Ok(done) => {
+                    in_flight -= 1;
+                    self.handle(done)?;
+                    crash::point("job recorded");
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(ScheduleError::Internal("a job thread vanished".into()));
+                }
+            }
+        }
+        if pause > Pause::None {
+            return Ok(RunEnd::Paused {
+                why: match pause {
+                    Pause::Now => "paused at once; the running turns were ended and harvested",
+                    _ => "paused after the running turns",
+                }
+                .to_owned(),
+            });
         }
         let end = match self.blocked_end() {
             Some(end) => Ok(end),
@@ -266,6 +328,55 @@ impl<'a> Scheduler<'a> {
         };
         self.cleanup_worktrees();
         end
+    }
+
+    /// A pause: running workers stop at their next safe boundary, or at once.
+    fn pause_running(&mut self, pause: Pause) {
+        for a in &self.attempts {
+            if a.state == AttemptState::Working {
+                let _ = std::fs::create_dir_all(&a.dir);
+                let _ = std::fs::write(a.dir.join(STOP_FILE), "the run is pausing\n");
+            }
+        }
+        if pause == Pause::Now {
+            let pids: Vec<u32> = self
+                .workers
+                .lock()
+                .map(|w| w.values().copied().collect())
+                .unwrap_or_default();
+            for pid in pids {
+                // The worker ends its agent's turn, harvests it and writes its result.
+                let _ = goalpost_shared::process::signal_group(
+                    pid,
+                    goalpost_shared::process::Signal::Term,
+                );
+            }
+        }
+    }
+
+    /// The run budget's verdict before a worker round starts: `Some(why)` once crossed.
+    fn run_budget_check(&mut self) -> Option<String> {
+        if self.run_budget_crossed.is_none() {
+            let mut used = Usage::default();
+            for a in &self.attempts {
+                used.add(&a.usage);
+            }
+            let iterations: u32 = self.attempts.iter().map(|a| a.next_iteration - 1).sum();
+            self.run_budget_crossed =
+                attempt::crossed(&self.plan.settings.run_budget, &used, iterations)
+                    .map(|why| format!("the run budget is spent: {why}"));
+        }
+        self.run_budget_crossed.clone()
+    }
+
+    /// Marks attempt `i` as stopped short of an outcome; `resume` goes on with it.
+    fn interrupt(&mut self, i: usize, why: String) {
+        let (phase_id, n) = self.key(i);
+        println!("phase {phase_id}: attempt {n} interrupted: {why}");
+        let _ = self
+            .store
+            .set_attempt_state(&self.run_id, &phase_id, n, "interrupted");
+        self.attempts[i].state = AttemptState::Interrupted { why };
     }
 
     fn start_ready_phases(&mut self) -> Result<(), ScheduleError> {
@@ -526,12 +637,16 @@ impl<'a> Scheduler<'a> {
         result: Result<WorkerResult, String>,
     ) -> Result<(), ScheduleError> {
         let (phase_id, n) = self.key(i);
+        if let Ok(mut w) = self.workers.lock() {
+            w.remove(&i);
+        }
         let result = match result {
             Ok(r) => r,
             Err(e) => {
-                self.store
-                    .set_attempt_state(&self.run_id, &phase_id, n, "failed")?;
-                return self.fail(i, format!("the worker failed: {e}"), false);
+                // Killed or crashed: nothing the attempt decided; `resume` goes on from
+                // its ref.
+                self.interrupt(i, format!("the worker failed: {e}"));
+                return Ok(());
             }
         };
         let a = &mut self.attempts[i];
@@ -561,6 +676,7 @@ impl<'a> Scheduler<'a> {
                 None,
                 format!("budget {budget} reached: used {used} of {limit}"),
             ),
+            AttemptOutcome::Stopped { reason } => ("interrupted", None, reason.clone()),
         };
         self.store.record_round(
             &self.run_id,
@@ -606,6 +722,10 @@ impl<'a> Scheduler<'a> {
             }
             AttemptOutcome::Blocked { .. } => self.fail(i, outcome_text, false),
             AttemptOutcome::BudgetLimited { .. } => self.fail(i, outcome_text, true),
+            AttemptOutcome::Stopped { .. } => {
+                self.interrupt(i, outcome_text);
+                Ok(())
+            }
         }
     }
 
@@ -626,7 +746,10 @@ impl<'a> Scheduler<'a> {
         let (phase_id, n) = self.key(i);
         let report = match result {
             Ok(r) => r,
-            Err(e) => return self.fail(i, format!("the audit could not run: {e}"), false),
+            Err(e) => {
+                self.interrupt(i, format!("the audit could not run: {e}"));
+                return Ok(());
+            }
         };
         let commands: Vec<_> = report.checks.iter().map(|c| c.record.clone()).collect();
         self.store
@@ -804,6 +927,7 @@ impl<'a> Scheduler<'a> {
         }
         let mut parts = Vec::new();
         let mut all_budget = true;
+        let mut interrupted = false;
         for &pi in &blocked {
             let id = &self.plan.phases[pi].id.value;
             match self.phases[pi] {
@@ -815,7 +939,15 @@ impl<'a> Scheduler<'a> {
                         }
                     }
                 }
-                _ => {
+                PhaseState::Running => {
+                    for a in self.attempts.iter().filter(|a| a.phase == pi) {
+                        if let AttemptState::Interrupted { why } = &a.state {
+                            interrupted = true;
+                            parts.push(format!("{id} attempt {} interrupted: {why}", a.n));
+                        }
+                    }
+                }
+                PhaseState::Pending | PhaseState::Merged => {
                     let waits: Vec<&str> = self
                         .dag
                         .dependencies(id)
@@ -831,8 +963,16 @@ impl<'a> Scheduler<'a> {
                 }
             }
         }
-        let why = parts.join("; ");
-        Some(if all_budget && !parts.is_empty() {
+        let mut why = parts.join("; ");
+        if let Some(spent) = &self.run_budget_crossed {
+            return Some(RunEnd::BudgetLimited {
+                why: format!("{spent}; {why}"),
+            });
+        }
+        if interrupted {
+            why.push_str("; `goalpost resume` goes on from the attempts' refs");
+        }
+        Some(if all_budget && !interrupted && !parts.is_empty() {
             RunEnd::BudgetLimited { why }
         } else {
             RunEnd::Blocked { why }
@@ -866,11 +1006,18 @@ impl<'a> Scheduler<'a> {
     }
 }
 
-fn spawn(job: Job, tx: mpsc::Sender<Done>) {
+/// How often the run loop looks at pause requests while it waits for jobs.
+const POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+fn spawn(job: Job, tx: mpsc::Sender<Done>, workers: Arc<Mutex<BTreeMap<usize, u32>>>) {
     std::thread::spawn(move || {
         let done = match job {
             Job::Worker { attempt, input } => {
-                let result = attempt::run_worker(&input, &input.private_dir);
+                let result = attempt::run_worker(&input, &input.private_dir, |pid| {
+                    if let Ok(mut w) = workers.lock() {
+                        w.insert(attempt, pid);
+                    }
+                });
                 Done::Worker { attempt, result }
             }
             Job::Audit { purpose, input } => {

@@ -683,6 +683,19 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Makes the calling process receive `signal` when its parent process dies, so a worker or
+/// auditor never outlives the orchestrator that started it (a crashed orchestrator's
+/// `resume` must not race orphans over the same worktrees). `parent` is the pid the
+/// caller believes is its parent; if that process is already gone, returns `Ok(false)`
+/// and the caller should stop at once.
+pub fn die_with_parent(signal: Signal, parent: u32) -> io::Result<bool> {
+    let number = match signal {
+        Signal::Term => libc::SIGTERM,
+        Signal::Kill => libc::SIGKILL,
+    };
+    sys::die_with_parent(number, parent).map(|gone| !gone)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,7 +31,10 @@ pub enum Feedback {
     Audit { report_markdown: String },
     /// The candidate conflicted with the integration tip. The worktree holds the merge
     /// of the new base and the old candidate, with conflict markers in `paths`.
-    Conflict { paths: Vec<String>, previous_candidate: String },
+    Conflict {
+        paths: Vec<String>,
+        previous_candidate: String,
+    },
 }
 
 /// A file of this name in a worker's `private_dir` asks it to stop at the next safe
@@ -214,7 +217,14 @@ pub enum AttemptOutcome {
     /// The attempt cannot go on; `needs` is the input that would unblock it.
     Blocked { reason: String, needs: String },
     /// A budget was crossed; `budget` names it (`turns`, `wall`, `tokens`, ...).
-    BudgetLimited { budget: String, limit: String, used: String },
+    BudgetLimited {
+        budget: String,
+        limit: String,
+        used: String,
+    },
+    /// The worker was asked to stop (stop file, pause, signal); its work so far is on the
+    /// attempt ref and the attempt can go on in a later round.
+    Stopped { reason: String },
 }
 
 /// The worker's output file.

@@ -163,7 +163,13 @@ impl Round<'_> {
             ));
         }
         let error = record.implementer.error.clone();
-        if record.commit.is_none() && record.implementer.usage.tool_calls == 0 {
+        // A round that goes on from earlier work (after a pause or a crash) verifies and
+        // reviews that work even when its first turn has nothing to add.
+        let resumed_work = iteration == input.first_iteration
+            && input.feedback.is_none()
+            && input.resume_from.is_some()
+            && record.tree != self.lineage.base_tree()?.to_string();
+        if record.commit.is_none() && record.implementer.usage.tool_calls == 0 && !resumed_work {
             // An empty turn: nothing to verify or review, and no progress.
             return Ok((self.empty_turn(carry, error), record));
         }
@@ -387,13 +393,12 @@ impl Round<'_> {
     fn stopped(&self) -> Option<AttemptOutcome> {
         let stop_file = self.input.private_dir.join(STOP_FILE);
         if let Ok(why) = fs::read_to_string(&stop_file) {
-            return Some(AttemptOutcome::Blocked {
+            return Some(AttemptOutcome::Stopped {
                 reason: format!(
                     "stopped at a safe boundary ({}); the work so far is harvested on {}",
                     why.trim(),
                     self.input.attempt_ref
                 ),
-                needs: "nothing: the attempt was asked to stop".to_owned(),
             });
         }
         let why = self.stop.requested()?;

@@ -177,6 +177,11 @@ impl Lineage {
         self.repo.tree_of(self.head)
     }
 
+    /// The tree of the attempt's base commit.
+    pub fn base_tree(&self) -> Result<Oid, GitError> {
+        self.repo.tree_of(self.base)
+    }
+
     /// `git diff base..head`, cut after about `max_bytes`.
     pub fn diff(&self, max_bytes: usize) -> Result<(String, bool), GitError> {
         let text = self.repo.diff_text(self.base, self.head, max_bytes)?;

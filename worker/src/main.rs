@@ -94,6 +94,21 @@ fn run(args: &Args) -> Result<(), Failure> {
         );
         stop::Stop::new()
     });
+    // The worker outlives no orchestrator: when it dies, the running turn stops, its work
+    // is harvested, and `resume` goes on from the attempt ref.
+    if let Some(parent) = std::env::var("GOALPOST_PARENT_PID")
+        .ok()
+        .and_then(|p| p.parse().ok())
+    {
+        match goalpost_shared::process::die_with_parent(
+            goalpost_shared::process::Signal::Term,
+            parent,
+        ) {
+            Ok(true) => {}
+            Ok(false) => stop.request("the exit of the goalpost process that started it"),
+            Err(err) => tracing::warn!("cannot follow the orchestrator's exit: {err}"),
+        }
+    }
     let result = attempt::run(&input, &stop).map_err(|err| {
         let bad_input = err.is_bad_input();
         let err = anyhow::Error::new(err).context(format!(

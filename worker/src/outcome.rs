@@ -29,9 +29,8 @@ pub fn budget_limited(crossed: Crossed) -> AttemptOutcome {
 
 /// The worker was told to stop (a signal).
 pub fn stopped(why: &str, attempt_ref: &str) -> AttemptOutcome {
-    AttemptOutcome::Blocked {
+    AttemptOutcome::Stopped {
         reason: format!("stopped by {why}; the work so far is harvested on {attempt_ref}"),
-        needs: "the run resumed".to_owned(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The progress rule that keeps an attempt from looping forever: an iteration makes
 //! progress when it changed the tree and either fewer machine checks fail than ever before
-//! in this round, or a metric came closer to its target than ever before. Iterations
+//! in this round (at first: than all of them), or a metric came closer to its target than
+//! any earlier reading of this round. Iterations
 //! without progress are counted; the loop blocks the attempt at the contract's limit.
 
 use std::collections::BTreeMap;
@@ -22,14 +23,20 @@ impl Progress {
     /// not work).
     pub fn observe(&mut self, tree_changed: bool, checks: &[CheckResult]) -> bool {
         let failing = failing(checks);
-        let fewer_failing = self.best_failing.is_none_or(|best| failing < best);
+        // Before the first iteration nothing is known to pass and no metric was read: the
+        // first iteration is progress only if it makes a check pass, never by merely
+        // giving a metric its first reading.
+        let fewer_failing = failing < self.best_failing.unwrap_or(checks.len().max(1));
         let mut metric_closer = false;
         if tree_changed {
             for (key, gap) in gaps(checks) {
                 match self.best_gap.get(&key) {
                     Some(&best) if gap >= best => {}
-                    _ => {
+                    Some(_) => {
                         metric_closer = true;
+                        self.best_gap.insert(key, gap);
+                    }
+                    None => {
                         self.best_gap.insert(key, gap);
                     }
                 }
@@ -123,10 +130,23 @@ mod tests {
     }
 
     #[test]
-    fn first_change_is_progress() {
+    fn a_first_change_is_progress_only_if_it_makes_a_check_pass() {
         let mut p = Progress::default();
-        assert!(p.observe(true, &[check(1, false, None), check(2, false, None)]));
+        assert!(!p.observe(true, &[check(1, false, None), check(2, false, None)]));
+        assert_eq!(p.streak(), 1);
+        let mut p = Progress::default();
+        assert!(p.observe(true, &[check(1, true, None), check(2, false, None)]));
         assert_eq!(p.streak(), 0);
+    }
+
+    #[test]
+    fn an_agent_that_never_improves_is_exhausted_after_exactly_the_limit() {
+        let mut p = Progress::default();
+        let failing = [check(1, false, None)];
+        assert!(!p.observe(true, &failing));
+        assert!(!p.exhausted(2));
+        assert!(!p.observe(true, &failing));
+        assert!(p.exhausted(2));
     }
 
     #[test]
@@ -134,7 +154,7 @@ mod tests {
         let mut p = Progress::default();
         let two_fail = [check(1, false, None), check(2, false, None)];
         let one_fails = [check(1, true, None), check(2, false, None)];
-        assert!(p.observe(true, &two_fail));
+        assert!(!p.observe(true, &two_fail));
         assert!(p.observe(true, &one_fails));
         assert!(!p.observe(true, &one_fails));
         // Worse than the best, then back to the best: neither beats it.
@@ -151,22 +171,23 @@ mod tests {
         let mut p = Progress::default();
         assert!(!p.observe(false, &[check(1, true, None)]));
         assert_eq!(p.streak(), 1);
-        // The unchanged tree did not set the best either.
-        assert!(p.observe(true, &[check(1, false, None)]));
+        // The unchanged tree did not set the best either: passing after a change counts.
+        assert!(p.observe(true, &[check(1, true, None)]));
     }
 
     #[test]
     fn metric_closer_to_target_is_progress() {
         let mut p = Progress::default();
         let below = |v| [check(1, false, Some((v, MetricOp::Below, 80.0)))];
-        assert!(p.observe(true, &below(120.0)));
+        // The first reading is only a baseline.
+        assert!(!p.observe(true, &below(120.0)));
         assert!(p.observe(true, &below(100.0)));
         assert!(!p.observe(true, &below(100.0)));
         assert!(!p.observe(true, &below(110.0)));
         assert!(p.observe(true, &below(90.0)));
         let above = |v| [check(2, false, Some((v, MetricOp::AtLeast, 0.9)))];
         let mut p = Progress::default();
-        assert!(p.observe(true, &above(0.5)));
+        assert!(!p.observe(true, &above(0.5)));
         assert!(!p.observe(true, &above(0.4)));
         assert!(p.observe(true, &above(0.6)));
     }

@@ -75,3 +75,17 @@ pub(super) fn default_signals_on_exec(cmd: &mut std::process::Command) {
     // and shares no state with the parent.
     unsafe { cmd.pre_exec(reset) };
 }
+
+/// Asks the kernel to send `signal` to this process when its parent dies, and reports
+/// whether the parent is already gone (then the request came too late to fire).
+pub(super) fn die_with_parent(signal: i32, parent: u32) -> io::Result<bool> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number by value and touches no
+    // memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: getppid(2) cannot fail and touches no memory.
+    let now = unsafe { libc::getppid() };
+    Ok(u32::try_from(now).ok() != Some(parent))
+}
