@@ -46,6 +46,8 @@ fn calc_env() -> TestEnv {
 /// What varies between the goal files of these tests.
 struct Goal<'a> {
     max_parallel: u32,
+    /// The plan's `## Verification surface` items; [`BENCH_CHECK`] when empty.
+    verification: &'a str,
     /// More `KEY = "value"` pairs for the `env` table of agent `a`, `b` or `c`.
     agent_env: &'a [(&'a str, &'a str)],
     /// Everything from `## Phases` on.
@@ -93,7 +95,7 @@ reviewer = "critic"
 The benchmark reports at most 150 ms.
 
 ## Verification surface
-- `sh bench/run.sh` reports `duration_ms` at most 150
+{verification}
 
 ## Boundaries
 - Allowed paths: ops/, docs/, bench/duration_ms
@@ -108,11 +110,19 @@ Stop after 2 iterations with no improvement.
 
 {phases}"#,
         max_parallel = goal.max_parallel,
+        verification = if goal.verification.is_empty() {
+            BENCH_CHECK
+        } else {
+            goal.verification
+        },
         phases = goal.phases,
     );
     env.write("goal.md", &text);
     "goal.md"
 }
+
+/// The plan's check unless a test says otherwise.
+const BENCH_CHECK: &str = "- `sh bench/run.sh` reports `duration_ms` at most 150";
 
 /// The `speed` phase with `attempts` (`3 (a, b, c)`) selected by `select`.
 fn speed_phase(attempts: &str, select: &str) -> String {
@@ -292,6 +302,7 @@ message = "Attempt 2 made calc much faster.\n"
         &script,
         &Goal {
             max_parallel: 3,
+            verification: "",
             agent_env: &[],
             phases: &phases,
         },
@@ -358,6 +369,15 @@ message = "Attempt 2 made calc much faster.\n"
         table[2].contains(" blocked ") && table[2].contains(" abandon "),
         "{table:?}"
     );
+    let status_text = env.goalpost(["status", "-C", REPO]);
+    status_text.assert_code(0);
+    assert!(
+        status_text
+            .stdout
+            .lines()
+            .any(|l| l.starts_with(PHASE) && l.contains("yes: best duration_ms = 90")),
+        "\n{status_text}"
+    );
     let report_json = env.goalpost(["report", "--format", "json", "-C", REPO]);
     report_json.assert_code(0);
     assert_eq!(phase(&report_json.json(), PHASE)["winner"], 2);
@@ -372,6 +392,138 @@ message = "Attempt 2 made calc much faster.\n"
     assert_eq!(file_at(&env, &refs[&1], "bench/duration_ms"), "120\n");
     assert_eq!(file_at(&env, &refs[&2], "bench/duration_ms"), "90\n");
     assert_eq!(file_at(&env, &refs[&3], "bench/run.sh"), CHEAT);
+}
+
+#[test]
+fn best_breaks_a_tie_by_the_smaller_diff_then_the_lower_cost() {
+    let env = calc_env();
+    // All three reach 90. Attempt 1 is the cheapest but also changes a second path;
+    // attempts 2 and 3 change one path each, and attempt 3 costs less than attempt 2.
+    let script = format!(
+        r##"{APPROVE}
+[[turn]]
+role = "implementer"
+phase = "{PHASE}"
+attempt = 1
+actions = [
+  {{ write = "bench/duration_ms", content = "90\n" }},
+  {{ write = "docs/speed.md", content = "faster\n" }},
+]
+message = "Attempt 1 made calc faster and said so.\nUSAGE: cost_usd=0.01\n"
+
+[[turn]]
+role = "implementer"
+phase = "{PHASE}"
+attempt = 2
+actions = [{{ write = "bench/duration_ms", content = "90\n" }}]
+message = "Attempt 2 made calc faster.\nUSAGE: cost_usd=0.30\n"
+
+[[turn]]
+role = "implementer"
+phase = "{PHASE}"
+attempt = 3
+actions = [{{ write = "bench/duration_ms", content = "90\n" }}]
+message = "Attempt 3 made calc faster.\nUSAGE: cost_usd=0.20\n"
+"##
+    );
+    let phases = speed_phase("3 (a, b, c)", "best duration_ms");
+    let plan = write_goal(
+        &env,
+        &script,
+        &Goal {
+            max_parallel: 3,
+            verification: "",
+            agent_env: &[],
+            phases: &phases,
+        },
+    );
+
+    let run = run_goal(&env, plan);
+    run.assert_code(0);
+    let st = status(&env);
+    let rows: Vec<(u64, Option<f64>, Option<i64>, f64)> = attempts(&st, PHASE)
+        .iter()
+        .map(|a| {
+            (
+                a["n"].as_u64().unwrap(),
+                a["metric"].as_f64(),
+                a["diff_lines"].as_i64(),
+                a["usage"]["cost_usd"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (1, Some(90.0), Some(2), 0.01),
+            (2, Some(90.0), Some(1), 0.30),
+            (3, Some(90.0), Some(1), 0.20),
+        ],
+        "{st:#}"
+    );
+    assert_eq!(phase(&st, PHASE)["winner"], 3, "{st:#}\n{run}");
+    assert_eq!(attempt(&st, PHASE, 3)["state"], "merged", "{st:#}");
+    assert!(!env.tree_files(REPO, "main").contains_key("docs/speed.md"));
+}
+
+#[test]
+fn best_prefers_the_higher_value_of_an_at_least_metric() {
+    let env = calc_env();
+    let script = format!(
+        r##"{APPROVE}
+[[turn]]
+role = "implementer"
+phase = "{PHASE}"
+attempt = 1
+actions = [{{ write = "docs/coverage", content = "70\n" }}]
+message = "Attempt 1 covered more.\n"
+
+[[turn]]
+role = "implementer"
+phase = "{PHASE}"
+attempt = 2
+actions = [{{ write = "docs/coverage", content = "90\n" }}]
+message = "Attempt 2 covered much more.\n"
+
+[[turn]]
+role = "implementer"
+phase = "{PHASE}"
+attempt = 3
+actions = [{{ write = "docs/coverage", content = "40\n" }}]
+message = "Attempt 3 covered a little.\n"
+"##
+    );
+    let check = "`sed 's/^/coverage=/' docs/coverage` reports `coverage` at least 50";
+    let phases = format!(
+        "## Phases
+
+### {PHASE}: Better covered
+Attempts: 3 (a, b, c)
+Select: best coverage
+Outcome: coverage is at least 50.
+Verification: {check}
+"
+    );
+    let plan = write_goal(
+        &env,
+        &script,
+        &Goal {
+            max_parallel: 3,
+            verification: &format!("- {check}"),
+            agent_env: &[],
+            phases: &phases,
+        },
+    );
+
+    let run = run_goal(&env, plan);
+    run.assert_code(0);
+    let st = status(&env);
+    let speed = phase(&st, PHASE);
+    assert_eq!(speed["winner"], 2, "{st:#}\n{run}");
+    assert!(text(&speed["why"]).contains("best coverage = 90"), "{st:#}");
+    assert_eq!(attempt(&st, PHASE, 1)["metric"], 70.0, "{st:#}");
+    assert_eq!(attempt(&st, PHASE, 3)["state"], "blocked", "{st:#}");
+    assert_eq!(env.tree_files(REPO, "main")["docs/coverage"], "90\n");
 }
 
 #[test]
@@ -423,6 +575,7 @@ message = "Attempt 2 is still getting there.\n"
         &script,
         &Goal {
             max_parallel: 2,
+            verification: "",
             agent_env: &[],
             phases: &phases,
         },
@@ -514,6 +667,7 @@ message = "Attempt {named} reads best.\nWINNER: {named}\n"
         &script,
         &Goal {
             max_parallel: 3,
+            verification: "",
             agent_env: &[],
             phases: &phases,
         },
@@ -585,6 +739,51 @@ fn review_merges_the_passing_attempt_the_reviewer_names() {
 }
 
 #[test]
+fn review_asks_no_reviewer_when_only_one_attempt_passed() {
+    let env = calc_env();
+    let marker = env.dir().join("selection-turn.txt");
+    let script = format!(
+        r##"
+[[turn]]
+role = "reviewer"
+attempt = 0
+actions = [{{ append = {marker}, content = "asked\n" }}]
+message = "WINNER: 2\n"
+{APPROVE}
+{attempt1}
+{attempt2}
+"##,
+        marker = path_quoted(&marker),
+        attempt1 = cheating_turn(1),
+        attempt2 = bench_turn(2, 120),
+    );
+    let phases = speed_phase("2 (a, b)", "review");
+    let plan = write_goal(
+        &env,
+        &script,
+        &Goal {
+            max_parallel: 2,
+            verification: "",
+            agent_env: &[],
+            phases: &phases,
+        },
+    );
+
+    let run = run_goal(&env, plan);
+    run.assert_code(0);
+    let st = status(&env);
+    let speed = phase(&st, PHASE);
+    assert_eq!(speed["winner"], 2, "{st:#}");
+    assert_eq!(
+        text(&speed["why"]),
+        "the only attempt that passed its audit",
+        "{st:#}"
+    );
+    assert!(!marker.exists(), "a selection turn ran\n{run}");
+    assert_eq!(env.tree_files(REPO, "main")["bench/duration_ms"], "120\n");
+}
+
+#[test]
 fn a_phase_none_of_whose_attempts_pass_blocks_it_and_its_dependents() {
     let env = calc_env();
     let start = env.git_out(REPO, &["rev-parse", "main"]);
@@ -627,6 +826,7 @@ Verification: `test -s docs/speed.md`
         &script,
         &Goal {
             max_parallel: 2,
+            verification: "",
             agent_env: &[],
             phases: &phases,
         },
@@ -708,13 +908,14 @@ message = "Recorded what I see.\n"
 "##,
         record = quoted(&record),
     );
-    let phases = speed_phase("3 (a, b, c)", "best duration_ms");
+    let phases = speed_phase("4 (a, b, c)", "best duration_ms");
     let only_a = format!("ONLY_A = {}", quoted(ONLY_A));
     let plan = write_goal(
         &env,
         &script,
         &Goal {
-            max_parallel: 3,
+            max_parallel: 4,
+            verification: "",
             agent_env: &[("a", &only_a), ("b", "ONLY_B = \"b\"")],
             phases: &phases,
         },
@@ -728,7 +929,7 @@ message = "Recorded what I see.\n"
     let mut cwds = BTreeSet::new();
     let mut prompts = BTreeSet::new();
     let mut tmpdirs = BTreeSet::new();
-    for n in 1..=3u32 {
+    for n in 1..=4u32 {
         let seen: BTreeMap<String, String> = env
             .read(&format!("seen/env-{n}.txt"))
             .lines()
@@ -757,10 +958,13 @@ message = "Recorded what I see.\n"
             "attempt {n}'s temp dir holds another attempt's file"
         );
 
-        // Agent `a`'s own variable reaches attempt 1 only, `b`'s attempt 2 only.
+        // Agent `a`'s own variable reaches its attempts only (1, and 4: the listed agents
+        // take the attempts in turn), `b`'s attempt 2 only.
+        let agent = ["a", "b", "c", "a"][n as usize - 1];
+        assert_eq!(attempt(&st, PHASE, n)["agent"], agent, "{st:#}");
         assert_eq!(
             seen.get("ONLY_A").map(String::as_str),
-            (n == 1).then_some(ONLY_A)
+            [1, 4].contains(&n).then_some(ONLY_A)
         );
         assert_eq!(
             seen.get("ONLY_B").map(String::as_str),
@@ -778,13 +982,13 @@ message = "Recorded what I see.\n"
         prompts.insert(prompt);
         tmpdirs.insert(tmpdir);
     }
-    assert_eq!(cwds.len(), 3, "{cwds:?}");
-    assert_eq!(prompts.len(), 3, "{prompts:?}");
-    assert_eq!(tmpdirs.len(), 3, "{tmpdirs:?}");
+    assert_eq!(cwds.len(), 4, "{cwds:?}");
+    assert_eq!(prompts.len(), 4, "{prompts:?}");
+    assert_eq!(tmpdirs.len(), 4, "{tmpdirs:?}");
     let worktrees: BTreeSet<&str> = attempts(&st, PHASE)
         .iter()
         .map(|a| text(&a["worktree"]))
         .collect();
-    assert_eq!(worktrees.len(), 3, "{st:#}");
+    assert_eq!(worktrees.len(), 4, "{st:#}");
     assert_eq!(phase(&st, PHASE)["winner"], 1, "{st:#}");
 }
