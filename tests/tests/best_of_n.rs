@@ -276,6 +276,16 @@ fn prompt_files(env: &TestEnv, run_id: &str, phase: &str, n: u32) -> Vec<String>
     names
 }
 
+/// No worktree but the main one, and nothing left where goalpost makes its worktrees:
+/// every attempt's work, the losers' included, is on its ref.
+fn assert_no_worktree_left(env: &TestEnv) {
+    let list = env.git(REPO, &["worktree", "list", "--porcelain"]).stdout;
+    let trees = list.lines().filter(|l| l.starts_with("worktree ")).count();
+    assert_eq!(trees, 1, "worktrees left:\n{list}");
+    let left = env.leftover_worktree_files();
+    assert!(left.is_empty(), "left under GOALPOST_WORKTREES: {left:?}");
+}
+
 #[test]
 fn best_merges_the_lowest_metric_among_the_attempts_that_passed_their_audit() {
     let env = calc_env();
@@ -392,6 +402,7 @@ message = "Attempt 2 made calc much faster.\n"
     assert_eq!(file_at(&env, &refs[&1], "bench/duration_ms"), "120\n");
     assert_eq!(file_at(&env, &refs[&2], "bench/duration_ms"), "90\n");
     assert_eq!(file_at(&env, &refs[&3], "bench/run.sh"), CHEAT);
+    assert_no_worktree_left(&env);
 }
 
 #[test]
@@ -632,6 +643,7 @@ message = "Attempt 2 is still getting there.\n"
     .collect();
     assert!(audit_dirs.is_empty(), "{audit_dirs:?}");
     assert_eq!(file_at(&env, &refs[&3], "bench/duration_ms"), "100\n");
+    assert_no_worktree_left(&env);
 }
 
 /// A `Select: review` run in which attempt 2 rewrites the protected benchmark (its
@@ -881,6 +893,7 @@ Verification: `test -s docs/speed.md`
     let refs = attempt_refs(&env, &id, PHASE);
     assert_eq!(file_at(&env, &refs[&1], "bench/run.sh"), CHEAT);
     assert_eq!(file_at(&env, &refs[&2], "bench/duration_ms"), "120\n");
+    assert_no_worktree_left(&env);
 }
 
 const ONLY_A: &str = "only-for-agent-a-4b1d";
