@@ -152,6 +152,12 @@ impl Scheduler<'_> {
         let Some(&fallback) = passed.first() else {
             return Ok(());
         };
+        // A selection turn that failed chooses nothing, whatever it printed before it
+        // failed, as a reviewer turn that fails approves nothing.
+        let result = result.and_then(|r| match &r.turn.error {
+            Some(error) => Err(error.clone()),
+            None => Ok(r),
+        });
         let named = result.as_ref().ok().and_then(|r| r.winner);
         let pick = named.and_then(|n| passed.iter().copied().find(|&i| self.attempts[i].n == n));
         let why = match (&result, named, pick) {
