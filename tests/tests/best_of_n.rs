@@ -751,6 +751,51 @@ fn review_merges_the_passing_attempt_the_reviewer_names() {
 }
 
 #[test]
+fn review_ignores_the_winner_named_by_a_selection_turn_that_failed() {
+    let env = calc_env();
+    let script = format!(
+        r##"
+[[turn]]
+role = "reviewer"
+attempt = 0
+message = "WINNER: 3\n"
+exit = 1
+{APPROVE}
+{attempt1}
+{attempt2}
+{attempt3}
+"##,
+        attempt1 = bench_turn(1, 120),
+        attempt2 = cheating_turn(2),
+        attempt3 = bench_turn(3, 110),
+    );
+    let phases = speed_phase("3 (a, b, c)", "review");
+    let plan = write_goal(
+        &env,
+        &script,
+        &Goal {
+            max_parallel: 3,
+            verification: "",
+            agent_env: &[],
+            phases: &phases,
+        },
+    );
+
+    let run = run_goal(&env, plan);
+    run.assert_code(0);
+    let st = status(&env);
+    let speed = phase(&st, PHASE);
+    assert_eq!(speed["winner"], 1, "{st:#}\n{run}");
+    let why = text(&speed["why"]);
+    assert!(
+        why.starts_with("the reviewer's turn failed (agent `critic` ended with exit code 1")
+            && why.ends_with("attempt 1 is the first that passed"),
+        "{why}"
+    );
+    assert_eq!(env.tree_files(REPO, "main")["bench/duration_ms"], "120\n");
+}
+
+#[test]
 fn review_asks_no_reviewer_when_only_one_attempt_passed() {
     let env = calc_env();
     let marker = env.dir().join("selection-turn.txt");
