@@ -161,14 +161,12 @@ impl Scheduler<'_> {
         let named = result.as_ref().ok().and_then(|r| r.winner);
         let pick = named.and_then(|n| passed.iter().copied().find(|&i| self.attempts[i].n == n));
         let why = match (&result, named, pick) {
-            (Ok(r), Some(n), Some(_)) => format!(
-                "the reviewer chose attempt {n}: {}",
-                r.notes
-                    .lines()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("")
-                    .trim()
-            ),
+            (Ok(r), Some(n), Some(_)) => {
+                match r.notes.lines().map(str::trim).find(|l| !l.is_empty()) {
+                    Some(note) => format!("the reviewer chose attempt {n}: {note}"),
+                    None => format!("the reviewer chose attempt {n}"),
+                }
+            }
             (Ok(_), Some(n), None) => format!(
                 "the reviewer named attempt {n}, which did not pass its audit; attempt {} is the first that did",
                 self.attempts[fallback].n
