@@ -1050,3 +1050,51 @@ message = "Recorded what I see.\n"
     assert_eq!(worktrees.len(), 4, "{st:#}");
     assert_eq!(phase(&st, PHASE)["winner"], 1, "{st:#}");
 }
+
+#[test]
+fn attempts_run_within_max_parallel() {
+    let env = calc_env();
+    let out = env.dir().join("slots");
+    std::fs::create_dir_all(&out).unwrap();
+    let out_q = out.to_str().unwrap();
+    // Each implementer turn takes the first free slot (a directory only one process can
+    // make) for 300 ms and notes which one it took.
+    let hold = format!(
+        "n=$GOALPOST_ATTEMPT; for s in 1 2 3 4; do mkdir '{out_q}'/slot-$s 2>/dev/null && break; \
+         done; echo $s > '{out_q}'/took-$n; sleep 0.3; rmdir '{out_q}'/slot-$s; \
+         echo $((100 + n)) > bench/duration_ms"
+    );
+    let script = format!(
+        r##"{APPROVE}
+[[turn]]
+role = "implementer"
+phase = "{PHASE}"
+actions = [{{ run = {hold} }}]
+message = "Held a slot.\n"
+"##,
+        hold = quoted(&hold),
+    );
+    let phases = speed_phase("4 (a, b, c)", "best duration_ms");
+    let plan = write_goal(
+        &env,
+        &script,
+        &Goal {
+            max_parallel: 2,
+            verification: "",
+            agent_env: &[],
+            phases: &phases,
+        },
+    );
+
+    let run = run_goal(&env, plan);
+    run.assert_code(0);
+    let took: Vec<String> = (1..=4)
+        .map(|n| env.read(&format!("slots/took-{n}")).trim().to_owned())
+        .collect();
+    assert!(
+        took.iter().all(|s| s == "1" || s == "2"),
+        "more than 2 implementers at once: {took:?}"
+    );
+    let st = status(&env);
+    assert_eq!(phase(&st, PHASE)["winner"], 1, "{st:#}");
+}
