@@ -38,6 +38,10 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
+    /// Work on the repository containing DIR instead of the current directory
+    #[arg(short = 'C', value_name = "DIR", global = true, default_value = ".")]
+    pub dir: PathBuf,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -63,7 +67,7 @@ Exit codes: 0 complete, 1 internal error, 2 bad input (nothing changed), 3 block
 
 Example:
   goalpost run goal.md
-  goalpost run -C ../service goal.md")]
+  goalpost -C ../service run goal.md")]
     Run(RunArgs),
 
     /// Show where the last run (or a named one) stands
@@ -87,6 +91,33 @@ Example:
     /// Move the release branch of a run that waits for human approval
     Approve(StatusArgs),
 
+    /// Ask the running run to stop after its running turns (or at once with --now)
+    #[command(long_about = "\
+Ask the run that holds this repository to pause. By default it stops at the next safe \
+boundary: the running agent turns finish and are harvested, nothing new starts. With \
+--now the running turns are ended at once (their process groups, grandchildren \
+included) and what they wrote is harvested. Ctrl-C during `goalpost run` does the \
+same: once for a pause, twice for --now. A paused run stays paused until `resume`.")]
+    Pause(PauseArgs),
+
+    /// Go on with a paused, interrupted, blocked or budget-limited run
+    #[command(long_about = "\
+Go on with a run from where its state and refs say it stands: merged phases stay merged, \
+attempts go on from their refs, and a crash at any point converges to the result an \
+uninterrupted run would have had. A budget-limited run can be continued with a raised \
+budget.
+
+Example:
+  goalpost resume
+  goalpost resume --budget tokens=+200000 --budget turns=+10")]
+    Resume(ResumeArgs),
+
+    /// Remove a run's worktrees once their work is on refs (--purge: refs and records too)
+    Clear(ClearArgs),
+
+    /// Remove worktrees no live run needs, never one holding work that is on no ref
+    Gc,
+
     /// Run a 4-phase plan with scripted agents on a sample repository
     #[command(long_about = "\
 Create a sample repository and a 4-phase plan in a new directory, and run it with \
@@ -95,6 +126,45 @@ edits a forbidden path and is sent back by the audit, another claims the tests p
 after rewriting the protected test script, and the audit, which runs the tests as they \
 were, refutes the claim. Prints the outcome of each phase and where the reports are.")]
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// End the running turns at once instead of after them
+    #[arg(long)]
+    pub now: bool,
+
+    /// Return only once the run has stopped
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run (default: the most recent)
+    #[arg(long)]
+    pub run: Option<String>,
+
+    /// Raise a budget: KIND=+N adds N, KIND=N sets it (repeatable); KIND is turns, wall
+    /// (seconds), tokens, tokens_in, tokens_out, tokens_cached, cost_usd, tool_calls or
+    /// iterations
+    #[arg(long = "budget", value_name = "KIND=+N")]
+    pub budgets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ClearArgs {
+    /// The run (default: the most recent)
+    #[arg(long)]
+    pub run: Option<String>,
+
+    /// Also delete the run's refs and records
+    #[arg(long)]
+    pub purge: bool,
+
+    /// Do not ask before --purge deletes
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -108,10 +178,6 @@ pub struct DemoArgs {
 pub struct RunArgs {
     /// The goal file (Markdown)
     pub file: PathBuf,
-
-    /// Run on the repository containing DIR instead of the current directory
-    #[arg(short = 'C', value_name = "DIR", default_value = ".")]
-    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -119,10 +185,6 @@ pub struct StatusArgs {
     /// The run (default: the most recent)
     #[arg(long)]
     pub run: Option<String>,
-
-    /// The repository containing DIR
-    #[arg(short = 'C', value_name = "DIR", default_value = ".")]
-    pub dir: PathBuf,
 
     /// Print JSON instead of text
     #[arg(long)]
@@ -134,10 +196,6 @@ pub struct ReportArgs {
     /// The run (default: the most recent)
     #[arg(long)]
     pub run: Option<String>,
-
-    /// The repository containing DIR
-    #[arg(short = 'C', value_name = "DIR", default_value = ".")]
-    pub dir: PathBuf,
 
     /// Output format
     #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
@@ -173,10 +231,6 @@ pub struct AuditArgs {
     /// Claims to check (repeatable)
     #[arg(long = "claim")]
     pub claims: Vec<String>,
-
-    /// The repository containing DIR
-    #[arg(short = 'C', value_name = "DIR", default_value = ".")]
-    pub dir: PathBuf,
 
     /// Print the report as JSON instead of Markdown
     #[arg(long)]

@@ -10,6 +10,7 @@ pub mod crash;
 pub mod demo;
 pub mod gate;
 pub mod layout;
+pub mod lifecycle;
 pub mod lock;
 pub mod report;
 pub mod run_cmd;

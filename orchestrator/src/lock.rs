@@ -90,7 +90,8 @@ pub fn holder(path: &Path) -> Option<(String, u32)> {
     Some((run, pid))
 }
 
-fn process_alive(pid: u32) -> bool {
+/// Whether a process with this pid runs (a lock whose holder is gone is stale).
+pub fn process_alive(pid: u32) -> bool {
     pid != 0 && Path::new(&format!("/proc/{pid}")).exists()
 }
 

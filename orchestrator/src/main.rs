@@ -7,6 +7,7 @@ mod plan_cmd;
 mod run_cmds;
 
 use clap::Parser;
+use goalpost_orchestrator::lifecycle;
 use goalpost_shared::exit::ExitCode;
 
 use crate::cli::{Cli, Command};
@@ -37,13 +38,23 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
+    let dir = cli.dir.as_path();
     match cli.command {
         Command::Plan(cmd) => plan_cmd::run(cmd),
-        Command::Run(args) => Ok(goalpost_orchestrator::run_cmd::run(&args.file, &args.dir)?),
-        Command::Status(args) => run_cmds::status(&args),
-        Command::Report(args) => run_cmds::report(&args),
-        Command::Audit(args) => run_cmds::audit(&args),
-        Command::Approve(args) => run_cmds::approve(&args),
+        Command::Run(args) => Ok(goalpost_orchestrator::run_cmd::run(&args.file, dir)?),
+        Command::Status(args) => run_cmds::status(&args, dir),
+        Command::Report(args) => run_cmds::report(&args, dir),
+        Command::Audit(args) => run_cmds::audit(&args, dir),
+        Command::Approve(args) => run_cmds::approve(&args, dir),
+        Command::Pause(args) => Ok(lifecycle::pause(dir, args.now, args.wait)?),
+        Command::Resume(args) => Ok(lifecycle::resume(dir, args.run.as_deref(), &args.budgets)?),
+        Command::Clear(args) => Ok(lifecycle::clear(
+            dir,
+            args.run.as_deref(),
+            args.purge,
+            args.yes,
+        )?),
+        Command::Gc => Ok(lifecycle::gc(dir)?),
         Command::Demo(args) => Ok(goalpost_orchestrator::demo::demo(args.dir)?),
     }
 }

@@ -329,6 +329,22 @@ pub fn run(plan_path: &Path, dir: &Path) -> Result<ExitCode, RunError> {
     let mut run_id = new_run_id();
     let lock = RunLock::acquire(&ws.layout.state_dir, &run_id)?;
     let store = Store::open(&ws.layout.store())?;
+    if let Some(last) = store.run(None)?
+        && matches!(last.state.as_str(), "paused" | "active")
+    {
+        let how = if last.state == "paused" {
+            "is paused"
+        } else {
+            "was interrupted"
+        };
+        return Err(RunError::bad(
+            format!(
+                "run {} {how} and still holds its worktrees and refs",
+                last.id
+            ),
+            "go on with `goalpost resume`, or drop it with `goalpost clear`",
+        ));
+    }
     // Two runs started within the same second get distinct ids.
     let mut k = 1;
     while store.run(Some(&run_id))?.is_some() {

@@ -35,8 +35,8 @@ fn load_view(dir: &std::path::Path, run: Option<&str>) -> Result<RunView, Error>
         .ok_or_else(no_runs)?)
 }
 
-pub fn status(args: &StatusArgs) -> Result<ExitCode, Error> {
-    let view = load_view(&args.dir, args.run.as_deref())?;
+pub fn status(args: &StatusArgs, dir: &std::path::Path) -> Result<ExitCode, Error> {
+    let view = load_view(dir, args.run.as_deref())?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &view).map_err(std::io::Error::from)?;
@@ -47,8 +47,8 @@ pub fn status(args: &StatusArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::Complete)
 }
 
-pub fn report(args: &ReportArgs) -> Result<ExitCode, Error> {
-    let view = load_view(&args.dir, args.run.as_deref())?;
+pub fn report(args: &ReportArgs, dir: &std::path::Path) -> Result<ExitCode, Error> {
+    let view = load_view(dir, args.run.as_deref())?;
     let mut out = std::io::stdout().lock();
     match args.format {
         ReportFormat::Md => write!(out, "{}", view.markdown())?,
@@ -60,9 +60,9 @@ pub fn report(args: &ReportArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::Complete)
 }
 
-pub fn audit(args: &AuditArgs) -> Result<ExitCode, Error> {
+pub fn audit(args: &AuditArgs, dir: &std::path::Path) -> Result<ExitCode, Error> {
     let plan = goal::load(&args.plan).map_err(Error::InvalidPlan)?;
-    let ws = Workspace::open(&args.dir)?;
+    let ws = Workspace::open(dir)?;
     let contract = match &args.phase {
         Some(id) => plan.phase(id).map(|p| p.contract.clone()).ok_or_else(|| {
             let known: Vec<&str> = plan.phases.iter().map(|p| p.id.value.as_str()).collect();
@@ -123,9 +123,9 @@ pub fn audit(args: &AuditArgs) -> Result<ExitCode, Error> {
     })
 }
 
-pub fn approve(args: &StatusArgs) -> Result<ExitCode, Error> {
+pub fn approve(args: &StatusArgs, dir: &std::path::Path) -> Result<ExitCode, Error> {
     Ok(goalpost_orchestrator::approve::approve(
-        &args.dir,
+        dir,
         args.run.as_deref(),
     )?)
 }

@@ -25,6 +25,7 @@ use crate::layout::{self, Layout};
 use crate::store::Store;
 
 mod land;
+mod recover;
 mod release;
 mod select;
 
@@ -444,7 +445,14 @@ impl<'a> Scheduler<'a> {
                     ScheduleError::Internal(format!("creating {}: {e}", parent.display()))
                 })?;
             }
+            if worktree.exists() {
+                // Left by a crash before its attempt was recorded: no agent ever ran in it.
+                let _ = self.repo.worktree_remove(&worktree, true);
+                let _ = std::fs::remove_dir_all(&worktree);
+                let _ = self.repo.worktree_prune();
+            }
             self.repo.worktree_add_detached(&worktree, base)?;
+            crash::point("worktree made");
             self.store.insert_attempt(
                 &self.run_id,
                 id,
@@ -548,6 +556,13 @@ impl<'a> Scheduler<'a> {
             a.next_iteration
         );
         self.attempts[i].state = AttemptState::Working;
+        let (phase_id, n) = self.key(i);
+        self.store.set_attempt_base(
+            &self.run_id,
+            &phase_id,
+            n,
+            &self.attempts[i].base.to_string(),
+        )?;
         self.queue.push_back(Job::Worker {
             attempt: i,
             input: Box::new(input),
@@ -779,7 +794,10 @@ impl<'a> Scheduler<'a> {
                         old_tip,
                         &label,
                     ) {
-                        Ok(()) => self.merged(i, old_tip, merge_commit),
+                        Ok(()) => {
+                            crash::point("integration moved");
+                            self.merged(i, old_tip, merge_commit)
+                        }
                         Err(GitError::RefMoved { .. }) => self.gate(i),
                         Err(e) => Err(e.into()),
                     }

@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     worktree    TEXT NOT NULL,
     ref_name    TEXT NOT NULL,
     state       TEXT NOT NULL,
+    base        TEXT,
     head        TEXT,
     candidate   TEXT,
     rounds      INTEGER NOT NULL DEFAULT 0,
@@ -159,6 +160,7 @@ pub struct PhaseRow {
 pub struct AttemptRow {
     pub phase_id: String,
     pub n: u32,
+    pub base: Option<String>,
     pub agent: String,
     pub worktree: String,
     pub ref_name: String,
@@ -433,6 +435,47 @@ impl Store {
         Ok(())
     }
 
+    /// Records the base a round of attempt `n` starts from (it moves on a conflict).
+    pub fn set_attempt_base(&self, run: &str, phase: &str, n: u32, base: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE attempts SET base = ?4 WHERE run_id = ?1 AND phase_id = ?2 AND n = ?3",
+                params![run, phase, n, base],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Replaces the plan a run follows (a resume that raised its budget).
+    pub fn set_plan_json(&self, run: &str, plan_json: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET plan_json = ?2, updated_at = ?3 WHERE id = ?1",
+                params![run, plan_json, now()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The candidate, tree and summary of the last audit of attempt `n` that said merge.
+    pub fn last_passing_audit(
+        &self,
+        run: &str,
+        phase: &str,
+        n: u32,
+    ) -> Result<Option<(String, String, String)>> {
+        self.conn
+            .query_row(
+                "SELECT candidate, tree, summary FROM audits
+                 WHERE run_id = ?1 AND phase_id = ?2 AND attempt = ?3 AND recommendation = 'merge'
+                 ORDER BY id DESC LIMIT 1",
+                params![run, phase, n],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
     pub fn set_attempt_state(&self, run: &str, phase: &str, n: u32, state: &str) -> Result<()> {
         self.conn
             .execute(
@@ -528,7 +571,7 @@ impl Store {
             .conn
             .prepare(
                 "SELECT a.phase_id, n, agent, worktree, ref_name, a.state, head, candidate, rounds,
-                        iterations, usage_json, outcome, metric, diff_lines
+                        iterations, usage_json, outcome, metric, diff_lines, a.base
                  FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id
                  WHERE a.run_id = ?1 ORDER BY p.position, n",
             )
@@ -551,6 +594,7 @@ impl Store {
                     outcome: r.get(11)?,
                     metric: r.get(12)?,
                     diff_lines: r.get(13)?,
+                    base: r.get(14)?,
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -635,6 +679,28 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// Deletes every record of a run.
+    pub fn delete_run(&self, run: &str) -> Result<()> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        for table in [
+            "iterations",
+            "commands",
+            "audits",
+            "merges",
+            "attempts",
+            "phases",
+        ] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE run_id = ?1"),
+                params![run],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.execute("DELETE FROM runs WHERE id = ?1", params![run])
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
     }
 
     /// Counts of (merges, commands) recorded for a run.

@@ -7,7 +7,14 @@ use goalpost_shared::plan::Selection;
 use goalpost_shared::protocol::{Feedback, STOP_FILE};
 
 use super::{AttemptState, AuditPurpose, MAX_ROUNDS, PhaseState, ScheduleError, Scheduler, short};
+use crate::crash;
 use crate::gate::{self, GateStep};
+
+/// Trailers of a phase's squash commit: the integration history says which phases
+/// merged, even when a crash came between the ref move and its record in the store.
+pub const TRAILER_RUN: &str = "Goalpost-Run";
+pub const TRAILER_PHASE: &str = "Goalpost-Phase";
+pub const TRAILER_ATTEMPT: &str = "Goalpost-Attempt";
 
 impl Scheduler<'_> {
     pub(super) fn gate(&mut self, i: usize) -> Result<(), ScheduleError> {
@@ -30,7 +37,10 @@ impl Scheduler<'_> {
                 gate::Landing::Squash(&message),
             );
             return match step {
-                Ok(GateStep::Moved { old_tip, new_tip }) => self.merged(i, old_tip, new_tip),
+                Ok(GateStep::Moved { old_tip, new_tip }) => {
+                    crash::point("integration moved");
+                    self.merged(i, old_tip, new_tip)
+                }
                 Ok(GateStep::NeedsAudit {
                     merge_commit,
                     old_tip,
@@ -73,8 +83,16 @@ impl Scheduler<'_> {
             phase.title.clone()
         };
         format!(
-            "{title}\n\nPhase `{}` of goalpost run {}, attempt {} ({}).\nAudit: {}\nAttempt ref: {} at {candidate}\n",
-            phase.id.value, self.run_id, a.n, a.agent, a.audit_summary, a.ref_name
+            "{title}\n\nPhase `{}` of goalpost run {}, attempt {} ({}).\nAudit: {}\nAttempt ref: {} at {candidate}\n\n{TRAILER_RUN}: {}\n{TRAILER_PHASE}: {}\n{TRAILER_ATTEMPT}: {}\n",
+            phase.id.value,
+            self.run_id,
+            a.n,
+            a.agent,
+            a.audit_summary,
+            a.ref_name,
+            self.run_id,
+            phase.id.value,
+            a.n
         )
     }
 

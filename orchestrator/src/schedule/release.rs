@@ -10,6 +10,7 @@ use goalpost_shared::protocol::Recommendation;
 
 use super::{RunEnd, ScheduleError, Scheduler, short};
 use crate::audit;
+use crate::crash;
 use crate::gate::{self, GateStep};
 
 impl Scheduler<'_> {
@@ -48,8 +49,10 @@ impl Scheduler<'_> {
                 return Ok(RunEnd::AwaitingApproval { tip: target });
             }
             let tree = self.repo.tree_of(target)?;
+            crash::point("release audited");
             match gate::integrate(self.repo, &release_ref, target, tree, gate::Landing::Merge)? {
                 GateStep::Moved { old_tip, new_tip } => {
+                    crash::point("release moved");
                     self.store.record_merge(
                         &self.run_id,
                         None,

@@ -1,0 +1,374 @@
+//! `pause`, `resume`, `clear` and `gc`: a run's life after `goalpost run` started it.
+//! All of them are non-interactive unless asked to confirm a purge on a terminal.
+
+use std::io::IsTerminal as _;
+use std::path::Path;
+use std::time::Duration;
+
+use goalpost_shared::exit::ExitCode;
+use goalpost_shared::git::{Identity, Repo};
+use goalpost_shared::plan::{Budget, Plan};
+
+use crate::control;
+use crate::lock::{self, RunLock};
+use crate::run_cmd::{self, RunError, Workspace};
+use crate::schedule::Scheduler;
+use crate::store::{RunRow, Store, StoreError};
+
+fn open_store(ws: &Workspace) -> Result<Store, RunError> {
+    Store::open_existing(&ws.layout.store())?.ok_or_else(|| {
+        RunError::bad(
+            format!("{} has no goalpost runs", ws.workdir.display()),
+            "start one with `goalpost run GOAL.md`",
+        )
+    })
+}
+
+fn find_run(store: &Store, run: Option<&str>) -> Result<RunRow, RunError> {
+    store.run(run)?.ok_or_else(|| {
+        RunError::bad(
+            format!("there is no run {}", run.unwrap_or_default()),
+            "`goalpost status` names the runs of this repository",
+        )
+    })
+}
+
+/// `goalpost pause [--now] [--wait]`: asks the running run to stop.
+pub fn pause(dir: &Path, now: bool, wait: bool) -> Result<ExitCode, RunError> {
+    let ws = Workspace::open(dir)?;
+    let lock_path = RunLock::path_in(&ws.layout.state_dir);
+    let Some((run, pid)) = lock::holder(&lock_path).filter(|(_, pid)| lock::process_alive(*pid))
+    else {
+        return Err(RunError::bad(
+            format!("no goalpost run is running in {}", ws.workdir.display()),
+            "`goalpost status` shows the last run's state",
+        ));
+    };
+    let request = if now { "now" } else { "boundary" };
+    std::fs::write(control::request_file(&ws.layout.state_dir), request).map_err(|e| {
+        RunError::bad(
+            format!("cannot ask run {run} to pause: {e}"),
+            "check the permissions of the repository's git dir",
+        )
+    })?;
+    println!(
+        "asked run {run} (pid {pid}) to pause {}",
+        if now {
+            "now: its running turns end at once and are harvested"
+        } else {
+            "after its running turns"
+        }
+    );
+    if wait {
+        // The run releases its lock when it has stopped.
+        while lock::holder(&lock_path).is_some_and(|(r, p)| r == run && lock::process_alive(p)) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        println!("run {run} stopped");
+    }
+    Ok(ExitCode::Complete)
+}
+
+/// `goalpost resume [--run ID] [--budget KIND=+N]...`.
+pub fn resume(dir: &Path, run: Option<&str>, budgets: &[String]) -> Result<ExitCode, RunError> {
+    let ws = Workspace::open(dir)?;
+    let store = open_store(&ws)?;
+    let row = find_run(&store, run)?;
+    match row.state.as_str() {
+        "complete" => {
+            println!("run {} is complete; nothing to resume", row.id);
+            return Ok(ExitCode::Complete);
+        }
+        "cleared" => {
+            return Err(RunError::bad(
+                format!("run {} was cleared", row.id),
+                "start a new run with `goalpost run GOAL.md`",
+            ));
+        }
+        "awaiting_approval" => {
+            return Err(RunError::bad(
+                format!("run {} waits for approval, not for a resume", row.id),
+                "move the release branch with `goalpost approve`",
+            ));
+        }
+        _ => {}
+    }
+    let lock = RunLock::acquire(&ws.layout.state_dir, &row.id)?;
+    let mut plan: Plan = serde_json::from_str(&store.run_plan_json(&row.id)?)
+        .map_err(|e| RunError::Store(StoreError::Json(e)))?;
+    if !budgets.is_empty() {
+        for spec in budgets {
+            raise(&mut plan.settings.budget, spec)?;
+            raise(&mut plan.settings.run_budget, spec)?;
+        }
+        let json = serde_json::to_string(&plan).map_err(StoreError::from)?;
+        store.set_plan_json(&row.id, &json)?;
+    }
+    store.set_run_state(&row.id, "active", None)?;
+    let release_start = ws.repo.resolve(&row.release_start)?;
+    let plan_rel = std::fs::canonicalize(&row.plan_path)
+        .ok()
+        .zip(std::fs::canonicalize(&ws.workdir).ok())
+        .and_then(|(p, w)| {
+            p.strip_prefix(w)
+                .ok()
+                .map(|r| r.to_string_lossy().into_owned())
+        });
+    println!("run {}: resuming", row.id);
+    let mut scheduler = Scheduler::new(
+        &ws.repo,
+        &store,
+        &ws.layout,
+        &plan,
+        row.id.clone(),
+        row.release_branch.clone(),
+        release_start,
+        ws.workdir.clone(),
+        plan_rel.into_iter().collect(),
+    );
+    scheduler.restore()?;
+    run_cmd::drive(&mut scheduler, &store, &ws, lock)
+}
+
+/// Applies `KIND=+N` (raise by N) or `KIND=N` (set to N) to the limits of `budget` that
+/// are set; `KIND=N` also sets one that is not.
+pub fn raise(budget: &mut Budget, spec: &str) -> Result<(), RunError> {
+    let bad = |why: &str| {
+        RunError::bad(
+            format!("--budget {spec}: {why}"),
+            "write KIND=+N or KIND=N, KIND one of turns, wall (seconds), tokens, tokens_in, tokens_out, tokens_cached, cost_usd, tool_calls, iterations",
+        )
+    };
+    let (kind, value) = spec.split_once('=').ok_or_else(|| bad("no `=`"))?;
+    let (add, number) = match value.strip_prefix('+') {
+        Some(n) => (true, n),
+        None => (false, value),
+    };
+    let n: f64 = number.trim().parse().map_err(|_| bad("not a number"))?;
+    if !(n.is_finite() && n >= 0.0) {
+        return Err(bad("not a non-negative number"));
+    }
+    fn apply<T: Copy + Default + std::ops::Add<Output = T>>(
+        slot: &mut Option<goalpost_shared::contract::Spanned<T>>,
+        add: bool,
+        n: T,
+    ) {
+        match slot {
+            Some(s) if add => s.value = s.value + n,
+            Some(s) => s.value = n,
+            None if !add => *slot = Some(goalpost_shared::contract::Spanned::new(n, 0, 0)),
+            None => {}
+        }
+    }
+    let whole = n as u64;
+    match kind.trim() {
+        "turns" => apply(&mut budget.turns, add, whole as u32),
+        "iterations" => apply(&mut budget.iterations, add, whole as u32),
+        "tokens" => apply(&mut budget.tokens, add, whole),
+        "tokens_in" => apply(&mut budget.tokens_in, add, whole),
+        "tokens_out" => apply(&mut budget.tokens_out, add, whole),
+        "tokens_cached" => apply(&mut budget.tokens_cached, add, whole),
+        "tool_calls" => apply(&mut budget.tool_calls, add, whole),
+        "cost_usd" => apply(&mut budget.cost_usd, add, n),
+        "wall" => {
+            let extra = Duration::from_secs(whole);
+            match &mut budget.wall {
+                Some(w) if add => {
+                    w.value.duration += extra;
+                    w.value.text = format!("{}s", w.value.duration.as_secs());
+                }
+                slot if !add || slot.is_some() => {
+                    *slot = Some(goalpost_shared::contract::Spanned::new(
+                        goalpost_shared::plan::WallTime {
+                            text: format!("{whole}s"),
+                            duration: extra,
+                        },
+                        0,
+                        0,
+                    ))
+                }
+                _ => {}
+            }
+        }
+        _ => return Err(bad("unknown budget kind")),
+    }
+    Ok(())
+}
+
+/// `goalpost clear [--run ID] [--purge [--yes]]`: removes the run's worktrees once their
+/// work is on refs (harvesting what an interrupted agent left); `--purge` also deletes
+/// the run's refs and records.
+pub fn clear(dir: &Path, run: Option<&str>, purge: bool, yes: bool) -> Result<ExitCode, RunError> {
+    let ws = Workspace::open(dir)?;
+    let store = open_store(&ws)?;
+    let row = find_run(&store, run)?;
+    let lock_path = RunLock::path_in(&ws.layout.state_dir);
+    if let Some((holder, pid)) = lock::holder(&lock_path)
+        && holder == row.id
+        && lock::process_alive(pid)
+    {
+        return Err(RunError::bad(
+            format!("run {} is running (pid {pid})", row.id),
+            "pause it first: `goalpost pause --wait`",
+        ));
+    }
+    if purge && !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(RunError::bad(
+                format!(
+                    "--purge deletes run {}'s refs and records, and there is no terminal to confirm it on",
+                    row.id
+                ),
+                "pass --yes to confirm",
+            ));
+        }
+        eprint!("delete every ref and record of run {}? [y/N] ", row.id);
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("nothing deleted");
+            return Ok(ExitCode::Complete);
+        }
+    }
+    let mut kept = Vec::new();
+    for a in store.attempts(&row.id)? {
+        let path = Path::new(&a.worktree);
+        if !path.exists() {
+            continue;
+        }
+        match harvest_leftovers(&ws.repo, path, &a.ref_name) {
+            Ok(()) => {
+                if let Err(e) = ws.repo.worktree_remove(path, true) {
+                    kept.push(format!("{}: {e}", path.display()));
+                }
+            }
+            Err(e) => kept.push(format!("{}: {e}", path.display())),
+        }
+    }
+    let root = ws.layout.worktree_root.join(&row.id);
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("audit-") {
+                let _ = ws.repo.worktree_remove(&e.path(), true);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(&root);
+    let _ = ws.repo.worktree_prune();
+    if !kept.is_empty() {
+        for k in &kept {
+            eprintln!("kept {k}");
+        }
+        return Err(RunError::bad(
+            "some worktrees could not be emptied onto their refs and were kept",
+            "look at them, then run `goalpost clear` again",
+        ));
+    }
+    if purge {
+        let refs = ws.repo.run_git(
+            &ws.workdir,
+            [
+                "for-each-ref",
+                "--format=%(refname)",
+                &format!("refs/goalpost/{}/", row.id),
+            ],
+        )?;
+        for r in refs.lines().filter(|l| !l.is_empty()) {
+            ws.repo.run_git(&ws.workdir, ["update-ref", "-d", r])?;
+        }
+        store.delete_run(&row.id)?;
+        let _ = std::fs::remove_dir_all(ws.layout.run_dir(&row.id));
+        println!("run {}: worktrees, refs and records deleted", row.id);
+    } else {
+        if row.state != "complete" {
+            store.set_run_state(&row.id, "cleared", None)?;
+        }
+        println!(
+            "run {}: worktrees removed; its work stays on refs/goalpost/{}/",
+            row.id, row.id
+        );
+    }
+    Ok(ExitCode::Complete)
+}
+
+/// Commits whatever an interrupted agent left in `worktree` onto its attempt ref.
+fn harvest_leftovers(repo: &Repo, worktree: &Path, ref_name: &str) -> Result<(), RunError> {
+    let wt = Repo::open(worktree)?;
+    if !wt.is_dirty()? {
+        return Ok(());
+    }
+    let current = repo.ref_target(ref_name)?;
+    let parent = match current {
+        Some(c) => c,
+        None => wt.resolve("HEAD")?,
+    };
+    if let Some(commit) = wt.commit_worktree(
+        worktree,
+        parent,
+        "goalpost: harvest what an interrupted turn left",
+        &Identity::goalpost(),
+    )? {
+        repo.update_ref_cas(ref_name, commit, current, "goalpost: harvest on clear")?;
+    }
+    Ok(())
+}
+
+/// `goalpost gc`: removes worktrees no live run needs, never one holding work that is not
+/// on a ref.
+pub fn gc(dir: &Path) -> Result<ExitCode, RunError> {
+    let ws = Workspace::open(dir)?;
+    let store = Store::open_existing(&ws.layout.store())?;
+    let lock_path = RunLock::path_in(&ws.layout.state_dir);
+    let live = lock::holder(&lock_path)
+        .filter(|(_, pid)| lock::process_alive(*pid))
+        .map(|(run, _)| run);
+    let _ = ws.repo.worktree_prune();
+    let (mut removed, mut kept) = (0, 0);
+    let Ok(runs) = std::fs::read_dir(&ws.layout.worktree_root) else {
+        println!("no goalpost worktrees");
+        return Ok(ExitCode::Complete);
+    };
+    for run_dir in runs.flatten() {
+        let run = run_dir.file_name().to_string_lossy().into_owned();
+        if live.as_deref() == Some(run.as_str()) {
+            continue;
+        }
+        let state = match &store {
+            Some(s) => s.run(Some(&run))?.map(|r| r.state),
+            None => None,
+        };
+        // A paused or interrupted run goes on from its worktrees: leave them.
+        if matches!(
+            state.as_deref(),
+            Some("paused" | "active" | "blocked" | "budget_limited")
+        ) {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(run_dir.path()) else {
+            continue;
+        };
+        for wt in entries.flatten() {
+            let path = wt.path();
+            let dirty = Repo::open(&path)
+                .and_then(|r| r.is_dirty())
+                .unwrap_or(false);
+            if dirty && !wt.file_name().to_string_lossy().starts_with("audit-") {
+                eprintln!(
+                    "kept {}: it holds changes that are on no ref",
+                    path.display()
+                );
+                kept += 1;
+                continue;
+            }
+            if ws.repo.worktree_remove(&path, true).is_err() {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+            removed += 1;
+        }
+        let _ = std::fs::remove_dir(run_dir.path());
+    }
+    let _ = std::fs::remove_dir(&ws.layout.worktree_root);
+    let _ = ws.repo.worktree_prune();
+    println!("removed {removed} worktree(s); kept {kept}");
+    Ok(ExitCode::Complete)
+}

@@ -1,0 +1,232 @@
+//! Picking a run up again after a pause, a budget stop or a crash. The store says what
+//! each attempt was doing; the refs say what is true: which phases the integration ref
+//! holds (from the trailers of their squash commits), and where each attempt's work is.
+//! Every effect the run loop performs is idempotent, so going on from here converges to
+//! the result an uninterrupted run would have had.
+
+use std::collections::BTreeMap;
+
+use goalpost_shared::git::Oid;
+
+use super::land::{TRAILER_ATTEMPT, TRAILER_PHASE, TRAILER_RUN};
+use super::{Attempt, AttemptState, AuditPurpose, PhaseState, ScheduleError, Scheduler};
+use crate::attempt;
+use crate::store::AttemptRow;
+
+impl Scheduler<'_> {
+    /// Rebuilds the run's state from the store and the refs, and queues what is left.
+    pub fn restore(&mut self) -> Result<(), ScheduleError> {
+        self.remove_stale_audit_worktrees();
+        self.audits_started = count_dirs(&self.layout.run_dir(&self.run_id).join("audits"));
+        let merged = self.merged_on_integration()?;
+        let phase_rows = self.store.phases(&self.run_id)?;
+        let attempt_rows = self.store.attempts(&self.run_id)?;
+        for pi in 0..self.plan.phases.len() {
+            let id = self.plan.phases[pi].id.value.clone();
+            if let Some((commit, n)) = merged.get(&id) {
+                self.phases[pi] = PhaseState::Merged;
+                let recorded = phase_rows
+                    .iter()
+                    .any(|p| p.phase_id == id && p.state == "merged");
+                if !recorded {
+                    self.store.set_phase_merged(
+                        &self.run_id,
+                        &id,
+                        &commit.to_string(),
+                        *n,
+                        "merged before the run was interrupted",
+                    )?;
+                }
+                continue;
+            }
+            let started = phase_rows
+                .iter()
+                .any(|p| p.phase_id == id && p.state != "pending");
+            let rows: Vec<&AttemptRow> = attempt_rows.iter().filter(|a| a.phase_id == id).collect();
+            if !started || rows.is_empty() {
+                // Never got as far as an attempt: it starts afresh when ready.
+                self.store
+                    .set_phase_state(&self.run_id, &id, "pending", None)?;
+                continue;
+            }
+            self.phases[pi] = PhaseState::Running;
+            self.store
+                .set_phase_state(&self.run_id, &id, "running", None)?;
+            for row in rows {
+                self.restore_attempt(pi, row)?;
+            }
+        }
+        for pi in 0..self.plan.phases.len() {
+            if self.phases[pi] == PhaseState::Running {
+                self.select(pi)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn restore_attempt(&mut self, pi: usize, row: &AttemptRow) -> Result<(), ScheduleError> {
+        let id = self.plan.phases[pi].id.value.clone();
+        let phase_base = self
+            .store
+            .phases(&self.run_id)?
+            .into_iter()
+            .find(|p| p.phase_id == id)
+            .and_then(|p| p.base);
+        let base = row
+            .base
+            .as_deref()
+            .or(phase_base.as_deref())
+            .and_then(|b| Oid::from_str(b).ok())
+            .map_or_else(|| self.integration_tip(), Ok)?;
+        let head = self.repo.ref_target(&row.ref_name)?;
+        let i = self.attempts.len();
+        self.attempts.push(Attempt {
+            phase: pi,
+            n: row.n,
+            agent: row.agent.clone(),
+            worktree: self.layout.attempt_worktree(&self.run_id, &id, row.n),
+            dir: self.layout.attempt_dir(&self.run_id, &id, row.n),
+            ref_name: row.ref_name.clone(),
+            base,
+            head,
+            rounds: row.rounds,
+            next_iteration: row.iterations + 1,
+            usage: row.usage.clone(),
+            claims: Vec::new(),
+            metric: row.metric,
+            diff_size: row.diff_lines.unwrap_or(0).max(0) as usize,
+            audited: None,
+            audit_summary: String::new(),
+            evidence: Vec::new(),
+            state: AttemptState::Working,
+        });
+        let passing = self.store.last_passing_audit(&self.run_id, &id, row.n)?;
+        let audited = passing.as_ref().and_then(|(candidate, tree, _)| {
+            Some((Oid::from_str(candidate).ok()?, Oid::from_str(tree).ok()?))
+        });
+        let budget_left =
+            attempt::crossed(&self.plan.settings.budget, &row.usage, row.iterations).is_none();
+        match row.state.as_str() {
+            "lost" => self.attempts[i].state = AttemptState::Lost,
+            "blocked" => {
+                self.attempts[i].state = AttemptState::Failed {
+                    why: row.outcome.clone().unwrap_or_else(|| "blocked".into()),
+                    budget: false,
+                }
+            }
+            "budget_limited" if !budget_left => {
+                self.attempts[i].state = AttemptState::Failed {
+                    why: row
+                        .outcome
+                        .clone()
+                        .unwrap_or_else(|| "budget reached".into()),
+                    budget: true,
+                }
+            }
+            "passed" | "gating" if audited.is_some_and(|(c, _)| Some(c) == head) => {
+                let a = &mut self.attempts[i];
+                a.audited = audited;
+                a.audit_summary = passing.map(|(_, _, s)| s).unwrap_or_default();
+                a.state = AttemptState::Passed;
+            }
+            // Re-audit only a candidate that is still the attempt's work: a worker may have
+            // gone on (and harvested more) before the crash.
+            "auditing"
+                if row.candidate.is_some()
+                    && row.candidate.as_deref() == head.map(|h| h.to_string()).as_deref() =>
+            {
+                let candidate = row
+                    .candidate
+                    .as_deref()
+                    .and_then(|c| Oid::from_str(c).ok())
+                    .ok_or_else(|| ScheduleError::Internal("a bad candidate id".into()))?;
+                self.attempts[i].state = AttemptState::Auditing;
+                let contract = self.plan.phases[pi].contract.clone();
+                self.queue_audit(
+                    AuditPurpose::Candidate { attempt: i },
+                    contract,
+                    &format!("{id}.{}", row.n),
+                    base,
+                    candidate,
+                    Vec::new(),
+                    false,
+                );
+            }
+            _ => {
+                self.ensure_worktree(i)?;
+                self.queue_round(i, None, head)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The attempt's worktree, made again at its work if it is gone.
+    fn ensure_worktree(&mut self, i: usize) -> Result<(), ScheduleError> {
+        let a = &self.attempts[i];
+        if a.worktree.join(".git").exists() {
+            return Ok(());
+        }
+        let _ = self.repo.worktree_prune();
+        if let Some(parent) = a.worktree.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                ScheduleError::Internal(format!("creating {}: {e}", parent.display()))
+            })?;
+        }
+        self.repo
+            .worktree_add_detached(&a.worktree, a.head.unwrap_or(a.base))?;
+        Ok(())
+    }
+
+    /// Phases the integration ref holds, by the trailers of its first-parent history back
+    /// to where the run started: phase id → (squash commit, attempt).
+    fn merged_on_integration(&self) -> Result<BTreeMap<String, (Oid, u32)>, ScheduleError> {
+        let mut merged = BTreeMap::new();
+        let mut at = Some(self.integration_tip()?);
+        let repo = self.repo.git2();
+        while let Some(oid) = at.filter(|o| *o != self.release_start) {
+            let commit = repo
+                .find_commit(oid)
+                .map_err(|e| ScheduleError::Internal(format!("reading {oid}: {e}")))?;
+            let message = commit.message().unwrap_or_default();
+            let trailer = |key: &str| {
+                message
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key)?.strip_prefix(": "))
+                    .map(str::trim)
+            };
+            if trailer(TRAILER_RUN) == Some(self.run_id.as_str())
+                && let Some(phase) = trailer(TRAILER_PHASE)
+            {
+                let n = trailer(TRAILER_ATTEMPT)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1);
+                merged.entry(phase.to_owned()).or_insert((oid, n));
+            }
+            at = commit.parent_id(0).ok();
+        }
+        Ok(merged)
+    }
+
+    /// Audit worktrees of an auditor that did not finish: never anyone's work.
+    fn remove_stale_audit_worktrees(&self) {
+        let root = self.layout.worktree_root.join(&self.run_id);
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("audit-") {
+                let path = entry.path();
+                if self.repo.worktree_remove(&path, true).is_err() {
+                    let _ = std::fs::remove_dir_all(&path);
+                }
+            }
+        }
+        let _ = self.repo.worktree_prune();
+    }
+}
+
+fn count_dirs(dir: &std::path::Path) -> u32 {
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().count() as u32)
+        .unwrap_or(0)
+}
