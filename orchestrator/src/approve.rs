@@ -9,9 +9,8 @@ use goalpost_shared::plan::Plan;
 use goalpost_shared::protocol::{AuditInput, Recommendation};
 
 use crate::audit::{self, DEFAULT_CHECK_TIMEOUT_SECS};
-use crate::gate::{self, GateStep};
 use crate::run_cmd::{RunError, Workspace};
-use crate::schedule::{final_contract, short};
+use crate::schedule::{Release, RunEnd, ScheduleError, final_contract, short};
 use crate::store::{Store, StoreError};
 
 pub fn approve(dir: &Path, run: Option<&str>) -> Result<ExitCode, RunError> {
@@ -57,73 +56,43 @@ pub fn approve(dir: &Path, run: Option<&str>) -> Result<ExitCode, RunError> {
             "resume the run so it audits the tip again",
         ));
     }
-    let release_ref = format!("refs/heads/{}", row.release_branch);
-    let mut target = tip;
-    let mut audited_tree = tree;
-    for k in 1..=3u32 {
-        match gate::integrate(
-            &ws.repo,
-            &release_ref,
-            target,
-            audited_tree,
-            gate::Landing::Merge,
-        )? {
-            GateStep::Moved { old_tip, new_tip } => {
-                store.record_merge(
-                    &row.id,
-                    None,
-                    &release_ref,
-                    &old_tip.to_string(),
-                    &new_tip.to_string(),
-                    &target.to_string(),
-                )?;
-                let _ = gate::refresh_checkout(&ws.repo, &row.release_branch, old_tip, new_tip);
-                store.set_release_commit(&row.id, &new_tip.to_string())?;
-                store.set_run_state(&row.id, "complete", None)?;
-                println!(
-                    "run {}: approved; {} moved to {}",
-                    row.id,
-                    row.release_branch,
-                    short(new_tip)
-                );
-                return Ok(ExitCode::Complete);
-            }
-            GateStep::NeedsAudit {
-                merge_commit,
-                old_tip,
-            } => {
-                let report = audit_merge(&ws, &store, &row.id, &plan, old_tip, merge_commit, k)?;
-                if report != Recommendation::Merge {
-                    return blocked(
-                        &store,
-                        &row.id,
-                        format!(
-                            "{} moved meanwhile and its merge with the run fails the audit",
-                            row.release_branch
-                        ),
-                    );
-                }
-                target = merge_commit;
-                audited_tree = ws.repo.tree_of(merge_commit)?;
-            }
-            GateStep::Conflict { paths, .. } => {
-                return blocked(
-                    &store,
-                    &row.id,
-                    format!(
-                        "{} moved meanwhile and conflicts with the run in: {}",
-                        row.release_branch,
-                        paths.join(", ")
-                    ),
-                );
-            }
+    let release = Release {
+        repo: &ws.repo,
+        store: &store,
+        run_id: row.id.clone(),
+        branch: row.release_branch.clone(),
+    };
+    let mut k = 0;
+    let end = release.land(tip, |base, merge| {
+        k += 1;
+        let verdict = audit_merge(&ws, &store, &row.id, &plan, base, merge, k)
+            .map_err(|e| ScheduleError::Internal(e.to_string()))?;
+        Ok((verdict != Recommendation::Merge).then(|| {
+            format!(
+                "{} moved meanwhile and its merge with the run fails the whole-goal audit",
+                row.release_branch
+            )
+        }))
+    })?;
+    match end {
+        RunEnd::Complete { release_commit } => {
+            store.set_release_commit(&row.id, &release_commit.to_string())?;
+            store.set_run_state(&row.id, "complete", None)?;
+            println!(
+                "run {}: approved; {} moved to {}",
+                row.id,
+                row.release_branch,
+                short(release_commit)
+            );
+            Ok(ExitCode::Complete)
         }
+        RunEnd::Blocked { why } => blocked(&store, &row.id, why),
+        other => blocked(
+            &store,
+            &row.id,
+            format!("unexpected end of the release: {other:?}"),
+        ),
     }
-    blocked(
-        &store,
-        &row.id,
-        format!("{} kept moving; approve again", row.release_branch),
-    )
 }
 
 fn blocked(store: &Store, run: &str, why: String) -> Result<ExitCode, RunError> {
@@ -154,6 +123,7 @@ fn audit_merge(
         claims: Vec::new(),
         report_dir: ws.layout.audit_dir(run, &label, k),
         check_timeout_secs: DEFAULT_CHECK_TIMEOUT_SECS,
+        unconfined: false,
     };
     let report = audit::run_auditor(&input)
         .map_err(|e| RunError::Schedule(crate::schedule::ScheduleError::Internal(e)))?;

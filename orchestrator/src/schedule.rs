@@ -29,7 +29,7 @@ mod recover;
 mod release;
 mod select;
 
-pub use release::final_contract;
+pub use release::{Release, final_contract};
 
 /// Worker rounds one attempt may get: the first, then one per `revise` or conflict.
 pub const MAX_ROUNDS: u32 = 3;
@@ -189,6 +189,8 @@ pub struct Scheduler<'a> {
     pub workdir: PathBuf,
     /// Repository-relative paths that are always protected (the plan file).
     pub always_protected: Vec<String>,
+    /// Agents and checks run without Landlock (`--unconfined`).
+    pub unconfined: bool,
     dag: PhaseDag,
     phases: Vec<PhaseState>,
     /// Why each phase's winner won, once chosen.
@@ -246,6 +248,7 @@ impl<'a> Scheduler<'a> {
             release_start,
             workdir,
             always_protected,
+            unconfined: false,
         }
     }
 
@@ -546,6 +549,7 @@ impl<'a> Scheduler<'a> {
             private_dir: a.dir.clone(),
             env_allow: WORKER_ENV_ALLOW.iter().map(|s| (*s).to_owned()).collect(),
             agent_env: Default::default(),
+            unconfined: self.unconfined,
         };
         println!(
             "phase {}: attempt {} ({}) round {} from iteration {}",
@@ -631,6 +635,7 @@ impl<'a> Scheduler<'a> {
                 .as_ref()
                 .map(|w| w.value.duration.as_secs().max(1))
                 .unwrap_or(DEFAULT_CHECK_TIMEOUT_SECS),
+            unconfined: self.unconfined,
         }
     }
 

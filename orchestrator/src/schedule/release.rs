@@ -8,46 +8,80 @@ use goalpost_shared::contract::Contract;
 use goalpost_shared::plan::{Approval, Plan};
 use goalpost_shared::protocol::Recommendation;
 
+use goalpost_shared::git::{Oid, Repo};
+
 use super::{RunEnd, ScheduleError, Scheduler, short};
 use crate::audit;
 use crate::crash;
 use crate::gate::{self, GateStep};
+use crate::store::Store;
 
 impl Scheduler<'_> {
     /// The whole-goal audit on the integration tip, then the release move.
     pub(super) fn finish(&mut self) -> Result<RunEnd, ScheduleError> {
         let tip = self.integration_tip()?;
+        if let Some(why) = self.audit_goal(self.release_start, tip)? {
+            return Ok(RunEnd::Blocked { why });
+        }
+        if self.plan.settings.approval.value == Approval::Human {
+            return Ok(RunEnd::AwaitingApproval { tip });
+        }
+        let release = Release {
+            repo: self.repo,
+            store: self.store,
+            run_id: self.run_id.clone(),
+            branch: self.release.clone(),
+        };
+        release.land(tip, |base, target| self.audit_goal(base, target))
+    }
+
+    /// Audits `target` against the whole goal; `Some(why)` unless it says merge.
+    fn audit_goal(&mut self, base: Oid, target: Oid) -> Result<Option<String>, ScheduleError> {
         let contract = final_contract(self.plan);
-        let mut base = self.release_start;
-        let mut target = tip;
-        let release_ref = format!("refs/heads/{}", self.release);
-        for _ in 0..3 {
-            let input =
-                self.audit_input("goal", contract.clone(), "goal", base, target, Vec::new());
-            println!("whole goal: auditing {}", short(target));
-            let report = audit::run_auditor(&input).map_err(ScheduleError::Internal)?;
-            let commands: Vec<_> = report.checks.iter().map(|c| c.record.clone()).collect();
-            self.store
-                .record_audit(&self.run_id, None, &report, &input.report_dir, &commands)?;
-            println!(
-                "whole goal: audit says {}: {}",
+        let input = self.audit_input("goal", contract, "goal", base, target, Vec::new());
+        println!("whole goal: auditing {}", short(target));
+        let report = audit::run_auditor(&input).map_err(ScheduleError::Internal)?;
+        let commands: Vec<_> = report.checks.iter().map(|c| c.record.clone()).collect();
+        self.store
+            .record_audit(&self.run_id, None, &report, &input.report_dir, &commands)?;
+        println!(
+            "whole goal: audit says {}: {}",
+            report.recommendation.as_str(),
+            report.summary
+        );
+        Ok((report.recommendation != Recommendation::Merge).then(|| {
+            format!(
+                "the whole-goal audit of {} says {}: {} (report: {}/audit.md)",
+                short(target),
                 report.recommendation.as_str(),
-                report.summary
-            );
-            if report.recommendation != Recommendation::Merge {
-                return Ok(RunEnd::Blocked {
-                    why: format!(
-                        "the whole-goal audit of {} says {}: {} (report: {}/audit.md)",
-                        short(target),
-                        report.recommendation.as_str(),
-                        report.summary,
-                        input.report_dir.display()
-                    ),
-                });
-            }
-            if self.plan.settings.approval.value == Approval::Human {
-                return Ok(RunEnd::AwaitingApproval { tip: target });
-            }
+                report.summary,
+                input.report_dir.display()
+            )
+        }))
+    }
+}
+
+/// The release branch of a run, moved only by compare-and-swap to an audited commit.
+#[derive(Debug)]
+pub struct Release<'r> {
+    pub repo: &'r Repo,
+    pub store: &'r Store,
+    pub run_id: String,
+    pub branch: String,
+}
+
+impl Release<'_> {
+    /// Moves the branch to `target`, whose tree passed the whole-goal audit. When someone
+    /// moved the branch meanwhile, their commits are merged in and the merge is audited
+    /// with `audit` (base, commit → `Some(why)` unless it passes) before it lands; a
+    /// conflict stops the run. Never forces.
+    pub fn land(
+        &self,
+        mut target: Oid,
+        mut audit: impl FnMut(Oid, Oid) -> Result<Option<String>, ScheduleError>,
+    ) -> Result<RunEnd, ScheduleError> {
+        let release_ref = format!("refs/heads/{}", self.branch);
+        for _ in 0..3 {
             let tree = self.repo.tree_of(target)?;
             crash::point("release audited");
             match gate::integrate(self.repo, &release_ref, target, tree, gate::Landing::Merge)? {
@@ -62,11 +96,11 @@ impl Scheduler<'_> {
                         &target.to_string(),
                     )?;
                     if let Err(e) =
-                        gate::refresh_checkout(self.repo, &self.release, old_tip, new_tip)
+                        gate::refresh_checkout(self.repo, &self.branch, old_tip, new_tip)
                     {
                         eprintln!(
                             "warning: {} moved to {}, but your working tree could not follow: {e}",
-                            self.release,
+                            self.branch,
                             short(new_tip)
                         );
                     }
@@ -80,17 +114,19 @@ impl Scheduler<'_> {
                 } => {
                     println!(
                         "release: {} moved during the run; verifying its merge {}",
-                        self.release,
+                        self.branch,
                         short(merge_commit)
                     );
-                    base = old_tip;
+                    if let Some(why) = audit(old_tip, merge_commit)? {
+                        return Ok(RunEnd::Blocked { why });
+                    }
                     target = merge_commit;
                 }
                 GateStep::Conflict { paths, tip } => {
                     return Ok(RunEnd::Blocked {
                         why: format!(
                             "{} moved to {} during the run and conflicts with the plan's work in: {}",
-                            self.release,
+                            self.branch,
                             short(tip),
                             paths.join(", ")
                         ),
@@ -99,7 +135,7 @@ impl Scheduler<'_> {
             }
         }
         Ok(RunEnd::Blocked {
-            why: format!("{} kept moving during the release; try again", self.release),
+            why: format!("{} kept moving during the release; try again", self.branch),
         })
     }
 }
