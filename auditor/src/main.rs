@@ -58,11 +58,11 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     // An audit outlives no orchestrator: one that crashed re-audits on `resume`.
-    if let Some(parent) = parent_pid() {
-        if let Ok(false) = process::die_with_parent(process::Signal::Kill, parent) {
-            eprintln!("goalpost-auditor: the goalpost process that started it is gone");
-            return exit::ExitCode::Internal.into();
-        }
+    if let Some(parent) = parent_pid()
+        && let Ok(false) = process::die_with_parent(process::Signal::Kill, parent)
+    {
+        eprintln!("goalpost-auditor: the goalpost process that started it is gone");
+        return exit::ExitCode::Internal.into();
     }
     match run(&cli) {
         Ok(line) => {
