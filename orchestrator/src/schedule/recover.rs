@@ -37,6 +37,20 @@ impl Scheduler<'_> {
                         "merged before the run was interrupted",
                     )?;
                 }
+                // Nothing of theirs runs again, but their worktrees go at the end like
+                // any other and what they used counts against the run budget.
+                for row in attempt_rows.iter().filter(|a| a.phase_id == id) {
+                    let i = self.push_attempt(pi, row)?;
+                    self.attempts[i].state = if row.n == *n {
+                        if row.state != "merged" {
+                            self.store
+                                .set_attempt_state(&self.run_id, &id, row.n, "merged")?;
+                        }
+                        AttemptState::Merged
+                    } else {
+                        AttemptState::Lost
+                    };
+                }
                 continue;
             }
             let started = phase_rows
@@ -66,40 +80,8 @@ impl Scheduler<'_> {
 
     fn restore_attempt(&mut self, pi: usize, row: &AttemptRow) -> Result<(), ScheduleError> {
         let id = self.plan.phases[pi].id.value.clone();
-        let phase_base = self
-            .store
-            .phases(&self.run_id)?
-            .into_iter()
-            .find(|p| p.phase_id == id)
-            .and_then(|p| p.base);
-        let base = row
-            .base
-            .as_deref()
-            .or(phase_base.as_deref())
-            .and_then(|b| Oid::from_str(b).ok())
-            .map_or_else(|| self.integration_tip(), Ok)?;
-        let head = self.repo.ref_target(&row.ref_name)?;
-        let i = self.attempts.len();
-        self.attempts.push(Attempt {
-            phase: pi,
-            n: row.n,
-            agent: row.agent.clone(),
-            worktree: self.layout.attempt_worktree(&self.run_id, &id, row.n),
-            dir: self.layout.attempt_dir(&self.run_id, &id, row.n),
-            ref_name: row.ref_name.clone(),
-            base,
-            head,
-            rounds: row.rounds,
-            next_iteration: row.iterations + 1,
-            usage: row.usage.clone(),
-            claims: Vec::new(),
-            metric: row.metric,
-            diff_size: row.diff_lines.unwrap_or(0).max(0) as usize,
-            audited: None,
-            audit_summary: String::new(),
-            evidence: Vec::new(),
-            state: AttemptState::Working,
-        });
+        let i = self.push_attempt(pi, row)?;
+        let (base, head) = (self.attempts[i].base, self.attempts[i].head);
         let passing = self.store.last_passing_audit(&self.run_id, &id, row.n)?;
         let audited = passing.as_ref().and_then(|(candidate, tree, _)| {
             Some((Oid::from_str(candidate).ok()?, Oid::from_str(tree).ok()?))
@@ -160,6 +142,46 @@ impl Scheduler<'_> {
         Ok(())
     }
 
+    /// Attempt `row` of phase `pi` as the store and its ref say it stands, doing nothing
+    /// yet; returns its index.
+    fn push_attempt(&mut self, pi: usize, row: &AttemptRow) -> Result<usize, ScheduleError> {
+        let id = self.plan.phases[pi].id.value.clone();
+        let phase_base = self
+            .store
+            .phases(&self.run_id)?
+            .into_iter()
+            .find(|p| p.phase_id == id)
+            .and_then(|p| p.base);
+        let base = row
+            .base
+            .as_deref()
+            .or(phase_base.as_deref())
+            .and_then(|b| Oid::from_str(b).ok())
+            .map_or_else(|| self.integration_tip(), Ok)?;
+        let head = self.repo.ref_target(&row.ref_name)?;
+        self.attempts.push(Attempt {
+            phase: pi,
+            n: row.n,
+            agent: row.agent.clone(),
+            worktree: self.layout.attempt_worktree(&self.run_id, &id, row.n),
+            dir: self.layout.attempt_dir(&self.run_id, &id, row.n),
+            ref_name: row.ref_name.clone(),
+            base,
+            head,
+            rounds: row.rounds,
+            next_iteration: row.iterations + 1,
+            usage: row.usage.clone(),
+            claims: Vec::new(),
+            metric: row.metric,
+            diff_size: row.diff_lines.unwrap_or(0).max(0) as usize,
+            audited: None,
+            audit_summary: String::new(),
+            evidence: Vec::new(),
+            state: AttemptState::Working,
+        });
+        Ok(self.attempts.len() - 1)
+    }
+
     /// The attempt's worktree, made again at its work if it is gone.
     fn ensure_worktree(&mut self, i: usize) -> Result<(), ScheduleError> {
         let a = &self.attempts[i];
@@ -172,8 +194,8 @@ impl Scheduler<'_> {
                 ScheduleError::Internal(format!("creating {}: {e}", parent.display()))
             })?;
         }
-        self.repo
-            .worktree_add_detached(&a.worktree, a.head.unwrap_or(a.base))?;
+        self.pool()
+            .checkout(&a.worktree, a.head.unwrap_or(a.base))?;
         Ok(())
     }
 
