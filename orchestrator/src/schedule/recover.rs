@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use goalpost_shared::git::Oid;
+use goalpost_shared::protocol::STOP_FILE;
 
 use super::land::{TRAILER_ATTEMPT, TRAILER_PHASE, TRAILER_RUN};
 use super::{Attempt, AttemptState, AuditPurpose, PhaseState, ScheduleError, Scheduler};
@@ -17,6 +18,7 @@ impl Scheduler<'_> {
     /// Rebuilds the run's state from the store and the refs, and queues what is left.
     pub fn restore(&mut self) -> Result<(), ScheduleError> {
         self.remove_stale_audit_worktrees();
+        self.remove_stop_files();
         self.audits_started = count_dirs(&self.layout.run_dir(&self.run_id).join("audits"));
         let merged = self.merged_on_integration()?;
         let phase_rows = self.store.phases(&self.run_id)?;
@@ -227,6 +229,17 @@ impl Scheduler<'_> {
             at = commit.parent_id(0).ok();
         }
         Ok(merged)
+    }
+
+    /// The stop files a pause left were for the run that stopped: a round started now
+    /// would stop before its first turn.
+    fn remove_stop_files(&self) {
+        let dir = self.layout.run_dir(&self.run_id).join("attempts");
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path().join(STOP_FILE));
+            }
+        }
     }
 
     /// Audit worktrees of an auditor that did not finish: never anyone's work.
