@@ -1,7 +1,17 @@
 //! Agent turns: one invocation of an agent process, whatever CLI it is, turned into a
 //! [`TurnRecord`] (final message, usage, error). Each adapter knows one CLI's command line
 //! and output; the `command` adapter runs any program with the prompt on stdin and in a
-//! file. The environment every agent sees is built here, once, for all adapters.
+//! file. The environment every agent sees is built here, once, for all adapters, and so is
+//! the way a CLI's turn is run, retried and recorded ([`cli`]).
+
+mod aider;
+mod claude;
+pub(crate) mod cli;
+mod codex;
+mod command;
+mod gemini;
+mod opencode;
+mod session;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -10,11 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use goalpost_shared::plan;
-use goalpost_shared::process::{self, CancelToken, ProcessError};
+use goalpost_shared::process::CancelToken;
 use goalpost_shared::protocol::{AgentSpec, CommandRecord, Role, TurnRecord, Usage, WorkerInput};
-
-use crate::budget::duration_ms;
-use crate::prompt::tail;
 
 /// Bytes of each output stream kept from an agent turn.
 const OUTPUT_CAP: usize = 1 << 20;
@@ -62,12 +69,12 @@ pub trait Adapter: std::fmt::Debug {
 /// The adapter for `spec`.
 pub fn for_spec(spec: &AgentSpec) -> Box<dyn Adapter> {
     match spec.adapter {
-        plan::Adapter::Command => Box::new(CommandAdapter { spec: spec.clone() }),
-        plan::Adapter::Codex
-        | plan::Adapter::Claude
-        | plan::Adapter::Gemini
-        | plan::Adapter::Opencode
-        | plan::Adapter::Aider => Box::new(NotYetAvailable { spec: spec.clone() }),
+        plan::Adapter::Command => Box::new(command::CommandAdapter { spec: spec.clone() }),
+        plan::Adapter::Codex => cli::adapter(spec, codex::Codex),
+        plan::Adapter::Claude => cli::adapter(spec, claude::Claude),
+        plan::Adapter::Gemini => cli::adapter(spec, gemini::Gemini),
+        plan::Adapter::Opencode => cli::adapter(spec, opencode::Opencode),
+        plan::Adapter::Aider => cli::adapter(spec, aider::Aider),
     }
 }
 
@@ -108,147 +115,13 @@ pub fn allowed_env(names: &[String]) -> BTreeMap<OsString, OsString> {
         .collect()
 }
 
-/// Any program: argv = `command` + `args`, cwd = the worktree, the prompt on stdin and in
-/// the file named by `GOALPOST_PROMPT_FILE`, stdout = the final message. A line
-/// `USAGE: tokens_in=N tokens_out=N tokens_cached=N cost_usd=X tool_calls=N` (any subset,
-/// the last such line wins) reports usage; without one a turn counts as one turn and no
-/// tool calls.
-#[derive(Debug)]
-struct CommandAdapter {
-    spec: AgentSpec,
-}
-
-impl Adapter for CommandAdapter {
-    fn run_turn(&self, request: &TurnRequest<'_>) -> Turn {
-        let argv: Vec<String> = self
-            .spec
-            .command
-            .iter()
-            .chain(&self.spec.args)
-            .cloned()
-            .collect();
-        let mut record = empty_record(&self.spec, request, &argv);
-        if let Err(err) = write_prompt(&request.prompt_file, request.prompt) {
-            record.error = Some(format!(
-                "cannot write the prompt file {}: {err}",
-                request.prompt_file.display()
-            ));
-            return Turn {
-                record,
-                unavailable: None,
-            };
-        }
-        let Some((program, rest)) = argv.split_first() else {
-            let why = format!("agent `{}` has no command to run", self.spec.name);
-            record.error = Some(why.clone());
-            return Turn {
-                record,
-                unavailable: Some(why),
-            };
-        };
-        let cmd = process::Command::new(program, request.cwd)
-            .args(rest)
-            .envs(request.env.clone())
-            .env("GOALPOST_PROMPT_FILE", &request.prompt_file)
-            .stdin_bytes(request.prompt.as_bytes())
-            .timeout(request.timeout)
-            .grace(AGENT_GRACE)
-            .output_cap(OUTPUT_CAP);
-        tracing::info!(
-            role = request.role.as_str(),
-            iteration = request.iteration,
-            "agent {}: {}",
-            self.spec.name,
-            cmd.command_line()
-        );
-        let outcome = match process::run(&cmd, request.cancel) {
-            Ok(outcome) => outcome,
-            Err(err) => {
-                let unavailable = matches!(
-                    err,
-                    ProcessError::NotFound { .. }
-                        | ProcessError::PermissionDenied { .. }
-                        | ProcessError::EmptyArgv { .. }
-                )
-                .then(|| format!("agent `{}` cannot be started: {err}", self.spec.name));
-                record.error = Some(format!("cannot run agent `{}`: {err}", self.spec.name));
-                return Turn {
-                    record,
-                    unavailable,
-                };
-            }
-        };
-
-        let stdout = outcome.stdout.text_lossy();
-        let stderr = outcome.stderr.text_lossy();
-        let c = &mut record.record;
-        c.exit_code = outcome.status.code;
-        c.signal = outcome.status.signal;
-        c.duration_ms = duration_ms(outcome.duration);
-        c.timed_out = outcome.timed_out;
-        c.truncated = outcome.stdout.truncated || outcome.stderr.truncated;
-        c.stdout = tail(&stdout, RECORD_TAIL).to_owned();
-        c.stderr = tail(&stderr, RECORD_TAIL).to_owned();
-        record.usage = parse_usage(&stdout);
-        record.usage.turns = 1;
-        record.usage.wall_ms = c.duration_ms;
-        if !outcome.success() {
-            let how = if outcome.timed_out {
-                format!("timed out after {}s", request.timeout.as_secs())
-            } else if outcome.cancelled {
-                "was cancelled".to_owned()
-            } else {
-                format!("ended with {}", outcome.status)
-            };
-            let stderr_tail = outcome.stderr.tail(ERROR_TAIL);
-            let mut error = format!("agent `{}` {how}", self.spec.name);
-            if !stderr_tail.trim().is_empty() {
-                error.push_str(": ");
-                error.push_str(stderr_tail.trim());
-            }
-            record.error = Some(error);
-        }
-        record.message = stdout;
-        Turn {
-            record,
-            unavailable: None,
-        }
-    }
-}
-
-/// The CLIs goalpost will drive through their own output formats; until their adapters
-/// exist a turn with one fails at once, saying so.
-#[derive(Debug)]
-struct NotYetAvailable {
-    spec: AgentSpec,
-}
-
-impl Adapter for NotYetAvailable {
-    fn run_turn(&self, request: &TurnRequest<'_>) -> Turn {
-        let argv: Vec<String> = self
-            .spec
-            .command
-            .iter()
-            .chain(&self.spec.args)
-            .cloned()
-            .collect();
-        let mut record = empty_record(&self.spec, request, &argv);
-        let why = format!(
-            "adapter {} (agent `{}`) is not available yet; use the `command` adapter",
-            self.spec.adapter.as_str(),
-            self.spec.name
-        );
-        record.error = Some(why.clone());
-        Turn {
-            record,
-            unavailable: Some(why),
-        }
-    }
-}
-
 /// A turn record before anything ran: no exit status, no output, one turn of usage
 /// (a turn that was attempted counts against the budget).
-fn empty_record(spec: &AgentSpec, request: &TurnRequest<'_>, argv: &[String]) -> TurnRecord {
+pub(crate) fn empty_record(
+    spec: &AgentSpec,
+    request: &TurnRequest<'_>,
+    argv: &[String],
+) -> TurnRecord {
     TurnRecord {
         role: request.role,
         iteration: request.iteration,
@@ -275,7 +148,7 @@ fn empty_record(spec: &AgentSpec, request: &TurnRequest<'_>, argv: &[String]) ->
     }
 }
 
-fn write_prompt(path: &Path, prompt: &str) -> std::io::Result<()> {
+pub(crate) fn write_prompt(path: &Path, prompt: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
     }

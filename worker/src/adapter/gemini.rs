@@ -1,0 +1,150 @@
+//! The `gemini` adapter: Google's Gemini CLI in headless mode, `gemini -o stream-json`.
+//!
+//! Command line: `gemini -o stream-json --approval-mode yolo [-m MODEL] ARGS...
+//! [--resume SESSION]`, the prompt on stdin. `GEMINI_CLI_HOME` is a directory of the
+//! attempt's own with the user's `~/.gemini` login files linked in.
+//!
+//! Output: JSON lines. `init` names the session; `message` lines of the `assistant` role
+//! carry the answer (in `delta` pieces, concatenated); `tool_use` lines are tool calls
+//! (a `run_shell_command`'s `parameters.command` is a command run); `error` lines report
+//! problems; the `result` line ends the turn with `status` and `stats` (`input_tokens`,
+//! `output_tokens`, `cached`, `tool_calls`). Gemini reports no cost.
+
+use std::ffi::OsString;
+use std::fs;
+
+use super::cli::{Cli, CliTurn, Parsed, json_lines, lend, user_dir};
+
+#[derive(Debug)]
+pub(super) struct Gemini;
+
+impl Cli for Gemini {
+    fn program(&self) -> &'static str {
+        "gemini"
+    }
+
+    fn install(&self) -> &'static str {
+        "install it with `npm install -g @google/gemini-cli`"
+    }
+
+    fn args(&self, turn: &CliTurn<'_>) -> Vec<String> {
+        let mut args: Vec<String> = ["-o", "stream-json", "--approval-mode", "yolo"]
+            .map(str::to_owned)
+            .into();
+        args.extend(turn.model_args("-m"));
+        args.extend(turn.spec.args.iter().cloned());
+        if let Some(session) = &turn.resume {
+            args.extend(["--resume".to_owned(), session.id.clone()]);
+        }
+        args
+    }
+
+    fn prepare(&self, turn: &CliTurn<'_>) -> std::io::Result<Vec<(String, OsString)>> {
+        let home = turn.state_dir.join("gemini-home");
+        let dot = home.join(".gemini");
+        fs::create_dir_all(&dot)?;
+        if let Some(user) = user_dir(turn, "GEMINI_CLI_HOME", "").map(|h| h.join(".gemini")) {
+            for file in ["oauth_creds.json", "google_accounts.json", "settings.json"] {
+                lend(&user.join(file), &dot.join(file))?;
+            }
+        }
+        Ok(vec![
+            ("GEMINI_CLI_HOME".to_owned(), home.into_os_string()),
+            ("GEMINI_CLI_TRUST_WORKSPACE".to_owned(), "true".into()),
+        ])
+    }
+
+    fn parse(&self, stdout: &str) -> Parsed {
+        parse(stdout)
+    }
+}
+
+pub(super) fn parse(stdout: &str) -> Parsed {
+    let mut p = Parsed::default();
+    let mut answer = String::new();
+    let mut errors = Vec::new();
+    for event in json_lines(stdout, &mut p.bad_lines) {
+        match event["type"].as_str().unwrap_or_default() {
+            "init" => p.session_id = event["session_id"].as_str().map(str::to_owned),
+            "message" if event["role"] == "assistant" => {
+                let content = event["content"].as_str().unwrap_or_default();
+                if event["delta"].as_bool().unwrap_or(false) {
+                    answer.push_str(content);
+                } else {
+                    answer = content.to_owned();
+                }
+            }
+            "message" => answer.clear(),
+            "tool_use" => {
+                p.usage.tool_calls += 1;
+                if event["tool_name"] == "run_shell_command"
+                    && let Some(command) = event["parameters"]["command"].as_str()
+                {
+                    p.commands.push(command.to_owned());
+                }
+                // Text before a tool call is not the final answer.
+                answer.clear();
+            }
+            "error" => errors.extend(event["message"].as_str().map(str::to_owned)),
+            "result" => {
+                let stats = &event["stats"];
+                let n = |key: &str| stats[key].as_u64().unwrap_or(0);
+                p.usage.tokens_in = n("input_tokens");
+                p.usage.tokens_out = n("output_tokens");
+                p.usage.tokens_cached = n("cached");
+                if event["status"] != "success" {
+                    let message = event["error"]["message"].as_str().unwrap_or("failed");
+                    errors.push(message.to_owned());
+                }
+                p.result = Some(String::new());
+            }
+            _ => {}
+        }
+    }
+    p.last_text = answer.clone();
+    if p.result.is_some() {
+        p.result = Some(answer);
+    }
+    if !errors.is_empty() {
+        p.error = Some(errors.join("; "));
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The format of Gemini CLI's headless reference (`-o stream-json`).
+    const DOCUMENTED: &str = r#"{"type":"init","timestamp":"2025-10-10T12:00:00.000Z","session_id":"abc123","model":"gemini-2.5-flash"}
+{"type":"message","role":"user","content":"Fix calc","timestamp":"2025-10-10T12:00:01.000Z"}
+{"type":"tool_use","tool_name":"run_shell_command","tool_id":"t1","parameters":{"command":"sh tests/run.sh"},"timestamp":"2025-10-10T12:00:02.000Z"}
+{"type":"tool_result","tool_id":"t1","status":"success","output":"ok","timestamp":"2025-10-10T12:00:03.000Z"}
+{"type":"message","role":"assistant","content":"Done.","delta":true,"timestamp":"2025-10-10T12:00:04.000Z"}
+{"type":"message","role":"assistant","content":" Tests pass.","delta":true,"timestamp":"2025-10-10T12:00:04.100Z"}
+{"type":"result","status":"success","stats":{"total_tokens":1300,"input_tokens":1200,"output_tokens":100,"cached":300,"duration_ms":1800,"tool_calls":1},"timestamp":"2025-10-10T12:00:05.000Z"}
+"#;
+
+    #[test]
+    fn a_documented_turn_is_read() {
+        let p = parse(DOCUMENTED);
+        assert_eq!(p.result.as_deref(), Some("Done. Tests pass."));
+        assert_eq!(p.session_id.as_deref(), Some("abc123"));
+        assert_eq!(
+            (p.usage.tokens_in, p.usage.tokens_cached, p.usage.tokens_out),
+            (1200, 300, 100)
+        );
+        assert_eq!(p.usage.tool_calls, 1);
+        assert_eq!(p.commands, ["sh tests/run.sh"]);
+        assert_eq!(p.error, None);
+    }
+
+    #[test]
+    fn an_error_result_is_an_error() {
+        let p = parse(
+            r#"{"type":"result","status":"error","error":{"type":"FatalError","message":"quota"},"stats":{}}"#,
+        );
+        assert_eq!(p.error.as_deref(), Some("quota"));
+        assert_eq!(parse("").result, None);
+    }
+}

@@ -1,0 +1,152 @@
+//! The `opencode` adapter: `opencode run --format json`.
+//!
+//! Command line: `opencode run --format json [-m MODEL] ARGS... [--session SESSION]`, the
+//! prompt on stdin. `XDG_DATA_HOME` and `XDG_STATE_HOME` are directories of the attempt's
+//! own (opencode's sessions live there) with the user's `opencode/auth.json` linked in;
+//! its config (`XDG_CONFIG_HOME`) stays the user's.
+//!
+//! Output: JSON lines, each with `type`, `sessionID` and a `part`: `text` parts carry the
+//! answer, `tool_use` parts are tool calls (a `bash` one's `state.input.command` is a
+//! command run), `step_finish` parts carry the step's `tokens` (`input`, `output`,
+//! `cache.read`) and `cost`, and end the turn when their `reason` is `stop`; `error`
+//! lines report errors.
+
+use std::ffi::OsString;
+use std::fs;
+
+use serde_json::Value;
+
+use super::cli::{Cli, CliTurn, Parsed, json_lines, lend, user_dir};
+
+#[derive(Debug)]
+pub(super) struct Opencode;
+
+impl Cli for Opencode {
+    fn program(&self) -> &'static str {
+        "opencode"
+    }
+
+    fn install(&self) -> &'static str {
+        "install it with `npm install -g opencode-ai`"
+    }
+
+    fn args(&self, turn: &CliTurn<'_>) -> Vec<String> {
+        let mut args: Vec<String> = ["run", "--format", "json"].map(str::to_owned).into();
+        args.extend(turn.model_args("-m"));
+        args.extend(turn.spec.args.iter().cloned());
+        if let Some(session) = &turn.resume {
+            args.extend(["--session".to_owned(), session.id.clone()]);
+        }
+        args
+    }
+
+    fn prepare(&self, turn: &CliTurn<'_>) -> std::io::Result<Vec<(String, OsString)>> {
+        let data = turn.state_dir.join("opencode-data");
+        let state = turn.state_dir.join("opencode-state");
+        fs::create_dir_all(data.join("opencode"))?;
+        fs::create_dir_all(&state)?;
+        if let Some(user) = user_dir(turn, "XDG_DATA_HOME", ".local/share") {
+            lend(
+                &user.join("opencode/auth.json"),
+                &data.join("opencode/auth.json"),
+            )?;
+        }
+        Ok(vec![
+            ("XDG_DATA_HOME".to_owned(), data.into_os_string()),
+            ("XDG_STATE_HOME".to_owned(), state.into_os_string()),
+        ])
+    }
+
+    fn parse(&self, stdout: &str) -> Parsed {
+        parse(stdout)
+    }
+}
+
+fn count(value: &Value) -> u64 {
+    value.as_u64().unwrap_or(0)
+}
+
+pub(super) fn parse(stdout: &str) -> Parsed {
+    let mut p = Parsed::default();
+    let mut errors = Vec::new();
+    let mut stopped = false;
+    for event in json_lines(stdout, &mut p.bad_lines) {
+        if let Some(id) = event["sessionID"].as_str() {
+            p.session_id = Some(id.to_owned());
+        }
+        let part = &event["part"];
+        match event["type"].as_str().unwrap_or_default() {
+            "text" => p.last_text = part["text"].as_str().unwrap_or_default().to_owned(),
+            "tool_use" => {
+                p.usage.tool_calls += 1;
+                if part["tool"] == "bash"
+                    && let Some(command) = part["state"]["input"]["command"].as_str()
+                {
+                    p.commands.push(command.to_owned());
+                }
+            }
+            "step_finish" => {
+                let tokens = &part["tokens"];
+                let cached = count(&tokens["cache"]["read"]);
+                p.usage.tokens_in +=
+                    count(&tokens["input"]) + cached + count(&tokens["cache"]["write"]);
+                p.usage.tokens_cached += cached;
+                p.usage.tokens_out += count(&tokens["output"]) + count(&tokens["reasoning"]);
+                p.usage.cost_usd += part["cost"].as_f64().unwrap_or(0.0);
+                stopped = part["reason"] == "stop";
+            }
+            "error" => {
+                let error = &event["error"];
+                let message = error["data"]["message"]
+                    .as_str()
+                    .or_else(|| error["message"].as_str())
+                    .or_else(|| error["name"].as_str())
+                    .unwrap_or("error");
+                errors.push(message.to_owned());
+            }
+            _ => {}
+        }
+    }
+    if stopped {
+        p.result = Some(p.last_text.clone());
+    }
+    if !errors.is_empty() {
+        p.error = Some(errors.join("; "));
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The format of `opencode run --format json` (a tool step, then the answer).
+    const DOCUMENTED: &str = r#"{"type":"step_start","timestamp":1767036059338,"sessionID":"ses_4947","part":{"id":"prt_1","sessionID":"ses_4947","messageID":"msg_1","type":"step-start"}}
+{"type":"tool_use","timestamp":1767036059400,"sessionID":"ses_4947","part":{"id":"prt_2","type":"tool","tool":"bash","callID":"c1","state":{"status":"completed","input":{"command":"sh tests/run.sh"},"output":"ok"}}}
+{"type":"step_finish","timestamp":1767036059500,"sessionID":"ses_4947","part":{"id":"prt_3","type":"step-finish","reason":"tool-calls","cost":0.001,"tokens":{"input":1000,"output":50,"reasoning":0,"cache":{"read":200,"write":0}}}}
+{"type":"text","timestamp":1767036059600,"sessionID":"ses_4947","part":{"id":"prt_4","type":"text","text":"Done."}}
+{"type":"step_finish","timestamp":1767036059700,"sessionID":"ses_4947","part":{"id":"prt_5","type":"step-finish","reason":"stop","cost":0.002,"tokens":{"input":300,"output":20,"reasoning":0,"cache":{"read":1000,"write":0}}}}
+"#;
+
+    #[test]
+    fn a_documented_turn_is_read() {
+        let p = parse(DOCUMENTED);
+        assert_eq!(p.result.as_deref(), Some("Done."));
+        assert_eq!(p.session_id.as_deref(), Some("ses_4947"));
+        assert_eq!(
+            (p.usage.tokens_in, p.usage.tokens_cached, p.usage.tokens_out),
+            (2500, 1200, 70)
+        );
+        assert!((p.usage.cost_usd - 0.003).abs() < 1e-12);
+        assert_eq!(p.commands, ["sh tests/run.sh"]);
+    }
+
+    #[test]
+    fn an_error_has_no_result() {
+        let p = parse(
+            r#"{"type":"error","sessionID":"s","error":{"name":"APIError","data":{"message":"500 scripted"}}}"#,
+        );
+        assert_eq!(p.result, None);
+        assert_eq!(p.error.as_deref(), Some("500 scripted"));
+    }
+}

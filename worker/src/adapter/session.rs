@@ -1,0 +1,102 @@
+//! An agent's private state in one attempt: the directory its CLI keeps its config home
+//! in, and the session an implementer continues from one iteration to the next.
+//!
+//! Everything lives under the attempt's state dir (`<private>/state/agents/<agent>/`), so no
+//! session leaks into another attempt or into the user's own CLI configuration.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use goalpost_shared::protocol::Usage;
+use serde::{Deserialize, Serialize};
+
+use super::TurnRequest;
+
+/// The file, in an agent's state dir, naming the session to continue.
+const SESSION_FILE: &str = "session.json";
+
+/// A CLI's session: its id, and the usage the CLI last reported for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Session {
+    pub id: String,
+    pub totals: Usage,
+}
+
+/// The state dir of agent `name` for the attempt `request` belongs to:
+/// `<state>/agents/<name>`, where `<state>` is the attempt's state directory, named by
+/// `GOALPOST_STATE_DIR` in the agent's environment (the one place besides the worktree and
+/// the temp dir a confined agent may write), else `<private>/state`: prompt files live in
+/// `<private>/prompts/`, so the attempt's private dir is the prompt file's grandparent.
+pub(crate) fn state_dir(request: &TurnRequest<'_>, name: &str) -> PathBuf {
+    let state = match request.env.get(std::ffi::OsStr::new("GOALPOST_STATE_DIR")) {
+        Some(dir) => PathBuf::from(dir),
+        None => request
+            .prompt_file
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(request.cwd)
+            .join("state"),
+    };
+    state.join("agents").join(safe_name(name))
+}
+
+/// An agent's name as one path component.
+fn safe_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The session to continue, if an earlier turn left one.
+pub(crate) fn load(dir: &Path) -> Option<Session> {
+    let text = fs::read_to_string(dir.join(SESSION_FILE)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+pub(crate) fn save(dir: &Path, session: &Session) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let text = serde_json::to_string_pretty(session).map_err(io::Error::other)?;
+    let tmp = dir.join(format!("{SESSION_FILE}.tmp"));
+    fs::write(&tmp, text)?;
+    fs::rename(tmp, dir.join(SESSION_FILE))
+}
+
+/// Drops the session: the next turn starts a fresh one.
+pub(crate) fn forget(dir: &Path) {
+    let _ = fs::remove_file(dir.join(SESSION_FILE));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_kept_and_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("agents/coder");
+        assert_eq!(load(&state), None);
+        let session = Session {
+            id: "abc".into(),
+            totals: Usage {
+                tokens_in: 5,
+                ..Usage::default()
+            },
+        };
+        save(&state, &session).unwrap();
+        assert_eq!(load(&state), Some(session));
+        forget(&state);
+        assert_eq!(load(&state), None);
+    }
+
+    #[test]
+    fn agent_names_are_one_path_component() {
+        assert_eq!(safe_name("../x y"), "___x_y");
+    }
+}
