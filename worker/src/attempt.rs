@@ -137,6 +137,11 @@ impl Round<'_> {
                 return Ok(outcome);
             }
         }
+        // The round's iterations are the budget's when it sets one: running out of them
+        // is reaching that budget, not being blocked.
+        if let Some(crossed) = self.meter.crossed_before_iteration() {
+            return Ok(outcome::budget_limited(crossed));
+        }
         Ok(outcome::out_of_iterations(
             input.max_iterations,
             &carry.evidence(),
