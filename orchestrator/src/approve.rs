@@ -125,8 +125,8 @@ fn audit_merge(
         check_timeout_secs: DEFAULT_CHECK_TIMEOUT_SECS,
         unconfined: false,
     };
-    let report = audit::run_auditor(&input)
-        .map_err(|e| RunError::Schedule(crate::schedule::ScheduleError::Internal(e)))?;
+    let report =
+        audit::run_auditor(&input).map_err(|e| RunError::Schedule(ScheduleError::Internal(e)))?;
     let commands: Vec<_> = report.checks.iter().map(|c| c.record.clone()).collect();
     store.record_audit(run, None, &report, &input.report_dir, &commands)?;
     Ok(report.recommendation)
