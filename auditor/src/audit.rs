@@ -21,12 +21,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use goalpost_shared::boundary::{BoundaryError, BoundaryRules};
-use goalpost_shared::check::run_checks;
-use goalpost_shared::contract::CheckKind;
+use goalpost_shared::cache;
+use goalpost_shared::check::run_check;
+use goalpost_shared::contract::{Check, CheckKind};
 use goalpost_shared::git::{GitError, Repo};
 use goalpost_shared::process;
 use goalpost_shared::protocol::{
-    AuditInput, AuditReport, CheckResult, ClaimFinding, ClaimStatus, Recommendation, Violation,
+    AUDIT_REUSE_FILE, AuditInput, AuditReport, AuditReuse, CachedCheck, CheckCacheNote,
+    CheckResult, ClaimFinding, ClaimStatus, Recommendation, Violation,
 };
 
 use crate::checkout::{Checkout, CheckoutError};
@@ -35,6 +37,10 @@ use crate::claims::{judge_claims, tail};
 /// Variables the checks get from the auditor's own (already allow-listed) environment;
 /// `HOME` and `TMPDIR` are always private directories of the audit.
 const CHECK_ENV_ALLOW: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ"];
+
+/// The checks' variables that name private directories of one audit: not part of a
+/// check's cache key.
+const PRIVATE_ENV: &[&str] = &["HOME", "TMPDIR"];
 
 /// Bytes of each output stream kept while a check runs (metrics are read from these).
 const RUN_OUTPUT_CAP: usize = 256 * 1024;
@@ -107,33 +113,74 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         })?;
     let env = check_env(scratch.path())?;
 
-    let checkout = Checkout::create(&repo, &input.worktree, candidate)?;
-    let restored = checkout.restore_protected(base, &changes, &rules)?;
-    if !restored.is_empty() {
-        tracing::info!(
-            ?restored,
-            "protected paths put back as at base before verifying"
-        );
+    // Evidence of an earlier audit stands for a check only when its whole key matches:
+    // this tree, the same command, the same environment, the same protected paths.
+    let reuse = read_reuse(&input.report_dir);
+    let machine: Vec<&Check> = input
+        .contract
+        .verification
+        .iter()
+        .filter(|c| c.command().is_some())
+        .collect();
+    let keys = check_keys(&repo, base, &tree, input, &rules, &env, &machine)?;
+    let reused: Vec<Option<&CachedCheck>> = keys
+        .iter()
+        .map(|key| {
+            reuse
+                .cached_checks
+                .iter()
+                .find(|c| &c.key == key && c.result.passed)
+        })
+        .collect();
+    let mut slots: Vec<Option<CheckResult>> = reused
+        .iter()
+        .zip(&machine)
+        .map(|(cached, check)| {
+            cached.map(|c| CheckResult {
+                check: check.text.value.clone(),
+                line: check.text.line,
+                ..c.result.clone()
+            })
+        })
+        .collect();
+    if slots.iter().any(Option::is_none) {
+        let checkout =
+            Checkout::create_pooled(&repo, &input.worktree, candidate, reuse.pool.as_ref())?;
+        let restored = checkout.restore_protected(base, &changes, &rules)?;
+        if !restored.is_empty() {
+            tracing::info!(
+                ?restored,
+                "protected paths put back as at base before verifying"
+            );
+        }
+        let timeout = Duration::from_secs(input.check_timeout_secs.max(1));
+        for (slot, check) in slots.iter_mut().zip(&machine) {
+            if slot.is_some() {
+                continue;
+            }
+            let mut result = run_check(check, checkout.path(), &env, timeout, RUN_OUTPUT_CAP, None);
+            // What ran is the candidate's tree only when nothing had to be put back.
+            result.record.tree = restored.is_empty().then(|| tree.clone());
+            cap_output(&mut result);
+            *slot = Some(result);
+        }
+        if let Err(err) = checkout.remove() {
+            // The evidence is in hand; a leftover directory is for `goalpost gc`, not a
+            // reason to throw the audit away.
+            tracing::warn!("could not remove the audit worktree: {err}");
+        }
     }
-    let timeout = Duration::from_secs(input.check_timeout_secs.max(1));
-    let mut checks = run_checks(
-        &input.contract,
-        checkout.path(),
-        &env,
-        timeout,
-        RUN_OUTPUT_CAP,
-    );
-    if let Err(err) = checkout.remove() {
-        // The evidence is in hand; a leftover directory is for `goalpost gc`, not a reason
-        // to throw the audit away.
-        tracing::warn!("could not remove the audit worktree: {err}");
-    }
-
-    for check in &mut checks {
-        // What ran is the candidate's tree only when nothing had to be put back.
-        check.record.tree = restored.is_empty().then(|| tree.clone());
-        cap_output(check);
-    }
+    let checks: Vec<CheckResult> = slots.into_iter().flatten().collect();
+    let cache: Vec<CheckCacheNote> = keys
+        .into_iter()
+        .zip(&reused)
+        .enumerate()
+        .map(|(check, (key, cached))| CheckCacheNote {
+            check,
+            key,
+            reused_from: cached.map(|c| c.source.clone()),
+        })
+        .collect();
     let claims = judge_claims(&input.claims, &checks);
     let unverified_checks: Vec<String> = input
         .contract
@@ -155,7 +202,58 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         violations,
         claims,
         changed_paths,
+        cache,
     })
+}
+
+/// The orchestrator's [`AuditReuse`] next to the input, if any. One that cannot be read
+/// offers nothing: every check runs, in a fresh worktree.
+fn read_reuse(report_dir: &std::path::Path) -> AuditReuse {
+    let path = report_dir.join(AUDIT_REUSE_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|err| {
+            tracing::warn!("ignoring {}: {err}", path.display());
+            AuditReuse::default()
+        }),
+        Err(_) => AuditReuse::default(),
+    }
+}
+
+/// The verification cache key of each machine check (see `goalpost_shared::cache`). The
+/// private `HOME` and `TMPDIR` are fresh for every audit and left out; every other
+/// variable the checks get is part of the key.
+fn check_keys(
+    repo: &Repo,
+    base: git2::Oid,
+    tree: &str,
+    input: &AuditInput,
+    rules: &BoundaryRules,
+    env: &BTreeMap<OsString, OsString>,
+    machine: &[&Check],
+) -> Result<Vec<String>, AuditError> {
+    let mut patterns: Vec<String> = input
+        .contract
+        .boundaries
+        .protected
+        .iter()
+        .map(|g| g.value.clone())
+        .collect();
+    patterns.extend(input.always_protected.iter().map(|p| format!("always {p}")));
+    let protected = cache::protected_tree(repo, base, rules, &patterns)?;
+    let key_env: BTreeMap<String, String> = env
+        .iter()
+        .filter(|(k, _)| !PRIVATE_ENV.iter().any(|p| k.as_os_str() == *p))
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    Ok(machine
+        .iter()
+        .filter_map(|check| cache::check_key(tree, check, &key_env, &protected))
+        .collect())
 }
 
 /// The checks' whole environment: a few variables of the auditor's own, and private

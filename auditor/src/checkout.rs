@@ -4,7 +4,20 @@
 //! have changed the verification.
 //!
 //! The worktree is removed when the [`Checkout`] is dropped, on error paths too.
+//!
+//! # The auditor's pool
+//!
+//! With a [`PoolSpec`] from the orchestrator, a finished checkout is not removed but moved
+//! into the pool's directory, and the next audit takes it from there instead of adding a
+//! worktree: it is renamed to the new audit's path (a rename is atomic, so two auditors
+//! never take the same one), re-registered with `git worktree repair`, moved to the
+//! candidate with `git checkout --detach --force` (only files that differ are written)
+//! and stripped of every untracked file except the pool's cache directories. Only
+//! auditors write in that directory; no implementer's worktree ever enters it, so an agent
+//! cannot leave anything there for a later audit to run on. A pooled worktree that git
+//! does not know any more, or whose HEAD cannot be read, is removed, never reused.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -12,6 +25,7 @@ use std::path::{Component, Path, PathBuf};
 
 use goalpost_shared::boundary::BoundaryRules;
 use goalpost_shared::git::{EntryMode, GitError, Oid, PathChange, Repo};
+use goalpost_shared::protocol::PoolSpec;
 
 /// Why the candidate could not be checked out as the audit needs it.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +54,8 @@ pub struct Checkout<'r> {
     repo: &'r Repo,
     path: PathBuf,
     removed: bool,
+    /// Where [`Checkout::remove`] puts the worktree back instead of removing it.
+    pool: Option<PoolSpec>,
 }
 
 impl<'r> Checkout<'r> {
@@ -62,7 +78,43 @@ impl<'r> Checkout<'r> {
             repo,
             path: path.to_path_buf(),
             removed: false,
+            pool: None,
         })
+    }
+
+    /// Like [`Checkout::create`], but takes a worktree from `pool` when it holds one (see
+    /// the module docs) and gives it back on [`Checkout::remove`].
+    pub fn create_pooled(
+        repo: &'r Repo,
+        path: &Path,
+        commit: Oid,
+        pool: Option<&PoolSpec>,
+    ) -> Result<Checkout<'r>, CheckoutError> {
+        let Some(pool) = pool.filter(|p| p.size > 0) else {
+            return Checkout::create(repo, path, commit);
+        };
+        if fs::symlink_metadata(path).is_ok() {
+            return Err(CheckoutError::Exists(path.to_path_buf()));
+        }
+        while claim(&pool.dir, path) {
+            match recycle(repo, path, commit, &pool.cache_dirs) {
+                Ok(()) => {
+                    return Ok(Checkout {
+                        repo,
+                        path: path.to_path_buf(),
+                        removed: false,
+                        pool: Some(pool.clone()),
+                    });
+                }
+                Err(err) => {
+                    tracing::warn!("not reusing a pooled audit worktree: {err}");
+                    remove_worktree(repo, path)?;
+                }
+            }
+        }
+        let mut checkout = Checkout::create(repo, path, commit)?;
+        checkout.pool = Some(pool.clone());
+        Ok(checkout)
     }
 
     pub fn path(&self) -> &Path {
@@ -137,7 +189,10 @@ impl<'r> Checkout<'r> {
     /// Removes the worktree now, reporting failure (dropping does the same silently).
     pub fn remove(mut self) -> Result<(), CheckoutError> {
         self.removed = true;
-        remove_worktree(self.repo, &self.path)
+        match self.pool.take() {
+            Some(pool) => release(self.repo, &self.path, &pool),
+            None => remove_worktree(self.repo, &self.path),
+        }
     }
 }
 
@@ -149,6 +204,85 @@ impl Drop for Checkout<'_> {
             tracing::warn!("could not remove the audit worktree: {err}");
         }
     }
+}
+
+/// Takes an idle worktree of the pool in `dir` by renaming it to `path`; false when the
+/// pool has none left. Another auditor renaming the same one first makes this one try
+/// the next.
+fn claim(dir: &Path, path: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    let mut idle: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    idle.sort();
+    idle.into_iter()
+        .any(|entry| fs::rename(entry, path).is_ok())
+}
+
+/// Makes the pooled worktree now at `path` a checkout of `commit` as `git worktree add`
+/// would, except for untracked files matching `cache_dirs`.
+fn recycle(repo: &Repo, path: &Path, commit: Oid, cache_dirs: &[String]) -> Result<(), GitError> {
+    repair(repo, path)?;
+    let tree = Repo::open(path)?;
+    if tree.common_dir() != repo.common_dir() {
+        return Err(GitError::NotARepository {
+            path: path.to_path_buf(),
+        });
+    }
+    tree.git2()
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map_err(|source| GitError::Git2 {
+            context: format!("reading the HEAD of {}", path.display()),
+            source,
+        })?;
+    let hex = commit.to_string();
+    repo.run_git(path, ["checkout", "--quiet", "--detach", "--force", &hex])?;
+    let mut clean: Vec<String> = vec!["clean".into(), "-ffdxq".into()];
+    for dir in cache_dirs {
+        clean.push("-e".into());
+        clean.push(dir.clone());
+    }
+    repo.run_git(path, clean)?;
+    Ok(())
+}
+
+/// Points git's record of the linked worktree now at `path` back at it after a rename.
+fn repair(repo: &Repo, path: &Path) -> Result<(), GitError> {
+    let main = repo
+        .workdir()
+        .unwrap_or_else(|| repo.git_dir())
+        .to_path_buf();
+    repo.run_git(
+        &main,
+        [
+            OsStr::new("worktree"),
+            OsStr::new("repair"),
+            path.as_os_str(),
+        ],
+    )
+    .map(drop)
+}
+
+/// Puts the finished checkout at `path` into the pool, or removes it when the pool is full.
+fn release(repo: &Repo, path: &Path, pool: &PoolSpec) -> Result<(), CheckoutError> {
+    let idle = fs::read_dir(&pool.dir).map(|d| d.count()).unwrap_or(0);
+    if idle >= pool.size || fs::create_dir_all(&pool.dir).is_err() {
+        return remove_worktree(repo, path);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let slot = pool.dir.join(format!("{}-{nanos:09}", std::process::id()));
+    if fs::rename(path, &slot).is_err() {
+        return remove_worktree(repo, path);
+    }
+    if let Err(err) = repair(repo, &slot) {
+        tracing::warn!("could not pool the audit worktree: {err}");
+        return remove_worktree(repo, &slot);
+    }
+    Ok(())
 }
 
 /// `git worktree remove --force`, and if git cannot (its metadata is damaged), the

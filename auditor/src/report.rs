@@ -59,7 +59,8 @@ pub fn markdown(report: &AuditReport) -> String {
             ""
         }
     );
-    checks_section(&mut out, &report.checks);
+    cache_note(&mut out, report);
+    checks_section(&mut out, &report.checks, &reused_checks(report));
     violations_section(&mut out, report);
     claims_section(&mut out, report);
     unverifiable_section(&mut out, report);
@@ -73,7 +74,47 @@ pub fn markdown(report: &AuditReport) -> String {
     out
 }
 
-fn checks_section(out: &mut String, checks: &[CheckResult]) {
+/// Positions of the checks whose evidence came from the verification cache.
+fn reused_checks(report: &AuditReport) -> Vec<usize> {
+    report
+        .cache
+        .iter()
+        .filter(|n| n.reused_from.is_some())
+        .map(|n| n.check)
+        .collect()
+}
+
+/// Says which checks were not run again, and why that is sound. Nothing when every check
+/// ran in this audit.
+fn cache_note(out: &mut String, report: &AuditReport) {
+    let reused: Vec<_> = report
+        .cache
+        .iter()
+        .filter_map(|n| Some((report.checks.get(n.check)?, n.reused_from.as_deref()?)))
+        .collect();
+    if reused.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "Verification cache: {} of {} check{} not run again. The same command already passed \
+         on this exact tree with the same environment and the same protected paths; its \
+         evidence below is from that audit:\n",
+        reused.len(),
+        report.checks.len(),
+        if report.checks.len() == 1 {
+            " was"
+        } else {
+            "s were"
+        },
+    );
+    for (check, source) in reused {
+        let _ = writeln!(out, "- `{}`: from `{source}`", check.command);
+    }
+    out.push('\n');
+}
+
+fn checks_section(out: &mut String, checks: &[CheckResult], reused: &[usize]) {
     let _ = writeln!(out, "## Checks\n");
     if checks.is_empty() {
         let _ = writeln!(
@@ -84,8 +125,9 @@ fn checks_section(out: &mut String, checks: &[CheckResult]) {
     }
     let _ = writeln!(out, "| check | result | exit | duration |");
     let _ = writeln!(out, "| --- | --- | --- | --- |");
-    for check in checks {
+    for (i, check) in checks.iter().enumerate() {
         let result = match &check.failure {
+            None if reused.contains(&i) => "passed (cached)".to_owned(),
             None => "passed".to_owned(),
             Some(why) => format!("**failed**: {why}"),
         };
@@ -311,6 +353,7 @@ mod tests {
                 },
             ],
             changed_paths: vec!["src/parse.rs".to_owned(), "vendor/lib.c".to_owned()],
+            cache: Vec::new(),
         }
     }
 

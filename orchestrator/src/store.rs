@@ -7,7 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use goalpost_shared::protocol::{AuditReport, CommandRecord, IterationRecord, Usage};
+use goalpost_shared::protocol::{
+    AuditReport, CachedCheck, CheckResult, CommandRecord, IterationRecord, Usage,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -121,6 +123,15 @@ CREATE TABLE IF NOT EXISTS merges (
     new_tip   TEXT NOT NULL,
     audited   TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS check_cache (
+    key        TEXT PRIMARY KEY,
+    tree       TEXT NOT NULL,
+    command    TEXT NOT NULL,
+    result     TEXT NOT NULL,
+    source     TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS check_cache_by_tree ON check_cache (tree);
 "#;
 
 /// An open state store.
@@ -754,4 +765,69 @@ fn insert_command(
         ],
     )?;
     Ok(())
+}
+
+/// The verification cache: passing checks an auditor ran, by their key
+/// (`goalpost_shared::cache`), for later audits of the same tree to reuse. Shared by every
+/// run on the repository.
+impl Store {
+    /// Records that the check with `key` passed on `tree`; `source` is the report
+    /// directory of the audit that ran it. A key recorded before keeps its first evidence.
+    pub fn record_cached_check(
+        &self,
+        key: &str,
+        tree: &str,
+        result: &CheckResult,
+        source: &str,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO check_cache (key, tree, command, result, source, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    key,
+                    tree,
+                    result.command,
+                    serde_json::to_string(result)?,
+                    source,
+                    now()
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Every cached check recorded for `tree`, oldest first. The auditor picks the ones
+    /// whose key matches its own: the tree is only the first part of the key.
+    pub fn cached_checks(&self, tree: &str) -> Result<Vec<CachedCheck>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT key, result, source FROM check_cache WHERE tree = ?1
+                 ORDER BY created_at, key",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![tree], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, result, source) = row.map_err(|e| self.err(e))?;
+            // A row this version cannot read is no evidence: the check runs again.
+            if let Ok(result) = serde_json::from_str(&result) {
+                out.push(CachedCheck {
+                    key,
+                    result,
+                    source,
+                });
+            }
+        }
+        Ok(out)
+    }
 }

@@ -333,6 +333,60 @@ pub struct AuditReport {
     pub violations: Vec<Violation>,
     pub claims: Vec<ClaimFinding>,
     pub changed_paths: Vec<String>,
+    /// The verification cache's key of each machine check, and which checks were not run
+    /// again because the same key already passed (see [`crate::cache`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache: Vec<CheckCacheNote>,
+}
+
+/// How the verification cache served one check of an audit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckCacheNote {
+    /// The check's position in [`AuditReport::checks`].
+    pub check: usize,
+    /// The check's key: tree, command, allowed environment and protected paths' tree.
+    pub key: String,
+    /// Set when the check was not run again: where its evidence was first recorded (the
+    /// report directory of the audit that ran it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reused_from: Option<String>,
+}
+
+/// One check's evidence from an earlier audit, offered to an audit for reuse.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CachedCheck {
+    pub key: String,
+    pub result: CheckResult,
+    /// The report directory of the audit that ran it.
+    pub source: String,
+}
+
+/// A pool of worktrees the auditor may recycle its checkouts through, instead of adding
+/// and removing one per audit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolSpec {
+    /// The pool's directory: only auditors ever write in it.
+    pub dir: PathBuf,
+    /// Idle worktrees kept at most.
+    pub size: usize,
+    /// gitignore-style patterns of untracked directories a recycled worktree keeps (build
+    /// caches such as `target/`).
+    pub cache_dirs: Vec<String>,
+}
+
+/// File name, in an audit's `report_dir`, of the optional [`AuditReuse`] the orchestrator
+/// writes next to the input.
+pub const AUDIT_REUSE_FILE: &str = "audit-reuse.json";
+
+/// What an audit may reuse besides its [`AuditInput`]: earlier evidence for the same
+/// checks on the same tree, and a pool of checkouts. Without it the audit runs every check
+/// in a fresh worktree.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditReuse {
+    #[serde(default)]
+    pub cached_checks: Vec<CachedCheck>,
+    #[serde(default)]
+    pub pool: Option<PoolSpec>,
 }
 
 /// One audited candidate, as the reviewer choosing a phase's winner sees it.
