@@ -16,3 +16,4 @@ pub mod report;
 pub mod run_cmd;
 pub mod schedule;
 pub mod store;
+pub mod worktree;

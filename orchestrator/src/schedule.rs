@@ -12,8 +12,8 @@ use goalpost_shared::dag::PhaseDag;
 use goalpost_shared::git::{GitError, Oid, Repo};
 use goalpost_shared::plan::{Plan, Selection};
 use goalpost_shared::protocol::{
-    AttemptOutcome, AuditInput, AuditReport, Feedback, Recommendation, STOP_FILE, SelectInput,
-    SelectResult, Usage, WorkerInput, WorkerResult,
+    AUDIT_REUSE_FILE, AttemptOutcome, AuditInput, AuditReport, AuditReuse, Feedback,
+    Recommendation, STOP_FILE, SelectInput, SelectResult, Usage, WorkerInput, WorkerResult,
 };
 
 use crate::attempt::{self, DEFAULT_MAX_ITERATIONS, DEFAULT_NO_PROGRESS_LIMIT, WORKER_ENV_ALLOW};
@@ -23,6 +23,7 @@ use crate::crash;
 use crate::gate;
 use crate::layout::{self, Layout};
 use crate::store::Store;
+use crate::worktree;
 
 mod land;
 mod recover;
@@ -436,6 +437,7 @@ impl<'a> Scheduler<'a> {
             .unwrap_or_default()
             .to_owned();
         println!("phase {id}: started on {}", short(base));
+        self.recycle_finished_worktrees();
         for n in 1..=phase.attempts.value {
             let agent = phase
                 .agent_for_attempt(n as usize - 1, &implementer)
@@ -454,7 +456,7 @@ impl<'a> Scheduler<'a> {
                 let _ = std::fs::remove_dir_all(&worktree);
                 let _ = self.repo.worktree_prune();
             }
-            self.repo.worktree_add_detached(&worktree, base)?;
+            self.pool().checkout(&worktree, base)?;
             crash::point("worktree made");
             self.store.insert_attempt(
                 &self.run_id,
@@ -616,6 +618,7 @@ impl<'a> Scheduler<'a> {
     ) -> AuditInput {
         self.audits_started += 1;
         let k = self.audits_started;
+        self.offer_reuse(&self.layout.audit_dir(&self.run_id, label, k), candidate);
         AuditInput {
             run_id: self.run_id.clone(),
             phase: phase.to_owned(),
@@ -774,6 +777,7 @@ impl<'a> Scheduler<'a> {
         let commands: Vec<_> = report.checks.iter().map(|c| c.record.clone()).collect();
         self.store
             .record_audit(&self.run_id, Some(n), &report, &dir, &commands)?;
+        self.remember_checks(&report, &dir);
         println!(
             "phase {phase_id}: attempt {n} audit says {}: {} (report: {}/audit.md)",
             report.recommendation.as_str(),
@@ -1002,6 +1006,66 @@ impl<'a> Scheduler<'a> {
         })
     }
 
+    /// The implementers' worktree pool of this run.
+    fn pool(&self) -> worktree::Pool<'a> {
+        worktree::Pool::for_run(self.repo, self.layout, &self.run_id)
+    }
+
+    /// The worktrees of attempts that are done with them (merged, or stopped for good
+    /// with their work on their refs) go back to the pool for the next attempts.
+    fn recycle_finished_worktrees(&self) {
+        let pool = self.pool();
+        for a in &self.attempts {
+            let done = matches!(a.state, AttemptState::Merged | AttemptState::Failed { .. });
+            if done && a.worktree.join(".git").exists() {
+                let released = pool.release(&a.worktree, &a.ref_name);
+                tracing::debug!(worktree = %a.worktree.display(), ?released, "recycling");
+            }
+        }
+    }
+
+    /// Offers the audit writing into `report_dir` the evidence already recorded for
+    /// `candidate`'s tree, and the auditors' worktree pool. Without the offer the audit
+    /// runs every check in a fresh worktree, so a failure here costs time, never truth.
+    fn offer_reuse(&self, report_dir: &std::path::Path, candidate: Oid) {
+        let cached_checks = self
+            .repo
+            .tree_of(candidate)
+            .ok()
+            .and_then(|tree| self.store.cached_checks(&tree.to_string()).ok())
+            .unwrap_or_default();
+        let reuse = AuditReuse {
+            cached_checks,
+            pool: Some(worktree::audit_pool(self.layout, &self.run_id)),
+        };
+        let written = std::fs::create_dir_all(report_dir).and_then(|()| {
+            let json = serde_json::to_vec(&reuse).map_err(std::io::Error::other)?;
+            std::fs::write(report_dir.join(AUDIT_REUSE_FILE), json)
+        });
+        if let Err(err) = written {
+            tracing::warn!("could not offer cached evidence to the audit: {err}");
+        }
+    }
+
+    /// Records the checks an audit ran and passed in the verification cache.
+    fn remember_checks(&self, report: &AuditReport, dir: &std::path::Path) {
+        for note in report.cache.iter().filter(|n| n.reused_from.is_none()) {
+            let Some(check) = report.checks.get(note.check) else {
+                continue;
+            };
+            if check.passed
+                && let Err(err) = self.store.record_cached_check(
+                    &note.key,
+                    &report.tree,
+                    check,
+                    &dir.display().to_string(),
+                )
+            {
+                tracing::warn!("could not cache the evidence of `{}`: {err}", check.command);
+            }
+        }
+    }
+
     /// Removes the worktrees whose work is on refs; keeps (and names) any that is not.
     fn cleanup_worktrees(&mut self) {
         for a in &self.attempts {
@@ -1022,6 +1086,11 @@ impl<'a> Scheduler<'a> {
                 Err(e) => eprintln!("warning: kept {}: {e}", a.worktree.display()),
             }
         }
+        self.pool().drain();
+        worktree::drain_dir(
+            self.repo,
+            &worktree::audit_pool(self.layout, &self.run_id).dir,
+        );
         // Folders left empty go too; `remove_dir` refuses any that is not.
         let _ = std::fs::remove_dir(self.layout.worktree_root.join(&self.run_id));
         let _ = std::fs::remove_dir(&self.layout.worktree_root);

@@ -196,8 +196,8 @@ impl Scheduler<'_> {
                 ScheduleError::Internal(format!("creating {}: {e}", parent.display()))
             })?;
         }
-        self.repo
-            .worktree_add_detached(&a.worktree, a.head.unwrap_or(a.base))?;
+        self.pool()
+            .checkout(&a.worktree, a.head.unwrap_or(a.base))?;
         Ok(())
     }
 

@@ -1,0 +1,310 @@
+//! The worktree pool: attempts get their worktrees from here, and give them back when
+//! their work is on their refs, so the next attempt starts from a recycled worktree moved
+//! to its base commit instead of a fresh `git worktree add`. Moving costs what differs
+//! between the two commits; adding costs the whole tree. Untracked files of the previous
+//! attempt are removed, except the configured cache directories (`target/` by default),
+//! so builds in the checks stay incremental.
+//!
+//! Idle worktrees wait in a directory of the run's (`<worktree root>/<run>/pool/`) and
+//! are taken by renaming them to the attempt's path, then re-registered with `git worktree
+//! repair`. What may enter the pool, and what may leave it:
+//!
+//! - a worktree goes back only when its HEAD is on its attempt's ref (the ref's commit or
+//!   an ancestor of it) and it holds no change git would see (tracked or untracked files
+//!   that are not ignored): no work is ever destroyed by recycling it;
+//! - a pooled worktree that git no longer knows, that belongs to another repository, or
+//!   whose HEAD cannot be read is in an unknown state: it is removed, never reused.
+//!
+//! The auditor has a pool of its own (`<worktree root>/<run>/audit-pool/`), which only
+//! auditors write in; no implementer's worktree ever enters it. A run's pools are emptied
+//! when the run ends.
+//!
+//! Pool size and cache directories are read from the environment:
+//! `GOALPOST_POOL_SIZE` (idle worktrees kept per pool, default 8; 0 turns pooling off) and
+//! `GOALPOST_POOL_CACHE_DIRS` (comma-separated gitignore-style patterns, default
+//! `target/`; empty keeps nothing untracked).
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use goalpost_shared::git::{GitError, Oid, Repo};
+use goalpost_shared::protocol::PoolSpec;
+
+use crate::layout::Layout;
+
+/// Idle worktrees a pool keeps when `GOALPOST_POOL_SIZE` is not set.
+pub const DEFAULT_POOL_SIZE: usize = 8;
+
+/// Untracked directories a recycled worktree keeps when `GOALPOST_POOL_CACHE_DIRS` is
+/// not set.
+pub const DEFAULT_CACHE_DIRS: &[&str] = &["target/"];
+
+/// How big a pool is and what a recycled worktree keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Idle worktrees kept at most; 0: every worktree is added fresh and removed after.
+    pub size: usize,
+    /// gitignore-style patterns of untracked directories kept when recycling.
+    pub cache_dirs: Vec<String>,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            size: DEFAULT_POOL_SIZE,
+            cache_dirs: DEFAULT_CACHE_DIRS.iter().map(|d| (*d).to_owned()).collect(),
+        }
+    }
+}
+
+impl PoolConfig {
+    /// The configuration `GOALPOST_POOL_SIZE` and `GOALPOST_POOL_CACHE_DIRS` give, with
+    /// the defaults for what they leave out (or set to something unreadable).
+    pub fn from_env() -> PoolConfig {
+        let mut config = PoolConfig::default();
+        if let Some(size) = std::env::var("GOALPOST_POOL_SIZE")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            config.size = size;
+        }
+        if let Ok(dirs) = std::env::var("GOALPOST_POOL_CACHE_DIRS") {
+            config.cache_dirs = dirs
+                .split(',')
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        config
+    }
+}
+
+/// How a worktree was made ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// A pooled worktree, moved to the commit.
+    Recycled,
+    /// A new worktree (`git worktree add`).
+    Added,
+}
+
+/// What became of a worktree given back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Released {
+    /// It waits in the pool for the next attempt.
+    Pooled,
+    /// The pool was full (or off): it was removed.
+    Removed,
+    /// It was left where it is, for the reason given: it may hold work not on its ref.
+    Kept(String),
+}
+
+/// One pool of worktrees of one repository.
+#[derive(Debug)]
+pub struct Pool<'r> {
+    repo: &'r Repo,
+    dir: PathBuf,
+    config: PoolConfig,
+}
+
+impl<'r> Pool<'r> {
+    /// A pool whose idle worktrees live in `dir`.
+    pub fn new(repo: &'r Repo, dir: PathBuf, config: PoolConfig) -> Pool<'r> {
+        Pool { repo, dir, config }
+    }
+
+    /// The implementers' pool of `run`, configured from the environment.
+    pub fn for_run(repo: &'r Repo, layout: &Layout, run: &str) -> Pool<'r> {
+        Pool::new(repo, pool_dir(layout, run), PoolConfig::from_env())
+    }
+
+    /// Idle worktrees waiting in the pool.
+    pub fn idle(&self) -> Vec<PathBuf> {
+        let mut idle: Vec<PathBuf> = fs::read_dir(&self.dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        idle.sort();
+        idle
+    }
+
+    /// A worktree at `path` (which must not exist; its parent must) with a detached HEAD
+    /// at `commit` and exactly `commit`'s files, apart from untracked files in the cache
+    /// directories: a pooled one moved there when the pool has one in a known state, else
+    /// a new one.
+    pub fn checkout(&self, path: &Path, commit: Oid) -> Result<Ready, GitError> {
+        if self.config.size > 0 {
+            for entry in self.idle() {
+                // A rename is atomic: whoever renames an idle worktree first owns it.
+                if fs::rename(&entry, path).is_err() {
+                    continue;
+                }
+                match recycle(self.repo, path, commit, &self.config.cache_dirs) {
+                    Ok(()) => return Ok(Ready::Recycled),
+                    Err(err) => {
+                        tracing::warn!("not reusing pooled worktree {}: {err}", entry.display());
+                        discard(self.repo, path);
+                    }
+                }
+            }
+        }
+        self.repo.worktree_add_detached(path, commit)?;
+        Ok(Ready::Added)
+    }
+
+    /// Gives back the worktree at `path` of the attempt whose work is on `attempt_ref`:
+    /// pooled when its work is safe on the ref and the pool has room, removed when it is
+    /// safe and the pool is full, kept otherwise.
+    pub fn release(&self, path: &Path, attempt_ref: &str) -> Released {
+        if let Err(why) = work_is_on_ref(self.repo, path, attempt_ref) {
+            return Released::Kept(why);
+        }
+        if self.config.size == 0 || self.idle().len() >= self.config.size {
+            return match self.repo.worktree_remove(path, true) {
+                Ok(()) => Released::Removed,
+                Err(err) => Released::Kept(err.to_string()),
+            };
+        }
+        if let Err(err) = fs::create_dir_all(&self.dir) {
+            return Released::Kept(format!("creating {}: {err}", self.dir.display()));
+        }
+        let slot = self.dir.join(slot_name());
+        if let Err(err) = fs::rename(path, &slot) {
+            return Released::Kept(format!("moving it into the pool: {err}"));
+        }
+        match repair(self.repo, &slot) {
+            Ok(()) => Released::Pooled,
+            Err(err) => {
+                // Its work is on its ref (checked above): nothing is lost with it.
+                tracing::warn!("could not pool {}: {err}", path.display());
+                discard(self.repo, &slot);
+                Released::Removed
+            }
+        }
+    }
+
+    /// Removes every idle worktree of the pool, and the pool's directory once empty.
+    pub fn drain(&self) {
+        drain_dir(self.repo, &self.dir);
+    }
+}
+
+/// Where the implementers' pool of `run` keeps its idle worktrees.
+pub fn pool_dir(layout: &Layout, run: &str) -> PathBuf {
+    layout.worktree_root.join(run).join("pool")
+}
+
+/// The auditor's pool of `run`: its own directory, next to the implementers' but never
+/// shared with them.
+pub fn audit_pool(layout: &Layout, run: &str) -> PoolSpec {
+    let config = PoolConfig::from_env();
+    PoolSpec {
+        dir: layout.worktree_root.join(run).join("audit-pool"),
+        size: config.size,
+        cache_dirs: config.cache_dirs,
+    }
+}
+
+/// Removes every worktree in `dir` (a pool's directory), then `dir` itself.
+pub fn drain_dir(repo: &Repo, dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        discard(repo, &entry.path());
+    }
+    let _ = fs::remove_dir(dir);
+    let _ = repo.worktree_prune();
+}
+
+/// Why the worktree at `path` may hold work that is not on `attempt_ref`, if it may.
+fn work_is_on_ref(repo: &Repo, path: &Path, attempt_ref: &str) -> Result<(), String> {
+    let tree = Repo::open(path).map_err(|e| e.to_string())?;
+    if tree.common_dir() != repo.common_dir() {
+        return Err("it belongs to another repository".to_owned());
+    }
+    let head = tree
+        .git2()
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map(|c| c.id())
+        .map_err(|e| format!("its HEAD cannot be read: {e}"))?;
+    let on_ref = repo
+        .ref_target(attempt_ref)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{attempt_ref} does not exist"))?;
+    if !repo.is_ancestor(head, on_ref).map_err(|e| e.to_string())? {
+        return Err(format!("its HEAD {head} is not on {attempt_ref}"));
+    }
+    if tree.is_dirty().map_err(|e| e.to_string())? {
+        return Err(format!("it holds changes not on {attempt_ref}"));
+    }
+    Ok(())
+}
+
+/// Makes the pooled worktree now at `path` a checkout of `commit` as `git worktree add`
+/// would, except for untracked files matching `cache_dirs`. Fails, changing nothing, when
+/// the worktree is in an unknown state.
+fn recycle(repo: &Repo, path: &Path, commit: Oid, cache_dirs: &[String]) -> Result<(), GitError> {
+    repair(repo, path)?;
+    let tree = Repo::open(path)?;
+    if tree.common_dir() != repo.common_dir() {
+        return Err(GitError::NotARepository {
+            path: path.to_path_buf(),
+        });
+    }
+    tree.git2()
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map_err(|source| GitError::Git2 {
+            context: format!("reading the HEAD of {}", path.display()),
+            source,
+        })?;
+    let hex = commit.to_string();
+    // `--force` writes only the files that differ from the index (stat data tells which)
+    // and throws away anything else in the way.
+    repo.run_git(path, ["checkout", "--quiet", "--detach", "--force", &hex])?;
+    let mut clean: Vec<String> = vec!["clean".into(), "-ffdxq".into()];
+    for dir in cache_dirs {
+        clean.push("-e".into());
+        clean.push(dir.clone());
+    }
+    repo.run_git(path, clean)?;
+    Ok(())
+}
+
+/// Points git's record of the linked worktree now at `path` back at it after a rename.
+fn repair(repo: &Repo, path: &Path) -> Result<(), GitError> {
+    let main = repo.workdir().unwrap_or_else(|| repo.git_dir());
+    repo.run_git(
+        main,
+        [
+            OsStr::new("worktree"),
+            OsStr::new("repair"),
+            path.as_os_str(),
+        ],
+    )
+    .map(drop)
+}
+
+/// Removes a worktree whose work is known to be on a ref (or that was never anyone's).
+fn discard(repo: &Repo, path: &Path) {
+    if repo.worktree_remove(path, true).is_err() {
+        let _ = fs::remove_dir_all(path);
+        let _ = repo.worktree_prune();
+    }
+}
+
+/// A name no other slot of any pool has: the process and the time in nanoseconds.
+fn slot_name() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}-{nanos}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests;
