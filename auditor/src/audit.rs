@@ -158,7 +158,7 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
             if slot.is_some() {
                 continue;
             }
-            let mut result = run_check(check, checkout.path(), &env, timeout, RUN_OUTPUT_CAP, None);
+            let mut result = run_check(check, checkout.path(), &env, timeout, RUN_OUTPUT_CAP);
             // What ran is the candidate's tree only when nothing had to be put back.
             result.record.tree = restored.is_empty().then(|| tree.clone());
             cap_output(&mut result);

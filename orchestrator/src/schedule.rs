@@ -190,8 +190,6 @@ pub struct Scheduler<'a> {
     pub workdir: PathBuf,
     /// Repository-relative paths that are always protected (the plan file).
     pub always_protected: Vec<String>,
-    /// Agents and checks run without Landlock (`--unconfined`).
-    pub unconfined: bool,
     dag: PhaseDag,
     phases: Vec<PhaseState>,
     /// Why each phase's winner won, once chosen.
@@ -249,7 +247,6 @@ impl<'a> Scheduler<'a> {
             release_start,
             workdir,
             always_protected,
-            unconfined: false,
         }
     }
 
@@ -551,7 +548,6 @@ impl<'a> Scheduler<'a> {
             private_dir: a.dir.clone(),
             env_allow: WORKER_ENV_ALLOW.iter().map(|s| (*s).to_owned()).collect(),
             agent_env: Default::default(),
-            unconfined: self.unconfined,
         };
         println!(
             "phase {}: attempt {} ({}) round {} from iteration {}",
@@ -638,7 +634,6 @@ impl<'a> Scheduler<'a> {
                 .as_ref()
                 .map(|w| w.value.duration.as_secs().max(1))
                 .unwrap_or(DEFAULT_CHECK_TIMEOUT_SECS),
-            unconfined: self.unconfined,
         }
     }
 
