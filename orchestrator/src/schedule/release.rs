@@ -95,9 +95,12 @@ impl Release<'_> {
                         &new_tip.to_string(),
                         &target.to_string(),
                     )?;
-                    if let Err(e) =
-                        gate::refresh_checkout(self.repo, &self.branch, old_tip, new_tip)
-                    {
+                    let from = if old_tip == new_tip {
+                        self.moved_from(&release_ref, new_tip).unwrap_or(old_tip)
+                    } else {
+                        old_tip
+                    };
+                    if let Err(e) = gate::refresh_checkout(self.repo, &self.branch, from, new_tip) {
                         eprintln!(
                             "warning: {} moved to {}, but your working tree could not follow: {e}",
                             self.branch,
@@ -137,6 +140,16 @@ impl Release<'_> {
         Ok(RunEnd::Blocked {
             why: format!("{} kept moving during the release; try again", self.branch),
         })
+    }
+
+    /// Where goalpost moved the branch from, when it is at `tip` already: a run
+    /// interrupted after moving it resumes here, and the working tree still holds the
+    /// old value the branch's reflog names.
+    fn moved_from(&self, release_ref: &str, tip: Oid) -> Option<Oid> {
+        let reflog = self.repo.git2().reflog(release_ref).ok()?;
+        let last = reflog.get(0)?;
+        let ours = matches!(last.message(), Ok(Some(m)) if m.starts_with("goalpost:"));
+        (ours && last.id_new() == tip && !last.id_old().is_zero()).then(|| last.id_old())
     }
 }
 
