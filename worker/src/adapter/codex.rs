@@ -115,6 +115,7 @@ pub(super) fn parse(stdout: &str) -> Parsed {
     if completed {
         p.result = Some(p.last_text.clone());
     }
+    errors.dedup();
     if !errors.is_empty() {
         p.error = Some(errors.join("; "));
     }

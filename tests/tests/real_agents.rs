@@ -1,0 +1,494 @@
+//! The real agent CLIs (codex, claude), installed from the npm registry, driven by goalpost
+//! against the scripted model server: what they edit is harvested, audited and merged,
+//! their verdicts are read, their usage is recorded as the server reported it, an
+//! implementer's session is continued, and every fault ends as a failed turn in time.
+//!
+//! The CLIs are looked for in `.ci/npm/node_modules/.bin` (where `.ci/run` installs them)
+//! and on `PATH`. Without one, a test says loudly that it was skipped; with `CI=true` it
+//! fails instead.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use goalpost_tests::{Run, TestEnv, binary, repo_root};
+use serde_json::Value;
+
+const REPO: &str = "repo";
+/// Claude Code knows this model's price, so it reports a cost.
+const CLAUDE_MODEL: &str = "claude-sonnet-4-5";
+
+/// Where `.ci/run` installs the CLIs: under the checkout the tests run in (the runner's
+/// `CARGO_MANIFEST_DIR`), else the one they were built from.
+fn bin_dir() -> PathBuf {
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .and_then(|dir| Path::new(&dir).parent().map(Path::to_path_buf))
+        .unwrap_or_else(repo_root);
+    root.join(".ci/npm/node_modules/.bin")
+}
+
+/// The CLI `name`, or `None` after saying loudly why the test is skipped (a failure
+/// under `CI=true`, where `.ci/run` installs every CLI).
+fn cli(name: &str) -> Option<PathBuf> {
+    let local = bin_dir().join(name);
+    let found = if local.is_file() {
+        Some(local)
+    } else {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    };
+    if found.is_none() {
+        let why = format!(
+            "the `{name}` CLI is not installed (looked in {} and on PATH); \
+             `.ci/run` installs it, or: npm install --prefix .ci/npm @openai/codex@0.169.0 \
+             @anthropic-ai/claude-code@2.1.197",
+            bin_dir().display()
+        );
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{why}");
+        }
+        eprintln!("\n*** SKIPPED: {why} ***\n");
+    }
+    found
+}
+
+/// The scripted model server, killed when dropped.
+struct ModelServer {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl ModelServer {
+    fn start(env: &TestEnv, script: &str) -> ModelServer {
+        let script_path = env.write("model-script.toml", script);
+        let log = env.dir().join("model-requests.jsonl");
+        let mut child = Command::new(binary("model-server"))
+            .arg("--script")
+            .arg(&script_path)
+            .arg("--log")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the model server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("the model server printed {line:?}, not its port"));
+        ModelServer { child, port, log }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every request it received, in order.
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The request the script's step `step` (0-based) answered.
+    fn answered_by(&self, step: u64) -> Value {
+        self.requests()
+            .into_iter()
+            .find(|r| r["step"] == step)
+            .unwrap_or_else(|| panic!("no request was answered by step {step}"))
+    }
+}
+
+impl Drop for ModelServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn quoted(text: &str) -> String {
+    serde_json::to_string(text).unwrap()
+}
+
+fn path_quoted(path: &Path) -> String {
+    quoted(path.to_str().expect("test paths are UTF-8"))
+}
+
+/// A user's codex home whose config sends codex to the scripted server, without retries
+/// of its own (goalpost's retry is the one under test).
+fn codex_user_home(env: &TestEnv, server: &ModelServer) -> PathBuf {
+    let dir = env.dir().join("codex-user");
+    env.write(
+        "codex-user/config.toml",
+        &format!(
+            r#"model = "gpt-5.5"
+model_provider = "scripted"
+
+[model_providers.scripted]
+name = "scripted"
+base_url = "{}/v1"
+wire_api = "responses"
+env_key = "OPENAI_API_KEY"
+request_max_retries = 0
+stream_max_retries = 0
+"#,
+            server.url()
+        ),
+    );
+    dir
+}
+
+/// The `[agents.coder]` table: the codex CLI against the scripted server.
+fn codex_agent(env: &TestEnv, server: &ModelServer, codex: &Path) -> String {
+    format!(
+        r#"[agents.coder]
+adapter = "codex"
+command = [{codex}]
+env = {{ CODEX_HOME = {home}, OPENAI_API_KEY = "scripted-key" }}
+"#,
+        codex = path_quoted(codex),
+        home = path_quoted(&codex_user_home(env, server)),
+    )
+}
+
+/// The `[agents.critic]` table: the claude CLI against the scripted server.
+fn claude_agent(server: &ModelServer, claude: &Path) -> String {
+    format!(
+        r#"[agents.critic]
+adapter = "claude"
+command = [{claude}]
+model = "{CLAUDE_MODEL}"
+env = {{ ANTHROPIC_BASE_URL = "{url}", ANTHROPIC_API_KEY = "scripted-key" }}
+"#,
+        claude = path_quoted(claude),
+        url = server.url(),
+    )
+}
+
+/// Writes `goal.md`: the file `notes.txt` must read `done`.
+fn write_goal(env: &TestEnv, agents: &str, roles: &str, wall: &str) -> &'static str {
+    env.write(
+        "goal.md",
+        &format!(
+            r#"+++
+release = "main"
+
+[budget]
+wall = "{wall}"
+
+{agents}
+[roles]
+{roles}
++++
+
+# Goal: notes are done
+
+## Outcome
+notes.txt reads `done`.
+
+## Verification surface
+- `grep -qx done notes.txt` passes
+
+## Boundaries
+- Allowed paths: notes.txt
+
+## Blocked stop condition
+Stop after 2 iterations with no improvement.
+"#
+        ),
+    );
+    "goal.md"
+}
+
+fn repo_env() -> TestEnv {
+    let env = TestEnv::new();
+    env.repo(REPO, &[("notes.txt", "todo\n"), ("README.md", "notes\n")]);
+    env
+}
+
+fn status(env: &TestEnv) -> Value {
+    let run = env.goalpost(["status", "--json", "-C", REPO]);
+    run.assert_code(0);
+    run.json()
+}
+
+/// Every worker result of the run, in iteration order.
+fn worker_results(env: &TestEnv) -> Vec<Value> {
+    let st = status(env);
+    let run_id = st["run"]["id"].as_str().unwrap().to_owned();
+    let dir = env
+        .dir()
+        .join(REPO)
+        .join(".git/goalpost/runs")
+        .join(run_id)
+        .join("attempts")
+        .join("goal.1");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("worker-out-")
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+        .collect()
+}
+
+/// Every iteration record of the run.
+fn iterations(env: &TestEnv) -> Vec<Value> {
+    worker_results(env)
+        .iter()
+        .flat_map(|r| r["iterations"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+fn tokens(usage: &Value) -> (u64, u64, u64) {
+    let n = |k: &str| usage[k].as_u64().unwrap();
+    (n("tokens_in"), n("tokens_cached"), n("tokens_out"))
+}
+
+/// The last `result` line claude printed in a turn's recorded stdout.
+fn claude_result_line(turn: &Value) -> Value {
+    turn["record"]["stdout"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .rfind(|v| v["type"] == "result")
+        .unwrap_or_else(|| panic!("no result line in {turn:#}"))
+}
+
+/// codex edits in two iterations (the second continuing the first's session), claude
+/// reviews both: changes, then approve. The release branch gets exactly the edit.
+const SCRIPT: &str = r#"
+# Iteration 1, codex: a draft through its own shell tool, then its answer.
+[[step]]
+api = "responses"
+tool_calls = [{ name = "exec_command", arguments = { cmd = "printf 'draft\n' > notes.txt" } }]
+usage = { input = 1000, output = 50, cached = 200 }
+
+[[step]]
+api = "responses"
+message = "Wrote a draft.\nClaims:\n- notes.txt holds a draft"
+usage = { input = 1300, output = 20, cached = 900 }
+
+# Iteration 1, claude: the diff shows the draft.
+[[step]]
+api = "messages"
+match = "+draft"
+message = "The note is only a draft: PLEASE_FINISH it.\nVERDICT: changes"
+usage = { input = 2000, output = 30, cached = 500 }
+
+# Iteration 2, codex, resumed: the reviewer's notes are in the new prompt.
+[[step]]
+api = "responses"
+match = "PLEASE_FINISH"
+tool_calls = [{ name = "exec_command", arguments = { cmd = "printf 'done\n' > notes.txt" } }]
+usage = { input = 3000, output = 40, cached = 2500 }
+
+[[step]]
+api = "responses"
+match = "PLEASE_FINISH"
+message = "Finished.\nClaims:\n- notes.txt reads done"
+usage = { input = 3400, output = 15, cached = 3000 }
+
+# Iteration 2, claude: approve.
+[[step]]
+api = "messages"
+match = "+done"
+message = "Done as asked.\nVERDICT: approve"
+usage = { input = 2200, output = 12, cached = 0 }
+"#;
+
+#[test]
+fn codex_implements_claude_reviews_and_the_edit_is_audited_and_merged() {
+    let (Some(codex), Some(claude)) = (cli("codex"), cli("claude")) else {
+        return;
+    };
+    let env = repo_env();
+    let server = ModelServer::start(&env, SCRIPT);
+    let agents = format!(
+        "{}\n{}",
+        codex_agent(&env, &server, &codex),
+        claude_agent(&server, &claude)
+    );
+    let plan = write_goal(
+        &env,
+        &agents,
+        "implementer = \"coder\"\nreviewer = \"critic\"",
+        "5m",
+    );
+    let started = Instant::now();
+    let run = env.goalpost(["run", plan, "-C", REPO]);
+    run.assert_code(0);
+    eprintln!("the run took {:?}", started.elapsed());
+
+    // Harvested, audited, merged: the release branch holds exactly the edit.
+    assert_eq!(
+        env.git_out(REPO, &["show", "main:notes.txt"]),
+        "done",
+        "{run}"
+    );
+    let st = status(&env);
+    assert_eq!(st["run"]["state"], "complete", "{st:#}");
+
+    let iters = iterations(&env);
+    assert_eq!(iters.len(), 2, "{iters:#?}");
+    // codex's usage is what the server reported, each iteration its own part of the
+    // session's totals.
+    assert_eq!(
+        tokens(&iters[0]["implementer"]["usage"]),
+        (2300, 1100, 70),
+        "{:#}",
+        iters[0]["implementer"]
+    );
+    assert_eq!(
+        tokens(&iters[1]["implementer"]["usage"]),
+        (6400, 5500, 55),
+        "{:#}",
+        iters[1]["implementer"]
+    );
+    assert_eq!(iters[0]["implementer"]["usage"]["tool_calls"], 1);
+    assert_eq!(iters[0]["implementer"]["error"], Value::Null);
+
+    // claude's verdicts were read, its tokens are the server's, its cost the CLI's own.
+    let first = &iters[0]["reviewer"];
+    assert_eq!(first["verdict"], "changes", "{first:#}");
+    assert_eq!(tokens(&first["usage"]), (2000, 500, 30), "{first:#}");
+    let printed = claude_result_line(first)["total_cost_usd"]
+        .as_f64()
+        .unwrap();
+    assert!(printed > 0.0, "{first:#}");
+    assert_eq!(first["usage"]["cost_usd"].as_f64().unwrap(), printed);
+    let second = &iters[1]["reviewer"];
+    assert_eq!(second["verdict"], "approve", "{second:#}");
+    assert_eq!(tokens(&second["usage"]), (2200, 0, 12), "{second:#}");
+
+    // The second iteration continued codex's session: its first request carries the
+    // first iteration's conversation, tool call and output included.
+    let resumed = server.answered_by(3);
+    let items = resumed["body"]["input"].as_array().unwrap();
+    let kinds: Vec<&str> = items.iter().filter_map(|i| i["type"].as_str()).collect();
+    assert!(
+        kinds.contains(&"function_call_output"),
+        "the resumed request lacks the earlier tool call: {kinds:?}"
+    );
+    let text = resumed["body"]["input"].to_string();
+    assert!(text.contains("Wrote a draft."), "{text}");
+    assert!(text.contains("PLEASE_FINISH"), "{text}");
+    // The reviewer started fresh both times: its second conversation has no answer of
+    // the first in it.
+    let review = server.answered_by(5);
+    let roles: Vec<&str> = review["body"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["role"].as_str())
+        .collect();
+    assert!(!roles.contains(&"assistant"), "{roles:?}");
+    assert!(
+        !review["body"]["messages"]
+            .to_string()
+            .contains("PLEASE_FINISH"),
+        "the second review saw the first one's notes"
+    );
+}
+
+/// A run whose only agent is codex, with `script` on the server; ends within `wall`.
+fn codex_fault_run(script: &str, wall: &str) -> Option<(TestEnv, Run, Duration)> {
+    let codex = cli("codex")?;
+    let env = repo_env();
+    let server = ModelServer::start(&env, script);
+    let plan = write_goal(
+        &env,
+        &codex_agent(&env, &server, &codex),
+        "implementer = \"coder\"",
+        wall,
+    );
+    let started = Instant::now();
+    let run = env.goalpost(["run", plan, "-C", REPO]);
+    let took = started.elapsed();
+    drop(server);
+    Some((env, run, took))
+}
+
+/// The first implementer turn's error.
+fn first_error(env: &TestEnv) -> String {
+    let iters = iterations(env);
+    iters[0]["implementer"]["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the turn did not fail: {:#}", iters[0]))
+        .to_owned()
+}
+
+#[test]
+fn a_model_server_that_fails_ends_as_a_failed_turn() {
+    let script = "[[step]]\ntimes = 0\nfault = { status = 500 }\n";
+    let Some((env, run, took)) = codex_fault_run(script, "2m") else {
+        return;
+    };
+    assert_ne!(run.code, 0, "{run}");
+    let error = first_error(&env);
+    assert!(error.contains("agent `coder`"), "{error}");
+    assert!(error.contains("the CLI reported"), "{error}");
+    assert!(error.contains("after 2 tries"), "{error}");
+    assert!(took < Duration::from_secs(120), "{took:?}");
+}
+
+#[test]
+fn malformed_events_end_as_a_failed_turn() {
+    let script = "[[step]]\ntimes = 0\nfault = { malformed = true }\n";
+    let Some((env, run, took)) = codex_fault_run(script, "2m") else {
+        return;
+    };
+    assert_ne!(run.code, 0, "{run}");
+    let error = first_error(&env);
+    assert!(error.contains("printed no codex result"), "{error}");
+    assert!(took < Duration::from_secs(120), "{took:?}");
+}
+
+#[test]
+fn a_stalled_model_server_ends_the_turn_at_the_wall_budget() {
+    let script = "[[step]]\ntimes = 0\nfault = { stall_secs = 600 }\n";
+    let Some((env, run, took)) = codex_fault_run(script, "15s") else {
+        return;
+    };
+    assert_eq!(run.code, 4, "budget limited\n{run}");
+    let error = first_error(&env);
+    assert!(error.contains("timed out"), "{error}");
+    // The wall budget, the agent's grace period and the run's own work.
+    assert!(took < Duration::from_secs(60), "{took:?}");
+}
+
+#[test]
+fn a_missing_cli_is_named_with_how_to_install_it() {
+    let env = repo_env();
+    let plan = write_goal(
+        &env,
+        "[agents.coder]\nadapter = \"codex\"\ncommand = [\"/nonexistent/bin/codex\"]\n",
+        "implementer = \"coder\"",
+        "1m",
+    );
+    let run = env.goalpost(["run", plan, "-C", REPO]);
+    run.assert_code(2)
+        .assert_stderr_has("agent `coder` (adapter codex)")
+        .assert_stderr_has("/nonexistent/bin/codex")
+        .assert_stderr_has("npm install -g @openai/codex");
+}
