@@ -296,6 +296,9 @@ impl<'a> Scheduler<'a> {
                         continue;
                     }
                     crash::point("job starts");
+                    if let Job::Audit { input, .. } = &job {
+                        self.offer_reuse(input);
+                    }
                     spawn(job, tx.clone(), Arc::clone(&self.workers));
                     in_flight += 1;
                 }
@@ -614,7 +617,6 @@ impl<'a> Scheduler<'a> {
     ) -> AuditInput {
         self.audits_started += 1;
         let k = self.audits_started;
-        self.offer_reuse(&self.layout.audit_dir(&self.run_id, label, k), candidate);
         AuditInput {
             run_id: self.run_id.clone(),
             phase: phase.to_owned(),
@@ -1019,14 +1021,14 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    /// Offers the audit writing into `report_dir` the evidence already recorded for
-    /// `candidate`'s tree, and the auditors' worktree pool. Without the offer the audit
-    /// runs every check in a fresh worktree, so a failure here costs time, never truth.
-    fn offer_reuse(&self, report_dir: &std::path::Path, candidate: Oid) {
-        let cached_checks = self
-            .repo
-            .tree_of(candidate)
+    /// Offers an audit that is starting the evidence already recorded for its
+    /// candidate's tree, and the auditors' worktree pool. Without the offer the audit runs
+    /// every check in a fresh worktree, so a failure here costs time, never truth.
+    fn offer_reuse(&self, input: &AuditInput) {
+        let report_dir = &input.report_dir;
+        let cached_checks = Oid::from_str(&input.candidate)
             .ok()
+            .and_then(|candidate| self.repo.tree_of(candidate).ok())
             .and_then(|tree| self.store.cached_checks(&tree.to_string()).ok())
             .unwrap_or_default();
         let reuse = AuditReuse {
