@@ -7,6 +7,8 @@
 //! same thing on every machine and can check that no worktree is left behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod durable;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt;
