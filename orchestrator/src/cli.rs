@@ -126,6 +126,28 @@ edits a forbidden path and is sent back by the audit, another claims the tests p
 after rewriting the protected test script, and the audit, which runs the tests as they \
 were, refutes the claim. Prints the outcome of each phase and where the reports are.")]
     Demo(DemoArgs),
+
+    /// List the agents of a goal file: executable found, version, command line
+    #[command(long_about = "\
+List the agents a goal file configures (without FILE: the built-in adapters codex, \
+claude, gemini, opencode and aider), whether each one's executable is found, its version \
+(`--version`), and the command line goalpost runs for an implementer's first turn. With \
+FILE, exits with 2 when an executable is missing, saying how to install it.
+
+Example:
+  goalpost agents goal.md
+  goalpost agents --json")]
+    Agents(AgentsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentsArgs {
+    /// The goal file whose agents to list
+    pub file: Option<PathBuf>,
+
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

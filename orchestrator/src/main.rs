@@ -1,6 +1,7 @@
 //! The `goalpost` command: parse the command line, dispatch to the subcommand's module,
 //! and turn its outcome into a documented exit code.
 
+mod agents_cmd;
 mod cli;
 mod error;
 mod plan_cmd;
@@ -55,6 +56,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             args.yes,
         )?),
         Command::Gc => Ok(lifecycle::gc(dir)?),
+        Command::Agents(args) => agents_cmd::run(&args, dir),
         Command::Demo(args) => Ok(goalpost_orchestrator::demo::demo(args.dir)?),
     }
 }

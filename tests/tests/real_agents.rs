@@ -381,6 +381,31 @@ fn codex_implements_claude_reviews_and_the_edit_is_audited_and_merged() {
     assert_eq!(second["verdict"], "approve", "{second:#}");
     assert_eq!(tokens(&second["usage"]), (2200, 0, 12), "{second:#}");
 
+    // `goalpost agents` shows the command line the worker ran for the first turn.
+    let listed = env.goalpost(["agents", plan, "--json", "-C", REPO]);
+    listed.assert_code(0);
+    let listed = listed.json();
+    let coder = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "coder")
+        .unwrap();
+    assert_eq!(coder["command"], iters[0]["implementer"]["record"]["argv"]);
+    assert_eq!(coder["version"], "codex-cli 0.169.0", "{coder:#}");
+    let critic = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "critic")
+        .unwrap();
+    // A reviewer gets read-only tools; the listing shows an implementer's.
+    let reviewer_argv = iters[0]["reviewer"]["record"]["argv"].to_string().replace(
+        "Bash,Read,Glob,Grep",
+        "Bash,Edit,MultiEdit,Write,Read,Glob,Grep,NotebookEdit,TodoWrite",
+    );
+    assert_eq!(critic["command"].to_string(), reviewer_argv);
+
     // The second iteration continued codex's session: its first request carries the
     // first iteration's conversation, tool call and output included.
     let resumed = server.answered_by(3);
