@@ -23,6 +23,7 @@ use std::time::Duration;
 use goalpost_shared::boundary::{BoundaryError, BoundaryRules};
 use goalpost_shared::cache;
 use goalpost_shared::check::run_check;
+use goalpost_shared::confine::{ConfineError, Confinement};
 use goalpost_shared::contract::{Check, CheckKind};
 use goalpost_shared::git::{GitError, Repo};
 use goalpost_shared::process;
@@ -57,6 +58,8 @@ pub enum AuditError {
     Boundary(#[from] BoundaryError),
     #[error(transparent)]
     Checkout(#[from] CheckoutError),
+    #[error("cannot confine the checks: {0}")]
+    Confine(#[from] ConfineError),
     #[error("{what} {}: {source}", .path.display())]
     Io {
         what: &'static str,
@@ -154,11 +157,23 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
             );
         }
         let timeout = Duration::from_secs(input.check_timeout_secs.max(1));
+        // The candidate's own scripts run here: they may write in the checkout, its git
+        // metadata, the object store and the audit's private home and temp, nowhere else.
+        let confine = (!input.unconfined)
+            .then(|| Confinement::for_worktree(checkout.path(), &[scratch.path()]))
+            .transpose()?;
         for (slot, check) in slots.iter_mut().zip(&machine) {
             if slot.is_some() {
                 continue;
             }
-            let mut result = run_check(check, checkout.path(), &env, timeout, RUN_OUTPUT_CAP);
+            let mut result = run_check(
+                check,
+                checkout.path(),
+                &env,
+                timeout,
+                RUN_OUTPUT_CAP,
+                confine.as_ref(),
+            );
             // What ran is the candidate's tree only when nothing had to be put back.
             result.record.tree = restored.is_empty().then(|| tree.clone());
             cap_output(&mut result);

@@ -126,6 +126,7 @@ impl Fixture {
             claims: claims.iter().map(|c| (*c).to_owned()).collect(),
             report_dir: self.path("report"),
             check_timeout_secs: 30,
+            unconfined: false,
         }
     }
 
@@ -407,7 +408,9 @@ fn checks_see_only_the_allow_list_and_a_private_home_in_the_audit_worktree() {
         &format!("env > {0}/env.txt && pwd > {0}/pwd.txt", probe.display()),
         7,
     )];
-    let input = f.input(&base, &candidate, contract, &[]);
+    let mut input = f.input(&base, &candidate, contract, &[]);
+    // The probe writes outside the checkout, which a confined check may not.
+    input.unconfined = true;
     let output = f.run(&input, &[("LEAKY_SECRET", "from-the-implementer")]);
     assert!(output.status.success(), "{}", show(&output));
 

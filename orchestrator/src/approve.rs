@@ -123,6 +123,7 @@ fn audit_merge(
         claims: Vec::new(),
         report_dir: ws.layout.audit_dir(run, &label, k),
         check_timeout_secs: DEFAULT_CHECK_TIMEOUT_SECS,
+        unconfined: false,
     };
     let report =
         audit::run_auditor(&input).map_err(|e| RunError::Schedule(ScheduleError::Internal(e)))?;

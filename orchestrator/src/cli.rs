@@ -172,6 +172,11 @@ pub struct ResumeArgs {
     /// iterations
     #[arg(long = "budget", value_name = "KIND=+N")]
     pub budgets: Vec<String>,
+
+    /// Run agents and checks without Landlock, with all of your rights: only where the
+    /// kernel cannot confine them and you trust every agent of the plan
+    #[arg(long)]
+    pub unconfined: bool,
 }
 
 #[derive(Debug, Args)]
@@ -200,6 +205,11 @@ pub struct DemoArgs {
 pub struct RunArgs {
     /// The goal file (Markdown)
     pub file: PathBuf,
+
+    /// Run agents and checks without Landlock, with all of your rights: only where the
+    /// kernel cannot confine them and you trust every agent of the plan
+    #[arg(long)]
+    pub unconfined: bool,
 }
 
 #[derive(Debug, Args)]

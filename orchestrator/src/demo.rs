@@ -53,7 +53,7 @@ pub fn demo(dir: Option<PathBuf>) -> Result<ExitCode, RunError> {
     println!("demo repository: {}", demo.repo.display());
     println!("goal file:       {}", demo.plan.display());
     println!();
-    let code = run_cmd::run(&demo.plan, &demo.repo)?;
+    let code = run_cmd::run(&demo.plan, &demo.repo, false)?;
     println!();
     let ws = Workspace::open(&demo.repo)?;
     let store = Store::open_existing(&ws.layout.store())?;

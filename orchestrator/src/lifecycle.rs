@@ -70,7 +70,12 @@ pub fn pause(dir: &Path, now: bool, wait: bool) -> Result<ExitCode, RunError> {
 }
 
 /// `goalpost resume [--run ID] [--budget KIND=+N]...`.
-pub fn resume(dir: &Path, run: Option<&str>, budgets: &[String]) -> Result<ExitCode, RunError> {
+pub fn resume(
+    dir: &Path,
+    run: Option<&str>,
+    budgets: &[String],
+    unconfined: bool,
+) -> Result<ExitCode, RunError> {
     let ws = Workspace::open(dir)?;
     let store = open_store(&ws)?;
     let row = find_run(&store, run)?;
@@ -93,6 +98,7 @@ pub fn resume(dir: &Path, run: Option<&str>, budgets: &[String]) -> Result<ExitC
         }
         _ => {}
     }
+    run_cmd::check_confinement(unconfined)?;
     let lock = RunLock::acquire(&ws.layout.state_dir, &row.id)?;
     let mut plan: Plan = serde_json::from_str(&store.run_plan_json(&row.id)?)
         .map_err(|e| RunError::Store(StoreError::Json(e)))?;
@@ -126,6 +132,7 @@ pub fn resume(dir: &Path, run: Option<&str>, budgets: &[String]) -> Result<ExitC
         ws.workdir.clone(),
         plan_rel.into_iter().collect(),
     );
+    scheduler.unconfined = unconfined;
     scheduler.restore()?;
     run_cmd::drive(&mut scheduler, &store, &ws, lock)
 }

@@ -42,13 +42,22 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
     let dir = cli.dir.as_path();
     match cli.command {
         Command::Plan(cmd) => plan_cmd::run(cmd),
-        Command::Run(args) => Ok(goalpost_orchestrator::run_cmd::run(&args.file, dir)?),
+        Command::Run(args) => Ok(goalpost_orchestrator::run_cmd::run(
+            &args.file,
+            dir,
+            args.unconfined,
+        )?),
         Command::Status(args) => run_cmds::status(&args, dir),
         Command::Report(args) => run_cmds::report(&args, dir),
         Command::Audit(args) => run_cmds::audit(&args, dir),
         Command::Approve(args) => run_cmds::approve(&args, dir),
         Command::Pause(args) => Ok(lifecycle::pause(dir, args.now, args.wait)?),
-        Command::Resume(args) => Ok(lifecycle::resume(dir, args.run.as_deref(), &args.budgets)?),
+        Command::Resume(args) => Ok(lifecycle::resume(
+            dir,
+            args.run.as_deref(),
+            &args.budgets,
+            args.unconfined,
+        )?),
         Command::Clear(args) => Ok(lifecycle::clear(
             dir,
             args.run.as_deref(),

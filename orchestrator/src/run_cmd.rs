@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use goalpost_shared::confine;
 use goalpost_shared::exit::ExitCode;
 use goalpost_shared::git::{GitError, Oid, Repo};
 use goalpost_shared::goal::{self, Diagnostics};
@@ -310,9 +311,32 @@ pub fn new_run_id() -> String {
     )
 }
 
-/// `goalpost run FILE [-C DIR]`.
-pub fn run(plan_path: &Path, dir: &Path) -> Result<ExitCode, RunError> {
+/// Agents and checks run under Landlock; where the kernel cannot confine them, goalpost
+/// refuses to start any unless the user said `--unconfined`.
+pub fn check_confinement(unconfined: bool) -> Result<(), RunError> {
+    if unconfined {
+        tracing::warn!(
+            "--unconfined: agents and checks run with all of your rights; \
+             nothing stops them writing outside their worktrees"
+        );
+        return Ok(());
+    }
+    match confine::probe() {
+        Ok(abi) => {
+            tracing::debug!("agents and checks are confined with {abi}");
+            Ok(())
+        }
+        Err(err) => Err(RunError::bad(
+            format!("refusing to run agents unconfined: {err}"),
+            err.hint().unwrap_or_default(),
+        )),
+    }
+}
+
+/// `goalpost run FILE [-C DIR] [--unconfined]`.
+pub fn run(plan_path: &Path, dir: &Path, unconfined: bool) -> Result<ExitCode, RunError> {
     let checked = preflight(plan_path, dir)?;
+    check_confinement(unconfined)?;
     let Checked {
         plan,
         ws,
@@ -384,6 +408,7 @@ pub fn run(plan_path: &Path, dir: &Path) -> Result<ExitCode, RunError> {
         ws.workdir.clone(),
         plan_rel.into_iter().collect(),
     );
+    scheduler.unconfined = unconfined;
     drive(&mut scheduler, &store, &ws, lock)
 }
 

@@ -97,6 +97,7 @@ pub fn audit(args: &AuditArgs, dir: &std::path::Path) -> Result<ExitCode, Error>
         claims: args.claims.clone(),
         report_dir: ws.layout.state_dir.join("audits").join(&label),
         check_timeout_secs: DEFAULT_CHECK_TIMEOUT_SECS,
+        unconfined: false,
     };
     let report = audit::run_auditor(&input);
     // The auditor removes its worktree; the folders made to hold it go too, once empty

@@ -190,6 +190,8 @@ pub struct Scheduler<'a> {
     pub workdir: PathBuf,
     /// Repository-relative paths that are always protected (the plan file).
     pub always_protected: Vec<String>,
+    /// Agents and checks run without Landlock (`--unconfined`).
+    pub unconfined: bool,
     dag: PhaseDag,
     phases: Vec<PhaseState>,
     /// Why each phase's winner won, once chosen.
@@ -247,6 +249,7 @@ impl<'a> Scheduler<'a> {
             release_start,
             workdir,
             always_protected,
+            unconfined: false,
         }
     }
 
@@ -551,6 +554,7 @@ impl<'a> Scheduler<'a> {
             private_dir: a.dir.clone(),
             env_allow: WORKER_ENV_ALLOW.iter().map(|s| (*s).to_owned()).collect(),
             agent_env: Default::default(),
+            unconfined: self.unconfined,
         };
         println!(
             "phase {}: attempt {} ({}) round {} from iteration {}",
@@ -636,6 +640,7 @@ impl<'a> Scheduler<'a> {
                 .as_ref()
                 .map(|w| w.value.duration.as_secs().max(1))
                 .unwrap_or(DEFAULT_CHECK_TIMEOUT_SECS),
+            unconfined: self.unconfined,
         }
     }
 

@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::confine::Confinement;
 use crate::contract::{Check, CheckKind, Contract, MetricExpectation};
 use crate::process::{self, Command, Outcome};
 use crate::protocol::{CheckResult, CommandRecord, MetricReading};
@@ -20,7 +21,8 @@ use crate::protocol::{CheckResult, CommandRecord, MetricReading};
 const SHELL: &str = "/bin/sh";
 
 /// Runs one check in `cwd` with exactly `env` as its environment, ends it after
-/// `timeout`, and keeps at most `output_cap` bytes of each output stream.
+/// `timeout`, and keeps at most `output_cap` bytes of each output stream. With `confine`,
+/// the check (and everything it starts) may write only where those rules allow.
 ///
 /// It passes when the command exits 0 and, if the check names a metric, the metric is in
 /// the output and meets its expectation. A human-language check is not run: it comes back
@@ -32,6 +34,7 @@ pub fn run_check(
     env: &BTreeMap<OsString, OsString>,
     timeout: Duration,
     output_cap: usize,
+    confine: Option<&Confinement>,
 ) -> CheckResult {
     let CheckKind::Machine { command, metric } = &check.kind else {
         return not_run(check, cwd, "not a machine check".to_owned());
@@ -41,7 +44,8 @@ pub fn run_check(
         .arg(command.as_str())
         .envs(env.iter().map(|(k, v)| (k.clone(), v.clone())))
         .timeout(timeout)
-        .output_cap(output_cap);
+        .output_cap(output_cap)
+        .confine(confine.cloned());
     let outcome = match process::run(&cmd, None) {
         Ok(outcome) => outcome,
         Err(err) => return not_run(check, cwd, format!("cannot run: {err}")),
@@ -57,12 +61,13 @@ pub fn run_checks(
     env: &BTreeMap<OsString, OsString>,
     timeout: Duration,
     output_cap: usize,
+    confine: Option<&Confinement>,
 ) -> Vec<CheckResult> {
     contract
         .verification
         .iter()
         .filter(|check| check.command().is_some())
-        .map(|check| run_check(check, cwd, env, timeout, output_cap))
+        .map(|check| run_check(check, cwd, env, timeout, output_cap, confine))
         .collect()
 }
 
@@ -311,7 +316,7 @@ mod tests {
     fn run(check: &Check, timeout: Duration) -> CheckResult {
         let dir = tempfile::tempdir().expect("temp dir");
         let env = process::env_allowlist(&["PATH"]);
-        run_check(check, dir.path(), &env, timeout, 4096)
+        run_check(check, dir.path(), &env, timeout, 4096, None)
     }
 
     fn failure(check: &Check) -> Option<String> {
@@ -424,6 +429,7 @@ mod tests {
             &env,
             Duration::from_secs(5),
             1024,
+            None,
         );
         assert!(!result.passed);
         assert!(cannot_run(&result));
@@ -496,7 +502,14 @@ mod tests {
         let mut env = process::env_allowlist(&["PATH"]);
         env.insert("ONLY_THIS".into(), "yes".into());
         let check = machine("env", None);
-        let result = run_check(&check, dir.path(), &env, Duration::from_secs(30), 4096);
+        let result = run_check(
+            &check,
+            dir.path(),
+            &env,
+            Duration::from_secs(30),
+            4096,
+            None,
+        );
         assert!(result.record.stdout.contains("ONLY_THIS=yes"));
         assert!(
             !result.record.stdout.contains("HOME="),
@@ -520,7 +533,14 @@ mod tests {
         };
         let dir = tempfile::tempdir().expect("temp dir");
         let env = process::env_allowlist(&["PATH"]);
-        let results = run_checks(&contract, dir.path(), &env, Duration::from_secs(30), 1024);
+        let results = run_checks(
+            &contract,
+            dir.path(),
+            &env,
+            Duration::from_secs(30),
+            1024,
+            None,
+        );
         let commands: Vec<_> = results
             .iter()
             .map(|r| (r.command.as_str(), r.passed))
@@ -532,6 +552,7 @@ mod tests {
             &env,
             Duration::from_secs(1),
             1,
+            None,
         );
         assert_eq!(human.failure.as_deref(), Some("not a machine check"));
     }

@@ -5,6 +5,7 @@
 pub mod boundary;
 pub mod cache;
 pub mod check;
+pub mod confine;
 pub mod contract;
 pub mod dag;
 pub mod exit;

@@ -15,7 +15,9 @@
 //! - when the direct child exits, whatever is left of its group is killed: nothing a turn
 //!   started outlives it;
 //! - a process that left the group (a daemon that called `setsid`) and still holds the
-//!   output pipes is not waited for longer than [`Command::pipe_wait`].
+//!   output pipes is not waited for longer than [`Command::pipe_wait`];
+//! - with a [`Command::confine`] confinement the child runs under Landlock, writing only
+//!   where its [`Confinement`] allows (see [`crate::confine`]).
 //!
 //! Everything here is synchronous (std threads, no runtime) so the worker and auditor
 //! stay small; async callers use `spawn_blocking`.
@@ -50,6 +52,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+use crate::confine::{ConfineError, Confinement};
 
 mod cancel;
 mod output;
@@ -87,6 +91,9 @@ pub struct Command {
     pub output_cap: usize,
     /// How long to wait, after the child exited, for its output pipes to close.
     pub pipe_wait: Duration,
+    /// Landlock rules the child (and all it starts) runs under; `None` runs it with all
+    /// of goalpost's rights.
+    pub confine: Option<Confinement>,
 }
 
 impl Command {
@@ -105,6 +112,7 @@ impl Command {
             grace: Self::DEFAULT_GRACE,
             output_cap: Self::DEFAULT_OUTPUT_CAP,
             pipe_wait: Self::DEFAULT_PIPE_WAIT,
+            confine: None,
         }
     }
 
@@ -156,6 +164,12 @@ impl Command {
 
     pub fn pipe_wait(mut self, wait: Duration) -> Self {
         self.pipe_wait = wait;
+        self
+    }
+
+    /// Runs the child under `rules`; `None` leaves it unconfined.
+    pub fn confine(mut self, rules: Option<Confinement>) -> Self {
+        self.confine = rules;
         self
     }
 
@@ -297,6 +311,11 @@ pub enum ProcessError {
         cwd: PathBuf,
         source: io::Error,
     },
+    #[error("cannot confine `{}`: {source}", .program.display())]
+    Confine {
+        program: OsString,
+        source: Box<ConfineError>,
+    },
     #[error("lost track of `{}` (in {}): {source}", .program.display(), .cwd.display())]
     Wait {
         program: OsString,
@@ -379,6 +398,19 @@ pub fn spawn(cmd: &Command) -> Result<Running, ProcessError> {
         .stderr(Stdio::piped())
         .process_group(0);
     sys::default_signals_on_exec(&mut std_cmd);
+    // Built here, in the parent; it must stay open until the child has exec'd, which
+    // `spawn` has waited for by the time it returns.
+    let ruleset = match &cmd.confine {
+        Some(rules) => {
+            let fd = rules.ruleset().map_err(|source| ProcessError::Confine {
+                program: program.clone(),
+                source: Box::new(source),
+            })?;
+            sys::restrict_on_exec(&mut std_cmd, &fd);
+            Some(fd)
+        }
+        None => None,
+    };
 
     let mut child = std_cmd.spawn().map_err(|source| match source.kind() {
         io::ErrorKind::PermissionDenied => ProcessError::PermissionDenied {
@@ -392,6 +424,7 @@ pub fn spawn(cmd: &Command) -> Result<Running, ProcessError> {
             source,
         },
     })?;
+    drop(ruleset);
     let started = Instant::now();
     let pid = child.id();
     tracing::debug!(pid, cwd = %cmd.cwd.display(), "started {}", cmd.command_line());

@@ -79,6 +79,11 @@ pub struct WorkerInput {
     pub env_allow: Vec<String>,
     /// Extra environment for agents only (never for the auditor).
     pub agent_env: BTreeMap<String, String>,
+    /// Run agents and checks without Landlock (`goalpost run --unconfined`); by default
+    /// they may write only in the worktree, its git metadata, the object store and the
+    /// attempt's temp and state directories (see [`crate::confine`]).
+    #[serde(default)]
+    pub unconfined: bool,
 }
 
 /// One command goalpost ran, as evidence.
@@ -257,6 +262,11 @@ pub struct AuditInput {
     pub report_dir: PathBuf,
     /// Per-check timeout in seconds.
     pub check_timeout_secs: u64,
+    /// Run the checks without Landlock (`goalpost run --unconfined`); by default they may
+    /// write only in the audit's worktree, its git metadata, the object store and the
+    /// audit's private home and temp directories.
+    #[serde(default)]
+    pub unconfined: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -418,6 +428,10 @@ pub struct SelectInput {
     pub private_dir: PathBuf,
     pub env_allow: Vec<String>,
     pub timeout_secs: u64,
+    /// Run the turn without Landlock (`goalpost run --unconfined`); by default it may
+    /// write only in its temp and state directories.
+    #[serde(default)]
+    pub unconfined: bool,
 }
 
 /// Output of `goalpost-worker --select`.

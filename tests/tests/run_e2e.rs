@@ -879,7 +879,9 @@ Verification: {check}
         },
     );
 
-    let run = run_goal(&env, plan);
+    // The agent and the check leave their probes outside their worktrees, which only an
+    // unconfined run allows.
+    let run = env.goalpost(["run", plan, "-C", REPO, "--unconfined"]);
     run.assert_code(0);
     let st = status(&env);
     let worktree = text(&attempts(&st, "sub")[0]["worktree"]).to_owned();

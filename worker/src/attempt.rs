@@ -4,9 +4,10 @@
 //! continues on the strength of turns that changed nothing.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use goalpost_shared::check;
+use goalpost_shared::confine::{self, ConfineError, Confinement};
 use goalpost_shared::git::GitError;
 use goalpost_shared::protocol::{
     AgentSpec, AttemptOutcome, CheckResult, Feedback, IterationRecord, Role, STOP_FILE, TurnRecord,
@@ -38,6 +39,8 @@ pub enum AttemptError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot confine the attempt's agents and checks: {0}")]
+    Confine(#[from] ConfineError),
 }
 
 impl AttemptError {
@@ -56,11 +59,15 @@ impl AttemptError {
 /// every ending is a [`WorkerResult`], a failure of the worker's own included.
 pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptError> {
     let tmpdir = input.private_dir.join("tmp");
-    fs::create_dir_all(&tmpdir).map_err(|source| AttemptError::PrivateDir {
-        path: tmpdir.clone(),
-        source,
-    })?;
+    let state_dir = input.private_dir.join("state");
+    for dir in [&tmpdir, &state_dir] {
+        fs::create_dir_all(dir).map_err(|source| AttemptError::PrivateDir {
+            path: dir.clone(),
+            source,
+        })?;
+    }
     let mut lineage = Lineage::open(input)?;
+    let confine = confinement(input, &[&tmpdir, &state_dir])?;
     if let Some(Feedback::Conflict {
         previous_candidate, ..
     }) = &input.feedback
@@ -71,6 +78,8 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
         input,
         stop,
         tmpdir,
+        state_dir,
+        confine,
         lineage,
         meter: Meter::new(input.budget.clone()),
         progress: Progress::default(),
@@ -87,10 +96,28 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
     })
 }
 
+/// Where the attempt's agents and checks may write: the worktree, its git metadata, the
+/// object store and `private` (temp and state directories); `None` when unconfined. A
+/// kernel that cannot confine is an error here, before any agent starts.
+fn confinement(
+    input: &WorkerInput,
+    private: &[&Path],
+) -> Result<Option<Confinement>, ConfineError> {
+    if input.unconfined {
+        return Ok(None);
+    }
+    confine::probe()?;
+    Confinement::for_worktree(&input.worktree, private).map(Some)
+}
+
 struct Round<'a> {
     input: &'a WorkerInput,
     stop: &'a Stop,
     tmpdir: PathBuf,
+    /// The agents' own state directory (`GOALPOST_STATE_DIR`), kept across turns.
+    state_dir: PathBuf,
+    /// Where agents and checks may write; `None` when the run is unconfined.
+    confine: Option<Confinement>,
     lineage: Lineage,
     meter: Meter,
     progress: Progress,
@@ -279,6 +306,7 @@ impl Round<'_> {
             &adapter::allowed_env(&self.input.env_allow),
             self.meter.timeout(),
             CHECK_OUTPUT_CAP,
+            self.confine.as_ref(),
         );
         for c in &mut checks {
             c.record.tree = Some(record.tree.clone());
@@ -373,12 +401,14 @@ impl Round<'_> {
         tree: String,
     ) -> Turn {
         let input = self.input;
+        let mut env = adapter::agent_env(input, spec, role, iteration, &self.tmpdir);
+        env.insert("GOALPOST_STATE_DIR".into(), self.state_dir.clone().into());
         let request = TurnRequest {
             role,
             iteration,
             prompt,
             cwd: &input.worktree,
-            env: adapter::agent_env(input, spec, role, iteration, &self.tmpdir),
+            env,
             prompt_file: input
                 .private_dir
                 .join("prompts")

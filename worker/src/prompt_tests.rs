@@ -90,6 +90,7 @@ fn input() -> WorkerInput {
         private_dir: PathBuf::from("/private"),
         env_allow: vec![],
         agent_env: BTreeMap::new(),
+        unconfined: false,
     }
 }
 

@@ -143,6 +143,7 @@ impl Fixture {
             private_dir: self.private_dir(),
             env_allow: vec!["PATH".into(), "HOME".into()],
             agent_env: BTreeMap::from([("FROM_RUN".into(), "run-env".into())]),
+            unconfined: false,
         }
     }
 

@@ -125,6 +125,7 @@ impl Scheduler<'_> {
                 .wall
                 .as_ref()
                 .map_or(30 * 60, |w| w.value.duration.as_secs().max(1)),
+            unconfined: self.unconfined,
         };
         println!(
             "phase {}: {} attempts passed; the reviewer chooses",

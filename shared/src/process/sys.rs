@@ -3,6 +3,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 
 /// `kill(-pgid, signal)`; `Ok(false)` if there is no such group.
@@ -88,4 +89,30 @@ pub(super) fn die_with_parent(signal: i32, parent: u32) -> io::Result<bool> {
     // SAFETY: getppid(2) cannot fail and touches no memory.
     let now = unsafe { libc::getppid() };
     Ok(u32::try_from(now).ok() != Some(parent))
+}
+
+/// Makes the child confine itself to the Landlock ruleset `ruleset` just before exec.
+/// The descriptor must stay open until the child has started (the kernel opened it
+/// close-on-exec, so the program run never sees it).
+pub(super) fn restrict_on_exec(cmd: &mut std::process::Command, ruleset: &OwnedFd) {
+    let fd = ruleset.as_raw_fd();
+    let restrict = move || {
+        // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) takes integers only. Landlock requires it
+        // for an unprivileged process, and it keeps a set-uid program from shedding the
+        // rules.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: landlock_restrict_self(2) takes the ruleset descriptor, open in this
+        // forked child as in its parent, and a flags word; it touches no memory of ours.
+        if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, fd, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: `restrict` runs in the forked child before exec, where only async-signal-
+    // safe calls are allowed: it makes two raw system calls and reads errno; it allocates
+    // nothing (an `io::Error` from an OS error code is a plain integer), takes no lock and
+    // shares no state with the parent but a copied integer.
+    unsafe { cmd.pre_exec(restrict) };
 }

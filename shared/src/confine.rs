@@ -1,0 +1,264 @@
+//! Confinement of the processes that run the work: agent turns and the checks the worker
+//! and the auditor run. Under Landlock (Linux ≥ 6.2, ABI ≥ 3) such a child may read and
+//! execute anything, but may write (create, delete, rename, truncate) only under the
+//! directories of its [`Confinement`]: its worktree, that worktree's own git metadata,
+//! the object store and the private directories it was given. The repository's refs,
+//! `packed-refs`, config, hooks and every other worktree stay read-only to it.
+//!
+//! The ruleset is built here, in the parent, with the `landlock` crate; the child only
+//! applies it between fork and exec (see `process::sys`), with two system calls and
+//! nothing else, so the rules hold from the child's first instruction and are inherited by
+//! everything it starts.
+//!
+//! ```no_run
+//! use goalpost_shared::confine::{self, Confinement};
+//! # fn demo(worktree: &std::path::Path, tmp: &std::path::Path) -> Result<(), confine::ConfineError> {
+//! confine::probe()?; // refuses when Landlock is missing or too old
+//! let rules = Confinement::for_worktree(worktree, &[tmp])?;
+//! let cmd = goalpost_shared::process::Command::new("sh", worktree).confine(Some(rules));
+//! # let _ = cmd; Ok(()) }
+//! ```
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    ABI, Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::git::Repo;
+
+/// The oldest Landlock ABI goalpost accepts: ABI 3 (Linux 6.2) is the first that also
+/// controls `truncate(2)`, without which a confined child could still empty any file.
+pub const MIN_ABI: u32 = 3;
+
+/// Test hook: `GOALPOST_LANDLOCK=unavailable` makes [`probe`] report that Landlock is
+/// missing, as on a kernel without it, so the refusal can be tested on any machine.
+pub const LANDLOCK_VAR: &str = "GOALPOST_LANDLOCK";
+
+/// Files outside every writable directory that programs open for writing as a matter
+/// of course; writing to them reaches no file of anyone's.
+const DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full"];
+
+/// What a confined child may write: these directories and everything under them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confinement {
+    pub writable: Vec<PathBuf>,
+}
+
+/// Why a child cannot be confined, or confinement cannot be offered at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfineError {
+    #[error(
+        "Landlock is not available on this system ({why}); goalpost confines agents and \
+         checks with it (Linux 6.2 or later, Landlock ABI {MIN_ABI} or later)"
+    )]
+    Unavailable { why: String },
+    #[error("{} is the repository's main working tree, not a worktree of its own", .0.display())]
+    MainWorktree(PathBuf),
+    #[error("finding the git metadata of {}: {source}", .path.display())]
+    Git {
+        path: PathBuf,
+        source: crate::git::GitError,
+    },
+    #[error("cannot confine to {}: {source}", .path.display())]
+    Path {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("building the Landlock rules: {0}")]
+    Rules(#[from] landlock::RulesetError),
+}
+
+impl ConfineError {
+    /// The hint to print under the error, for a user who has no Landlock.
+    pub fn hint(&self) -> Option<&'static str> {
+        matches!(self, ConfineError::Unavailable { .. }).then_some(
+            "run on a kernel with Landlock enabled (lsm=landlock), or pass --unconfined \
+             to run agents and checks with all of your rights",
+        )
+    }
+}
+
+/// The Landlock ABI the kernel offers, as far as the `landlock` crate knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Abi(pub u32);
+
+impl fmt::Display for Abi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Landlock ABI {}", self.0)
+    }
+}
+
+/// Checks that this system can confine children: Landlock enabled, with ABI
+/// [`MIN_ABI`] or later. Honours the [`LANDLOCK_VAR`] test hook.
+pub fn probe() -> Result<Abi, ConfineError> {
+    if std::env::var_os(LANDLOCK_VAR).as_deref() == Some(OsStr::new("unavailable")) {
+        return Err(ConfineError::Unavailable {
+            why: format!("{LANDLOCK_VAR}=unavailable"),
+        });
+    }
+    let known = [
+        ABI::V7,
+        ABI::V6,
+        ABI::V5,
+        ABI::V4,
+        ABI::V3,
+        ABI::V2,
+        ABI::V1,
+    ];
+    // The newest ABI whose every file-system right the kernel handles, asked through the
+    // crate's own compatibility check rather than a system call of ours.
+    let offered = known.into_iter().zip((1..=7).rev()).find(|&(abi, _)| {
+        Ruleset::default()
+            .set_compatibility(CompatLevel::HardRequirement)
+            .handle_access(AccessFs::from_all(abi))
+            .and_then(|ruleset| ruleset.create())
+            .is_ok()
+    });
+    match offered {
+        Some((_, n)) if n >= MIN_ABI => Ok(Abi(n)),
+        Some((_, n)) => Err(ConfineError::Unavailable {
+            why: format!("the kernel offers Landlock ABI {n}"),
+        }),
+        None => Err(ConfineError::Unavailable {
+            why: "the kernel has no Landlock, or it is not enabled".to_owned(),
+        }),
+    }
+}
+
+impl Confinement {
+    /// Writes allowed under exactly these directories.
+    pub fn new(writable: impl IntoIterator<Item = PathBuf>) -> Confinement {
+        Confinement {
+            writable: writable.into_iter().collect(),
+        }
+    }
+
+    /// The confinement of work in `worktree`, a linked worktree of its repository: the
+    /// worktree, its private git metadata (`<common dir>/worktrees/<name>`), the object
+    /// store, and `private` (temp and state directories, created if missing).
+    pub fn for_worktree(worktree: &Path, private: &[&Path]) -> Result<Confinement, ConfineError> {
+        let repo = Repo::open(worktree).map_err(|source| ConfineError::Git {
+            path: worktree.to_owned(),
+            source,
+        })?;
+        let git_dir = canonical(repo.git_dir())?;
+        let common = canonical(repo.common_dir())?;
+        if git_dir == common {
+            return Err(ConfineError::MainWorktree(worktree.to_owned()));
+        }
+        let mut writable = vec![canonical(worktree)?, git_dir, common.join("objects")];
+        for dir in private {
+            std::fs::create_dir_all(dir).map_err(|source| ConfineError::Path {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            writable.push(canonical(dir)?);
+        }
+        Ok(Confinement { writable })
+    }
+
+    /// Also writable: `dir` (created if missing).
+    pub fn with_writable(mut self, dir: &Path) -> Result<Confinement, ConfineError> {
+        std::fs::create_dir_all(dir).map_err(|source| ConfineError::Path {
+            path: dir.to_owned(),
+            source,
+        })?;
+        self.writable.push(canonical(dir)?);
+        Ok(self)
+    }
+
+    /// The Landlock ruleset for these rules, ready for `landlock_restrict_self(2)` in a
+    /// child. Fails unless the kernel enforces every right goalpost asks for.
+    pub fn ruleset(&self) -> Result<OwnedFd, ConfineError> {
+        probe()?;
+        let abi = ABI::V3;
+        let write = AccessFs::from_write(abi);
+        let mut ruleset = Ruleset::default()
+            .set_compatibility(CompatLevel::HardRequirement)
+            .handle_access(write)?
+            .create()?;
+        for dir in &self.writable {
+            let fd = PathFd::new(dir).map_err(|source| ConfineError::Path {
+                path: dir.clone(),
+                source: std::io::Error::other(source),
+            })?;
+            ruleset = ruleset.add_rule(PathBeneath::new(fd, write))?;
+        }
+        for device in DEVICES {
+            // A device that is not there needs no rule.
+            if let Ok(fd) = PathFd::new(device) {
+                let access = AccessFs::WriteFile | AccessFs::Truncate;
+                ruleset = ruleset.add_rule(PathBeneath::new(fd, access))?;
+            }
+        }
+        let fd: Option<OwnedFd> = ruleset.into();
+        fd.ok_or_else(|| ConfineError::Unavailable {
+            why: "the kernel gave no ruleset".to_owned(),
+        })
+    }
+}
+
+fn canonical(path: &Path) -> Result<PathBuf, ConfineError> {
+    path.canonicalize().map_err(|source| ConfineError::Path {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hint_names_the_escape_hatch() {
+        let err = ConfineError::Unavailable { why: "test".into() };
+        assert!(err.hint().is_some_and(|h| h.contains("--unconfined")));
+        assert!(err.to_string().contains("Landlock is not available"));
+    }
+
+    /// Skipped (passes) where the kernel cannot confine: the refusal is tested end to end.
+    #[test]
+    fn a_confined_child_writes_only_where_it_may() {
+        if probe().is_err() {
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let inside = root.path().join("inside");
+        let outside = root.path().join("outside");
+        std::fs::create_dir_all(&inside).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("kept"), "kept").unwrap();
+        let script = "echo in > inside/new; echo ok >/dev/null || echo refused-null >&2; \
+                      (echo out > outside/new) || echo refused-write >&2; \
+                      truncate -s 0 outside/kept || echo refused-truncate >&2; \
+                      rm -f outside/kept || echo refused-rm >&2; \
+                      mv inside/new outside/moved || echo refused-mv >&2";
+        let cmd = crate::process::Command::new("/bin/sh", root.path())
+            .args(["-c", script])
+            .confine(Some(Confinement::new([inside.clone()])));
+        let outcome = crate::process::run(&cmd, None).unwrap();
+        let stderr = outcome.stderr.text_lossy();
+        for refused in [
+            "refused-write",
+            "refused-truncate",
+            "refused-rm",
+            "refused-mv",
+        ] {
+            assert!(stderr.contains(refused), "{refused} missing: {stderr}");
+        }
+        assert!(stderr.contains("Permission denied"), "{stderr}");
+        assert!(!stderr.contains("refused-null"), "{stderr}");
+        assert!(inside.join("new").exists());
+        assert!(!outside.join("new").exists());
+        assert_eq!(
+            std::fs::read_to_string(outside.join("kept")).unwrap(),
+            "kept"
+        );
+    }
+}
