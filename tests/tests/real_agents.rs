@@ -1,4 +1,4 @@
-//! The real agent CLIs (codex, claude), installed from the npm registry, driven by goalpost
+//! The real agent CLIs (codex, claude, opencode), installed from the npm registry, driven by goalpost
 //! against the scripted model server: what they edit is harvested, audited and merged,
 //! their verdicts are read, their usage is recorded as the server reported it, an
 //! implementer's session is continued, and every fault ends as a failed turn in time.
@@ -45,7 +45,7 @@ fn cli(name: &str) -> Option<PathBuf> {
         let why = format!(
             "the `{name}` CLI is not installed (looked in {} and on PATH); \
              `.ci/run` installs it, or: npm install --prefix .ci/npm @openai/codex@0.169.0 \
-             @anthropic-ai/claude-code@2.1.197",
+             @anthropic-ai/claude-code@2.1.197 opencode-ai@1.18.33",
             bin_dir().display()
         );
         if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -259,6 +259,14 @@ fn iterations(env: &TestEnv) -> Vec<Value> {
         .collect()
 }
 
+/// Panics unless the run completed, showing it and every turn of it.
+fn assert_ran(env: &TestEnv, run: &Run) {
+    if run.code != 0 {
+        let turns = iterations(env);
+        panic!("the run did not complete\n{run}\n--- iterations ---\n{turns:#?}");
+    }
+}
+
 fn tokens(usage: &Value) -> (u64, u64, u64) {
     let n = |k: &str| usage[k].as_u64().unwrap();
     (n("tokens_in"), n("tokens_cached"), n("tokens_out"))
@@ -337,8 +345,8 @@ fn codex_implements_claude_reviews_and_the_edit_is_audited_and_merged() {
     );
     let started = Instant::now();
     let run = env.goalpost(["run", plan, "-C", REPO]);
-    run.assert_code(0);
     eprintln!("the run took {:?}", started.elapsed());
+    assert_ran(&env, &run);
 
     // Harvested, audited, merged: the release branch holds exactly the edit.
     assert_eq!(
@@ -516,4 +524,76 @@ fn a_missing_cli_is_named_with_how_to_install_it() {
         .assert_stderr_has("agent `coder` (adapter codex)")
         .assert_stderr_has("/nonexistent/bin/codex")
         .assert_stderr_has("npm install -g @openai/codex");
+}
+
+/// opencode through the Chat Completions API: its title request is told apart from the
+/// work, its tool call edits the file, its usage and cost are the ones it printed.
+const OPENCODE_SCRIPT: &str = r#"
+[[step]]
+api = "chat"
+unless = "title generator"
+tool_calls = [{ name = "bash", arguments = { command = "printf 'done\n' > notes.txt", description = "finish the note" } }]
+usage = { input = 1000, output = 50, cached = 200 }
+
+[[step]]
+api = "chat"
+unless = "title generator"
+message = "Finished.\nClaims:\n- notes.txt reads done"
+usage = { input = 1300, output = 20, cached = 900 }
+"#;
+
+#[test]
+fn opencode_implements_through_chat_completions_and_the_edit_is_merged() {
+    let Some(opencode) = cli("opencode") else {
+        return;
+    };
+    let env = repo_env();
+    let server = ModelServer::start(&env, OPENCODE_SCRIPT);
+    // A provider of the user's own config, with prices so that opencode reports a cost.
+    let config = env.write(
+        "opencode-user/opencode.json",
+        &format!(
+            r#"{{
+  "provider": {{
+    "scripted": {{
+      "npm": "@ai-sdk/openai-compatible",
+      "name": "Scripted",
+      "options": {{ "baseURL": "{}/v1", "apiKey": "scripted-key" }},
+      "models": {{ "model": {{ "name": "Scripted", "cost": {{ "input": 2, "output": 8, "cache_read": 0.5 }} }} }}
+    }}
+  }}
+}}"#,
+            server.url()
+        ),
+    );
+    let agents = format!(
+        r#"[agents.coder]
+adapter = "opencode"
+command = [{}]
+model = "scripted/model"
+env = {{ OPENCODE_CONFIG = {} }}
+"#,
+        path_quoted(&opencode),
+        path_quoted(&config)
+    );
+    let plan = write_goal(&env, &agents, "implementer = \"coder\"", "5m");
+    let run = env.goalpost(["run", plan, "-C", REPO]);
+    assert_ran(&env, &run);
+    assert_eq!(env.git_out(REPO, &["show", "main:notes.txt"]), "done");
+
+    let iters = iterations(&env);
+    let turn = &iters[0]["implementer"];
+    assert_eq!(tokens(&turn["usage"]), (2300, 1100, 70), "{turn:#}");
+    assert_eq!(turn["usage"]["tool_calls"], 1, "{turn:#}");
+    // The cost is the sum of what opencode printed on its steps.
+    let printed: f64 = turn["record"]["stdout"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "step_finish")
+        .map(|v| v["part"]["cost"].as_f64().unwrap())
+        .sum();
+    assert!(printed > 0.0, "{turn:#}");
+    assert!((turn["usage"]["cost_usd"].as_f64().unwrap() - printed).abs() < 1e-12);
 }

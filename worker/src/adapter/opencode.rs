@@ -1,9 +1,11 @@
 //! The `opencode` adapter: `opencode run --format json`.
 //!
 //! Command line: `opencode run --format json [-m MODEL] ARGS... [--session SESSION]`, the
-//! prompt on stdin. `XDG_DATA_HOME` and `XDG_STATE_HOME` are directories of the attempt's
-//! own (opencode's sessions live there) with the user's `opencode/auth.json` linked in;
-//! its config (`XDG_CONFIG_HOME`) stays the user's.
+//! prompt on stdin. `XDG_DATA_HOME`, `XDG_STATE_HOME`, `XDG_CACHE_HOME` and
+//! `XDG_CONFIG_HOME` are directories of the attempt's own (opencode's sessions and the
+//! provider packages it fetches live there) with the user's `opencode/auth.json` linked
+//! and `opencode/opencode.json` copied in; an `OPENCODE_CONFIG` of the agent's `env` is
+//! read where it is.
 //!
 //! Output: JSON lines, each with `type`, `sessionID` and a `part`: `text` parts carry the
 //! answer, `tool_use` parts are tool calls (a `bash` one's `state.input.command` is a
@@ -43,8 +45,21 @@ impl Cli for Opencode {
     fn prepare(&self, turn: &CliTurn<'_>) -> std::io::Result<Vec<(String, OsString)>> {
         let data = turn.state_dir.join("opencode-data");
         let state = turn.state_dir.join("opencode-state");
+        let cache = turn.state_dir.join("opencode-cache");
+        let config = turn.state_dir.join("opencode-config");
+        fs::create_dir_all(config.join("opencode"))?;
+        if let Some(user) = user_dir(turn, "XDG_CONFIG_HOME", ".config") {
+            for file in ["opencode.json", "opencode.jsonc", "config.json"] {
+                let from = user.join("opencode").join(file);
+                let to = config.join("opencode").join(file);
+                if from.is_file() && !to.exists() {
+                    fs::copy(&from, &to)?;
+                }
+            }
+        }
         fs::create_dir_all(data.join("opencode"))?;
         fs::create_dir_all(&state)?;
+        fs::create_dir_all(&cache)?;
         if let Some(user) = user_dir(turn, "XDG_DATA_HOME", ".local/share") {
             lend(
                 &user.join("opencode/auth.json"),
@@ -54,6 +69,8 @@ impl Cli for Opencode {
         Ok(vec![
             ("XDG_DATA_HOME".to_owned(), data.into_os_string()),
             ("XDG_STATE_HOME".to_owned(), state.into_os_string()),
+            ("XDG_CACHE_HOME".to_owned(), cache.into_os_string()),
+            ("XDG_CONFIG_HOME".to_owned(), config.into_os_string()),
         ])
     }
 
