@@ -170,5 +170,8 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(false)
+        // Once the orchestrator is gone stderr is a broken pipe, and saying so on stderr
+        // again panics; the worker must still end the turn, harvest and write its result.
+        .log_internal_errors(false)
         .init();
 }
