@@ -151,16 +151,20 @@ Stop after {stop_after} iterations with no improvement, or when a check cannot r
     "goal.md"
 }
 
+// The agents and checks of these tests hold on markers outside their worktrees, which
+// only unconfined runs allow: the runs here are about durability, confinement has its
+// own tests (`confinement.rs`).
+
 fn run_goal(env: &TestEnv, plan: &str) -> Run {
-    env.goalpost(["run", plan, "-C", REPO])
+    env.goalpost(["run", plan, "-C", REPO, "--unconfined"])
 }
 
 fn spawn_run(env: &TestEnv, plan: &str, extra: &[(&str, &OsStr)]) -> Running {
-    env.spawn_goalpost(["run", plan, "-C", REPO], extra)
+    env.spawn_goalpost(["run", plan, "-C", REPO, "--unconfined"], extra)
 }
 
 fn resume(env: &TestEnv, args: &[&str]) -> Run {
-    let mut all = vec!["resume", "-C", REPO];
+    let mut all = vec!["resume", "-C", REPO, "--unconfined"];
     all.extend_from_slice(args);
     env.goalpost(all)
 }
@@ -1297,4 +1301,40 @@ fn the_exit_codes_are_the_documented_ones() {
         let row = format!("| {} | {name}", c.code());
         assert!(readme.contains(&row), "README.md has no row {row:?}");
     }
+}
+
+#[test]
+fn an_orchestrator_killed_mid_turn_takes_its_worker_along_and_the_turns_work_is_kept() {
+    let reference_tree = sub_reference_tree();
+    let env = calc_env();
+    let (started, go) = (outside(&env, "turn-started"), outside(&env, "turn-go"));
+    let plan = held_sub_plan(&env, &started, &go);
+    let mut run = spawn_run(&env, plan, &[]);
+    run.await_file(&started);
+    let shell: u32 = line_in(&started).unwrap().parse().unwrap();
+    let agent = goalpost_tests::durable::parent_of(shell).unwrap();
+    let pid = run.pid();
+    run.kill();
+    // The worker follows its orchestrator: it ends the agent's turn (the agent's whole
+    // process group) and harvests what the agent wrote before exiting.
+    await_orphans_gone(pid);
+    for (what, p) in [("agent", agent), ("shell", shell)] {
+        wait_for(&format!("the {what} ({p}) to end"), DEADLINE, || {
+            (!alive(p)).then_some(())
+        });
+    }
+    let st = status(&env);
+    assert_eq!(st["run"]["state"], "active", "{st:#}");
+    let attempt_ref = text(&attempts(&st, "sub")[0]["ref_name"]).to_owned();
+    let kept = env.git_out(REPO, &["show", &format!("{attempt_ref}:ops/sub.sh")]);
+    assert_eq!(format!("{kept}\n"), CALC_SUB);
+
+    let resumed = resume(&env, &[]);
+    resumed.assert_code(0);
+    assert_eq!(status(&env)["run"]["state"], "complete");
+    assert_eq!(
+        env.git_out(REPO, &["rev-parse", "main^{tree}"]),
+        reference_tree
+    );
+    assert_nothing_left(&env, &resumed.to_string());
 }
