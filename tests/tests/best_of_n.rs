@@ -183,6 +183,12 @@ fn run_goal(env: &TestEnv, plan: &str) -> Run {
     env.goalpost(["run", plan, "-C", REPO])
 }
 
+/// The agents (or checks) of some tests leave probes outside their worktrees, which
+/// only an unconfined run allows.
+fn run_goal_unconfined(env: &TestEnv, plan: &str) -> Run {
+    env.goalpost(["run", plan, "-C", REPO, "--unconfined"])
+}
+
 fn status(env: &TestEnv) -> Value {
     let run = env.goalpost(["status", "--json", "-C", REPO]);
     run.assert_code(0);
@@ -638,8 +644,14 @@ message = "Attempt 2 is still getting there.\n"
             .join("audits"),
     )
     .unwrap()
-    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-    .filter(|name| name.starts_with(&format!("{PHASE}.3")))
+    .map(|e| e.unwrap().path())
+    .filter(|dir| {
+        let name = dir.file_name().unwrap().to_string_lossy();
+        // An audit that started was handed its input; a queued one may only have been
+        // offered cached evidence.
+        name.starts_with(&format!("{PHASE}.3")) && dir.join("audit-input.json").exists()
+    })
+    .map(|dir| dir.display().to_string())
     .collect();
     assert!(audit_dirs.is_empty(), "{audit_dirs:?}");
     assert_eq!(file_at(&env, &refs[&3], "bench/duration_ms"), "100\n");
@@ -684,7 +696,7 @@ message = "Attempt {named} reads best.\nWINNER: {named}\n"
             phases: &phases,
         },
     );
-    let run = run_goal(&env, plan);
+    let run = run_goal_unconfined(&env, plan);
     run.assert_code(0);
     let st = status(&env);
     assert_eq!(attempt(&st, PHASE, 2)["state"], "blocked", "{st:#}");
@@ -979,7 +991,7 @@ message = "Recorded what I see.\n"
         },
     );
 
-    let run = run_goal(&env, plan);
+    let run = run_goal_unconfined(&env, plan);
     run.assert_code(0);
     let st = status(&env);
     let id = run_id(&st);
@@ -1086,7 +1098,7 @@ message = "Held a slot.\n"
         },
     );
 
-    let run = run_goal(&env, plan);
+    let run = run_goal_unconfined(&env, plan);
     run.assert_code(0);
     let took: Vec<String> = (1..=4)
         .map(|n| env.read(&format!("slots/took-{n}")).trim().to_owned())

@@ -416,6 +416,7 @@ impl Round<'_> {
             timeout: self.meter.timeout(),
             cancel: Some(self.stop.token()),
             tree: Some(tree),
+            confine: self.confine.as_ref(),
         };
         let turn = adapter::for_spec(spec).run_turn(&request);
         self.meter.record(&turn.record.usage);

@@ -4,8 +4,10 @@
 
 use std::fmt::Write as _;
 use std::fs;
+use std::path::Path;
 use std::time::Duration;
 
+use goalpost_shared::confine::{self, Confinement};
 use goalpost_shared::protocol::{Role, SelectInput, SelectResult};
 
 use crate::adapter::{self, TurnRequest};
@@ -19,6 +21,7 @@ pub const SELECT_ATTEMPT: &str = "0";
 pub fn run(input: &SelectInput) -> std::io::Result<SelectResult> {
     let tmpdir = input.private_dir.join("tmp");
     fs::create_dir_all(&tmpdir)?;
+    let confine = confinement(input, &tmpdir)?;
     let mut env = adapter::allowed_env(&input.env_allow);
     env.insert("TMPDIR".into(), tmpdir.into());
     for (key, value) in &input.reviewer.env {
@@ -45,6 +48,7 @@ pub fn run(input: &SelectInput) -> std::io::Result<SelectResult> {
         timeout: Duration::from_secs(input.timeout_secs.max(1)),
         cancel: None,
         tree: None,
+        confine: confine.as_ref(),
     };
     let turn = adapter::for_spec(&input.reviewer).run_turn(&request);
     let message = turn.record.message.clone();
@@ -57,6 +61,20 @@ pub fn run(input: &SelectInput) -> std::io::Result<SelectResult> {
             .join("\n"),
         turn: turn.record,
     })
+}
+
+/// The selection turn may write only in its temp and state directories (its cwd holds
+/// the worker's own input and output); `None` when the run is unconfined.
+fn confinement(input: &SelectInput, tmpdir: &Path) -> std::io::Result<Option<Confinement>> {
+    if input.unconfined {
+        return Ok(None);
+    }
+    let state = input.private_dir.join("state");
+    confine::probe()
+        .and_then(|_| Confinement::default().with_writable(tmpdir))
+        .and_then(|rules| rules.with_writable(&state))
+        .map(Some)
+        .map_err(std::io::Error::other)
 }
 
 fn prompt_text(input: &SelectInput) -> String {

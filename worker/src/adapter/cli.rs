@@ -217,7 +217,8 @@ impl<C: Cli> CliAdapter<C> {
             .stdin_bytes(request.prompt.as_bytes())
             .timeout(timeout)
             .grace(AGENT_GRACE)
-            .output_cap(OUTPUT_CAP);
+            .output_cap(OUTPUT_CAP)
+            .confine(request.confine.cloned());
         tracing::info!(
             role = request.role.as_str(),
             iteration = request.iteration,

@@ -53,7 +53,8 @@ impl Adapter for CommandAdapter {
             .stdin_bytes(request.prompt.as_bytes())
             .timeout(request.timeout)
             .grace(AGENT_GRACE)
-            .output_cap(OUTPUT_CAP);
+            .output_cap(OUTPUT_CAP)
+            .confine(request.confine.cloned());
         tracing::info!(
             role = request.role.as_str(),
             iteration = request.iteration,

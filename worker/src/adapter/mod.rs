@@ -50,6 +50,8 @@ pub struct TurnRequest<'a> {
     pub cancel: Option<&'a CancelToken>,
     /// The git tree the turn starts on, for the record.
     pub tree: Option<String>,
+    /// Where the agent may write (see [`goalpost_shared::confine`]); `None`: anywhere.
+    pub confine: Option<&'a goalpost_shared::confine::Confinement>,
 }
 
 /// A turn that ran, or could not be started at all.
