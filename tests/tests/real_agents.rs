@@ -1,4 +1,4 @@
-//! The real agent CLIs (codex, claude, opencode), installed from the npm registry, driven by goalpost
+//! The real agent CLIs (codex, claude, opencode, gemini), installed from the npm registry, driven by goalpost
 //! against the scripted model server: what they edit is harvested, audited and merged,
 //! their verdicts are read, their usage is recorded as the server reported it, an
 //! implementer's session is continued, and every fault ends as a failed turn in time.
@@ -45,7 +45,7 @@ fn cli(name: &str) -> Option<PathBuf> {
         let why = format!(
             "the `{name}` CLI is not installed (looked in {} and on PATH); \
              `.ci/run` installs it, or: npm install --prefix .ci/npm @openai/codex@0.169.0 \
-             @anthropic-ai/claude-code@2.1.197 opencode-ai@1.18.33",
+             @anthropic-ai/claude-code@2.1.197 opencode-ai@1.18.33 @google/gemini-cli@0.61.0",
             bin_dir().display()
         );
         if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -596,4 +596,71 @@ env = {{ OPENCODE_CONFIG = {} }}
         .sum();
     assert!(printed > 0.0, "{turn:#}");
     assert!((turn["usage"]["cost_usd"].as_f64().unwrap() - printed).abs() < 1e-12);
+}
+
+/// gemini through the Gemini API: a draft, then (the check failing) a second iteration
+/// that continues the session and finishes the note.
+const GEMINI_SCRIPT: &str = r#"
+[[step]]
+api = "gemini"
+tool_calls = [{ name = "run_shell_command", arguments = { command = "printf 'draft\n' > notes.txt", description = "draft the note" } }]
+usage = { input = 1000, output = 50, cached = 200 }
+
+[[step]]
+api = "gemini"
+message = "Drafted."
+usage = { input = 1300, output = 20, cached = 900 }
+
+[[step]]
+api = "gemini"
+tool_calls = [{ name = "run_shell_command", arguments = { command = "printf 'done\n' > notes.txt", description = "finish the note" } }]
+usage = { input = 2000, output = 40, cached = 1500 }
+
+[[step]]
+api = "gemini"
+message = "Finished.\nClaims:\n- notes.txt reads done"
+usage = { input = 2400, output = 15, cached = 2000 }
+"#;
+
+#[test]
+fn gemini_implements_through_the_gemini_api_and_continues_its_session() {
+    let Some(gemini) = cli("gemini") else {
+        return;
+    };
+    let env = repo_env();
+    let server = ModelServer::start(&env, GEMINI_SCRIPT);
+    // The user's gemini settings: an API key login (the key and the base URL come from
+    // the agent's env).
+    env.write(
+        "gemini-user/.gemini/settings.json",
+        r#"{"security": {"auth": {"selectedType": "gemini-api-key"}}}"#,
+    );
+    let agents = format!(
+        r#"[agents.coder]
+adapter = "gemini"
+command = [{}]
+model = "gemini-2.5-flash"
+env = {{ GEMINI_CLI_HOME = {}, GEMINI_API_KEY = "scripted-key", GOOGLE_GEMINI_BASE_URL = "{}" }}
+"#,
+        path_quoted(&gemini),
+        path_quoted(&env.dir().join("gemini-user")),
+        server.url()
+    );
+    let plan = write_goal(&env, &agents, "implementer = \"coder\"", "5m");
+    let run = env.goalpost(["run", plan, "-C", REPO]);
+    assert_ran(&env, &run);
+    assert_eq!(env.git_out(REPO, &["show", "main:notes.txt"]), "done");
+
+    let iters = iterations(&env);
+    assert_eq!(iters.len(), 2, "{iters:#?}");
+    let first = &iters[0]["implementer"];
+    assert_eq!(tokens(&first["usage"]), (2300, 1100, 70), "{first:#}");
+    let second = &iters[1]["implementer"];
+    assert_eq!(tokens(&second["usage"]), (4400, 3500, 55), "{second:#}");
+    assert_eq!(second["usage"]["tool_calls"], 1, "{second:#}");
+    // The second iteration's first request carries the first one's conversation.
+    let resumed = server.answered_by(2);
+    let contents = resumed["body"]["contents"].to_string();
+    assert!(contents.contains("functionResponse"), "{contents}");
+    assert!(contents.contains("Drafted."), "{contents}");
 }

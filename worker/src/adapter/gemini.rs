@@ -1,8 +1,10 @@
 //! The `gemini` adapter: Google's Gemini CLI in headless mode, `gemini -o stream-json`.
 //!
 //! Command line: `gemini -o stream-json --approval-mode yolo [-m MODEL] ARGS...
-//! [--resume SESSION]`, the prompt on stdin. `GEMINI_CLI_HOME` is a directory of the
-//! attempt's own with the user's `~/.gemini` login files linked in.
+//! [--resume SESSION]`, the prompt on stdin. `GEMINI_CLI_HOME` (gemini's stand-in for the
+//! home directory) is a directory of the attempt's own: the user's `.gemini` login files
+//! (`oauth_creds.json`, `google_accounts.json`) linked in and `settings.json` copied, from
+//! the agent's `GEMINI_CLI_HOME` or `HOME`. The workspace is trusted for the turn.
 //!
 //! Output: JSON lines. `init` names the session; `message` lines of the `assistant` role
 //! carry the answer (in `delta` pieces, concatenated); `tool_use` lines are tool calls
@@ -44,8 +46,12 @@ impl Cli for Gemini {
         let dot = home.join(".gemini");
         fs::create_dir_all(&dot)?;
         if let Some(user) = user_dir(turn, "GEMINI_CLI_HOME", "").map(|h| h.join(".gemini")) {
-            for file in ["oauth_creds.json", "google_accounts.json", "settings.json"] {
+            for file in ["oauth_creds.json", "google_accounts.json"] {
                 lend(&user.join(file), &dot.join(file))?;
+            }
+            let settings = user.join("settings.json");
+            if settings.is_file() && !dot.join("settings.json").exists() {
+                fs::copy(&settings, dot.join("settings.json"))?;
             }
         }
         Ok(vec![
@@ -114,6 +120,31 @@ pub(super) fn parse(stdout: &str) -> Parsed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Printed by Gemini CLI 0.61.0 driven by the scripted model server.
+    const CAPTURED: &str = r#"{"type":"init","timestamp":"2026-11-22T03:18:11.156Z","session_id":"73bec937-e76b-489c-9e50-4fb2cdce63fa","model":"gemini-2.5-flash"}
+{"type":"message","timestamp":"2026-11-22T03:18:11.157Z","role":"user","content":"PLEASE_EDIT notes\n"}
+{"type":"tool_use","timestamp":"2026-11-22T03:18:11.283Z","tool_name":"run_shell_command","tool_id":"run_shell_command__run_shell_command_1795317491212_0","parameters":{"command":"printf 'done\n' > notes.txt","description":"write"}}
+{"type":"tool_result","timestamp":"2026-11-22T03:18:11.608Z","tool_id":"run_shell_command__run_shell_command_1795317491212_0","status":"success","output":""}
+{"type":"message","timestamp":"2026-11-22T03:18:11.709Z","role":"assistant","content":"Finished.","delta":true}
+{"type":"result","timestamp":"2026-11-22T03:18:11.712Z","status":"success","stats":{"total_tokens":2370,"input_tokens":2300,"output_tokens":70,"cached":1100,"input":1200,"duration_ms":556,"tool_calls":1,"models":{"gemini-2.5-flash":{"total_tokens":2370,"input_tokens":2300,"output_tokens":70,"cached":1100,"input":1200}}}}
+"#;
+
+    #[test]
+    fn a_captured_turn_is_read() {
+        let p = parse(CAPTURED);
+        assert_eq!(p.result.as_deref(), Some("Finished."));
+        assert_eq!(
+            p.session_id.as_deref(),
+            Some("73bec937-e76b-489c-9e50-4fb2cdce63fa")
+        );
+        assert_eq!(
+            (p.usage.tokens_in, p.usage.tokens_cached, p.usage.tokens_out),
+            (2300, 1100, 70)
+        );
+        assert_eq!(p.commands, ["printf 'done\n' > notes.txt"]);
+        assert_eq!((p.error, p.bad_lines), (None, 0));
+    }
 
     /// The format of Gemini CLI's headless reference (`-o stream-json`).
     const DOCUMENTED: &str = r#"{"type":"init","timestamp":"2025-10-10T12:00:00.000Z","session_id":"abc123","model":"gemini-2.5-flash"}
