@@ -1302,3 +1302,39 @@ fn the_exit_codes_are_the_documented_ones() {
         assert!(readme.contains(&row), "README.md has no row {row:?}");
     }
 }
+
+#[test]
+fn an_orchestrator_killed_mid_turn_takes_its_worker_along_and_the_turns_work_is_kept() {
+    let reference_tree = sub_reference_tree();
+    let env = calc_env();
+    let (started, go) = (outside(&env, "turn-started"), outside(&env, "turn-go"));
+    let plan = held_sub_plan(&env, &started, &go);
+    let mut run = spawn_run(&env, plan, &[]);
+    run.await_file(&started);
+    let shell: u32 = line_in(&started).unwrap().parse().unwrap();
+    let agent = goalpost_tests::durable::parent_of(shell).unwrap();
+    let pid = run.pid();
+    run.kill();
+    // The worker follows its orchestrator: it ends the agent's turn (the agent's whole
+    // process group) and harvests what the agent wrote before exiting.
+    await_orphans_gone(pid);
+    for (what, p) in [("agent", agent), ("shell", shell)] {
+        wait_for(&format!("the {what} ({p}) to end"), DEADLINE, || {
+            (!alive(p)).then_some(())
+        });
+    }
+    let st = status(&env);
+    assert_eq!(st["run"]["state"], "active", "{st:#}");
+    let attempt_ref = text(&attempts(&st, "sub")[0]["ref_name"]).to_owned();
+    let kept = env.git_out(REPO, &["show", &format!("{attempt_ref}:ops/sub.sh")]);
+    assert_eq!(format!("{kept}\n"), CALC_SUB);
+
+    let resumed = resume(&env, &[]);
+    resumed.assert_code(0);
+    assert_eq!(status(&env)["run"]["state"], "complete");
+    assert_eq!(
+        env.git_out(REPO, &["rev-parse", "main^{tree}"]),
+        reference_tree
+    );
+    assert_nothing_left(&env, &resumed.to_string());
+}
