@@ -168,7 +168,9 @@ fn command_line(agent: &Agent, program: &str) -> Vec<String> {
             "--json",
             "--skip-git-repo-check",
             "--sandbox",
-            "workspace-write",
+            // Goalpost's own confinement replaces codex's sandbox, which cannot be set up
+            // inside it; `goalpost run --unconfined` keeps codex's `workspace-write`.
+            "danger-full-access",
             "-c",
             "approval_policy=\"never\"",
         ],

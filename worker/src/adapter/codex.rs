@@ -1,7 +1,11 @@
 //! The `codex` adapter: `codex exec --json`, OpenAI's Codex CLI run unattended.
 //!
-//! Command line: `codex exec --json --skip-git-repo-check --sandbox workspace-write
+//! Command line: `codex exec --json --skip-git-repo-check --sandbox SANDBOX
 //! -c approval_policy="never" [-m MODEL] ARGS... [resume SESSION] -`, the prompt on stdin.
+//! SANDBOX is `workspace-write` when the run is unconfined, and `danger-full-access` when
+//! goalpost confines the turn itself: codex's own sandbox (bubblewrap, or its older
+//! Landlock form, which also wants bubblewrap) cannot be set up inside goalpost's Landlock,
+//! and goalpost's confinement already keeps the agent's writes to its worktree.
 //! `CODEX_HOME` is a directory of the attempt's own, seeded with the user's `config.toml`
 //! (copied) and `auth.json` (linked), from the agent's `CODEX_HOME` or `~/.codex`.
 //!
@@ -37,7 +41,7 @@ impl Cli for Codex {
             "--json",
             "--skip-git-repo-check",
             "--sandbox",
-            "workspace-write",
+            sandbox(turn),
             "-c",
             "approval_policy=\"never\"",
         ]
@@ -71,6 +75,15 @@ impl Cli for Codex {
 
     fn cumulative_usage(&self) -> bool {
         true
+    }
+}
+
+/// Codex's sandbox mode for `turn`.
+fn sandbox(turn: &CliTurn<'_>) -> &'static str {
+    if turn.request.confine.is_some() {
+        "danger-full-access"
+    } else {
+        "workspace-write"
     }
 }
 
@@ -114,6 +127,9 @@ pub(super) fn parse(stdout: &str) -> Parsed {
     }
     if completed {
         p.result = Some(p.last_text.clone());
+        // What codex reports as an `error` before completing a turn is a warning (a
+        // deprecated setting, a retried stream): the turn itself succeeded.
+        errors.clear();
     }
     errors.dedup();
     if !errors.is_empty() {
