@@ -158,7 +158,7 @@ impl<'r> Pool<'r> {
     /// pooled when its work is safe on the ref and the pool has room, removed when it is
     /// safe and the pool is full, kept otherwise.
     pub fn release(&self, path: &Path, attempt_ref: &str) -> Released {
-        if let Err(why) = work_is_on_ref(self.repo, path, attempt_ref) {
+        if let Err(why) = work_is_on_ref(self.repo, path, attempt_ref, &self.config.cache_dirs) {
             return Released::Kept(why);
         }
         if self.config.size == 0 || self.idle().len() >= self.config.size {
@@ -220,7 +220,12 @@ pub fn drain_dir(repo: &Repo, dir: &Path) {
 }
 
 /// Why the worktree at `path` may hold work that is not on `attempt_ref`, if it may.
-fn work_is_on_ref(repo: &Repo, path: &Path, attempt_ref: &str) -> Result<(), String> {
+fn work_is_on_ref(
+    repo: &Repo,
+    path: &Path,
+    attempt_ref: &str,
+    cache_dirs: &[String],
+) -> Result<(), String> {
     let tree = Repo::open(path).map_err(|e| e.to_string())?;
     if tree.common_dir() != repo.common_dir() {
         return Err("it belongs to another repository".to_owned());
@@ -238,10 +243,55 @@ fn work_is_on_ref(repo: &Repo, path: &Path, attempt_ref: &str) -> Result<(), Str
     if !repo.is_ancestor(head, on_ref).map_err(|e| e.to_string())? {
         return Err(format!("its HEAD {head} is not on {attempt_ref}"));
     }
-    if tree.is_dirty().map_err(|e| e.to_string())? {
-        return Err(format!("it holds changes not on {attempt_ref}"));
+    if let Some(path) = first_change(&tree, cache_dirs).map_err(|e| e.to_string())? {
+        return Err(format!("it holds changes not on {attempt_ref} ({path})"));
     }
     Ok(())
+}
+
+/// The first path git sees a change in (tracked, or untracked and not ignored), leaving
+/// out untracked files in the cache directories: recycling keeps those, so they are never
+/// lost with it.
+fn first_change(tree: &Repo, cache_dirs: &[String]) -> Result<Option<String>, GitError> {
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(true)
+        .include_ignored(false)
+        .recurse_untracked_dirs(false)
+        .exclude_submodules(false);
+    let statuses = tree
+        .git2()
+        .statuses(Some(&mut opts))
+        .map_err(|source| GitError::Git2 {
+            context: "reading the worktree's status".to_owned(),
+            source,
+        })?;
+    Ok(statuses.iter().find_map(|entry| {
+        let status = entry.status();
+        let path = String::from_utf8_lossy(entry.path_bytes()).into_owned();
+        let cached =
+            status == git2::Status::WT_NEW && cache_dirs.iter().any(|d| in_cache_dir(&path, d));
+        (!status.is_empty() && !status.contains(git2::Status::IGNORED) && !cached).then_some(path)
+    }))
+}
+
+/// Whether repository-relative `path` is inside the cache directory `pattern`: `target/`
+/// (any directory of that name), `/target/` or `build/cache/` (from the root).
+fn in_cache_dir(path: &str, pattern: &str) -> bool {
+    let dir = pattern.trim_end_matches('/');
+    if let Some(anchored) = dir.strip_prefix('/') {
+        return path
+            .strip_prefix(anchored)
+            .is_some_and(|rest| rest.starts_with('/'));
+    }
+    if dir.contains('/') {
+        return path
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'));
+    }
+    path.split('/')
+        .rev()
+        .skip(1)
+        .any(|component| component == dir)
 }
 
 /// Makes the pooled worktree now at `path` a checkout of `commit` as `git worktree add`

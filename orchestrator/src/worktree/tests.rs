@@ -339,6 +339,39 @@ fn a_full_pool_removes_and_an_off_pool_never_keeps() {
 }
 
 #[test]
+fn untracked_files_in_a_cache_dir_are_not_work_but_anything_else_is() {
+    let f = Fixture::new();
+    // No .gitignore: `target/` is untracked, not ignored.
+    let c = f.commit(&[("a.txt", Some("a\n"))]);
+    f.set_ref("refs/goalpost/r/p/1", c);
+    let pool = f.pool(2);
+    let wt = f.path("wt/p.1");
+    pool.checkout(&wt, c).unwrap();
+    fs::create_dir_all(wt.join("target")).unwrap();
+    fs::write(wt.join("target/o"), "cache").unwrap();
+    assert_eq!(pool.release(&wt, "refs/goalpost/r/p/1"), Released::Pooled);
+    let wt = f.path("wt/p.2");
+    pool.checkout(&wt, c).unwrap();
+    fs::write(wt.join("targets.txt"), "work").unwrap();
+    assert!(matches!(
+        pool.release(&wt, "refs/goalpost/r/p/1"),
+        Released::Kept(_)
+    ));
+}
+
+#[test]
+fn cache_dir_patterns() {
+    assert!(in_cache_dir("target/", "target/"));
+    assert!(in_cache_dir("crates/x/target/", "target/"));
+    assert!(!in_cache_dir("target.txt", "target/"));
+    assert!(!in_cache_dir("src/target.rs", "target"));
+    assert!(in_cache_dir("target/", "/target/"));
+    assert!(!in_cache_dir("x/target/", "/target/"));
+    assert!(in_cache_dir("build/cache/", "build/cache/"));
+    assert!(!in_cache_dir("build/cachex/", "build/cache"));
+}
+
+#[test]
 fn the_defaults_keep_target() {
     let config = PoolConfig::default();
     assert_eq!(config.size, DEFAULT_POOL_SIZE);
