@@ -511,6 +511,35 @@ fn a_stalled_model_server_ends_the_turn_at_the_wall_budget() {
 }
 
 #[test]
+fn claude_against_a_failing_server_ends_as_a_failed_turn_with_its_error() {
+    let Some(claude) = cli("claude") else {
+        return;
+    };
+    let env = repo_env();
+    let server = ModelServer::start(
+        &env,
+        "[[step]]\napi = \"messages\"\ntimes = 0\nfault = { status = 500 }\n",
+    );
+    // Without CLAUDE_CODE_MAX_RETRIES claude retries a failing server ten times, with
+    // growing delays, inside one turn.
+    let agents = claude_agent(&server, &claude)
+        .replace("[agents.critic]", "[agents.coder]")
+        .replace(
+            "ANTHROPIC_API_KEY",
+            "CLAUDE_CODE_MAX_RETRIES = \"0\", ANTHROPIC_API_KEY",
+        );
+    let plan = write_goal(&env, &agents, "implementer = \"coder\"", "2m");
+    let started = Instant::now();
+    let run = env.goalpost(["run", plan, "-C", REPO]);
+    assert_eq!(run.code, 3, "blocked\n{run}");
+    let error = first_error(&env);
+    assert!(error.contains("API Error: 500"), "{error}");
+    assert!(error.contains("after 2 tries"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(120));
+    drop(server);
+}
+
+#[test]
 fn a_missing_cli_is_named_with_how_to_install_it() {
     let env = repo_env();
     let plan = write_goal(
