@@ -468,6 +468,44 @@ fn crash_case(n: u32, reference_tree: &str) -> Option<String> {
     Some(point)
 }
 
+/// Crash cases run at once: each spends most of its time waiting for processes.
+const PARALLEL: usize = 3;
+
+/// [`crash_case`] for each of `points`, [`PARALLEL`] at a time.
+fn crash_cases(points: &[u32], reference_tree: &str) -> Vec<(u32, Option<String>)> {
+    std::thread::scope(|scope| {
+        let cases: Vec<_> = points
+            .iter()
+            .map(|&n| scope.spawn(move || (n, crash_case(n, reference_tree))))
+            .collect();
+        cases
+            .into_iter()
+            .map(|case| case.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+/// Notes what crash cases found: the points they reached, and where the run ends
+/// (before the first point it did not reach). Returns how many points were reached.
+fn record(
+    results: Vec<(u32, Option<String>)>,
+    covered: &mut BTreeMap<u32, String>,
+    last_point: &mut u32,
+) -> usize {
+    let mut reached = 0;
+    for (n, point) in results {
+        match point {
+            Some(point) => {
+                eprintln!("crash point {point}: resumed and converged");
+                covered.insert(n, point);
+                reached += 1;
+            }
+            None => *last_point = (*last_point).min(n - 1),
+        }
+    }
+    reached
+}
+
 /// The crash points to try: `GOALPOST_CRASH_POINTS=all` or `=3,17,40`; otherwise 22
 /// points per seed of `GOALPOST_CRASH_SEEDS` (default: a fixed one), in the order the
 /// seed gives, and then the run's last points.
@@ -524,33 +562,42 @@ fn a_run_killed_at_any_crash_point_and_resumed_converges_to_the_uninterrupted_re
     let mut last_point = u32::MAX;
     for order in crash_orders() {
         let mut this_seed = 0;
-        for n in order {
-            if n > last_point || (!exhaustive && this_seed >= WANT) {
-                continue;
+        let mut order = order.into_iter();
+        loop {
+            let want = if exhaustive {
+                PARALLEL
+            } else {
+                WANT - this_seed
+            };
+            let batch: Vec<u32> = order
+                .by_ref()
+                .filter(|&n| n <= last_point)
+                .take(want.min(PARALLEL))
+                .collect();
+            if batch.is_empty() || want == 0 {
+                break;
             }
-            match crash_case(n, &reference_tree) {
-                Some(point) => {
-                    eprintln!("crash point {point}: resumed and converged");
-                    covered.insert(n, point);
-                    this_seed += 1;
-                }
-                None => last_point = last_point.min(n - 1),
-            }
+            this_seed += record(
+                crash_cases(&batch, &reference_tree),
+                &mut covered,
+                &mut last_point,
+            );
         }
     }
     // The run's last points (the release move and the end) always: walk on from the
     // last point covered until the run ends before the point.
     if !exhaustive {
-        let mut n = covered.keys().max().copied().unwrap_or(0) + 1;
-        while n <= last_point {
-            match crash_case(n, &reference_tree) {
-                Some(point) => {
-                    eprintln!("crash point {point}: resumed and converged");
-                    covered.insert(n, point);
-                }
-                None => last_point = n - 1,
-            }
-            n += 1;
+        let mut next = covered.keys().max().copied().unwrap_or(0) + 1;
+        while next <= last_point {
+            let batch: Vec<u32> = (next..next + PARALLEL as u32)
+                .filter(|&n| n <= last_point)
+                .collect();
+            next += PARALLEL as u32;
+            record(
+                crash_cases(&batch, &reference_tree),
+                &mut covered,
+                &mut last_point,
+            );
         }
     }
     eprintln!(
