@@ -23,21 +23,28 @@ pub(crate) struct Session {
     pub totals: Usage,
 }
 
-/// The state dir of agent `name` for the attempt `request` belongs to:
-/// `<state>/agents/<name>`, where `<state>` is the attempt's state directory, named by
-/// `GOALPOST_STATE_DIR` in the agent's environment (the one place besides the worktree and
-/// the temp dir a confined agent may write), else `<private>/state`: prompt files live in
-/// `<private>/prompts/`, so the attempt's private dir is the prompt file's grandparent.
+/// The state dir of agent `name` for the turn `request` belongs to: `<state>/agents/<name>`,
+/// where `<state>` is the attempt's state directory named by `GOALPOST_STATE_DIR`, else
+/// (a turn of no attempt, such as a best-of-n selection) `goalpost-state` in the turn's
+/// `TMPDIR`: the places a confined agent may write besides its worktree.
 pub(crate) fn state_dir(request: &TurnRequest<'_>, name: &str) -> PathBuf {
-    let state = match request.env.get(std::ffi::OsStr::new("GOALPOST_STATE_DIR")) {
-        Some(dir) => PathBuf::from(dir),
-        None => request
-            .prompt_file
-            .parent()
-            .and_then(Path::parent)
-            .unwrap_or(request.cwd)
-            .join("state"),
+    let var = |key: &str| {
+        request
+            .env
+            .get(std::ffi::OsStr::new(key))
+            .map(PathBuf::from)
     };
+    let state = var("GOALPOST_STATE_DIR")
+        .or_else(|| var("TMPDIR").map(|tmp| tmp.join("goalpost-state")))
+        .unwrap_or_else(|| {
+            // Prompt files live in `<private>/prompts/`.
+            request
+                .prompt_file
+                .parent()
+                .and_then(Path::parent)
+                .unwrap_or(request.cwd)
+                .join("state")
+        });
     state.join("agents").join(safe_name(name))
 }
 
@@ -93,6 +100,32 @@ mod tests {
         assert_eq!(load(&state), Some(session));
         forget(&state);
         assert_eq!(load(&state), None);
+    }
+
+    #[test]
+    fn the_state_dir_is_where_a_confined_agent_may_write() {
+        let mut request = TurnRequest {
+            role: goalpost_shared::protocol::Role::Reviewer,
+            iteration: 0,
+            prompt: "",
+            cwd: Path::new("/w"),
+            env: Default::default(),
+            prompt_file: PathBuf::from("/p/prompts/select.md"),
+            timeout: std::time::Duration::from_secs(1),
+            cancel: None,
+            tree: None,
+            confine: None,
+        };
+        assert_eq!(state_dir(&request, "c"), Path::new("/p/state/agents/c"));
+        request.env.insert("TMPDIR".into(), "/p/tmp".into());
+        assert_eq!(
+            state_dir(&request, "c"),
+            Path::new("/p/tmp/goalpost-state/agents/c")
+        );
+        request
+            .env
+            .insert("GOALPOST_STATE_DIR".into(), "/p/state".into());
+        assert_eq!(state_dir(&request, "c"), Path::new("/p/state/agents/c"));
     }
 
     #[test]
