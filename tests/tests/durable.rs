@@ -3,6 +3,10 @@
 //! interrupts a run that `resume` completes; pause stops at a safe boundary or at once;
 //! every budget stops the run at its limit; an agent that makes no progress is stopped; a
 //! second run on the same repository is refused; the exit codes are the documented ones.
+//!
+//! The crash-recovery test covers 22 crash points chosen by a fixed seed, then the run's
+//! last ones; `GOALPOST_CRASH_SEEDS=1,2,3` adds the points of more seeds,
+//! `GOALPOST_CRASH_POINTS=all` (or `=3,17,40`) runs every point (or those).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -1384,4 +1388,36 @@ fn an_orchestrator_killed_mid_turn_takes_its_worker_along_and_the_turns_work_is_
         reference_tree
     );
     assert_nothing_left(&env, &resumed.to_string());
+}
+
+#[test]
+fn ctrl_c_pauses_at_the_boundary_and_a_second_ctrl_c_ends_the_turn_at_once() {
+    let env = calc_env();
+    let started = outside(&env, "turn-started");
+    // Never told to go: only the second interrupt ends this turn.
+    let plan = two_turn_plan(&env, &hold(&started, &outside(&env, "never")));
+    let mut run = spawn_run(&env, plan, &[]);
+    run.await_file(&started);
+    let shell: u32 = line_in(&started).unwrap().parse().unwrap();
+    let interrupt = |pid: u32| {
+        let status = std::process::Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+
+    interrupt(run.pid());
+    run.await_file(&attempt_dir(&env, "ops", 1).join("stop"));
+    assert!(
+        alive(shell),
+        "the first interrupt waits for the running turn"
+    );
+    interrupt(run.pid());
+    let done = run.wait();
+    wait_for("the agent's shell to end", DEADLINE, || {
+        (!alive(shell)).then_some(())
+    });
+    assert!(done.stdout.contains("paused at once"), "{done}");
+    assert_paused_after_one_turn_then_resumed(&env, &done);
 }
