@@ -7,6 +7,7 @@
 //! same thing on every machine and can check that no worktree is left behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod corpus;
 pub mod durable;
 
 use std::collections::BTreeMap;

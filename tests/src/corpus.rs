@@ -1,0 +1,318 @@
+//! The adversarial corpus's stage: a small repository whose goal file lets a scripted
+//! agent try one escape per run, and the means to tell afterwards what got through: a
+//! byte snapshot of the repository's refs, `HEAD`, config, `packed-refs` and hooks, the
+//! attempt's private temp dir (where an agent leaves its evidence), the audit reports and
+//! the integration tip.
+//!
+//! Every run waits for human approval (`approval = "human"`), so the release branch never
+//! moves: the snapshot before and after must be identical, whatever the agent did.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::{Run, TestEnv, binary};
+
+/// The repository's directory under the test's directory.
+pub const REPO: &str = "proj";
+
+/// A second worktree of the repository, as a user might keep one; no agent may touch it.
+pub const SIBLING: &str = "sibling";
+
+/// The repository at base: `app.sh` (allowed), `tests/check.sh` (protected: the check),
+/// `vendor/lib.sh` (forbidden) and `docs/readme.md` (allowed).
+pub const FILES: &[(&str, &str)] = &[
+    ("app.sh", "#!/bin/sh\necho hello\n"),
+    (
+        "tests/check.sh",
+        "#!/bin/sh\n# The app must print exactly `hello`, on stdout and stderr together.\n\
+         out=$(sh app.sh 2>&1)\n\
+         [ \"$out\" = hello ] || { echo \"app.sh printed: $out\"; exit 1; }\n",
+    ),
+    ("vendor/lib.sh", "# vendored; never edited here\n"),
+    ("docs/readme.md", "# proj\n"),
+];
+
+/// A test's repository, with a sibling worktree and nothing else.
+#[derive(Debug)]
+pub struct Corpus {
+    pub env: TestEnv,
+}
+
+impl Default for Corpus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Corpus {
+    pub fn new() -> Corpus {
+        let env = TestEnv::new();
+        env.repo(REPO, FILES);
+        let sibling = env.dir().join(SIBLING);
+        env.git(
+            REPO,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "--detach",
+                sibling.to_str().unwrap(),
+            ],
+        );
+        Corpus { env }
+    }
+
+    pub fn repo(&self) -> PathBuf {
+        self.env.dir().join(REPO)
+    }
+
+    pub fn sibling(&self) -> PathBuf {
+        self.env.dir().join(SIBLING)
+    }
+
+    /// A path in `/tmp` itself, outside every temp dir goalpost makes, unique to this test.
+    pub fn system_tmp_path(&self) -> PathBuf {
+        let name = self.env.dir().file_name().unwrap().to_string_lossy();
+        Path::new("/tmp").join(format!("{name}-escape"))
+    }
+
+    /// Writes the scripted agent's `script` and a goal file whose one phase (`goal`) that
+    /// agent implements alone, with a per-attempt `wall` budget; returns the goal's name.
+    pub fn write_goal(&self, script: &str, wall: &str) -> &'static str {
+        self.write_goal_with(script, wall, "")
+    }
+
+    /// [`Corpus::write_goal`], with the agent started as `sh -c WRAPPER AGENT` when
+    /// `wrapper` is not empty (`exec "$0"` runs the agent).
+    pub fn write_goal_with(&self, script: &str, wall: &str, wrapper: &str) -> &'static str {
+        let script_path = self.env.write("agent.toml", script);
+        let scripted = toml_path(&binary("scripted-agent"));
+        let agent = if wrapper.is_empty() {
+            scripted
+        } else {
+            format!("\"sh\", \"-c\", {}, {scripted}", toml_str(wrapper))
+        };
+        let text = format!(
+            r#"+++
+release = "main"
+max_parallel = 1
+approval = "human"
+
+[budget]
+turns = 4
+wall = "{wall}"
+
+[agents.coder]
+adapter = "command"
+command = [{agent}]
+env = {{ SCRIPTED_AGENT_SCRIPT = {script} }}
+
+[roles]
+implementer = "coder"
++++
+
+# Goal: proj says hello
+
+## Outcome
+`sh app.sh` prints hello; the docs say so.
+
+## Verification surface
+- `sh tests/check.sh` passes
+
+## Boundaries
+- Allowed paths: app.sh, docs/, ops/
+- Forbidden paths: vendor/
+- Protected paths: tests/
+
+## Blocked stop condition
+Stop after 1 iteration with no improvement.
+"#,
+            script = toml_path(&script_path),
+        );
+        self.env.write("goal.md", &text);
+        "goal.md"
+    }
+
+    /// `goalpost ARGS -C proj` with `env` added to the hermetic environment.
+    pub fn goalpost(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.env.command(binary("goalpost"));
+        cmd.args(args).args(["-C", REPO]);
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        Run::of(cmd)
+    }
+
+    /// The repository's run directories (`.git/goalpost/runs/<id>`).
+    fn run_dirs(&self) -> Vec<PathBuf> {
+        let runs = self.repo().join(".git/goalpost/runs");
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs)
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        dirs.sort();
+        dirs
+    }
+
+    /// The private temp dir of the first attempt of the last run (the agent's `TMPDIR`).
+    pub fn attempt_tmp(&self) -> PathBuf {
+        let run = self.run_dirs().pop().expect("a run directory");
+        run.join("attempts/goal.1/tmp")
+    }
+
+    /// A file the agent left in its temp dir, or "" when there is none.
+    pub fn evidence(&self, name: &str) -> String {
+        std::fs::read_to_string(self.attempt_tmp().join(name)).unwrap_or_default()
+    }
+
+    /// Every audit report (`audit.json`) of every run, concatenated.
+    pub fn audit_reports(&self) -> String {
+        let mut out = String::new();
+        for run in self.run_dirs() {
+            let Ok(audits) = std::fs::read_dir(run.join("audits")) else {
+                continue;
+            };
+            let mut dirs: Vec<PathBuf> = audits.flatten().map(|e| e.path()).collect();
+            dirs.sort();
+            for dir in dirs {
+                if let Ok(text) = std::fs::read_to_string(dir.join("audit.json")) {
+                    out.push_str(&text);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
+    /// Every audit report of every run, parsed.
+    pub fn audit_jsons(&self) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for run in self.run_dirs() {
+            let Ok(audits) = std::fs::read_dir(run.join("audits")) else {
+                continue;
+            };
+            for dir in audits.flatten() {
+                if let Ok(text) = std::fs::read_to_string(dir.path().join("audit.json")) {
+                    out.push(serde_json::from_str(&text).expect("audit.json is JSON"));
+                }
+            }
+        }
+        out
+    }
+
+    /// The files at the tip of the last run's integration ref.
+    pub fn integration_files(&self) -> BTreeMap<String, String> {
+        let refs = self.env.git_out(
+            REPO,
+            &[
+                "for-each-ref",
+                "--format=%(refname)",
+                "refs/goalpost/*/integration",
+            ],
+        );
+        let last = refs.lines().last().expect("an integration ref").to_owned();
+        self.env.tree_files(REPO, &last)
+    }
+
+    /// The release branch's files.
+    pub fn release_files(&self) -> BTreeMap<String, String> {
+        self.env.tree_files(REPO, "main")
+    }
+}
+
+/// What no agent and no check may change: every ref but goalpost's own, `HEAD`, the
+/// config, `packed-refs` and the hooks of the repository, byte for byte, and the files of
+/// the main working tree and of the sibling worktree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub refs: String,
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl Snapshot {
+    pub fn take(corpus: &Corpus) -> Snapshot {
+        let refs = corpus
+            .env
+            .git_out(REPO, &["for-each-ref", "--format=%(refname) %(objectname)"])
+            .lines()
+            .filter(|line| !line.starts_with("refs/goalpost/"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let git = corpus.repo().join(".git");
+        let mut files = BTreeMap::new();
+        for name in ["HEAD", "config", "packed-refs"] {
+            if let Ok(bytes) = std::fs::read(git.join(name)) {
+                files.insert(format!(".git/{name}"), bytes);
+            }
+        }
+        collect(&git.join("hooks"), ".git/hooks", &mut files);
+        for (label, dir) in [("main", corpus.repo()), ("sibling", corpus.sibling())] {
+            for (rel, _) in FILES {
+                if let Ok(bytes) = std::fs::read(dir.join(rel)) {
+                    files.insert(format!("{label}:{rel}"), bytes);
+                }
+            }
+        }
+        Snapshot { refs, files }
+    }
+}
+
+fn collect(dir: &Path, label: &str, out: &mut BTreeMap<String, Vec<u8>>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if path.is_dir() {
+            collect(&path, &format!("{label}/{name}"), out);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.insert(format!("{label}/{name}"), bytes);
+        }
+    }
+}
+
+/// A path as a TOML basic string.
+pub fn toml_path(path: &Path) -> String {
+    toml_str(path.to_str().expect("test paths are UTF-8"))
+}
+
+/// A string as a TOML basic string (JSON's escapes are TOML's).
+pub fn toml_str(text: &str) -> String {
+    serde_json::to_string(text).expect("a string serializes")
+}
+
+/// Whether process `pid` still runs (a zombie does not count).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// The number in `file`, written by an agent (`echo $$ > file`).
+pub fn pid_in(file: &Path) -> Option<u32> {
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+}
+
+/// Waits up to `limit` for `pid` to be gone; whether it is.
+pub fn gone_within(pid: u32, limit: Duration) -> bool {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    !alive(pid)
+}
+
+/// Whether `text` shows the kernel refusing an access: EACCES or EPERM as a shell, git or
+/// coreutils print them.
+pub fn refused(text: &str) -> bool {
+    text.contains("Permission denied") || text.contains("Operation not permitted")
+}
