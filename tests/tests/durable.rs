@@ -464,6 +464,17 @@ fn crash_case(n: u32, reference_tree: &str) -> Option<String> {
     };
     let killed = run.kill();
     await_orphans_gone(pid);
+    // The lock names a dead process: stale. A new run is refused: the interrupted one
+    // still holds its worktrees and refs (or, killed after the release branch moved, the
+    // working tree does not hold the branch yet).
+    let lock = std::fs::read_to_string(lock_file(&env)).unwrap_or_default();
+    assert!(lock.ends_with(&format!(" {pid}\n")), "lock: {lock:?}");
+    let again = run_goal(&env, plan);
+    assert_eq!(again.code, i32::from(ExitCode::BadInput.code()), "{again}");
+    assert!(
+        again.stderr.contains("was interrupted") || again.stderr.contains("uncommitted changes"),
+        "{again}"
+    );
     let resumed = resume(&env, &[]);
     let context =
         format!("crash point {point}\n--- killed run ---\n{killed}\n--- resume ---\n{resumed}");
@@ -1229,6 +1240,40 @@ fn an_agent_that_changes_nothing_is_stopped_after_two_empty_turns() {
         blocker.contains("made no change in 2 turns in a row"),
         "{blocker}"
     );
+    assert_nothing_left(&env, &run.to_string());
+}
+
+#[test]
+fn a_check_that_cannot_run_blocks_the_attempt_at_once() {
+    let env = calc_env();
+    let script = logging_script(
+        &env,
+        &format!(
+            ", {{ write = \"ops/sub.sh\", content = {} }}",
+            quoted(CALC_SUB)
+        ),
+    );
+    let plan = write_goal(
+        &env,
+        &script,
+        &Goal {
+            reviewer: false,
+            stop_after: 5,
+            phases: "## Phases
+
+### sub: Subtraction
+Outcome: `sh calc.sh sub 5 3` prints 2.
+Verification: `./no-such-test-runner`
+",
+            ..Goal::default()
+        },
+    );
+    let run = run_goal(&env, plan);
+    assert_eq!(run.code, i32::from(ExitCode::Blocked.code()), "{run}");
+    assert_eq!(env.read("turns.log"), "1\n", "{run}");
+    let st = status(&env);
+    let blocker = text(&st["run"]["blocker"]);
+    assert!(blocker.contains("no-such-test-runner"), "{blocker}");
     assert_nothing_left(&env, &run.to_string());
 }
 
