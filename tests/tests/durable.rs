@@ -1062,6 +1062,15 @@ fn a_raised_token_budget_lets_resume_complete_the_attempt() {
     let run = budget_run(&env, "tokens = 1000", USAGE, 0);
     assert_budget_stop(&env, &run, 2, "tokens", "1200", "1000");
 
+    // Resumed as it is, the budget is still spent: no turn starts.
+    let again = resume(&env, &[]);
+    assert_eq!(
+        again.code,
+        i32::from(ExitCode::BudgetLimited.code()),
+        "{again}"
+    );
+    assert_eq!(logged_turns(&env).len(), 2, "{again}");
+
     let resumed = resume(&env, &["--budget", "tokens=+1000"]);
     resumed.assert_code(0);
     let st = status(&env);
