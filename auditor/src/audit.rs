@@ -23,7 +23,7 @@ use std::time::Duration;
 use goalpost_shared::boundary::{BoundaryError, BoundaryRules};
 use goalpost_shared::cache;
 use goalpost_shared::check::run_check;
-use goalpost_shared::confine::{ConfineError, Confinement};
+use goalpost_shared::confine::{ConfineError, Confinement, GitLinks};
 use goalpost_shared::contract::{Check, CheckKind};
 use goalpost_shared::git::{GitError, Repo};
 use goalpost_shared::process;
@@ -162,6 +162,9 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         let confine = (!input.unconfined)
             .then(|| Confinement::for_worktree(checkout.path(), &[scratch.path()]))
             .transpose()?;
+        // A check may rewrite the checkout's git links; they are put back before the
+        // checkout is removed or recycled by git commands that follow them.
+        let links = GitLinks::read(checkout.path()).ok();
         for (slot, check) in slots.iter_mut().zip(&machine) {
             if slot.is_some() {
                 continue;
@@ -178,6 +181,9 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
             result.record.tree = restored.is_empty().then(|| tree.clone());
             cap_output(&mut result);
             *slot = Some(result);
+        }
+        if let Some(Err(err)) = links.as_ref().map(GitLinks::restore) {
+            tracing::warn!("cannot put back the audit worktree's git links: {err}");
         }
         if let Err(err) = checkout.remove() {
             // The evidence is in hand; a leftover directory is for `goalpost gc`, not a

@@ -204,6 +204,56 @@ impl Confinement {
     }
 }
 
+/// The files through which git finds a linked worktree's metadata: `<worktree>/.git`
+/// and, in the metadata dir, `gitdir` and `commondir`. They are inside what a confined
+/// child may write, yet goalpost's own git commands (the harvest, the checkout pool) follow
+/// them with all of goalpost's rights: a child that pointed them at a repository of its
+/// own could have those commands write there, or run what that repository's config says.
+/// So they are read before a child runs and put back after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitLinks {
+    files: Vec<(PathBuf, Vec<u8>)>,
+}
+
+impl GitLinks {
+    /// Reads the links of `worktree`, a linked worktree.
+    pub fn read(worktree: &Path) -> std::io::Result<GitLinks> {
+        let link = worktree.join(".git");
+        let text = std::fs::read(&link)?;
+        let mut files = vec![(link, text.clone())];
+        let target = String::from_utf8_lossy(&text);
+        if let Some(dir) = target.trim().strip_prefix("gitdir:") {
+            let dir = worktree.join(dir.trim());
+            for name in ["gitdir", "commondir"] {
+                let path = dir.join(name);
+                if let Ok(bytes) = std::fs::read(&path) {
+                    files.push((path, bytes));
+                }
+            }
+        }
+        Ok(GitLinks { files })
+    }
+
+    /// Puts back every link that changed (a file rewritten, removed, or replaced by a
+    /// directory); returns the paths it put back.
+    pub fn restore(&self) -> std::io::Result<Vec<PathBuf>> {
+        let mut restored = Vec::new();
+        for (path, bytes) in &self.files {
+            if std::fs::read(path).ok().as_ref() == Some(bytes) {
+                continue;
+            }
+            match std::fs::symlink_metadata(path) {
+                Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path)?,
+                Ok(_) => std::fs::remove_file(path)?,
+                Err(_) => {}
+            }
+            std::fs::write(path, bytes)?;
+            restored.push(path.clone());
+        }
+        Ok(restored)
+    }
+}
+
 fn canonical(path: &Path) -> Result<PathBuf, ConfineError> {
     path.canonicalize().map_err(|source| ConfineError::Path {
         path: path.to_owned(),
@@ -220,6 +270,29 @@ mod tests {
         let err = ConfineError::Unavailable { why: "test".into() };
         assert!(err.hint().is_some_and(|h| h.contains("--unconfined")));
         assert!(err.to_string().contains("Landlock is not available"));
+    }
+
+    #[test]
+    fn git_links_are_put_back() {
+        let root = tempfile::tempdir().unwrap();
+        let wt = root.path().join("wt");
+        let meta = root.path().join("repo/.git/worktrees/wt");
+        std::fs::create_dir_all(&wt).unwrap();
+        std::fs::create_dir_all(&meta).unwrap();
+        std::fs::write(wt.join(".git"), format!("gitdir: {}\n", meta.display())).unwrap();
+        std::fs::write(meta.join("commondir"), "../..\n").unwrap();
+        std::fs::write(meta.join("gitdir"), "/wt/.git\n").unwrap();
+        let links = GitLinks::read(&wt).unwrap();
+        assert_eq!(links.restore().unwrap(), Vec::<PathBuf>::new());
+
+        std::fs::remove_file(wt.join(".git")).unwrap();
+        std::fs::create_dir_all(wt.join(".git/objects")).unwrap();
+        std::fs::write(meta.join("commondir"), "/elsewhere\n").unwrap();
+        assert_eq!(
+            links.restore().unwrap(),
+            [wt.join(".git"), meta.join("commondir")]
+        );
+        assert_eq!(GitLinks::read(&wt).unwrap(), links);
     }
 
     /// Skipped (passes) where the kernel cannot confine: the refusal is tested end to end.

@@ -252,6 +252,26 @@ fn moving_the_release_branch_with_update_ref_is_refused() {
     });
 }
 
+#[test]
+fn redirecting_the_worktrees_git_link_does_not_reach_the_worker() {
+    // The worker commits what an agent changed with git, unconfined: an agent that points
+    // its worktree's `.git` at a repository of its own, configured to run a command,
+    // must not get that command run by the worker.
+    let corpus = Corpus::new();
+    let home = corpus.env.home();
+    let hijack = run(&format!(
+        "git init -q \"$TMPDIR/fake\" && \
+         git -C \"$TMPDIR/fake\" config core.fsmonitor \"echo pwned > '{}/fsmonitor-escape'; false\" && \
+         printf 'gitdir: %s\\n' \"$TMPDIR/fake/.git\" > .git",
+        home.display()
+    ));
+    let plan = corpus.write_goal(&script(&[hijack], ""), "60s");
+    let run = run_goal(&corpus, plan, AWAITING_APPROVAL);
+    assert!(!home.join("fsmonitor-escape").exists(), "{run}");
+    let merged: Vec<String> = corpus.integration_files().into_keys().collect();
+    assert_eq!(merged, base_plus_note(), "{run}");
+}
+
 // ---------------------------------------------------------------------------------------
 // The checks and the auditor reject
 

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use goalpost_shared::check;
-use goalpost_shared::confine::{self, ConfineError, Confinement};
+use goalpost_shared::confine::{self, ConfineError, Confinement, GitLinks};
 use goalpost_shared::git::GitError;
 use goalpost_shared::protocol::{
     AgentSpec, AttemptOutcome, CheckResult, Feedback, IterationRecord, Role, STOP_FILE, TurnRecord,
@@ -68,6 +68,7 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
     }
     let mut lineage = Lineage::open(input)?;
     let confine = confinement(input, &[&tmpdir, &state_dir])?;
+    let links = GitLinks::read(&input.worktree).ok();
     if let Some(Feedback::Conflict {
         previous_candidate, ..
     }) = &input.feedback
@@ -80,6 +81,7 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
         tmpdir,
         state_dir,
         confine,
+        links,
         lineage,
         meter: Meter::new(input.budget.clone()),
         progress: Progress::default(),
@@ -118,6 +120,8 @@ struct Round<'a> {
     state_dir: PathBuf,
     /// Where agents and checks may write; `None` when the run is unconfined.
     confine: Option<Confinement>,
+    /// The worktree's git links as the round found them (see [`GitLinks`]).
+    links: Option<GitLinks>,
     lineage: Lineage,
     meter: Meter,
     progress: Progress,
@@ -308,6 +312,7 @@ impl Round<'_> {
             CHECK_OUTPUT_CAP,
             self.confine.as_ref(),
         );
+        self.restore_links();
         for c in &mut checks {
             c.record.tree = Some(record.tree.clone());
         }
@@ -419,9 +424,26 @@ impl Round<'_> {
             confine: self.confine.as_ref(),
         };
         let turn = adapter::for_spec(spec).run_turn(&request);
+        self.restore_links();
         self.meter.record(&turn.record.usage);
         log_turn(&turn.record);
         turn
+    }
+
+    /// Puts back the worktree's git links if a turn or a check changed them, before the
+    /// worker's own git commands (the harvest) follow them with all of its rights.
+    fn restore_links(&self) {
+        let Some(links) = &self.links else {
+            return;
+        };
+        match links.restore() {
+            Ok(put_back) if put_back.is_empty() => {}
+            Ok(put_back) => tracing::warn!(
+                ?put_back,
+                "put back the worktree's git links, which a turn or a check had changed"
+            ),
+            Err(err) => tracing::warn!("cannot put back the worktree's git links: {err}"),
+        }
     }
 
     /// The outcome of a round the worker was told to stop: by a signal (the running turn
