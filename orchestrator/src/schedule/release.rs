@@ -40,7 +40,16 @@ impl Scheduler<'_> {
         let contract = final_contract(self.plan);
         let input = self.audit_input("goal", contract, "goal", base, target, Vec::new());
         println!("whole goal: auditing {}", short(target));
-        let report = audit::run_auditor(&input).map_err(ScheduleError::Internal)?;
+        let report = match audit::run_auditor(&input) {
+            Ok(report) => report,
+            // Killed or crashed: nothing was judged, and `resume` audits again.
+            Err(e) => {
+                return Ok(Some(format!(
+                    "the whole-goal audit of {} could not run, the run was interrupted: {e}; `goalpost resume` runs it again",
+                    short(target)
+                )));
+            }
+        };
         let commands: Vec<_> = report.checks.iter().map(|c| c.record.clone()).collect();
         self.store
             .record_audit(&self.run_id, None, &report, &input.report_dir, &commands)?;
