@@ -751,17 +751,16 @@ message = "Added sub.\n"
     assert_interrupted_then_resumed(&env, &done, &reference_tree);
 }
 
-#[test]
-fn an_auditor_killed_mid_check_interrupts_the_run_and_resume_completes_it() {
-    let reference_tree = sub_reference_tree();
-    let env = calc_env();
-    let started = outside(&env, "check-started");
-    let go = outside(&env, "check-go");
-    // The phase's check holds the first time it runs in an audit's worktree.
+/// Runs a one-phase `sub` plan whose check holds the first time it runs in an audit
+/// worktree matching `audit` (a shell pattern), kills that auditor with SIGKILL, and
+/// returns the finished run once the orphaned check is gone.
+fn kill_auditor_mid_check(env: &TestEnv, audit: &str) -> Run {
+    let started = outside(env, "check-started");
+    let go = outside(env, "check-go");
     let probe = env.write(
         "probe.sh",
         &format!(
-            "case \"$(basename \"$PWD\")\" in audit-*) {} ;; esac\n",
+            "case \"$(basename \"$PWD\")\" in {audit}) {} ;; esac\n",
             hold(&started, &go)
         ),
     );
@@ -774,26 +773,28 @@ message = "Added sub.\n"
 "#,
         sub = quoted(CALC_SUB),
     );
+    let check = format!(
+        "`sh '{}' && sh calc.sh sub 5 3 | grep -qx 2`",
+        probe.display()
+    );
     let phases = format!(
         "## Phases
 
 ### sub: Subtraction
 Outcome: `sh calc.sh sub 5 3` prints 2.
-Verification: `sh '{}' && sh calc.sh sub 5 3 | grep -qx 2`
-",
-        probe.display()
+Verification: {check}
+"
     );
     let plan = write_goal(
-        &env,
+        env,
         &script,
         &Goal {
+            verification: &format!("- {check}"),
             phases: &phases,
             ..Goal::default()
         },
     );
-    // The held check leaves its marker outside its checkout, which only an unconfined
-    // run allows.
-    let mut run = env.spawn_goalpost(["run", plan, "-C", REPO, "--unconfined"], &[]);
+    let mut run = spawn_run(env, plan, &[]);
     run.await_file(&started);
     let shell: u32 = line_in(&started).unwrap().parse().unwrap();
     let auditor = ancestor_named(shell, "goalpost-auditor")
@@ -804,8 +805,28 @@ Verification: `sh '{}' && sh calc.sh sub 5 3 | grep -qx 2`
     wait_for("the orphaned check to exit", DEADLINE, || {
         (!alive(shell)).then_some(())
     });
+    done
+}
+
+#[test]
+fn an_auditor_killed_mid_check_interrupts_the_run_and_resume_completes_it() {
+    let reference_tree = sub_reference_tree();
+    let env = calc_env();
+    let done = kill_auditor_mid_check(&env, "audit-sub.*");
     assert!(
         done.stdout.contains("interrupted: the audit could not run"),
+        "{done}"
+    );
+    assert_interrupted_then_resumed(&env, &done, &reference_tree);
+}
+
+#[test]
+fn a_whole_goal_auditor_killed_mid_check_interrupts_the_run_and_resume_completes_it() {
+    let reference_tree = sub_reference_tree();
+    let env = calc_env();
+    let done = kill_auditor_mid_check(&env, "audit-goal-*");
+    assert!(
+        done.stdout.contains("could not run, the run was interrupted"),
         "{done}"
     );
     assert_interrupted_then_resumed(&env, &done, &reference_tree);
