@@ -693,3 +693,61 @@ env = {{ GEMINI_CLI_HOME = {}, GEMINI_API_KEY = "scripted-key", GOOGLE_GEMINI_BA
     assert!(contents.contains("functionResponse"), "{contents}");
     assert!(contents.contains("Drafted."), "{contents}");
 }
+
+/// aider, a Python package, is not installed by `.ci/run`: its test runs where aider is on
+/// `PATH` (`pip install aider-chat`) and says it was skipped elsewhere, CI included.
+fn aider() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .map(|d| d.join("aider"))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        eprintln!(
+            "\n*** SKIPPED: aider is not on PATH; `pip install aider-chat` (in a virtualenv) \
+             to run this test ***\n"
+        );
+    }
+    found
+}
+
+#[test]
+fn aider_implements_through_chat_completions_and_leaves_nothing_of_its_own() {
+    let Some(aider) = aider() else {
+        return;
+    };
+    let env = repo_env();
+    // aider's "whole" edit format: the file's name, then all of its new content.
+    let server = ModelServer::start(
+        &env,
+        r#"
+[[step]]
+api = "chat"
+message = "I will finish the note.\n\nnotes.txt\n```\ndone\n```\n"
+usage = { input = 1000, output = 50 }
+"#,
+    );
+    let agents = format!(
+        r#"[agents.coder]
+adapter = "aider"
+command = [{}]
+model = "openai/scripted-model"
+env = {{ OPENAI_API_BASE = "{}/v1", OPENAI_API_KEY = "scripted-key" }}
+"#,
+        path_quoted(&aider),
+        server.url()
+    );
+    let plan = write_goal(&env, &agents, "implementer = \"coder\"", "5m");
+    let run = env.goalpost(["run", plan, "-C", REPO]);
+    assert_ran(&env, &run);
+    // Exactly the edit: no .gitignore line, no history or cache file of aider's.
+    let main = env.tree_files(REPO, "main");
+    assert_eq!(
+        main.keys().collect::<Vec<_>>(),
+        ["README.md", "notes.txt"],
+        "{main:?}"
+    );
+    assert_eq!(main["notes.txt"], "done\n");
+    let iters = iterations(&env);
+    let turn = &iters[0]["implementer"];
+    assert_eq!(tokens(&turn["usage"]), (1000, 0, 50), "{turn:#}");
+}

@@ -1,16 +1,25 @@
 //! The `aider` adapter: `aider --message-file FILE`, one message and exit.
 //!
 //! Command line: `aider --message-file PROMPT_FILE --yes-always --no-pretty --no-stream
-//! --no-auto-commits --no-dirty-commits --no-check-update --analytics-disable
-//! [--model MODEL] ARGS...`. goalpost harvests, so aider commits nothing; it keeps no
-//! session between turns.
+//! --no-git --no-check-update --analytics-disable --no-show-model-warnings
+//! --no-suggest-shell-commands --no-detect-urls --map-tokens 0 --input-history-file
+//! STATE/input.history --chat-history-file STATE/chat.history.md [--model MODEL] ARGS...`.
+//! goalpost harvests, so aider leaves git alone (it would commit, add to `.gitignore` and
+//! write the repository's config, which a confined agent may not), and nothing of aider's
+//! own is left in the worktree to be harvested: its histories go to the attempt's state
+//! dir and it keeps no repository map (whose cache would be a directory in the worktree). `HOME` is a
+//! directory of the attempt's own with the user's `~/.aider.conf.yml` and `~/.env` copied
+//! in. It keeps no session between turns.
 //!
 //! Output: text. Each model call prints `Tokens: 2.3k sent, 1.1k cache hit, 70 received.
 //! Cost: $0.0012 message, $0.0034 session.`; the turn's usage is the sum over those lines
 //! (aider rounds counts of a thousand or more to a tenth of a thousand), and every other
 //! line is the final message.
 
-use super::cli::{Cli, CliTurn, Parsed};
+use std::ffi::OsString;
+use std::fs;
+
+use super::cli::{Cli, CliTurn, Parsed, user_dir};
 
 #[derive(Debug)]
 pub(super) struct Aider;
@@ -34,16 +43,40 @@ impl Cli for Aider {
                 "--yes-always",
                 "--no-pretty",
                 "--no-stream",
-                "--no-auto-commits",
-                "--no-dirty-commits",
+                "--no-git",
                 "--no-check-update",
                 "--analytics-disable",
+                "--no-show-model-warnings",
+                "--no-suggest-shell-commands",
+                "--no-detect-urls",
+                "--map-tokens",
+                "0",
             ]
             .map(str::to_owned),
         );
+        let state = |file: &str| turn.state_dir.join(file).to_string_lossy().into_owned();
+        args.extend([
+            "--input-history-file".to_owned(),
+            state("input.history"),
+            "--chat-history-file".to_owned(),
+            state("chat.history.md"),
+        ]);
         args.extend(turn.model_args("--model"));
         args.extend(turn.spec.args.iter().cloned());
         args
+    }
+
+    fn prepare(&self, turn: &CliTurn<'_>) -> std::io::Result<Vec<(String, OsString)>> {
+        let home = turn.state_dir.join("aider-home");
+        fs::create_dir_all(&home)?;
+        if let Some(user) = user_dir(turn, "HOME", "") {
+            for file in [".aider.conf.yml", ".env"] {
+                if user.join(file).is_file() && !home.join(file).exists() {
+                    fs::copy(user.join(file), home.join(file))?;
+                }
+            }
+        }
+        Ok(vec![("HOME".to_owned(), home.into_os_string())])
     }
 
     fn parse(&self, stdout: &str) -> Parsed {
