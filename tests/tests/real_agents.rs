@@ -444,6 +444,63 @@ fn codex_implements_claude_reviews_and_the_edit_is_audited_and_merged() {
     );
 }
 
+/// claude as implementer: a draft through its Bash tool, then (the check failing) a second
+/// iteration that continues the session.
+const CLAUDE_IMPLEMENTER_SCRIPT: &str = r#"
+[[step]]
+api = "messages"
+tool_calls = [{ name = "Bash", arguments = { command = "printf 'draft\n' > notes.txt", description = "draft the note" } }]
+usage = { input = 1000, output = 50, cached = 200 }
+
+[[step]]
+api = "messages"
+message = "Drafted."
+usage = { input = 1300, output = 20, cached = 900 }
+
+[[step]]
+api = "messages"
+tool_calls = [{ name = "Bash", arguments = { command = "printf 'done\n' > notes.txt", description = "finish the note" } }]
+usage = { input = 2000, output = 40, cached = 1500 }
+
+[[step]]
+api = "messages"
+message = "Finished.\nClaims:\n- notes.txt reads done"
+usage = { input = 2400, output = 15, cached = 2000 }
+"#;
+
+#[test]
+fn claude_implements_and_continues_its_session_in_the_next_iteration() {
+    let Some(claude) = cli("claude") else {
+        return;
+    };
+    let env = repo_env();
+    let server = ModelServer::start(&env, CLAUDE_IMPLEMENTER_SCRIPT);
+    let agents = claude_agent(&server, &claude).replace("[agents.critic]", "[agents.coder]");
+    let plan = write_goal(&env, &agents, "implementer = \"coder\"", "5m");
+    let run = env.goalpost(["run", plan, "-C", REPO]);
+    assert_ran(&env, &run);
+    assert_eq!(env.git_out(REPO, &["show", "main:notes.txt"]), "done");
+
+    let iters = iterations(&env);
+    assert_eq!(iters.len(), 2, "{iters:#?}");
+    let first = &iters[0]["implementer"];
+    assert_eq!(tokens(&first["usage"]), (2300, 1100, 70), "{first:#}");
+    assert_eq!(first["usage"]["tool_calls"], 1, "{first:#}");
+    let second = &iters[1]["implementer"];
+    assert_eq!(tokens(&second["usage"]), (4400, 3500, 55), "{second:#}");
+    let printed = claude_result_line(second)["total_cost_usd"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(second["usage"]["cost_usd"].as_f64().unwrap(), printed);
+    let argv = second["record"]["argv"].to_string();
+    assert!(argv.contains("--resume"), "{argv}");
+    // The second iteration's first request carries the first one's conversation.
+    let resumed = server.answered_by(2);
+    let messages = resumed["body"]["messages"].to_string();
+    assert!(messages.contains("tool_result"), "{messages}");
+    assert!(messages.contains("Drafted."), "{messages}");
+}
+
 /// A run whose only agent is codex, with `script` on the server; ends within `wall`.
 fn codex_fault_run(script: &str, wall: &str) -> Option<(TestEnv, Run, Duration)> {
     let codex = cli("codex")?;
