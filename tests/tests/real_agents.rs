@@ -407,11 +407,14 @@ fn codex_implements_claude_reviews_and_the_edit_is_audited_and_merged() {
         .iter()
         .find(|a| a["name"] == "critic")
         .unwrap();
-    // A reviewer gets read-only tools; the listing shows an implementer's.
-    let reviewer_argv = iters[0]["reviewer"]["record"]["argv"].to_string().replace(
-        "Bash,Read,Glob,Grep",
-        "Bash,Edit,MultiEdit,Write,Read,Glob,Grep,NotebookEdit,TodoWrite",
-    );
+    // A reviewer gets read-only tools and no accepted edits; the listing shows an
+    // implementer's.
+    let reviewer_argv = iters[0]["reviewer"]["record"]["argv"]
+        .to_string()
+        .replace(
+            "\"default\",\"--allowedTools\",\"Bash,Read,Glob,Grep\"",
+            "\"acceptEdits\",\"--allowedTools\",\"Bash,Edit,MultiEdit,Write,Read,Glob,Grep,NotebookEdit,TodoWrite\"",
+        );
     assert_eq!(critic["command"].to_string(), reviewer_argv);
 
     // The second iteration continued codex's session: its first request carries the

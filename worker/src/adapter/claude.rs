@@ -1,10 +1,10 @@
 //! The `claude` adapter: `claude -p --output-format stream-json --verbose`, Claude Code
 //! run unattended.
 //!
-//! Command line: `claude -p --output-format stream-json --verbose --permission-mode
-//! acceptEdits --allowedTools TOOLS [--model MODEL] ARGS... [--resume SESSION]`, the
-//! prompt on stdin. An implementer may edit and run commands; a reviewer may read, search
-//! and run commands. `CLAUDE_CONFIG_DIR` is a directory of the attempt's own with the
+//! Command line: `claude -p --output-format stream-json --verbose --permission-mode MODE
+//! --allowedTools TOOLS [--model MODEL] ARGS... [--resume SESSION]`, the prompt on stdin.
+//! An implementer (`acceptEdits`) may edit and run commands; a reviewer (`default`) may
+//! read, search and run commands, and its edits are refused. `CLAUDE_CONFIG_DIR` is a directory of the attempt's own with the
 //! user's `.credentials.json` linked in (from the agent's `CLAUDE_CONFIG_DIR` or
 //! `~/.claude`); `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1` keeps it to the model calls.
 //!
@@ -41,9 +41,11 @@ impl Cli for Claude {
     }
 
     fn args(&self, turn: &CliTurn<'_>) -> Vec<String> {
-        let tools = match turn.request.role {
-            Role::Implementer => IMPLEMENTER_TOOLS,
-            _ => REVIEWER_TOOLS,
+        // A reviewer's edits are not accepted: in print mode what is neither allowed nor
+        // accepted is refused, never asked about.
+        let (mode, tools) = match turn.request.role {
+            Role::Implementer => ("acceptEdits", IMPLEMENTER_TOOLS),
+            _ => ("default", REVIEWER_TOOLS),
         };
         let mut args: Vec<String> = [
             "-p",
@@ -51,7 +53,7 @@ impl Cli for Claude {
             "stream-json",
             "--verbose",
             "--permission-mode",
-            "acceptEdits",
+            mode,
             "--allowedTools",
             tools,
         ]
