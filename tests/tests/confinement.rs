@@ -26,6 +26,7 @@
 //! | lie about the checks | auditor | check fails in a fresh checkout, claim refuted |
 //! | a candidate's check writes outside during the audit | kernel + auditor | EACCES in the audit's evidence, no file |
 //! | a background process outliving the turn | process group | its pid is gone |
+//! | a `setsid` daemon holding the output | bounded pipe wait + kernel | the run ends; its late write is refused |
 //! | an agent ignoring SIGTERM | process group (SIGKILL after grace) | its pid is gone within the wall budget + grace |
 //! | 1 GB of output | output cap | streamed, capped, the run goes on |
 //! | a hang | wall budget | its pid is gone within seconds |
@@ -427,6 +428,27 @@ fn a_background_process_does_not_outlive_the_turn() {
         gone_within(pid, Duration::from_secs(5)),
         "{pid} outlived its turn\n{run}"
     );
+}
+
+#[test]
+fn a_daemon_that_leaves_the_group_holding_the_output_stays_confined() {
+    // `setsid` takes it out of the turn's process group, so ending the group misses it;
+    // the turn still ends (its output is not waited for past a bound) and the daemon is
+    // still under the turn's Landlock rules when it tries to write later.
+    let corpus = Corpus::new();
+    let home = corpus.env.home();
+    let daemon = run(&format!(
+        "setsid sh -c 'echo $$ > \"$TMPDIR/daemon.pid\"; sleep 3; \
+         {{ echo late > \"{}/daemon-escape\"; }} 2> \"$TMPDIR/daemon-evidence\"' \
+         > /proc/$PPID/fd/1 2> /dev/null < /dev/null &",
+        home.display()
+    ));
+    let plan = corpus.write_goal(&script(&[daemon], ""), "60s");
+    let run = run_goal(&corpus, plan, AWAITING_APPROVAL);
+    let pid = pid_in(&corpus.attempt_tmp().join("daemon.pid")).expect("the daemon's pid");
+    assert!(gone_within(pid, Duration::from_secs(20)), "{run}");
+    assert_refused(&corpus, "daemon-evidence", &run);
+    assert!(!home.join("daemon-escape").exists(), "{run}");
 }
 
 #[test]
