@@ -613,6 +613,13 @@ fn a_missing_cli_is_named_with_how_to_install_it() {
         .assert_stderr_has("agent `coder` (adapter codex)")
         .assert_stderr_has("/nonexistent/bin/codex")
         .assert_stderr_has("npm install -g @openai/codex");
+    // `goalpost agents` says the same, and exits 2 too.
+    let listed = env.goalpost(["agents", plan, "-C", REPO]);
+    listed
+        .assert_code(2)
+        .assert_stdout_has("coder  [codex]  `/nonexistent/bin/codex` not found")
+        .assert_stdout_has("install: npm install -g @openai/codex")
+        .assert_stdout_has("    runs: /nonexistent/bin/codex exec --json");
 }
 
 /// opencode through the Chat Completions API: its title request is told apart from the
