@@ -149,6 +149,16 @@ impl Running {
     }
 }
 
+impl Drop for Running {
+    /// A test that failed half-way leaves no goalpost running behind it.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Sends SIGKILL to `pid`.
 pub fn kill9(pid: u32) {
     let status = std::process::Command::new("kill")
