@@ -126,8 +126,10 @@ impl<C: Cli> Adapter for CliAdapter<C> {
             };
             let (mut turn_out, retry) = self.try_once(&turn, left.max(Duration::from_secs(1)));
             usage.add(&turn_out.record.usage);
+            // Only a turn that ended well is continued: a failed one's totals are partial.
             if let Some(id) = turn_out.session.take()
                 && keeps_session
+                && turn_out.record.error.is_none()
                 && let Err(err) = session::save(&state_dir, &id)
             {
                 tracing::warn!("cannot keep the session of agent {}: {err}", self.spec.name);
@@ -232,9 +234,14 @@ impl<C: Cli> CliAdapter<C> {
                     err,
                     ProcessError::NotFound { .. } | ProcessError::PermissionDenied { .. }
                 );
+                let where_ = if program.contains('/') {
+                    "an executable file"
+                } else {
+                    "an executable on PATH"
+                };
                 let why = if missing {
                     format!(
-                        "agent `{name}` (adapter {adapter}) cannot be started: `{program}` is not an executable on PATH; {}",
+                        "agent `{name}` (adapter {adapter}) cannot be started: `{program}` is not {where_}; {}",
                         self.cli.install()
                     )
                 } else {
@@ -402,4 +409,113 @@ pub(crate) fn json_lines(stdout: &str, bad: &mut usize) -> Vec<serde_json::Value
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use goalpost_shared::plan;
+
+    use super::*;
+    use crate::adapter::for_spec;
+
+    /// A stand-in for codex: a shell script printing codex's events.
+    fn fake_codex(dir: &Path, body: &str) -> AgentSpec {
+        let path = dir.join("codex");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        AgentSpec {
+            name: "coder".into(),
+            adapter: plan::Adapter::Codex,
+            command: vec![path.to_string_lossy().into_owned()],
+            args: Vec::new(),
+            model: None,
+            env: Default::default(),
+        }
+    }
+
+    fn turn(dir: &Path, spec: &AgentSpec, role: Role) -> Turn {
+        let mut env = std::collections::BTreeMap::new();
+        env.insert("PATH".into(), std::env::var_os("PATH").unwrap_or_default());
+        env.insert("GOALPOST_STATE_DIR".into(), dir.join("state").into());
+        let request = TurnRequest {
+            role,
+            iteration: 1,
+            prompt: "do it",
+            cwd: dir,
+            env,
+            prompt_file: dir.join("prompts/implementer-1.md"),
+            timeout: Duration::from_secs(30),
+            cancel: None,
+            tree: None,
+            confine: None,
+        };
+        for_spec(spec).run_turn(&request)
+    }
+
+    #[test]
+    fn an_implementer_continues_its_session_and_is_charged_its_own_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = fake_codex(
+            dir.path(),
+            r#"case "$*" in
+  *"resume t1"*) n=300 ;;
+  *) n=100 ;;
+esac
+echo '{"type":"thread.started","thread_id":"t1"}'
+echo '{"type":"item.completed","item":{"type":"agent_message","text":"done"}}'
+echo "{\"type\":\"turn.completed\",\"usage\":{\"input_tokens\":$n,\"cached_input_tokens\":0,\"output_tokens\":$n}}""#,
+        );
+        let first = turn(dir.path(), &spec, Role::Implementer);
+        assert_eq!(first.record.error, None);
+        assert_eq!(first.record.message, "done");
+        assert_eq!(first.record.usage.tokens_in, 100);
+        let second = turn(dir.path(), &spec, Role::Implementer);
+        assert!(second.record.record.argv.contains(&"resume".to_owned()));
+        assert_eq!(second.record.usage.tokens_in, 200);
+        assert_eq!(second.record.usage.tokens_out, 200);
+        // A reviewer starts fresh, whatever session the implementer left.
+        let review = turn(dir.path(), &spec, Role::Reviewer);
+        assert!(!review.record.record.argv.contains(&"resume".to_owned()));
+    }
+
+    #[test]
+    fn a_cli_without_its_result_is_tried_twice_and_fails_with_its_stderr() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = fake_codex(
+            dir.path(),
+            "echo 'not an event'\necho 'model server said 503' >&2",
+        );
+        let t = turn(dir.path(), &spec, Role::Implementer);
+        let error = t.record.error.unwrap();
+        assert!(
+            error.starts_with("agent `coder` exited 0; printed no codex result"),
+            "{error}"
+        );
+        assert!(
+            error.contains("1 line(s) of its output were not its JSON events"),
+            "{error}"
+        );
+        assert!(error.contains("model server said 503"), "{error}");
+        assert!(error.ends_with("(after 2 tries)"), "{error}");
+        assert_eq!(t.record.usage.turns, 2);
+        assert_eq!(t.unavailable, None);
+    }
+
+    #[test]
+    fn a_missing_cli_is_unavailable_and_says_how_to_install_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = fake_codex(dir.path(), "");
+        spec.command = vec![
+            dir.path()
+                .join("nowhere/codex")
+                .to_string_lossy()
+                .into_owned(),
+        ];
+        let t = turn(dir.path(), &spec, Role::Implementer);
+        let why = t.unavailable.unwrap();
+        assert!(why.contains("is not an executable file"), "{why}");
+        assert!(why.contains("npm install -g @openai/codex"), "{why}");
+    }
 }
