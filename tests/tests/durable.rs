@@ -5,7 +5,7 @@
 //! second run on the same repository is refused; the exit codes are the documented ones.
 //!
 //! The crash-recovery test covers 22 crash points chosen by a fixed seed, then the run's
-//! last ones; `GOALPOST_CRASH_SEEDS=1,2,3` adds the points of more seeds,
+//! last ones (every third case kills its first resume too); `GOALPOST_CRASH_SEEDS=1,2,3` adds the points of more seeds,
 //! `GOALPOST_CRASH_POINTS=all` (or `=3,17,40`) runs every point (or those).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -475,9 +475,33 @@ fn crash_case(n: u32, reference_tree: &str) -> Option<String> {
         again.stderr.contains("was interrupted") || again.stderr.contains("uncommitted changes"),
         "{again}"
     );
+    // Every third case kills its first resume too, at one of the points it reaches.
+    let mut killed_resume = String::new();
+    if n % 3 == 0 {
+        let marker = outside(&env, "crash-marker-resume");
+        let at = (n * 7 % 11 + 1).to_string();
+        let mut again = env.spawn_goalpost(
+            ["resume", "-C", REPO, "--unconfined"],
+            &[
+                ("GOALPOST_CRASH_AT", OsStr::new(&at)),
+                ("GOALPOST_CRASH_MARKER", marker.as_os_str()),
+            ],
+        );
+        let pid = again.pid();
+        killed_resume = match again.line_or_exit(&marker) {
+            Ok(second) => {
+                let killed = again.kill();
+                await_orphans_gone(pid);
+                eprintln!("crash point {point}, then its resume killed at {second}");
+                format!("--- resume killed at {second} ---\n{killed}\n")
+            }
+            Err(done) => format!("--- resume ended before point {at} ---\n{done}\n"),
+        };
+    }
     let resumed = resume(&env, &[]);
-    let context =
-        format!("crash point {point}\n--- killed run ---\n{killed}\n--- resume ---\n{resumed}");
+    let context = format!(
+        "crash point {point}\n--- killed run ---\n{killed}\n{killed_resume}--- resume ---\n{resumed}"
+    );
     assert_eq!(resumed.code, 0, "{context}");
     assert_converged(&env, reference_tree, &context);
     Some(point)
@@ -826,7 +850,8 @@ fn a_whole_goal_auditor_killed_mid_check_interrupts_the_run_and_resume_completes
     let env = calc_env();
     let done = kill_auditor_mid_check(&env, "audit-goal-*");
     assert!(
-        done.stdout.contains("could not run, the run was interrupted"),
+        done.stdout
+            .contains("could not run, the run was interrupted"),
         "{done}"
     );
     assert_interrupted_then_resumed(&env, &done, &reference_tree);
