@@ -477,7 +477,7 @@ fn crash_case(n: u32, reference_tree: &str) -> Option<String> {
     );
     // Every third case kills its first resume too, at one of the points it reaches.
     let mut killed_resume = String::new();
-    if n % 3 == 0 {
+    if n.is_multiple_of(3) {
         let marker = outside(&env, "crash-marker-resume");
         let at = (n * 7 % 11 + 1).to_string();
         let mut again = env.spawn_goalpost(
