@@ -1098,7 +1098,13 @@ fn every_budget_stops_the_run_at_its_limit_with_no_turn_after_it() {
         let env = calc_env();
         let run = budget_run(&env, &format!("{kind} = {limit}"), USAGE, 0);
         assert_budget_stop(&env, &run, 2, kind, used, shown);
-        eprintln!("{kind} = {limit}: stopped after 2 turns");
+        // Doubled, the budget leaves room for the third turn, which completes the work.
+        let resumed = resume(&env, &["--budget", &format!("{kind}=+{limit}")]);
+        resumed.assert_code(0);
+        let turns: Vec<u32> = logged_turns(&env).iter().map(|(i, _)| *i).collect();
+        assert_eq!(turns, [1, 2, 3], "{kind}\n{resumed}");
+        assert_eq!(status(&env)["run"]["state"], "complete", "{kind}");
+        eprintln!("{kind} = {limit}: stopped after 2 turns; +{limit} completed the run");
     }
 }
 
