@@ -1153,6 +1153,11 @@ fn the_wall_budget_stops_the_run_and_no_turn_starts_after_it() {
     let md = report(&env);
     assert!(md.contains("budget wall reached: used "), "{md}");
     assert!(md.contains(" of 2s"), "{md}");
+
+    let resumed = resume(&env, &["--budget", "wall=+60"]);
+    resumed.assert_code(0);
+    assert_eq!(status(&env)["run"]["state"], "complete", "{resumed}");
+    assert_nothing_left(&env, &resumed.to_string());
 }
 
 #[test]
