@@ -417,10 +417,9 @@ fn assert_timed_out(corpus: &Corpus, run: &Run) {
 #[test]
 fn a_background_process_does_not_outlive_the_turn() {
     let corpus = Corpus::new();
-    let daemon = run(
-        "( ( echo $$ > \"$TMPDIR/bg.pid\"; exec sleep 60 ) > /dev/null 2>&1 & ) ; \
-         sleep 0.2",
-    );
+    // Double-forked, still in the turn's process group.
+    let daemon =
+        run("( sh -c 'echo $$ > \"$TMPDIR/bg.pid\"; exec sleep 60' > /dev/null 2>&1 & ) ; sleep 1");
     let plan = corpus.write_goal(&script(&[daemon], ""), "60s");
     let run = run_goal(&corpus, plan, AWAITING_APPROVAL);
     let pid = pid_in(&corpus.attempt_tmp().join("bg.pid")).expect("the daemon's pid");
@@ -440,7 +439,7 @@ fn a_daemon_that_leaves_the_group_holding_the_output_stays_confined() {
     let daemon = run(&format!(
         "setsid sh -c 'echo $$ > \"$TMPDIR/daemon.pid\"; sleep 3; \
          {{ echo late > \"{}/daemon-escape\"; }} 2> \"$TMPDIR/daemon-evidence\"' \
-         > /proc/$PPID/fd/1 2> /dev/null < /dev/null &",
+         > /proc/$PPID/fd/1 2> /dev/null < /dev/null & sleep 1",
         home.display()
     ));
     let plan = corpus.write_goal(&script(&[daemon], ""), "60s");
