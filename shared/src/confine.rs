@@ -308,6 +308,7 @@ mod tests {
         std::fs::create_dir_all(&outside).unwrap();
         std::fs::write(outside.join("kept"), "kept").unwrap();
         let script = "echo in > inside/new; echo ok >/dev/null || echo refused-null >&2; \
+                      echo through-the-pipe > /dev/stderr; \
                       (echo out > outside/new) || echo refused-write >&2; \
                       truncate -s 0 outside/kept || echo refused-truncate >&2; \
                       rm -f outside/kept || echo refused-rm >&2; \
@@ -327,6 +328,7 @@ mod tests {
         }
         assert!(stderr.contains("Permission denied"), "{stderr}");
         assert!(!stderr.contains("refused-null"), "{stderr}");
+        assert!(stderr.contains("through-the-pipe"), "{stderr}");
         assert!(inside.join("new").exists());
         assert!(!outside.join("new").exists());
         assert_eq!(

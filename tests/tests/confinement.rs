@@ -567,3 +567,23 @@ fn unconfined_runs_without_landlock_and_confines_nothing() {
         "free\n"
     );
 }
+
+#[test]
+fn resume_refuses_without_landlock_too_unless_unconfined() {
+    let corpus = Corpus::new();
+    // An agent that changes nothing: the run ends blocked, and can be resumed.
+    let plan = corpus.write_goal(
+        "[[turn]]\nrole = \"implementer\"\nmessage = \"No.\\n\"\n",
+        "60s",
+    );
+    run_goal(&corpus, plan, BLOCKED);
+    let without = [("GOALPOST_LANDLOCK", "unavailable")];
+    corpus
+        .goalpost(&["resume"], &without)
+        .assert_code(2)
+        .assert_stderr_has("refusing to run agents unconfined")
+        .assert_stderr_has("--unconfined");
+    let resumed = corpus.goalpost(&["resume", "--unconfined"], &without);
+    resumed.assert_stdout_has("resuming");
+    assert_ne!(resumed.code, 2, "{resumed}");
+}
