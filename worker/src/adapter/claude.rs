@@ -200,6 +200,28 @@ mod tests {
         assert_eq!((p.error, p.bad_lines), (None, 0));
     }
 
+    /// An implementer's turn printed by Claude Code 2.1.197 (the result line shortened): a
+    /// Bash tool call, its result, the answer.
+    const CAPTURED_TOOL_TURN: &str = r##"{"type":"assistant","message":{"content":[{"id":"toolu_2_0","input":{"command":"printf 'done\n' > notes.txt","description":"finish"},"name":"Bash","type":"tool_use"}],"id":"msg_2","model":"claude-sonnet-4-5","role":"assistant","stop_reason":null,"stop_sequence":null,"type":"message","usage":{"cache_creation_input_tokens":0,"cache_read_input_tokens":200,"input_tokens":800,"output_tokens":1},"context_management":null},"parent_tool_use_id":null,"session_id":"a17c3e92-45b2-4cfc-9696-8d5fea882bdb","uuid":"522b5c8d-43b7-4b97-8a86-a559da6d556e"}
+{"type":"user","message":{"role":"user","content":[{"tool_use_id":"toolu_2_0","type":"tool_result","content":"(Bash completed with no output)","is_error":false}]},"parent_tool_use_id":null,"session_id":"a17c3e92-45b2-4cfc-9696-8d5fea882bdb","uuid":"120b7c15-6f00-4628-a402-397dd591e7c0","timestamp":"2026-11-22T03:39:10.089Z","tool_use_result":{"stdout":"","stderr":"","interrupted":false,"isImage":false,"noOutputExpected":false}}
+{"type":"assistant","message":{"content":[{"text":"Finished.","type":"text"}],"id":"msg_3","model":"claude-sonnet-4-5","role":"assistant","stop_reason":null,"stop_sequence":null,"type":"message","usage":{"cache_creation_input_tokens":0,"cache_read_input_tokens":900,"input_tokens":400,"output_tokens":1},"context_management":null},"parent_tool_use_id":null,"session_id":"a17c3e92-45b2-4cfc-9696-8d5fea882bdb","uuid":"fcb86cbe-88da-4041-9d02-8cf18ffab536"}
+{"type":"result","subtype":"success","is_error":false,"num_turns":2,"result":"Finished.","stop_reason":"end_turn","session_id":"a17c3e92-45b2-4cfc-9696-8d5fea882bdb","total_cost_usd":0.00498,"usage":{"input_tokens":1200,"cache_creation_input_tokens":0,"cache_read_input_tokens":1100,"output_tokens":70},"modelUsage":{"claude-sonnet-4-5":{"inputTokens":1200,"outputTokens":70,"cacheReadInputTokens":1100,"cacheCreationInputTokens":0,"webSearchRequests":0,"costUSD":0.00498,"contextWindow":200000,"maxOutputTokens":32000}}}
+"##;
+
+    #[test]
+    fn a_captured_tool_turn_is_read() {
+        let p = parse(CAPTURED_TOOL_TURN);
+        assert_eq!(p.result.as_deref(), Some("Finished."));
+        assert_eq!(p.usage.tool_calls, 1);
+        assert_eq!(p.commands, ["printf 'done\n' > notes.txt"]);
+        assert_eq!(
+            (p.usage.tokens_in, p.usage.tokens_cached, p.usage.tokens_out),
+            (2300, 1100, 70)
+        );
+        assert!((p.usage.cost_usd - 0.00498).abs() < 1e-12);
+        assert_eq!((p.error, p.bad_lines), (None, 0));
+    }
+
     #[test]
     fn an_error_result_is_an_error() {
         let out = r#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 500 scripted error 500","session_id":"s","total_cost_usd":0}"#;
