@@ -17,7 +17,6 @@
 //! cannot leave anything there for a later audit to run on. A pooled worktree that git
 //! does not know any more, or whose HEAD cannot be read, is removed, never reused.
 
-use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -247,21 +246,28 @@ fn recycle(repo: &Repo, path: &Path, commit: Oid, cache_dirs: &[String]) -> Resu
     Ok(())
 }
 
-/// Points git's record of the linked worktree now at `path` back at it after a rename.
+/// Points git's record of the linked worktree now at `path` back at it after a rename:
+/// what `git worktree repair <path>` does for a moved worktree, without starting git. The
+/// worktree's `.git` file names its administrative directory, which must be one of this
+/// repository's; that directory's `gitdir` file gets the worktree's new location.
 fn repair(repo: &Repo, path: &Path) -> Result<(), GitError> {
-    let main = repo
-        .workdir()
-        .unwrap_or_else(|| repo.git_dir())
-        .to_path_buf();
-    repo.run_git(
-        &main,
-        [
-            OsStr::new("worktree"),
-            OsStr::new("repair"),
-            path.as_os_str(),
-        ],
-    )
-    .map(drop)
+    let unknown = || GitError::NotARepository {
+        path: path.to_path_buf(),
+    };
+    let root = fs::canonicalize(path).map_err(|_| unknown())?;
+    let dotgit = root.join(".git");
+    let text = fs::read_to_string(&dotgit).map_err(|_| unknown())?;
+    let admin = text
+        .trim()
+        .strip_prefix("gitdir:")
+        .map(|a| root.join(a.trim()))
+        .ok_or_else(unknown)?;
+    let admin = fs::canonicalize(admin).map_err(|_| unknown())?;
+    let worktrees = fs::canonicalize(repo.common_dir().join("worktrees")).map_err(|_| unknown())?;
+    if admin.parent() != Some(worktrees.as_path()) {
+        return Err(unknown());
+    }
+    fs::write(admin.join("gitdir"), format!("{}\n", dotgit.display())).map_err(|_| unknown())
 }
 
 /// Puts the finished checkout at `path` into the pool, or removes it when the pool is full.

@@ -24,7 +24,6 @@
 //! `GOALPOST_POOL_CACHE_DIRS` (comma-separated gitignore-style patterns, default
 //! `target/`; empty keeps nothing untracked).
 
-use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -325,18 +324,28 @@ fn recycle(repo: &Repo, path: &Path, commit: Oid, cache_dirs: &[String]) -> Resu
     Ok(())
 }
 
-/// Points git's record of the linked worktree now at `path` back at it after a rename.
+/// Points git's record of the linked worktree now at `path` back at it after a rename:
+/// what `git worktree repair <path>` does for a moved worktree, without starting git. The
+/// worktree's `.git` file names its administrative directory, which must be one of this
+/// repository's; that directory's `gitdir` file gets the worktree's new location.
 fn repair(repo: &Repo, path: &Path) -> Result<(), GitError> {
-    let main = repo.workdir().unwrap_or_else(|| repo.git_dir());
-    repo.run_git(
-        main,
-        [
-            OsStr::new("worktree"),
-            OsStr::new("repair"),
-            path.as_os_str(),
-        ],
-    )
-    .map(drop)
+    let unknown = || GitError::NotARepository {
+        path: path.to_path_buf(),
+    };
+    let root = fs::canonicalize(path).map_err(|_| unknown())?;
+    let dotgit = root.join(".git");
+    let text = fs::read_to_string(&dotgit).map_err(|_| unknown())?;
+    let admin = text
+        .trim()
+        .strip_prefix("gitdir:")
+        .map(|a| root.join(a.trim()))
+        .ok_or_else(unknown)?;
+    let admin = fs::canonicalize(admin).map_err(|_| unknown())?;
+    let worktrees = fs::canonicalize(repo.common_dir().join("worktrees")).map_err(|_| unknown())?;
+    if admin.parent() != Some(worktrees.as_path()) {
+        return Err(unknown());
+    }
+    fs::write(admin.join("gitdir"), format!("{}\n", dotgit.display())).map_err(|_| unknown())
 }
 
 /// Removes a worktree whose work is known to be on a ref (or that was never anyone's).
