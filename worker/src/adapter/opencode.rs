@@ -137,6 +137,33 @@ pub(super) fn parse(stdout: &str) -> Parsed {
 mod tests {
     use super::*;
 
+    /// Printed by opencode 1.18.33 driven by the scripted model server: a bash tool step,
+    /// then the answer.
+    const CAPTURED: &str = r##"{"type":"step_start","timestamp":1795317190925,"sessionID":"ses_dfec1c949ffe2xufRS1erAgpeG","part":{"id":"prt_2013e50c20017CI797fThrixED","messageID":"msg_2013e43fa001kR4KOSCWZjwZfI","sessionID":"ses_dfec1c949ffe2xufRS1erAgpeG","snapshot":"aae7aeec48ec76b030f0c54308274a1edd45e062","type":"step-start"}}
+{"type":"tool_use","timestamp":1795317191260,"sessionID":"ses_dfec1c949ffe2xufRS1erAgpeG","part":{"type":"tool","tool":"bash","callID":"call_2_0","state":{"status":"completed","input":{"command":"printf 'done\n' > notes.txt","description":"write"},"output":"(no output)","metadata":{"output":"(no output)","exit":0,"truncated":false},"title":"printf 'done\n' > notes.txt","time":{"start":1795317190894,"end":1795317191255}},"id":"prt_2013e50d00010C81wkdnXi3Ek0","sessionID":"ses_dfec1c949ffe2xufRS1erAgpeG","messageID":"msg_2013e43fa001kR4KOSCWZjwZfI"}}
+{"type":"step_finish","timestamp":1795317191685,"sessionID":"ses_dfec1c949ffe2xufRS1erAgpeG","part":{"id":"prt_2013e53f1001btf7yC5SkbqOwO","reason":"tool-calls","snapshot":"05d5c582af92fedb4324ee1af51e9bc94eb214dc","messageID":"msg_2013e43fa001kR4KOSCWZjwZfI","sessionID":"ses_dfec1c949ffe2xufRS1erAgpeG","type":"step-finish","tokens":{"total":1050,"input":800,"output":50,"reasoning":0,"cache":{"write":0,"read":200}},"cost":0}}
+{"type":"step_start","timestamp":1795317192502,"sessionID":"ses_dfec1c949ffe2xufRS1erAgpeG","part":{"id":"prt_2013e5712001S0xIIKgI2b12jr","messageID":"msg_2013e54db001N5RByTi8GQ64mx","sessionID":"ses_dfec1c949ffe2xufRS1erAgpeG","snapshot":"05d5c582af92fedb4324ee1af51e9bc94eb214dc","type":"step-start"}}
+{"type":"text","timestamp":1795317192502,"sessionID":"ses_dfec1c949ffe2xufRS1erAgpeG","part":{"id":"prt_2013e5715001jn5YNJx0drkK0r","messageID":"msg_2013e54db001N5RByTi8GQ64mx","sessionID":"ses_dfec1c949ffe2xufRS1erAgpeG","type":"text","text":"Finished.","time":{"start":1795317192469,"end":1795317192494}}}
+{"type":"step_finish","timestamp":1795317192616,"sessionID":"ses_dfec1c949ffe2xufRS1erAgpeG","part":{"id":"prt_2013e579f001M2q5MQqqJ07ory","reason":"stop","snapshot":"05d5c582af92fedb4324ee1af51e9bc94eb214dc","messageID":"msg_2013e54db001N5RByTi8GQ64mx","sessionID":"ses_dfec1c949ffe2xufRS1erAgpeG","type":"step-finish","tokens":{"total":1320,"input":400,"output":20,"reasoning":0,"cache":{"write":0,"read":900}},"cost":0}}
+"##;
+
+    #[test]
+    fn a_captured_turn_is_read() {
+        let p = parse(CAPTURED);
+        assert_eq!(p.result.as_deref(), Some("Finished."));
+        assert_eq!(
+            p.session_id.as_deref(),
+            Some("ses_dfec1c949ffe2xufRS1erAgpeG")
+        );
+        assert_eq!(
+            (p.usage.tokens_in, p.usage.tokens_cached, p.usage.tokens_out),
+            (2300, 1100, 70)
+        );
+        assert_eq!(p.usage.tool_calls, 1);
+        assert_eq!(p.commands, ["printf 'done\n' > notes.txt"]);
+        assert_eq!((p.error, p.bad_lines), (None, 0));
+    }
+
     /// The format of `opencode run --format json` (a tool step, then the answer).
     const DOCUMENTED: &str = r#"{"type":"step_start","timestamp":1767036059338,"sessionID":"ses_4947","part":{"id":"prt_1","sessionID":"ses_4947","messageID":"msg_1","type":"step-start"}}
 {"type":"tool_use","timestamp":1767036059400,"sessionID":"ses_4947","part":{"id":"prt_2","type":"tool","tool":"bash","callID":"c1","state":{"status":"completed","input":{"command":"sh tests/run.sh"},"output":"ok"}}}
