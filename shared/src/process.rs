@@ -17,7 +17,9 @@
 //! - a process that left the group (a daemon that called `setsid`) and still holds the
 //!   output pipes is not waited for longer than [`Command::pipe_wait`];
 //! - with a [`Command::confine`] confinement the child runs under Landlock, writing only
-//!   where its [`Confinement`] allows (see [`crate::confine`]).
+//!   where its [`Confinement`] allows (see [`crate::confine`]), and carries a tag in its
+//!   environment: once it has exited, any process still carrying the tag (a daemon that
+//!   left the group) is killed.
 //!
 //! Everything here is synchronous (std threads, no runtime) so the worker and auditor
 //! stay small; async callers use `spawn_blocking`.
@@ -57,6 +59,7 @@ use crate::confine::{ConfineError, Confinement};
 
 mod cancel;
 mod output;
+mod sweep;
 mod sys;
 
 pub use cancel::CancelToken;
@@ -352,6 +355,8 @@ pub struct Running {
     reaped: Arc<Mutex<bool>>,
     stdout: Reader,
     stderr: Reader,
+    /// A confined child's tag (see [`sweep`]).
+    tag: Option<String>,
 }
 
 /// Runs `cmd` to its end and returns what it did. With a `cancel` token, cancelling it
@@ -400,6 +405,10 @@ pub fn spawn(cmd: &Command) -> Result<Running, ProcessError> {
     sys::default_signals_on_exec(&mut std_cmd);
     // Built here, in the parent; it must stay open until the child has exec'd, which
     // `spawn` has waited for by the time it returns.
+    let tag = cmd.confine.as_ref().map(|_| sweep::new_tag());
+    if let Some(tag) = &tag {
+        std_cmd.env(sweep::TAG_VAR, tag);
+    }
     let ruleset = match &cmd.confine {
         Some(rules) => {
             let fd = rules.ruleset().map_err(|source| ProcessError::Confine {
@@ -455,6 +464,7 @@ pub fn spawn(cmd: &Command) -> Result<Running, ProcessError> {
                     reaped,
                     stdout,
                     stderr,
+                    tag,
                 }),
                 // The closure, and the child in it, came back dropped: nothing would ever
                 // reap it. Killing the group is all that is left to do.
@@ -559,6 +569,17 @@ impl Running {
             cwd: self.cwd.clone(),
             source,
         })?;
+        if let Some(tag) = &self.tag {
+            let killed = sweep::kill_tagged(tag);
+            if killed > 0 {
+                tracing::info!(
+                    pid = self.pid,
+                    killed,
+                    "killed what `{}` left running outside its group",
+                    self.program.display()
+                );
+            }
+        }
 
         let pipes_deadline = Instant::now() + self.pipe_wait;
         let (stdout, stdout_closed) = self.stdout.finish(pipes_deadline);

@@ -26,7 +26,7 @@
 //! | lie about the checks | auditor | check fails in a fresh checkout, claim refuted |
 //! | a candidate's check writes outside during the audit | kernel + auditor | EACCES in the audit's evidence, no file |
 //! | a background process outliving the turn | process group | its pid is gone |
-//! | a `setsid` daemon holding the output | bounded pipe wait + kernel | the run ends; its late write is refused |
+//! | a `setsid` daemon holding the output | tag sweep, else bounded pipe wait + kernel | killed at the turn's end; one that cleared its environment has its late write refused |
 //! | an agent ignoring SIGTERM | process group (SIGKILL after grace) | its pid is gone within the wall budget + grace |
 //! | 1 GB of output | output cap | streamed, capped, the run goes on |
 //! | a hang | wall budget | its pid is gone within seconds |
@@ -430,24 +430,40 @@ fn a_background_process_does_not_outlive_the_turn() {
 }
 
 #[test]
-fn a_daemon_that_leaves_the_group_holding_the_output_stays_confined() {
-    // `setsid` takes it out of the turn's process group, so ending the group misses it;
-    // the turn still ends (its output is not waited for past a bound) and the daemon is
-    // still under the turn's Landlock rules when it tries to write later.
+fn a_daemon_that_leaves_the_group_is_killed_or_stays_confined() {
+    // `setsid` takes a daemon out of the turn's process group, so ending the group misses
+    // it. One that keeps its environment (and goalpost's tag in it) is killed when the
+    // turn ends; one that cleared it is not found, but holds the turn's output open only
+    // for a bounded wait and is still under the turn's Landlock rules when it writes.
     let corpus = Corpus::new();
     let home = corpus.env.home();
-    let daemon = run(&format!(
-        "setsid sh -c 'echo $$ > \"$TMPDIR/daemon.pid\"; sleep 3; \
-         {{ echo late > \"{}/daemon-escape\"; }} 2> \"$TMPDIR/daemon-evidence\"' \
-         > /proc/$PPID/fd/1 2> /dev/null < /dev/null & sleep 1",
-        home.display()
-    ));
-    let plan = corpus.write_goal(&script(&[daemon], ""), "60s");
+    let daemon = |name: &str, prefix: &str| {
+        format!(
+            "{prefix}setsid sh -c 'echo $$ > \"{tmp}/{name}.pid\"; sleep 3; \
+             {{ echo late > \"{home}/{name}-escape\"; }} 2> \"{tmp}/{name}-evidence\"' \
+             > /proc/$PPID/fd/1 2> /dev/null < /dev/null &",
+            tmp = "$TMPDIR",
+            home = home.display(),
+        )
+    };
+    let actions = [run(&format!(
+        "{} {} sleep 1",
+        daemon("tagged", ""),
+        daemon("scrubbed", "env -i TMPDIR=\"$TMPDIR\" PATH=\"$PATH\" ")
+    ))];
+    let plan = corpus.write_goal(&script(&actions, ""), "60s");
+    let started = Instant::now();
     let run = run_goal(&corpus, plan, AWAITING_APPROVAL);
-    let pid = pid_in(&corpus.attempt_tmp().join("daemon.pid")).expect("the daemon's pid");
-    assert!(gone_within(pid, Duration::from_secs(20)), "{run}");
-    assert_refused(&corpus, "daemon-evidence", &run);
-    assert!(!home.join("daemon-escape").exists(), "{run}");
+    let tmp = corpus.attempt_tmp();
+    let tagged = pid_in(&tmp.join("tagged.pid")).expect("the tagged daemon's pid");
+    assert!(gone_within(tagged, Duration::from_secs(1)), "{run}");
+    let scrubbed = pid_in(&tmp.join("scrubbed.pid")).expect("the other daemon's pid");
+    assert!(gone_within(scrubbed, Duration::from_secs(20)), "{run}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{run}");
+    assert_eq!(corpus.evidence("tagged-evidence"), "", "{run}");
+    assert!(!home.join("tagged-escape").exists(), "{run}");
+    assert_refused(&corpus, "scrubbed-evidence", &run);
+    assert!(!home.join("scrubbed-escape").exists(), "{run}");
 }
 
 #[test]

@@ -116,3 +116,20 @@ pub(super) fn restrict_on_exec(cmd: &mut std::process::Command, ruleset: &OwnedF
     // shares no state with the parent but a copied integer.
     unsafe { cmd.pre_exec(restrict) };
 }
+
+/// `kill(pid, signal)` to one process; `Ok(false)` if there is no such process. Refuses
+/// pids 0 and 1.
+pub(super) fn signal_process(pid: u32, signal: i32) -> io::Result<bool> {
+    let pid = group_id(pid)?;
+    // SAFETY: kill(2) takes two integers and touches no memory of ours; `group_id`
+    // guarantees pid > 1, so it names exactly one process.
+    let rc = unsafe { libc::kill(pid, signal) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ESRCH) => Ok(false),
+        _ => Err(err),
+    }
+}
