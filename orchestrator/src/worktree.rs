@@ -211,8 +211,10 @@ pub fn drain_dir(repo: &Repo, dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
+    // Every pooled worktree's work is on a ref (or it was an audit's checkout): the
+    // directories go, then git forgets them all with one prune.
     for entry in entries.flatten() {
-        discard(repo, &entry.path());
+        let _ = fs::remove_dir_all(entry.path());
     }
     let _ = fs::remove_dir(dir);
     let _ = repo.worktree_prune();
