@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use goalpost_orchestrator::attempt::WORKER_ENV_ALLOW;
-use goalpost_orchestrator::run_cmd::find_executable;
+use goalpost_orchestrator::run_cmd::{find_executable, install_hint};
 use goalpost_shared::exit::ExitCode;
 use goalpost_shared::goal;
 use goalpost_shared::plan::Adapter;
@@ -113,21 +113,6 @@ fn default_program(adapter: Adapter) -> &'static str {
     match adapter {
         Adapter::Command => "",
         other => other.as_str(),
-    }
-}
-
-fn install_hint(adapter: Adapter, program: &str) -> String {
-    match adapter {
-        Adapter::Codex => "npm install -g @openai/codex".into(),
-        Adapter::Claude => "npm install -g @anthropic-ai/claude-code".into(),
-        Adapter::Gemini => "npm install -g @google/gemini-cli".into(),
-        Adapter::Opencode => "npm install -g opencode-ai".into(),
-        Adapter::Aider => "python -m pip install aider-install && aider-install".into(),
-        Adapter::Command => {
-            format!(
-                "`{program}` must be an executable on PATH or a path relative to the repository"
-            )
-        }
     }
 }
 

@@ -1,11 +1,12 @@
 //! Starting one round of an attempt: the worker process, its input and its result.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use goalpost_shared::contract::Spanned;
-use goalpost_shared::plan::{AgentDef, Budget, Plan, WallTime};
+use goalpost_shared::plan::{AgentDef, Budget, Plan, Price, WallTime};
 use goalpost_shared::process;
 use goalpost_shared::protocol::{AgentSpec, Usage, WorkerInput, WorkerResult};
 
@@ -29,7 +30,20 @@ pub const DEFAULT_MAX_ITERATIONS: u32 = 8;
 /// Iterations without progress before an attempt is blocked, unless the plan says.
 pub const DEFAULT_NO_PROGRESS_LIMIT: u32 = 3;
 
-pub fn agent_spec(def: &AgentDef) -> AgentSpec {
+/// The agent as the worker starts it, with the price of its model from `prices`: the
+/// model is its `model`, or the value of a `--model`/`-m` argument.
+pub fn agent_spec(def: &AgentDef, prices: &BTreeMap<String, Price>) -> AgentSpec {
+    let model = def.model.clone().or_else(|| {
+        def.args
+            .windows(2)
+            .find(|w| w[0] == "--model" || w[0] == "-m")
+            .map(|w| w[1].clone())
+            .or_else(|| {
+                def.args
+                    .iter()
+                    .find_map(|a| a.strip_prefix("--model=").map(str::to_owned))
+            })
+    });
     AgentSpec {
         name: def.name.value.clone(),
         adapter: def.adapter.value,
@@ -37,6 +51,7 @@ pub fn agent_spec(def: &AgentDef) -> AgentSpec {
         args: def.args.clone(),
         model: def.model.clone(),
         env: def.env.clone(),
+        price: model.and_then(|m| prices.get(&m).cloned()),
     }
 }
 
@@ -226,6 +241,51 @@ pub fn crossed(budget: &Budget, used: &Usage, iterations: u32) -> Option<String>
 
 #[cfg(test)]
 mod tests {
+    use goalpost_shared::contract::Spanned;
+    use goalpost_shared::plan::{Adapter, AgentDef};
+
+    fn def(model: Option<&str>, args: &[&str]) -> AgentDef {
+        AgentDef {
+            name: Spanned::new("a".into(), 1, 1),
+            adapter: Spanned::new(Adapter::Codex, 1, 1),
+            command: Vec::new(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            model: model.map(str::to_owned),
+            env: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn an_agent_gets_the_price_of_its_model_named_by_field_or_argument() {
+        let price = |p: f64| Price {
+            input_per_mtok: p,
+            output_per_mtok: p,
+            cached_per_mtok: p,
+        };
+        let prices = BTreeMap::from([
+            ("gpt-5.5".to_owned(), price(1.0)),
+            ("o9".to_owned(), price(2.0)),
+        ]);
+        assert_eq!(
+            agent_spec(&def(Some("o9"), &[]), &prices).price,
+            Some(price(2.0))
+        );
+        assert_eq!(
+            agent_spec(&def(None, &["--model", "gpt-5.5"]), &prices).price,
+            Some(price(1.0))
+        );
+        assert_eq!(
+            agent_spec(&def(None, &["-m", "o9"]), &prices).price,
+            Some(price(2.0))
+        );
+        assert_eq!(
+            agent_spec(&def(None, &["--model=o9"]), &prices).price,
+            Some(price(2.0))
+        );
+        assert_eq!(agent_spec(&def(Some("other"), &[]), &prices).price, None);
+        assert_eq!(agent_spec(&def(None, &[]), &prices).price, None);
+    }
+
     use super::*;
 
     #[test]

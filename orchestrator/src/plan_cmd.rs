@@ -3,10 +3,13 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::path::Path;
 
+use goalpost_orchestrator::run_cmd;
 use goalpost_shared::contract::{Check, CheckKind, Contract, Spanned};
 use goalpost_shared::dag::PhaseDag;
 use goalpost_shared::exit::ExitCode;
+use goalpost_shared::git::Repo;
 use goalpost_shared::goal;
 use goalpost_shared::plan::{AgentDef, Budget, Phase, Plan, Selection};
 use serde_json::json;
@@ -30,6 +33,7 @@ fn check(args: &CheckArgs) -> Result<ExitCode, Error> {
                 "ok": true,
                 "file": args.file,
                 "order": PhaseDag::new(plan).topo_order(),
+                "missing_agents": missing_agents(plan, &args.file),
                 "plan": plan,
             }),
             Err(d) => json!({ "ok": false, "file": args.file, "errors": d.0 }),
@@ -42,7 +46,29 @@ fn check(args: &CheckArgs) -> Result<ExitCode, Error> {
     }
     let plan = result.map_err(Error::InvalidPlan)?;
     print(&summary(&plan))?;
+    // The goal file is valid; an agent whose CLI is not installed here is said, not failed:
+    // `goalpost run` refuses to start without it.
+    for missing in missing_agents(&plan, &args.file) {
+        eprintln!("warning: {missing}");
+    }
     Ok(ExitCode::Complete)
+}
+
+/// The plan's agents whose executable is not found, looked up like `goalpost run` does
+/// from the repository holding the goal file (or its folder).
+fn missing_agents(plan: &Plan, file: &Path) -> Vec<String> {
+    let folder = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let workdir = Repo::discover(folder)
+        .ok()
+        .and_then(|r| r.workdir().map(Path::to_path_buf))
+        .unwrap_or_else(|| folder.to_path_buf());
+    match run_cmd::missing_agents(plan, file, &workdir) {
+        Ok(missing) => missing.iter().map(ToString::to_string).collect(),
+        Err(e) => vec![e.to_string()],
+    }
 }
 
 fn graph(args: &GraphArgs) -> Result<ExitCode, Error> {

@@ -193,6 +193,20 @@ fn dirty_paths(repo: &Repo, plan_rel: Option<&str>) -> Result<Vec<String>, RunEr
 
 /// Every agent the plan will start must have an executable goalpost can find.
 fn check_agents(plan: &Plan, plan_path: &Path, workdir: &Path) -> Result<(), RunError> {
+    match missing_agents(plan, plan_path, workdir)?.into_iter().next() {
+        Some(missing) => Err(missing),
+        None => Ok(()),
+    }
+}
+
+/// The agents the plan starts whose executable cannot be found, each as a bad-input error
+/// naming the agent, its adapter, the executable looked for and how to install it. An
+/// agent named but not defined, or a `command` agent without a command, is an error.
+pub fn missing_agents(
+    plan: &Plan,
+    plan_path: &Path,
+    workdir: &Path,
+) -> Result<Vec<RunError>, RunError> {
     let Some(implementer) = attempt::implementer_name(plan) else {
         return Err(RunError::bad(
             format!(
@@ -212,6 +226,7 @@ fn check_agents(plan: &Plan, plan_path: &Path, workdir: &Path) -> Result<(), Run
     used.sort_unstable();
     used.dedup();
     let path_var = std::env::var_os("PATH").unwrap_or_default();
+    let mut missing = Vec::new();
     for name in used {
         let Some(def) = plan.settings.agents.get(name) else {
             return Err(RunError::bad(
@@ -234,7 +249,11 @@ fn check_agents(plan: &Plan, plan_path: &Path, workdir: &Path) -> Result<(), Run
             None => def.adapter.value.as_str().to_owned(),
         };
         if find_executable(&program, workdir, &path_var).is_none() {
-            return Err(RunError::bad(
+            let hint = match def.adapter.value {
+                Adapter::Command => install_hint(Adapter::Command, &program),
+                adapter => format!("install it with `{}`", install_hint(adapter, &program)),
+            };
+            missing.push(RunError::bad(
                 format!(
                     "{}:{}: agent `{name}` (adapter {}): executable `{program}` not found {}",
                     plan_path.display(),
@@ -246,22 +265,23 @@ fn check_agents(plan: &Plan, plan_path: &Path, workdir: &Path) -> Result<(), Run
                         "on PATH".to_owned()
                     }
                 ),
-                install_hint(def.adapter.value, &program),
+                hint,
             ));
         }
     }
-    Ok(())
+    Ok(missing)
 }
 
-fn install_hint(adapter: Adapter, program: &str) -> String {
+/// How to install the CLI an adapter drives; for `command`, what its executable must be.
+pub fn install_hint(adapter: Adapter, program: &str) -> String {
     match adapter {
-        Adapter::Codex => "install it with `npm install -g @openai/codex`".into(),
-        Adapter::Claude => "install it with `npm install -g @anthropic-ai/claude-code`".into(),
-        Adapter::Gemini => "install it with `npm install -g @google/gemini-cli`".into(),
-        Adapter::Opencode => "install it with `npm install -g opencode-ai`".into(),
-        Adapter::Aider => "install it with `pip install aider-chat`".into(),
+        Adapter::Codex => "npm install -g @openai/codex".into(),
+        Adapter::Claude => "npm install -g @anthropic-ai/claude-code".into(),
+        Adapter::Gemini => "npm install -g @google/gemini-cli".into(),
+        Adapter::Opencode => "npm install -g opencode-ai".into(),
+        Adapter::Aider => "python -m pip install aider-install && aider-install".into(),
         Adapter::Command => format!(
-            "check the agent's `command`: `{program}` must be an executable on PATH or a path relative to the repository"
+            "`{program}` must be an executable on PATH or a path relative to the repository"
         ),
     }
 }

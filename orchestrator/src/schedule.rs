@@ -514,7 +514,7 @@ impl<'a> Scheduler<'a> {
             .reviewer
             .as_ref()
             .and_then(|r| settings.agents.get(&r.value))
-            .map(attempt::agent_spec);
+            .map(|def| attempt::agent_spec(def, &settings.prices));
         let budget = attempt::remaining(&settings.budget, &a.usage, a.next_iteration - 1);
         let no_progress_limit = phase
             .contract
@@ -545,7 +545,7 @@ impl<'a> Scheduler<'a> {
             resume_from: resume_from.or(a.head).map(|o| o.to_string()),
             first_iteration: a.next_iteration,
             contract: phase.contract.clone(),
-            implementer: attempt::agent_spec(agent_def),
+            implementer: attempt::agent_spec(agent_def, &settings.prices),
             reviewer,
             budget,
             no_progress_limit,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::contract::Contract;
-use crate::plan::{Adapter, Budget};
+use crate::plan::{Adapter, Budget, Price};
 
 /// An agent as the worker starts it: everything resolved, nothing looked up later.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,6 +21,9 @@ pub struct AgentSpec {
     pub model: Option<String>,
     /// Environment added to the allow-listed one.
     pub env: BTreeMap<String, String>,
+    /// The goal file's price for the agent's model, for turns whose CLI reports no cost.
+    #[serde(default)]
+    pub price: Option<Price>,
 }
 
 /// Why a worker round was started with feedback.

@@ -427,3 +427,35 @@ fn several_agents_need_an_implementer_role() {
         )],
     );
 }
+
+/// A valid goal file whose agents are not installed here: the summary is printed and the
+/// exit code is 0, and each missing CLI is named on stderr with how to install it.
+#[test]
+fn agents_whose_executable_is_missing_are_named_with_how_to_install_them() {
+    let env = TestEnv::new();
+    env.write(
+        "goal.md",
+        "+++\n[agents.coder]\nadapter = \"gemini\"\ncommand = [\"gemini-not-installed-here\"]\n\n[agents.local]\nadapter = \"command\"\ncommand = [\"./tools/no-such-agent.sh\"]\n\n[roles]\nimplementer = \"coder\"\nreviewer = \"local\"\n+++\n\n# Goal: g\n\n## Outcome\nDone.\n\n## Verification surface\n- `true`\n",
+    );
+    let run = env.goalpost(["plan", "check", "goal.md"]);
+    run.assert_code(0).assert_stdout_has("agents");
+    run.assert_stderr_has(
+        "warning: goal.md:2: agent `coder` (adapter gemini): executable `gemini-not-installed-here` not found on PATH",
+    )
+    .assert_stderr_has("install it with `npm install -g @google/gemini-cli`")
+    .assert_stderr_has("agent `local` (adapter command): executable `./tools/no-such-agent.sh` not found in");
+    let json = env.goalpost(["plan", "check", "goal.md", "--json"]).json();
+    assert_eq!(
+        json["missing_agents"].as_array().unwrap().len(),
+        2,
+        "{json:#}"
+    );
+
+    // Once the executable is there, nothing is said.
+    env.write("tools/no-such-agent.sh", "#!/bin/sh\n");
+    use std::os::unix::fs::PermissionsExt;
+    let script = env.dir().join("tools/no-such-agent.sh");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = env.goalpost(["plan", "check", "goal.md"]);
+    assert!(!run.stderr.contains("no-such-agent"), "{run}");
+}

@@ -423,7 +423,7 @@ impl Round<'_> {
             tree: Some(tree),
             confine: self.confine.as_ref(),
         };
-        let turn = adapter::for_spec(spec).run_turn(&request);
+        let turn = adapter::run_turn(spec, &request);
         self.restore_links();
         self.meter.record(&turn.record.usage);
         log_turn(&turn.record);

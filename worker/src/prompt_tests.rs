@@ -24,6 +24,7 @@ fn agent(name: &str) -> AgentSpec {
         args: vec![],
         model: None,
         env: BTreeMap::new(),
+        price: None,
     }
 }
 

@@ -50,7 +50,7 @@ pub fn run(input: &SelectInput) -> std::io::Result<SelectResult> {
         tree: None,
         confine: confine.as_ref(),
     };
-    let turn = adapter::for_spec(&input.reviewer).run_turn(&request);
+    let turn = adapter::run_turn(&input.reviewer, &request);
     let message = turn.record.message.clone();
     Ok(SelectResult {
         winner: parse_winner(&message),

@@ -193,6 +193,7 @@ fn sh_agent(name: &str, script: &str) -> AgentSpec {
         args: vec![script.into()],
         model: None,
         env: BTreeMap::from([("FROM_AGENT".into(), "agent-env".into())]),
+        price: None,
     }
 }
 
@@ -401,6 +402,31 @@ fn token_usage_lines_count_against_the_budget() {
     );
     assert_eq!(result.iterations.len(), 2);
     assert_eq!(result.usage.tool_calls, 4);
+}
+
+#[test]
+fn a_turn_whose_agent_reports_no_cost_is_priced_from_the_goal_files_price_table() {
+    let f = Fixture::new();
+    let implementer = r#"echo done > file; echo 'USAGE: tokens_in=2000000 tokens_cached=1000000 tokens_out=500000'"#;
+    let mut input = f.input(implementer, None, &["test -f file"]);
+    input.implementer.price = Some(goalpost_shared::plan::Price {
+        input_per_mtok: 1.0,
+        output_per_mtok: 4.0,
+        cached_per_mtok: 0.1,
+    });
+    let result = f.run(&input);
+    assert!(
+        matches!(result.outcome, AttemptOutcome::Candidate { .. }),
+        "{:?}",
+        result.outcome
+    );
+    // 1M fresh input at $1, 1M cached at $0.10, 0.5M output at $4.
+    assert!(
+        (result.usage.cost_usd - 3.1).abs() < 1e-9,
+        "{}",
+        result.usage.cost_usd
+    );
+    assert!((result.iterations[0].implementer.usage.cost_usd - 3.1).abs() < 1e-9);
 }
 
 #[test]

@@ -112,7 +112,7 @@ impl Scheduler<'_> {
             phase: phase.id.value.clone(),
             phase_title: phase.title.clone(),
             contract: phase.contract.clone(),
-            reviewer: attempt::agent_spec(reviewer),
+            reviewer: attempt::agent_spec(reviewer, &settings.prices),
             candidates,
             private_dir: self
                 .layout

@@ -432,6 +432,7 @@ mod tests {
             args: Vec::new(),
             model: None,
             env: Default::default(),
+            price: None,
         }
     }
 

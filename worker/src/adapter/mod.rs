@@ -80,6 +80,31 @@ pub fn for_spec(spec: &AgentSpec) -> Box<dyn Adapter> {
     }
 }
 
+/// Runs one turn of `spec`'s agent. A turn whose CLI reports no cost is priced from the
+/// goal file's `[prices]` entry for the agent's model, when there is one.
+pub fn run_turn(spec: &AgentSpec, request: &TurnRequest<'_>) -> Turn {
+    let mut turn = for_spec(spec).run_turn(request);
+    if let Some(price) = &spec.price {
+        price_usage(price, &mut turn.record.usage);
+    }
+    turn
+}
+
+/// Sets `usage.cost_usd` from `price` (dollars per million tokens) unless the CLI already
+/// reported a cost. `tokens_in` counts cached input too; cached tokens cost the cached
+/// price.
+pub fn price_usage(price: &plan::Price, usage: &mut Usage) {
+    if usage.cost_usd > 0.0 {
+        return;
+    }
+    let cached = usage.tokens_cached.min(usage.tokens_in) as f64;
+    let fresh = usage.tokens_in as f64 - cached;
+    usage.cost_usd = (fresh * price.input_per_mtok
+        + cached * price.cached_per_mtok
+        + usage.tokens_out as f64 * price.output_per_mtok)
+        / 1_000_000.0;
+}
+
 /// The environment an agent's turn runs with: the allow-listed variables of the worker's
 /// own environment, `TMPDIR` in the attempt's private dir, the run's agent environment,
 /// the agent's own `env`, and last (so nothing overrides them) the `GOALPOST_*` facts of
@@ -193,6 +218,32 @@ pub fn parse_usage(output: &str) -> Usage {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_price_covers_fresh_cached_and_output_tokens_but_never_overrides_a_reported_cost() {
+        let price = plan::Price {
+            input_per_mtok: 3.0,
+            output_per_mtok: 15.0,
+            cached_per_mtok: 0.3,
+        };
+        let mut usage = Usage {
+            tokens_in: 1_500,
+            tokens_cached: 500,
+            tokens_out: 100,
+            ..Usage::default()
+        };
+        price_usage(&price, &mut usage);
+        assert!(
+            (usage.cost_usd - (1_000.0 * 3.0 + 500.0 * 0.3 + 100.0 * 15.0) / 1e6).abs() < 1e-15
+        );
+        let mut reported = Usage {
+            tokens_in: 1_500,
+            cost_usd: 0.5,
+            ..Usage::default()
+        };
+        price_usage(&price, &mut reported);
+        assert_eq!(reported.cost_usd, 0.5);
+    }
     use super::*;
 
     #[test]
