@@ -419,8 +419,10 @@ fn assert_timed_out(corpus: &Corpus, run: &Run) {
 fn a_background_process_does_not_outlive_the_turn() {
     let corpus = Corpus::new();
     // Double-forked, still in the turn's process group.
-    let daemon =
-        run("( sh -c 'echo $$ > \"$TMPDIR/bg.pid\"; exec sleep 60' > /dev/null 2>&1 & ) ; sleep 1");
+    let daemon = run(
+        "( sh -c 'echo $$ > \"$TMPDIR/bg.pid\"; exec sleep 60' > /dev/null 2>&1 & ) ; \
+         until [ -s \"$TMPDIR/bg.pid\" ]; do sleep 0.05; done",
+    );
     let plan = corpus.write_goal(&script(&[daemon], ""), "60s");
     let run = run_goal(&corpus, plan, AWAITING_APPROVAL);
     let pid = pid_in(&corpus.attempt_tmp().join("bg.pid")).expect("the daemon's pid");
@@ -448,7 +450,8 @@ fn a_daemon_that_leaves_the_group_is_killed_or_stays_confined() {
         )
     };
     let actions = [run(&format!(
-        "{} {} sleep 1",
+        "{} {} until [ -s \"$TMPDIR/tagged.pid\" ] && [ -s \"$TMPDIR/scrubbed.pid\" ]; \
+         do sleep 0.05; done; sleep 0.2",
         daemon("tagged", ""),
         daemon("scrubbed", "env -i TMPDIR=\"$TMPDIR\" PATH=\"$PATH\" ")
     ))];
@@ -474,7 +477,7 @@ fn an_agent_that_ignores_sigterm_is_killed_after_the_grace_period() {
         "echo $PPID > \"$TMPDIR/agent.pid\"; echo $$ > \"$TMPDIR/shell.pid\"; \
          while :; do sleep 1; done",
     );
-    let plan = corpus.write_goal_with(&script(&[stubborn], ""), "3s", "trap '' TERM; exec \"$0\"");
+    let plan = corpus.write_goal_with(&script(&[stubborn], ""), "5s", "trap '' TERM; exec \"$0\"");
     let started = Instant::now();
     let run = run_goal(&corpus, plan, BLOCKED);
     assert!(started.elapsed() < Duration::from_secs(40), "{run}");
@@ -505,7 +508,7 @@ fn a_gigabyte_of_output_is_streamed_past_the_cap() {
 fn a_hang_is_ended_by_the_wall_budget() {
     let corpus = Corpus::new();
     let hang = run("echo $$ > \"$TMPDIR/hang.pid\"; exec sleep 600");
-    let plan = corpus.write_goal(&script(&[hang], ""), "2s");
+    let plan = corpus.write_goal(&script(&[hang], ""), "4s");
     let started = Instant::now();
     let run = run_goal(&corpus, plan, BLOCKED);
     assert!(started.elapsed() < Duration::from_secs(30), "{run}");
