@@ -199,6 +199,9 @@ pub struct TurnRecord {
     pub verdict: Option<Verdict>,
     /// Set when the turn failed (non-zero exit, timeout, unreadable output).
     pub error: Option<String>,
+    /// The shell commands the agent ran, as its CLI reported them.
+    #[serde(default)]
+    pub commands: Vec<String>,
 }
 
 /// One implementer → harvest → checks → reviewer cycle.

@@ -256,6 +256,7 @@ impl<C: Cli> CliAdapter<C> {
         for command in &parsed.commands {
             tracing::info!(role = request.role.as_str(), "agent {name} ran: {command}");
         }
+        record.commands = parsed.commands.clone();
         record.usage = turn_usage(&self.cli, turn.resume.as_ref(), &parsed.usage);
         record.usage.turns = 1;
         record.usage.wall_ms = record.record.duration_ms;
@@ -479,6 +480,22 @@ echo "{\"type\":\"turn.completed\",\"usage\":{\"input_tokens\":$n,\"cached_input
         // A reviewer starts fresh, whatever session the implementer left.
         let review = turn(dir.path(), &spec, Role::Reviewer);
         assert!(!review.record.record.argv.contains(&"resume".to_owned()));
+    }
+
+    #[test]
+    fn the_commands_an_agent_ran_are_in_its_turn_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = fake_codex(
+            dir.path(),
+            r#"echo '{"type":"thread.started","thread_id":"t1"}'
+echo '{"type":"item.completed","item":{"type":"command_execution","command":"sh tests/run.sh","exit_code":0,"status":"completed"}}'
+echo '{"type":"item.completed","item":{"type":"agent_message","text":"done"}}'
+echo '{"type":"turn.completed","usage":{"input_tokens":1,"cached_input_tokens":0,"output_tokens":1}}'"#,
+        );
+        let t = turn(dir.path(), &spec, Role::Implementer);
+        assert_eq!(t.record.error, None);
+        assert_eq!(t.record.commands, vec!["sh tests/run.sh".to_owned()]);
+        assert_eq!(t.record.usage.tool_calls, 1);
     }
 
     #[test]

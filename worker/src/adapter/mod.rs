@@ -172,6 +172,7 @@ pub(crate) fn empty_record(
         message: String::new(),
         verdict: None,
         error: None,
+        commands: Vec::new(),
     }
 }
 
