@@ -250,7 +250,10 @@ pub fn missing_agents(
         };
         if find_executable(&program, workdir, &path_var).is_none() {
             let hint = match def.adapter.value {
-                Adapter::Command => install_hint(Adapter::Command, &program),
+                Adapter::Command => format!(
+                    "check the agent's `command`: {}",
+                    install_hint(Adapter::Command, &program)
+                ),
                 adapter => format!("install it with `{}`", install_hint(adapter, &program)),
             };
             missing.push(RunError::bad(

@@ -183,6 +183,12 @@ fn run_goal(env: &TestEnv, plan: &str) -> Run {
     env.goalpost(["run", plan, "-C", REPO])
 }
 
+/// The agents (or checks) of some tests leave probes outside their worktrees, which
+/// only an unconfined run allows.
+fn run_goal_unconfined(env: &TestEnv, plan: &str) -> Run {
+    env.goalpost(["run", plan, "-C", REPO, "--unconfined"])
+}
+
 fn status(env: &TestEnv) -> Value {
     let run = env.goalpost(["status", "--json", "-C", REPO]);
     run.assert_code(0);
@@ -690,7 +696,7 @@ message = "Attempt {named} reads best.\nWINNER: {named}\n"
             phases: &phases,
         },
     );
-    let run = run_goal(&env, plan);
+    let run = run_goal_unconfined(&env, plan);
     run.assert_code(0);
     let st = status(&env);
     assert_eq!(attempt(&st, PHASE, 2)["state"], "blocked", "{st:#}");
@@ -985,7 +991,7 @@ message = "Recorded what I see.\n"
         },
     );
 
-    let run = run_goal(&env, plan);
+    let run = run_goal_unconfined(&env, plan);
     run.assert_code(0);
     let st = status(&env);
     let id = run_id(&st);
@@ -1092,7 +1098,7 @@ message = "Held a slot.\n"
         },
     );
 
-    let run = run_goal(&env, plan);
+    let run = run_goal_unconfined(&env, plan);
     run.assert_code(0);
     let took: Vec<String> = (1..=4)
         .map(|n| env.read(&format!("slots/took-{n}")).trim().to_owned())

@@ -151,6 +151,12 @@ fn run_goal(env: &TestEnv, plan: &str) -> Run {
     env.goalpost(["run", plan, "-C", REPO])
 }
 
+/// The agents (or checks) of some tests leave probes outside their worktrees, which
+/// only an unconfined run allows.
+fn run_goal_unconfined(env: &TestEnv, plan: &str) -> Run {
+    env.goalpost(["run", plan, "-C", REPO, "--unconfined"])
+}
+
 fn status(env: &TestEnv) -> Value {
     let run = env.goalpost(["status", "--json", "-C", REPO]);
     run.assert_code(0);
@@ -721,7 +727,7 @@ Verification: `head -n 1 README.md | grep -qF '(fast)'`
         },
     );
 
-    let run = run_goal(&env, plan);
+    let run = run_goal_unconfined(&env, plan);
     run.assert_code(0)
         .assert_stdout_has("conflicts with the integration tip in README.md");
 
@@ -802,7 +808,7 @@ Verification: `sh calc.sh sub 5 3 | grep -qx 2`
         },
     );
 
-    let run = run_goal(&env, plan);
+    let run = run_goal_unconfined(&env, plan);
     run.assert_code(0)
         .assert_stdout_has("main moved during the run");
 
@@ -974,7 +980,7 @@ Verification: `sh calc.sh sub 5 3 | grep -qx 2`
         },
     );
 
-    let run = run_goal(&env, plan);
+    let run = run_goal_unconfined(&env, plan);
     run.assert_code(0);
     let st = status(&env);
     assert_eq!(attempts(&st, "sub")[0]["iterations"], 2, "{st:#}");
