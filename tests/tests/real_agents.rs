@@ -22,11 +22,16 @@ const CLAUDE_MODEL: &str = "claude-sonnet-4-5";
 
 /// Where `.ci/run` installs the CLIs: under the checkout the tests run in (the runner's
 /// `CARGO_MANIFEST_DIR`), else the one they were built from.
-fn bin_dir() -> PathBuf {
+/// `.ci/` of the source tree, where `.ci/run` installs the CLIs.
+fn ci_dir() -> PathBuf {
     let root = std::env::var_os("CARGO_MANIFEST_DIR")
         .and_then(|dir| Path::new(&dir).parent().map(Path::to_path_buf))
         .unwrap_or_else(repo_root);
-    root.join(".ci/npm/node_modules/.bin")
+    root.join(".ci")
+}
+
+fn bin_dir() -> PathBuf {
+    ci_dir().join("npm/node_modules/.bin")
 }
 
 /// The CLI `name`, or `None` after saying loudly why the test is skipped (a failure
@@ -761,18 +766,25 @@ env = {{ GEMINI_CLI_HOME = {}, GEMINI_API_KEY = "scripted-key", GOOGLE_GEMINI_BA
     assert!(contents.contains("Drafted."), "{contents}");
 }
 
-/// aider, a Python package, is not installed by `.ci/run`: its test runs where aider is on
-/// `PATH` (`pip install aider-chat`) and says it was skipped elsewhere, CI included.
+/// aider, a Python package: `.ci/run` installs it from PyPI into `.ci/venv` and links it
+/// into `.ci/bin`. Found there or on `PATH`; else the test says loudly that it was skipped
+/// (a failure under `CI=true`).
 fn aider() -> Option<PathBuf> {
+    let local = ci_dir().join("bin/aider");
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .map(|d| d.join("aider"))
-        .find(|p| p.is_file());
+    let found = local.is_file().then_some(local).or_else(|| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("aider"))
+            .find(|p| p.is_file())
+    });
     if found.is_none() {
-        eprintln!(
-            "\n*** SKIPPED: aider is not on PATH; `pip install aider-chat` (in a virtualenv) \
-             to run this test ***\n"
-        );
+        let why = "aider is not installed (looked in .ci/bin and on PATH); `.ci/run` \
+                   installs it, or: python3 -m venv .ci/venv && .ci/venv/bin/pip install \
+                   aider-chat==0.86.2";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{why}");
+        }
+        eprintln!("\n*** SKIPPED: {why} ***\n");
     }
     found
 }
