@@ -713,27 +713,6 @@ impl Store {
             .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
-
-    /// Counts of (merges, commands) recorded for a run.
-    pub fn counts(&self, run: &str) -> Result<(i64, i64)> {
-        let merges = self
-            .conn
-            .query_row(
-                "SELECT COUNT(*) FROM merges WHERE run_id = ?1",
-                params![run],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))?;
-        let commands = self
-            .conn
-            .query_row(
-                "SELECT COUNT(*) FROM commands WHERE run_id = ?1",
-                params![run],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))?;
-        Ok((merges, commands))
-    }
 }
 
 fn insert_command(
