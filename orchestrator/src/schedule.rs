@@ -298,8 +298,10 @@ impl<'a> Scheduler<'a> {
                         continue;
                     }
                     crash::point("job starts");
-                    if let Job::Audit { input, .. } = &job {
-                        self.offer_reuse(input);
+                    match &job {
+                        Job::Audit { input, .. } => self.offer_reuse(input),
+                        Job::Worker { attempt, .. } => self.make_worktree(*attempt)?,
+                        Job::Select { .. } => {}
                     }
                     spawn(job, tx.clone(), Arc::clone(&self.workers));
                     in_flight += 1;
@@ -439,7 +441,6 @@ impl<'a> Scheduler<'a> {
             .unwrap_or_default()
             .to_owned();
         println!("phase {id}: started on {}", short(base));
-        self.recycle_finished_worktrees();
         for n in 1..=phase.attempts.value {
             let agent = phase
                 .agent_for_attempt(n as usize - 1, &implementer)
@@ -458,8 +459,8 @@ impl<'a> Scheduler<'a> {
                 let _ = std::fs::remove_dir_all(&worktree);
                 let _ = self.repo.worktree_prune();
             }
-            self.pool().checkout(&worktree, base)?;
-            crash::point("worktree made");
+            // The worktree itself is made when the attempt's first round starts: phases
+            // that become ready together do not wait for each other's checkouts.
             self.store.insert_attempt(
                 &self.run_id,
                 id,
@@ -800,6 +801,20 @@ impl<'a> Scheduler<'a> {
     /// The implementers' worktree pool of this run.
     fn pool(&self) -> worktree::Pool<'a> {
         worktree::Pool::for_run(self.repo, self.layout, &self.run_id)
+    }
+
+    /// Attempt `i`'s worktree, through the pool, at its work (its base on the first
+    /// round), unless it is there already.
+    fn make_worktree(&mut self, i: usize) -> Result<(), ScheduleError> {
+        if self.attempts[i].worktree.join(".git").exists() {
+            return Ok(());
+        }
+        self.recycle_finished_worktrees();
+        let a = &self.attempts[i];
+        self.pool()
+            .checkout(&a.worktree, a.head.unwrap_or(a.base))?;
+        crash::point("worktree made");
+        Ok(())
     }
 
     /// The worktrees of attempts that are done with them (merged, or stopped for good
