@@ -153,10 +153,14 @@ enum AuditPurpose {
     Candidate {
         attempt: usize,
     },
+    /// The merge of a train of audited candidates onto the integration tip: `train` holds
+    /// each attempt with its squash commit, in order; `attempt` is the first,
+    /// `merge_commit` the last.
     Merge {
         attempt: usize,
         merge_commit: Oid,
         old_tip: Oid,
+        train: Vec<(usize, Oid)>,
     },
 }
 
@@ -198,6 +202,12 @@ pub struct Scheduler<'a> {
     /// Phases whose reviewer is choosing a winner.
     selecting: BTreeSet<usize>,
     attempts: Vec<Attempt>,
+    /// Audited candidates waiting at the gate, in the order they passed.
+    train_waiting: Vec<usize>,
+    /// A train's merge audit is running: the next train waits for it.
+    train_busy: bool,
+    /// Attempts that land alone (their train failed its merge audit).
+    solo: BTreeSet<usize>,
     audits_started: u32,
     queue: VecDeque<Job>,
     control: Arc<Control>,
@@ -233,6 +243,9 @@ impl<'a> Scheduler<'a> {
             phases: vec![PhaseState::Pending; plan.phases.len()],
             chosen_because: vec![None; plan.phases.len()],
             selecting: BTreeSet::new(),
+            train_waiting: Vec::new(),
+            train_busy: false,
+            solo: BTreeSet::new(),
             attempts: Vec::new(),
             audits_started: 0,
             queue: VecDeque::new(),
@@ -271,7 +284,11 @@ impl<'a> Scheduler<'a> {
     pub fn run(&mut self) -> Result<RunEnd, ScheduleError> {
         let (tx, rx) = mpsc::channel::<Done>();
         let max_parallel = self.plan.settings.max_parallel.value.max(1) as usize;
-        let mut in_flight = 0usize;
+        // `max_parallel` bounds the agents at work (workers and selection turns); audits,
+        // which run no agent, have as many slots of their own, so verifying one wave of
+        // candidates never holds the next wave of agents back.
+        let mut agents = 0usize;
+        let mut audits = 0usize;
         let mut pause = Pause::None;
         loop {
             let now = self.control.poll();
@@ -281,8 +298,15 @@ impl<'a> Scheduler<'a> {
             }
             if pause == Pause::None {
                 self.start_ready_phases()?;
-                while in_flight < max_parallel {
-                    let Some(job) = self.queue.pop_front() else {
+                let mut k = 0;
+                while k < self.queue.len() {
+                    let is_audit = matches!(self.queue[k], Job::Audit { .. });
+                    let busy = if is_audit { audits } else { agents };
+                    if busy >= max_parallel {
+                        k += 1;
+                        continue;
+                    }
+                    let Some(job) = self.queue.remove(k) else {
                         break;
                     };
                     if job
@@ -304,15 +328,23 @@ impl<'a> Scheduler<'a> {
                         Job::Select { .. } => {}
                     }
                     spawn(job, tx.clone(), Arc::clone(&self.workers));
-                    in_flight += 1;
+                    if is_audit {
+                        audits += 1;
+                    } else {
+                        agents += 1;
+                    }
                 }
             }
-            if in_flight == 0 {
+            if agents + audits == 0 {
                 break;
             }
             match rx.recv_timeout(POLL) {
                 Ok(done) => {
-                    in_flight -= 1;
+                    if matches!(done, Done::Audit { .. }) {
+                        audits -= 1;
+                    } else {
+                        agents -= 1;
+                    }
                     self.handle(done)?;
                     crash::point("job recorded");
                 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use goalpost_shared::contract::Contract;
-use goalpost_shared::git::{GitError, Oid};
+use goalpost_shared::git::Oid;
 use goalpost_shared::plan::Selection;
 use goalpost_shared::protocol::{
     AUDIT_REUSE_FILE, AuditInput, AuditReport, AuditReuse, Feedback, Recommendation,
@@ -13,8 +13,7 @@ use goalpost_shared::protocol::{
 
 use super::{AttemptState, AuditPurpose, Job, MAX_ROUNDS, ScheduleError, Scheduler, oid};
 use crate::audit::DEFAULT_CHECK_TIMEOUT_SECS;
-use crate::gate;
-use crate::{crash, worktree};
+use crate::worktree;
 
 impl Scheduler<'_> {
     #[allow(clippy::too_many_arguments)]
@@ -92,6 +91,15 @@ impl Scheduler<'_> {
             AuditPurpose::Candidate { attempt } | AuditPurpose::Merge { attempt, .. } => *attempt,
         };
         let (phase_id, n) = self.key(i);
+        if let AuditPurpose::Merge { train, .. } = &purpose {
+            self.train_busy = false;
+            if let Err(e) = &result {
+                for &(a, _) in train {
+                    self.interrupt(a, format!("the audit of its merge could not run: {e}"));
+                }
+                return self.drive_train();
+            }
+        }
         let report = match result {
             Ok(r) => r,
             Err(e) => {
@@ -117,35 +125,9 @@ impl Scheduler<'_> {
             AuditPurpose::Merge {
                 merge_commit,
                 old_tip,
+                train,
                 ..
-            } => {
-                if report.recommendation == Recommendation::Merge {
-                    let label = format!("phase {phase_id} attempt {n}");
-                    match gate::land(
-                        self.repo,
-                        &self.integration_ref(),
-                        merge_commit,
-                        old_tip,
-                        &label,
-                    ) {
-                        Ok(()) => {
-                            crash::point("integration moved");
-                            self.merged(i, old_tip, merge_commit)
-                        }
-                        Err(GitError::RefMoved { .. }) => self.gate(i),
-                        Err(e) => Err(e.into()),
-                    }
-                } else {
-                    self.fail(
-                        i,
-                        format!(
-                            "its merge with the integration tip fails the audit: {}",
-                            report.summary
-                        ),
-                        false,
-                    )
-                }
-            }
+            } => self.train_audited(&report, merge_commit, old_tip, train),
         }
     }
 
