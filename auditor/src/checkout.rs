@@ -96,7 +96,7 @@ impl<'r> Checkout<'r> {
             return Err(CheckoutError::Exists(path.to_path_buf()));
         }
         while claim(&pool.dir, path) {
-            match recycle(repo, path, commit, &pool.cache_dirs) {
+            match repo.worktree_recycle(path, commit, &pool.cache_dirs) {
                 Ok(()) => {
                     return Ok(Checkout {
                         repo,
@@ -218,58 +218,6 @@ fn claim(dir: &Path, path: &Path) -> bool {
         .any(|entry| fs::rename(entry, path).is_ok())
 }
 
-/// Makes the pooled worktree now at `path` a checkout of `commit` as `git worktree add`
-/// would, except for untracked files matching `cache_dirs`.
-fn recycle(repo: &Repo, path: &Path, commit: Oid, cache_dirs: &[String]) -> Result<(), GitError> {
-    repair(repo, path)?;
-    let tree = Repo::open(path)?;
-    if tree.common_dir() != repo.common_dir() {
-        return Err(GitError::NotARepository {
-            path: path.to_path_buf(),
-        });
-    }
-    tree.git2()
-        .head()
-        .and_then(|h| h.peel_to_commit())
-        .map_err(|source| GitError::Git2 {
-            context: format!("reading the HEAD of {}", path.display()),
-            source,
-        })?;
-    let hex = commit.to_string();
-    repo.run_git(path, ["checkout", "--quiet", "--detach", "--force", &hex])?;
-    let mut clean: Vec<String> = vec!["clean".into(), "-ffdxq".into()];
-    for dir in cache_dirs {
-        clean.push("-e".into());
-        clean.push(dir.clone());
-    }
-    repo.run_git(path, clean)?;
-    Ok(())
-}
-
-/// Points git's record of the linked worktree now at `path` back at it after a rename:
-/// what `git worktree repair <path>` does for a moved worktree, without starting git. The
-/// worktree's `.git` file names its administrative directory, which must be one of this
-/// repository's; that directory's `gitdir` file gets the worktree's new location.
-fn repair(repo: &Repo, path: &Path) -> Result<(), GitError> {
-    let unknown = || GitError::NotARepository {
-        path: path.to_path_buf(),
-    };
-    let root = fs::canonicalize(path).map_err(|_| unknown())?;
-    let dotgit = root.join(".git");
-    let text = fs::read_to_string(&dotgit).map_err(|_| unknown())?;
-    let admin = text
-        .trim()
-        .strip_prefix("gitdir:")
-        .map(|a| root.join(a.trim()))
-        .ok_or_else(unknown)?;
-    let admin = fs::canonicalize(admin).map_err(|_| unknown())?;
-    let worktrees = fs::canonicalize(repo.common_dir().join("worktrees")).map_err(|_| unknown())?;
-    if admin.parent() != Some(worktrees.as_path()) {
-        return Err(unknown());
-    }
-    fs::write(admin.join("gitdir"), format!("{}\n", dotgit.display())).map_err(|_| unknown())
-}
-
 /// Puts the finished checkout at `path` into the pool, or removes it when the pool is full.
 fn release(repo: &Repo, path: &Path, pool: &PoolSpec) -> Result<(), CheckoutError> {
     let idle = fs::read_dir(&pool.dir).map(|d| d.count()).unwrap_or(0);
@@ -284,7 +232,7 @@ fn release(repo: &Repo, path: &Path, pool: &PoolSpec) -> Result<(), CheckoutErro
     if fs::rename(path, &slot).is_err() {
         return remove_worktree(repo, path);
     }
-    if let Err(err) = repair(repo, &slot) {
+    if let Err(err) = repo.worktree_repair(&slot) {
         tracing::warn!("could not pool the audit worktree: {err}");
         return remove_worktree(repo, &slot);
     }

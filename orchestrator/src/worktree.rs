@@ -140,7 +140,10 @@ impl<'r> Pool<'r> {
                 if fs::rename(&entry, path).is_err() {
                     continue;
                 }
-                match recycle(self.repo, path, commit, &self.config.cache_dirs) {
+                match self
+                    .repo
+                    .worktree_recycle(path, commit, &self.config.cache_dirs)
+                {
                     Ok(()) => return Ok(Ready::Recycled),
                     Err(err) => {
                         tracing::warn!("not reusing pooled worktree {}: {err}", entry.display());
@@ -173,7 +176,7 @@ impl<'r> Pool<'r> {
         if let Err(err) = fs::rename(path, &slot) {
             return Released::Kept(format!("moving it into the pool: {err}"));
         }
-        match repair(self.repo, &slot) {
+        match self.repo.worktree_repair(&slot) {
             Ok(()) => Released::Pooled,
             Err(err) => {
                 // Its work is on its ref (checked above): nothing is lost with it.
@@ -293,61 +296,6 @@ fn in_cache_dir(path: &str, pattern: &str) -> bool {
         .rev()
         .skip(1)
         .any(|component| component == dir)
-}
-
-/// Makes the pooled worktree now at `path` a checkout of `commit` as `git worktree add`
-/// would, except for untracked files matching `cache_dirs`. Fails, changing nothing, when
-/// the worktree is in an unknown state.
-fn recycle(repo: &Repo, path: &Path, commit: Oid, cache_dirs: &[String]) -> Result<(), GitError> {
-    repair(repo, path)?;
-    let tree = Repo::open(path)?;
-    if tree.common_dir() != repo.common_dir() {
-        return Err(GitError::NotARepository {
-            path: path.to_path_buf(),
-        });
-    }
-    tree.git2()
-        .head()
-        .and_then(|h| h.peel_to_commit())
-        .map_err(|source| GitError::Git2 {
-            context: format!("reading the HEAD of {}", path.display()),
-            source,
-        })?;
-    let hex = commit.to_string();
-    // `--force` writes only the files that differ from the index (stat data tells which)
-    // and throws away anything else in the way.
-    repo.run_git(path, ["checkout", "--quiet", "--detach", "--force", &hex])?;
-    let mut clean: Vec<String> = vec!["clean".into(), "-ffdxq".into()];
-    for dir in cache_dirs {
-        clean.push("-e".into());
-        clean.push(dir.clone());
-    }
-    repo.run_git(path, clean)?;
-    Ok(())
-}
-
-/// Points git's record of the linked worktree now at `path` back at it after a rename:
-/// what `git worktree repair <path>` does for a moved worktree, without starting git. The
-/// worktree's `.git` file names its administrative directory, which must be one of this
-/// repository's; that directory's `gitdir` file gets the worktree's new location.
-fn repair(repo: &Repo, path: &Path) -> Result<(), GitError> {
-    let unknown = || GitError::NotARepository {
-        path: path.to_path_buf(),
-    };
-    let root = fs::canonicalize(path).map_err(|_| unknown())?;
-    let dotgit = root.join(".git");
-    let text = fs::read_to_string(&dotgit).map_err(|_| unknown())?;
-    let admin = text
-        .trim()
-        .strip_prefix("gitdir:")
-        .map(|a| root.join(a.trim()))
-        .ok_or_else(unknown)?;
-    let admin = fs::canonicalize(admin).map_err(|_| unknown())?;
-    let worktrees = fs::canonicalize(repo.common_dir().join("worktrees")).map_err(|_| unknown())?;
-    if admin.parent() != Some(worktrees.as_path()) {
-        return Err(unknown());
-    }
-    fs::write(admin.join("gitdir"), format!("{}\n", dotgit.display())).map_err(|_| unknown())
 }
 
 /// Removes a worktree whose work is known to be on a ref (or that was never anyone's).

@@ -18,6 +18,8 @@ use thiserror::Error;
 
 pub use git2::Oid;
 
+mod recycle;
+
 /// How much of a failed command's stderr an error keeps (the end of it).
 const STDERR_TAIL_BYTES: usize = 4096;
 
