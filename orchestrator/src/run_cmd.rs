@@ -277,16 +277,14 @@ pub fn missing_agents(
 
 /// How to install the CLI an adapter drives; for `command`, what its executable must be.
 pub fn install_hint(adapter: Adapter, program: &str) -> String {
-    match adapter {
-        Adapter::Codex => "npm install -g @openai/codex".into(),
-        Adapter::Claude => "npm install -g @anthropic-ai/claude-code".into(),
-        Adapter::Gemini => "npm install -g @google/gemini-cli".into(),
-        Adapter::Opencode => "npm install -g opencode-ai".into(),
-        Adapter::Aider => "python -m pip install aider-install && aider-install".into(),
-        Adapter::Command => format!(
-            "`{program}` must be an executable on PATH or a path relative to the repository"
-        ),
-    }
+    adapter.install_command().map_or_else(
+        || {
+            format!(
+                "`{program}` must be an executable on PATH or a path relative to the repository"
+            )
+        },
+        str::to_owned,
+    )
 }
 
 /// Resolves `program` like a shell would: with a slash, relative to the repository (or

@@ -180,6 +180,19 @@ impl Adapter {
     pub fn from_name(name: &str) -> Option<Adapter> {
         Adapter::ALL.into_iter().find(|a| a.as_str() == name)
     }
+
+    /// The command that installs the CLI this adapter drives; `None` for `command`, whose
+    /// program is the user's own.
+    pub fn install_command(self) -> Option<&'static str> {
+        match self {
+            Adapter::Codex => Some("npm install -g @openai/codex"),
+            Adapter::Claude => Some("npm install -g @anthropic-ai/claude-code"),
+            Adapter::Gemini => Some("npm install -g @google/gemini-cli"),
+            Adapter::Opencode => Some("npm install -g opencode-ai"),
+            Adapter::Aider => Some("python -m pip install aider-install && aider-install"),
+            Adapter::Command => None,
+        }
+    }
 }
 
 /// Which agent plays which role. `None` means no agent for that role: no reviewer turn,

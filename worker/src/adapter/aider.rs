@@ -29,10 +29,6 @@ impl Cli for Aider {
         "aider"
     }
 
-    fn install(&self) -> &'static str {
-        "install it with `python -m pip install aider-install && aider-install`"
-    }
-
     fn args(&self, turn: &CliTurn<'_>) -> Vec<String> {
         let mut args = vec![
             "--message-file".to_owned(),

@@ -36,10 +36,6 @@ impl Cli for Claude {
         "claude"
     }
 
-    fn install(&self) -> &'static str {
-        "install it with `npm install -g @anthropic-ai/claude-code`"
-    }
-
     fn args(&self, turn: &CliTurn<'_>) -> Vec<String> {
         // A reviewer's edits are not accepted: in print mode what is neither allowed nor
         // accepted is refused, never asked about.

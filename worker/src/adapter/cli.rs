@@ -27,8 +27,6 @@ const MIN_RETRY_TIME: Duration = Duration::from_secs(5);
 pub(crate) trait Cli: std::fmt::Debug {
     /// The executable looked for when the agent's `command` names none.
     fn program(&self) -> &'static str;
-    /// How to install it, for the error when it is missing.
-    fn install(&self) -> &'static str;
     /// The arguments after the executable (and the agent's `command` words): the CLI's
     /// unattended mode and machine output, then the agent's own `args`, then the session
     /// to resume. The prompt goes on stdin unless [`Cli::prompt_arg`] says otherwise.
@@ -241,8 +239,8 @@ impl<C: Cli> CliAdapter<C> {
                 };
                 let why = if missing {
                     format!(
-                        "agent `{name}` (adapter {adapter}) cannot be started: `{program}` is not {where_}; {}",
-                        self.cli.install()
+                        "agent `{name}` (adapter {adapter}) cannot be started: `{program}` is not {where_}; install it with `{}`",
+                        self.spec.adapter.install_command().unwrap_or_default()
                     )
                 } else {
                     format!("cannot run agent `{name}`: {err}")

@@ -31,10 +31,6 @@ impl Cli for Codex {
         "codex"
     }
 
-    fn install(&self) -> &'static str {
-        "install it with `npm install -g @openai/codex`"
-    }
-
     fn args(&self, turn: &CliTurn<'_>) -> Vec<String> {
         let mut args: Vec<String> = [
             "exec",

@@ -25,10 +25,6 @@ impl Cli for Gemini {
         "gemini"
     }
 
-    fn install(&self) -> &'static str {
-        "install it with `npm install -g @google/gemini-cli`"
-    }
-
     fn args(&self, turn: &CliTurn<'_>) -> Vec<String> {
         let mut args: Vec<String> = ["-o", "stream-json", "--approval-mode", "yolo"]
             .map(str::to_owned)

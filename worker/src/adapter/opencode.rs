@@ -28,10 +28,6 @@ impl Cli for Opencode {
         "opencode"
     }
 
-    fn install(&self) -> &'static str {
-        "install it with `npm install -g opencode-ai`"
-    }
-
     fn args(&self, turn: &CliTurn<'_>) -> Vec<String> {
         let mut args: Vec<String> = ["run", "--format", "json"].map(str::to_owned).into();
         args.extend(turn.model_args("-m"));
