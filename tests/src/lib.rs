@@ -292,6 +292,34 @@ impl fmt::Display for Run {
     }
 }
 
+/// `text` as a TOML basic string (JSON's escapes are TOML's), for goal files and scripts
+/// the tests write.
+pub fn quoted(text: &str) -> String {
+    serde_json::to_string(text).unwrap()
+}
+
+/// A path as a TOML basic string.
+pub fn path_quoted(path: &Path) -> String {
+    quoted(path.to_str().expect("test paths are UTF-8"))
+}
+
+/// A test whose directory holds the calc project (`fixtures/src/repo.rs`) at `calc/`, on
+/// `main`.
+pub fn calc_env() -> TestEnv {
+    let env = TestEnv::new();
+    goalpost_fixtures::repo::calc_project(env.dir().join("calc"), "main").unwrap();
+    env
+}
+
+/// A file of the calc project as it is in its first commit.
+pub fn calc_file(path: &str) -> &'static str {
+    goalpost_fixtures::repo::CALC_FILES
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, content)| *content)
+        .expect("a calc project file")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,19 +3,14 @@
 //! compare-and-swap, merging and verifying again when someone pushed to it meanwhile.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use goalpost_fixtures::repo::{CALC_MUL, CALC_SUB, calc_project};
-use goalpost_tests::{TestEnv, binary};
+use goalpost_fixtures::repo::{CALC_MUL, CALC_SUB};
+use goalpost_tests::{TestEnv, binary, calc_env, quoted};
 
 const REPO: &str = "calc";
 
-fn quoted(text: &str) -> String {
-    serde_json::to_string(text).unwrap()
-}
-
 /// The calc project and a one-phase goal whose implementer adds `sub` and `mul`.
 fn setup() -> TestEnv {
-    let env = TestEnv::new();
-    calc_project(env.dir().join(REPO), "main").unwrap();
+    let env = calc_env();
     let script = env.write(
         "agent.toml",
         &format!(

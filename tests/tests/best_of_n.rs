@@ -8,8 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use goalpost_fixtures::repo::{CALC_FILES, calc_project};
-use goalpost_tests::{Run, TestEnv, binary};
+use goalpost_tests::{Run, TestEnv, binary, calc_env, calc_file, path_quoted, quoted};
 use serde_json::Value;
 
 /// The repository's directory under the test's directory.
@@ -17,31 +16,6 @@ const REPO: &str = "calc";
 
 /// The phase every test runs several attempts of.
 const PHASE: &str = "speed";
-
-/// A string as a TOML basic string (JSON's escapes are TOML's).
-fn quoted(text: &str) -> String {
-    serde_json::to_string(text).unwrap()
-}
-
-fn path_quoted(path: &Path) -> String {
-    quoted(path.to_str().expect("test paths are UTF-8"))
-}
-
-/// A file of the calc project as it starts.
-fn calc_file(path: &str) -> &'static str {
-    CALC_FILES
-        .iter()
-        .find(|(p, _)| *p == path)
-        .map(|(_, content)| *content)
-        .expect("a calc project file")
-}
-
-/// A test with the calc project at `calc/` on `main` (`bench/duration_ms` is 180).
-fn calc_env() -> TestEnv {
-    let env = TestEnv::new();
-    calc_project(env.dir().join(REPO), "main").unwrap();
-    env
-}
 
 /// What varies between the goal files of these tests.
 struct Goal<'a> {

@@ -13,32 +13,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use goalpost_fixtures::repo::{CALC_FILES, CALC_MUL, CALC_SUB, calc_project};
+use goalpost_fixtures::repo::{CALC_FILES, CALC_MUL, CALC_SUB};
 use goalpost_shared::exit::ExitCode;
 use goalpost_tests::durable::{
     DEADLINE, Running, XorShift, alive, ancestor_named, await_orphans_gone, kill9, line_in,
     wait_for,
 };
-use goalpost_tests::{Run, TestEnv, binary, repo_root};
+use goalpost_tests::{Run, TestEnv, binary, calc_env, path_quoted, quoted, repo_root};
 use serde_json::Value;
 
 /// The repository's directory under the test's directory.
 const REPO: &str = "calc";
-
-fn quoted(text: &str) -> String {
-    serde_json::to_string(text).unwrap()
-}
-
-fn path_quoted(path: &Path) -> String {
-    quoted(path.to_str().expect("test paths are UTF-8"))
-}
-
-/// A test with the calc project at `calc/` on `main`.
-fn calc_env() -> TestEnv {
-    let env = TestEnv::new();
-    calc_project(env.dir().join(REPO), "main").unwrap();
-    env
-}
 
 /// What varies between the goal files of these tests.
 struct Goal<'a> {

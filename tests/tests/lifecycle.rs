@@ -5,19 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use goalpost_fixtures::repo::{CALC_SUB, calc_project};
-use goalpost_tests::{TestEnv, binary};
+use goalpost_fixtures::repo::CALC_SUB;
+use goalpost_tests::{TestEnv, binary, calc_env, quoted};
 
 const REPO: &str = "calc";
 
-fn quoted(text: &str) -> String {
-    serde_json::to_string(text).unwrap()
-}
-
 /// The calc project and a one-phase goal whose implementer adds `sub`.
 fn setup() -> TestEnv {
-    let env = TestEnv::new();
-    calc_project(env.dir().join(REPO), "main").unwrap();
+    let env = calc_env();
     let script = env.write(
         "agent.toml",
         &format!(

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use goalpost_tests::{Run, TestEnv, binary, repo_root};
+use goalpost_tests::{Run, TestEnv, binary, path_quoted, repo_root};
 use serde_json::Value;
 
 const REPO: &str = "repo";
@@ -120,14 +120,6 @@ impl Drop for ModelServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn quoted(text: &str) -> String {
-    serde_json::to_string(text).unwrap()
-}
-
-fn path_quoted(path: &Path) -> String {
-    quoted(path.to_str().expect("test paths are UTF-8"))
 }
 
 /// A user's codex home whose config sends codex to the scripted server, without retries
