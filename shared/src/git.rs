@@ -18,7 +18,9 @@ use thiserror::Error;
 
 pub use git2::Oid;
 
-mod recycle;
+mod worktrees;
+
+pub use worktrees::Worktree;
 
 /// How much of a failed command's stderr an error keeps (the end of it).
 const STDERR_TAIL_BYTES: usize = 4096;
@@ -188,19 +190,6 @@ impl PathChange {
         let new = self.new_path.as_deref().filter(|n| Some(*n) != old);
         old.into_iter().chain(new)
     }
-}
-
-/// One entry of `git worktree list`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Worktree {
-    pub path: PathBuf,
-    /// `None` for a bare repository or an unborn branch.
-    pub head: Option<Oid>,
-    /// The checked-out branch (full ref name), `None` when detached.
-    pub branch: Option<String>,
-    pub detached: bool,
-    pub locked: bool,
-    pub prunable: bool,
 }
 
 /// A repository, opened through git2, with the environment its git CLI calls get.
@@ -569,79 +558,6 @@ impl Repo {
             text.push_str(&format!("[diff truncated at {max_bytes} bytes]\n"));
         }
         Ok(text)
-    }
-
-    /// Adds a linked worktree at `path` with a detached HEAD at `commit`.
-    pub fn worktree_add_detached(&self, path: &Path, commit: Oid) -> Result<(), GitError> {
-        let hex = commit.to_string();
-        let args: [&OsStr; 5] = [
-            "worktree".as_ref(),
-            "add".as_ref(),
-            "--detach".as_ref(),
-            path.as_os_str(),
-            hex.as_ref(),
-        ];
-        self.run_git(self.cli_dir(), args).map(drop)
-    }
-
-    /// Removes the linked worktree at `path`. Without `force`, git refuses when it holds
-    /// changes (untracked files included).
-    pub fn worktree_remove(&self, path: &Path, force: bool) -> Result<(), GitError> {
-        let mut args: Vec<&OsStr> = vec!["worktree".as_ref(), "remove".as_ref()];
-        if force {
-            // Twice: also removes a locked worktree.
-            args.extend([OsStr::new("--force"), OsStr::new("--force")]);
-        }
-        args.push(path.as_os_str());
-        self.run_git(self.cli_dir(), args).map(drop)
-    }
-
-    /// Forgets worktrees whose directories are gone.
-    pub fn worktree_prune(&self) -> Result<(), GitError> {
-        self.run_git(self.cli_dir(), ["worktree", "prune"])
-            .map(drop)
-    }
-
-    /// Every worktree of the repository, the main one first.
-    pub fn worktree_list(&self) -> Result<Vec<Worktree>, GitError> {
-        let out = self.run_git(self.cli_dir(), ["worktree", "list", "--porcelain", "-z"])?;
-        let mut list = Vec::new();
-        let mut current: Option<Worktree> = None;
-        for field in out.split('\0') {
-            if field.is_empty() {
-                list.extend(current.take());
-                continue;
-            }
-            let (key, value) = field.split_once(' ').unwrap_or((field, ""));
-            if key == "worktree" {
-                list.extend(current.take());
-                current = Some(Worktree {
-                    path: PathBuf::from(value),
-                    head: None,
-                    branch: None,
-                    detached: false,
-                    locked: false,
-                    prunable: false,
-                });
-                continue;
-            }
-            let Some(wt) = current.as_mut() else {
-                return Err(GitError::Output {
-                    command: "git worktree list --porcelain -z".to_owned(),
-                    output: out.clone(),
-                });
-            };
-            match key {
-                "HEAD" => wt.head = Oid::from_str(value).ok().filter(|o| !o.is_zero()),
-                "branch" => wt.branch = Some(value.to_owned()),
-                "detached" => wt.detached = true,
-                "locked" => wt.locked = true,
-                "prunable" => wt.prunable = true,
-                _ => {}
-            }
-        }
-        list.extend(current);
-        Ok(list)
     }
 
     /// Runs the git CLI in `cwd` and returns its stdout. The only place goalpost starts
