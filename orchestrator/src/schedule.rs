@@ -283,26 +283,57 @@ impl<'a> Scheduler<'a> {
     /// Runs every phase, then the whole-goal audit and the release move.
     pub fn run(&mut self) -> Result<RunEnd, ScheduleError> {
         let (tx, rx) = mpsc::channel::<Done>();
+        let mut busy = Busy::default();
+        let pause = match self.run_jobs(&tx, &rx, &mut busy) {
+            Ok(pause) => pause,
+            Err(err) => {
+                self.stop_running_agents(&rx, busy);
+                return Err(err);
+            }
+        };
+        if pause > Pause::None {
+            return Ok(RunEnd::Paused {
+                why: match pause {
+                    Pause::Now => "paused at once; the running turns were ended and harvested",
+                    _ => "paused after the running turns",
+                }
+                .to_owned(),
+            });
+        }
+        let end = match self.blocked_end() {
+            Some(end) => Ok(end),
+            None => self.finish(),
+        };
+        self.cleanup_worktrees();
+        end
+    }
+
+    /// Starts queued jobs as slots free up and handles what they report, until none is
+    /// running and none can start; returns the pause that stopped it, if any.
+    fn run_jobs(
+        &mut self,
+        tx: &mpsc::Sender<Done>,
+        rx: &mpsc::Receiver<Done>,
+        busy: &mut Busy,
+    ) -> Result<Pause, ScheduleError> {
         let max_parallel = self.plan.settings.max_parallel.value.max(1) as usize;
         // `max_parallel` bounds the agents at work (workers and selection turns); audits,
         // which run no agent, have as many slots of their own, so verifying one wave of
         // candidates never holds the next wave of agents back.
-        let mut agents = 0usize;
-        let mut audits = 0usize;
         let mut pause = Pause::None;
         loop {
             let now = self.control.poll();
             if now > pause {
                 pause = now;
-                self.pause_running(pause);
+                self.pause_running(pause, "the run is pausing");
             }
             if pause == Pause::None {
                 self.start_ready_phases()?;
                 let mut k = 0;
                 while k < self.queue.len() {
                     let is_audit = matches!(self.queue[k], Job::Audit { .. });
-                    let busy = if is_audit { audits } else { agents };
-                    if busy >= max_parallel {
+                    let running = if is_audit { busy.audits } else { busy.agents };
+                    if running >= max_parallel {
                         k += 1;
                         continue;
                     }
@@ -329,22 +360,18 @@ impl<'a> Scheduler<'a> {
                     }
                     spawn(job, tx.clone(), Arc::clone(&self.workers));
                     if is_audit {
-                        audits += 1;
+                        busy.audits += 1;
                     } else {
-                        agents += 1;
+                        busy.agents += 1;
                     }
                 }
             }
-            if agents + audits == 0 {
-                break;
+            if busy.agents + busy.audits == 0 {
+                return Ok(pause);
             }
             match rx.recv_timeout(POLL) {
                 Ok(done) => {
-                    if matches!(done, Done::Audit { .. }) {
-                        audits -= 1;
-                    } else {
-                        agents -= 1;
-                    }
+                    busy.finished(&done);
                     self.handle(done)?;
                     crash::point("job recorded");
                 }
@@ -354,29 +381,35 @@ impl<'a> Scheduler<'a> {
                 }
             }
         }
-        if pause > Pause::None {
-            return Ok(RunEnd::Paused {
-                why: match pause {
-                    Pause::Now => "paused at once; the running turns were ended and harvested",
-                    _ => "paused after the running turns",
-                }
-                .to_owned(),
-            });
-        }
-        let end = match self.blocked_end() {
-            Some(end) => Ok(end),
-            None => self.finish(),
-        };
-        self.cleanup_worktrees();
-        end
     }
 
-    /// A pause: running workers stop at their next safe boundary, or at once.
-    fn pause_running(&mut self, pause: Pause) {
+    /// After an internal error: the running workers end their turns, harvest them onto
+    /// their attempts' refs and are recorded as interrupted (`resume` goes on from there),
+    /// and the run waits for them, so nothing of it still writes to the repository once
+    /// `goalpost` has exited. Audits still running end with the process; they change
+    /// nothing of the run.
+    fn stop_running_agents(&mut self, rx: &mpsc::Receiver<Done>, mut busy: Busy) {
+        self.pause_running(Pause::Now, "the run stopped on an internal error");
+        while busy.agents > 0 {
+            let Ok(done) = rx.recv() else {
+                break;
+            };
+            busy.finished(&done);
+            if let Done::Worker { attempt, result } = done
+                && let Err(err) = self.worker_done(attempt, result)
+            {
+                eprintln!("warning: could not record the stopped worker: {err}");
+            }
+        }
+    }
+
+    /// A pause: running workers stop at their next safe boundary, or at once; `why` is
+    /// what their stop reports say.
+    fn pause_running(&mut self, pause: Pause, why: &str) {
         for a in &self.attempts {
             if a.state == AttemptState::Working {
                 let _ = std::fs::create_dir_all(&a.dir);
-                let _ = std::fs::write(a.dir.join(STOP_FILE), "the run is pausing\n");
+                let _ = std::fs::write(a.dir.join(STOP_FILE), format!("{why}\n"));
             }
         }
         if pause == Pause::Now {
@@ -893,6 +926,24 @@ impl<'a> Scheduler<'a> {
         let _ = std::fs::remove_dir(self.layout.worktree_root.join(&self.run_id));
         let _ = std::fs::remove_dir(&self.layout.worktree_root);
         let _ = self.repo.worktree_prune();
+    }
+}
+
+/// The jobs running: agents (workers and selection turns) and audits.
+#[derive(Debug, Default, Clone, Copy)]
+struct Busy {
+    agents: usize,
+    audits: usize,
+}
+
+impl Busy {
+    /// Counts `done`'s job as finished.
+    fn finished(&mut self, done: &Done) {
+        if matches!(done, Done::Audit { .. }) {
+            self.audits -= 1;
+        } else {
+            self.agents -= 1;
+        }
     }
 }
 

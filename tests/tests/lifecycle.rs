@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use goalpost_fixtures::repo::CALC_SUB;
+use goalpost_tests::durable::processes_with_env;
 use goalpost_tests::{TestEnv, binary, calc_env, quoted};
 
 const REPO: &str = "calc";
@@ -161,4 +162,55 @@ fn gc_removes_orphaned_worktrees_but_never_one_holding_unharvested_work() {
     // The interrupted run's own worktree is left for `resume`.
     assert!(live.exists(), "gc removed a worktree of run {run}");
     env.goalpost(["-C", REPO, "resume"]).assert_code(0);
+}
+
+/// An internal error in the middle of a run (here the next attempt's worktree cannot be
+/// made: the first agent left a file where it goes) ends the turns still running and waits
+/// for their harvest: once `goalpost` has exited, none of its workers runs, the stopped
+/// attempt's work is on its ref, and the store says it was interrupted.
+#[test]
+fn an_internal_error_stops_and_harvests_the_running_agents_before_goalpost_exits() {
+    let env = calc_env();
+    let agent = env.write(
+        "agent.sh",
+        r#"mkdir -p out
+blocker="$(dirname "$PWD")/p3.1"
+case "$GOALPOST_PHASE" in
+p1) echo slow > out/p1.txt; : > "$blocker"; exec sleep 600 ;;
+p2) while [ ! -e "$blocker" ]; do sleep 0.05; done; echo fast > out/p2.txt ;;
+*) echo last > out/p3.txt ;;
+esac
+"#,
+    );
+    env.write(
+        "goal.md",
+        &format!(
+            "+++\nrelease = \"main\"\nmax_parallel = 2\n\n[agents.sh]\nadapter = \"command\"\ncommand = [\"/bin/sh\", {}]\n\n[roles]\nimplementer = \"sh\"\n+++\n\n# Goal: three files\n\n## Outcome\nout/ holds a file per phase.\n\n## Verification surface\n- `true` passes\n\n## Boundaries\n- Allowed paths: out/\n\n## Phases\n\n### p1: slow\n\n### p2: fast\n\n### p3: last\n",
+            quoted(agent.to_str().unwrap())
+        ),
+    );
+    let running = env.spawn_goalpost(["-C", REPO, "run", "goal.md", "--unconfined"], &[]);
+    let pid = running.pid();
+    let run = running.wait();
+    run.assert_code(1).assert_stderr_has("p3.1");
+    assert_eq!(
+        processes_with_env("GOALPOST_PARENT_PID", &pid.to_string()),
+        Vec::<u32>::new(),
+        "workers outlived goalpost\n{run}"
+    );
+    let status = env.goalpost(["-C", REPO, "status", "--json"]).json();
+    let attempts = status["attempts"].as_array().unwrap();
+    let p1 = attempts
+        .iter()
+        .find(|a| a["phase_id"] == "p1")
+        .unwrap_or_else(|| panic!("no attempt of p1: {status:#}"));
+    assert_eq!(p1["state"], "interrupted", "{status:#}\n{run}");
+    let harvested = env.git_out(
+        REPO,
+        &[
+            "show",
+            &format!("{}:out/p1.txt", p1["ref_name"].as_str().unwrap()),
+        ],
+    );
+    assert_eq!(harvested.trim(), "slow");
 }
