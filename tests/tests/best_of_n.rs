@@ -520,59 +520,85 @@ Verification: {check}
 #[test]
 fn first_stops_the_other_attempts_once_one_passed() {
     let env = calc_env();
-    let marker = env.dir().join("attempt-2-went-on.txt");
-    // Two attempts run at once. Attempt 1 passes. Attempt 2's first turn lasts until
-    // attempt 2 is told to stop (or 20 s pass), so it is still running when attempt 1
-    // lands; its benchmark still misses the target, so left alone it would go on to a
-    // review and more iterations. Attempt 3 waits for a free slot, takes the one attempt
-    // 1's worker leaves, and proposes a better benchmark than attempt 1's, but its audit
-    // is queued behind attempt 1's.
-    let wait_for_stop = "stop=\"$(dirname \"$(dirname \"$GOALPOST_PROMPT_FILE\")\")/stop\"; \
-         i=0; while [ ! -e \"$stop\" ] && [ \"$i\" -lt 400 ]; do sleep 0.05; i=$((i + 1)); done";
+    let marker = env.dir().join("attempt-3-went-on.txt");
+    let released = env.dir().join("attempt-3-is-working");
+    // One agent and one audit at a time, so the order is fixed. Attempt 1 proposes; its
+    // audit holds its check until attempt 3 is at work. Attempt 2 proposes a better
+    // benchmark meanwhile: its audit is queued behind attempt 1's. Attempt 3's first turn
+    // lets attempt 1's audit go on, then lasts until attempt 3 is told to stop (or 20 s
+    // pass); its benchmark misses the target, so left alone it would go on to a review
+    // and more iterations.
+    let hold = env.write(
+        "hold.sh",
+        &format!(
+            "case \"$PWD\" in */audit-*) while [ ! -e {0} ]; do sleep 0.05; done ;; esac\n",
+            quoted(released.to_str().unwrap())
+        ),
+    );
+    let check = format!(
+        "`sh {} && sh bench/run.sh` reports `duration_ms` at most 150",
+        hold.display()
+    );
+    let wait_for_stop = format!(
+        ": > {}; stop=\"$(dirname \"$(dirname \"$GOALPOST_PROMPT_FILE\")\")/stop\"; \
+         i=0; while [ ! -e \"$stop\" ] && [ \"$i\" -lt 400 ]; do sleep 0.05; i=$((i + 1)); done",
+        quoted(released.to_str().unwrap())
+    );
     let script = format!(
         r##"{APPROVE}
 {attempt1}
-{attempt3}
+{attempt2}
 [[turn]]
 role = "implementer"
 phase = "{PHASE}"
-attempt = 2
+attempt = 3
 iteration = 1
 actions = [
   {{ write = "docs/slow.md", content = "slow but steady\n" }},
   {{ run = {wait_for_stop} }},
   {{ write = "bench/duration_ms", content = "170\n" }},
 ]
-message = "Attempt 2 is getting there.\n"
+message = "Attempt 3 is getting there.\n"
 
 [[turn]]
 role = "implementer"
 phase = "{PHASE}"
-attempt = 2
+attempt = 3
 actions = [
   {{ append = {marker}, content = "another turn\n" }},
   {{ write = "bench/duration_ms", content = "160\n" }},
 ]
-message = "Attempt 2 is still getting there.\n"
+message = "Attempt 3 is still getting there.\n"
 "##,
         attempt1 = bench_turn(1, 120),
-        attempt3 = bench_turn(3, 100),
-        wait_for_stop = quoted(wait_for_stop),
+        attempt2 = bench_turn(2, 100),
+        wait_for_stop = quoted(&wait_for_stop),
         marker = path_quoted(&marker),
     );
-    let phases = speed_phase("3 (a, b, c)", "first");
+    let phases = format!(
+        "## Phases
+
+### {PHASE}: A faster calc
+Attempts: 3 (a, b, c)
+Select: first
+Outcome: the benchmark reports at most 150 ms.
+Verification: {check}
+"
+    );
+    let verification = format!("- {check}");
     let plan = write_goal(
         &env,
         &script,
         &Goal {
-            max_parallel: 2,
-            verification: "",
+            max_parallel: 1,
+            verification: &verification,
             agent_env: &[],
             phases: &phases,
         },
     );
 
-    let run = run_goal(&env, plan);
+    // Attempt 3 lets the audit go on from outside its worktree.
+    let run = run_goal_unconfined(&env, plan);
     run.assert_code(0);
 
     // The release has attempt 1's change and nothing of the others'.
@@ -590,26 +616,27 @@ message = "Attempt 2 is still getting there.\n"
         "{st:#}"
     );
     assert_eq!(attempt(&st, PHASE, 1)["state"], "merged", "{st:#}");
-    let slow = attempt(&st, PHASE, 2);
+    let slow = attempt(&st, PHASE, 3);
     assert_eq!(slow["state"], "lost", "{st:#}\n{run}");
     assert_eq!(slow["iterations"], 1, "{st:#}");
     let outcome = text(&slow["outcome"]);
     assert!(outcome.contains("another attempt won"), "{outcome}");
 
-    // Attempt 2's one turn is harvested on its ref...
+    // Attempt 3's one turn is harvested on its ref...
     let refs = attempt_refs(&env, &id, PHASE);
-    let slow_ref = &refs[&2];
+    let slow_ref = &refs[&3];
     assert_eq!(Some(slow_ref.as_str()), slow["head"].as_str(), "{st:#}");
     assert_eq!(file_at(&env, slow_ref, "docs/slow.md"), "slow but steady\n");
     assert_eq!(file_at(&env, slow_ref, "bench/duration_ms"), "170\n");
     // ...and it made no turn after the stop: no review, no second iteration.
-    assert_eq!(prompt_files(&env, &id, PHASE, 2), ["implementer-1.md"]);
-    assert!(!marker.exists(), "attempt 2 made another turn\n{run}");
-    assert_eq!(last_audit(&st, PHASE, 2), "-", "{st:#}");
-
-    // Attempt 3's queued audit never started; its candidate stays on its ref.
-    assert_eq!(attempt(&st, PHASE, 3)["state"], "lost", "{st:#}");
+    assert_eq!(prompt_files(&env, &id, PHASE, 3), ["implementer-1.md"]);
+    assert!(!marker.exists(), "attempt 3 made another turn\n{run}");
     assert_eq!(last_audit(&st, PHASE, 3), "-", "{st:#}");
+
+    // Attempt 2's queued audit never started; its candidate stays on its ref.
+    assert_eq!(attempt(&st, PHASE, 2)["state"], "lost", "{st:#}");
+    assert_eq!(attempt(&st, PHASE, 2)["outcome"], "candidate", "{st:#}");
+    assert_eq!(last_audit(&st, PHASE, 2), "-", "{st:#}");
     let audit_dirs: Vec<String> = std::fs::read_dir(
         env.dir()
             .join(REPO)
@@ -623,12 +650,12 @@ message = "Attempt 2 is still getting there.\n"
         let name = dir.file_name().unwrap().to_string_lossy();
         // An audit that started was handed its input; a queued one may only have been
         // offered cached evidence.
-        name.starts_with(&format!("{PHASE}.3")) && dir.join("audit-input.json").exists()
+        name.starts_with(&format!("{PHASE}.2")) && dir.join("audit-input.json").exists()
     })
     .map(|dir| dir.display().to_string())
     .collect();
     assert!(audit_dirs.is_empty(), "{audit_dirs:?}");
-    assert_eq!(file_at(&env, &refs[&3], "bench/duration_ms"), "100\n");
+    assert_eq!(file_at(&env, &refs[&2], "bench/duration_ms"), "100\n");
     assert_no_worktree_left(&env);
 }
 
