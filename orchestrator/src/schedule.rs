@@ -316,7 +316,7 @@ impl<'a> Scheduler<'a> {
         rx: &mpsc::Receiver<Done>,
         busy: &mut Busy,
     ) -> Result<Pause, ScheduleError> {
-        let max_parallel = self.plan.settings.max_parallel.value.max(1) as usize;
+        let max_parallel = self.max_parallel();
         // `max_parallel` bounds the agents at work (workers and selection turns); audits,
         // which run no agent, have as many slots of their own, so verifying one wave of
         // candidates never holds the next wave of agents back.
@@ -863,9 +863,14 @@ impl<'a> Scheduler<'a> {
         })
     }
 
+    /// Jobs of each kind (agents, audits) that run at once.
+    fn max_parallel(&self) -> usize {
+        self.plan.settings.max_parallel.value.max(1) as usize
+    }
+
     /// The implementers' worktree pool of this run.
     fn pool(&self) -> worktree::Pool<'a> {
-        worktree::Pool::for_run(self.repo, self.layout, &self.run_id)
+        worktree::Pool::for_run(self.repo, self.layout, &self.run_id, self.max_parallel())
     }
 
     /// Attempt `i`'s worktree, through the pool, at its work (its base on the first
@@ -882,12 +887,17 @@ impl<'a> Scheduler<'a> {
         Ok(())
     }
 
-    /// The worktrees of attempts that are done with them (merged, or stopped for good
-    /// with their work on their refs) go back to the pool for the next attempts.
+    /// The worktrees of attempts no worker is using, and none will until a next round
+    /// checks one out again (a candidate under audit or at the gate, merged, lost, or
+    /// stopped for good), go back to the pool for the next attempts; `release` keeps any
+    /// that holds work not on its attempt's ref.
     fn recycle_finished_worktrees(&self) {
         let pool = self.pool();
         for a in &self.attempts {
-            let done = matches!(a.state, AttemptState::Merged | AttemptState::Failed { .. });
+            let done = !matches!(
+                a.state,
+                AttemptState::Working | AttemptState::Interrupted { .. }
+            );
             if done && a.worktree.join(".git").exists() {
                 let released = pool.release(&a.worktree, &a.ref_name);
                 tracing::debug!(worktree = %a.worktree.display(), ?released, "recycling");
@@ -920,7 +930,7 @@ impl<'a> Scheduler<'a> {
         self.pool().drain();
         worktree::drain_dir(
             self.repo,
-            &worktree::audit_pool(self.layout, &self.run_id).dir,
+            &worktree::audit_pool(self.layout, &self.run_id, self.max_parallel()).dir,
         );
         // Folders left empty go too; `remove_dir` refuses any that is not.
         let _ = std::fs::remove_dir(self.layout.worktree_root.join(&self.run_id));

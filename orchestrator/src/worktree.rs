@@ -20,9 +20,12 @@
 //! when the run ends.
 //!
 //! Pool size and cache directories are read from the environment:
-//! `GOALPOST_POOL_SIZE` (idle worktrees kept per pool, default 8; 0 turns pooling off) and
+//! `GOALPOST_POOL_SIZE` (idle worktrees kept per pool; 0 turns pooling off) and
 //! `GOALPOST_POOL_CACHE_DIRS` (comma-separated gitignore-style patterns, default
-//! `target/`; empty keeps nothing untracked).
+//! `target/`; empty keeps nothing untracked). A pool keeps, by default, as many idle
+//! worktrees as the plan runs jobs at once (`max_parallel`, and at least 8): a smaller one
+//! would remove worktrees as a wave of attempts or audits ends only to add them again
+//! for the next wave, writing the whole tree each time.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -33,7 +36,8 @@ use goalpost_shared::protocol::PoolSpec;
 
 use crate::layout::Layout;
 
-/// Idle worktrees a pool keeps when `GOALPOST_POOL_SIZE` is not set.
+/// Idle worktrees a pool keeps at least when `GOALPOST_POOL_SIZE` is not set (the plan's
+/// `max_parallel` when that is more).
 pub const DEFAULT_POOL_SIZE: usize = 8;
 
 /// Untracked directories a recycled worktree keeps when `GOALPOST_POOL_CACHE_DIRS` is
@@ -60,9 +64,13 @@ impl Default for PoolConfig {
 
 impl PoolConfig {
     /// The configuration `GOALPOST_POOL_SIZE` and `GOALPOST_POOL_CACHE_DIRS` give, with
-    /// the defaults for what they leave out (or set to something unreadable).
-    pub fn from_env() -> PoolConfig {
-        let mut config = PoolConfig::default();
+    /// the defaults for what they leave out (or set to something unreadable) for a run of
+    /// `max_parallel` jobs at once.
+    pub fn from_env(max_parallel: usize) -> PoolConfig {
+        let mut config = PoolConfig {
+            size: DEFAULT_POOL_SIZE.max(max_parallel),
+            ..PoolConfig::default()
+        };
         if let Some(size) = std::env::var("GOALPOST_POOL_SIZE")
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -115,9 +123,14 @@ impl<'r> Pool<'r> {
         Pool { repo, dir, config }
     }
 
-    /// The implementers' pool of `run`, configured from the environment.
-    pub fn for_run(repo: &'r Repo, layout: &Layout, run: &str) -> Pool<'r> {
-        Pool::new(repo, pool_dir(layout, run), PoolConfig::from_env())
+    /// The implementers' pool of `run` of `max_parallel` jobs at once, configured from the
+    /// environment.
+    pub fn for_run(repo: &'r Repo, layout: &Layout, run: &str, max_parallel: usize) -> Pool<'r> {
+        Pool::new(
+            repo,
+            pool_dir(layout, run),
+            PoolConfig::from_env(max_parallel),
+        )
     }
 
     /// Idle worktrees waiting in the pool.
@@ -198,10 +211,10 @@ pub fn pool_dir(layout: &Layout, run: &str) -> PathBuf {
     layout.worktree_root.join(run).join("pool")
 }
 
-/// The auditor's pool of `run`: its own directory, next to the implementers' but never
-/// shared with them.
-pub fn audit_pool(layout: &Layout, run: &str) -> PoolSpec {
-    let config = PoolConfig::from_env();
+/// The auditor's pool of `run` of `max_parallel` jobs at once: its own directory, next to
+/// the implementers' but never shared with them.
+pub fn audit_pool(layout: &Layout, run: &str, max_parallel: usize) -> PoolSpec {
+    let config = PoolConfig::from_env(max_parallel);
     PoolSpec {
         dir: layout.worktree_root.join(run).join("audit-pool"),
         size: config.size,

@@ -214,3 +214,36 @@ esac
     );
     assert_eq!(harvested.trim(), "slow");
 }
+
+/// A candidate's worktree goes back to the pool as soon as its worker is done, not when it
+/// merges: the next attempt, started while that audit is still to run, gets it recycled
+/// (its cache directory kept) instead of a fresh `git worktree add`.
+#[test]
+fn a_candidates_worktree_is_recycled_for_the_next_attempt_while_it_is_audited() {
+    let env = calc_env();
+    env.write(&format!("{REPO}/.gitignore"), "target/\n");
+    env.git(REPO, &["add", ".gitignore"]);
+    env.git(REPO, &["commit", "-q", "-m", "ignore target/"]);
+    let agent = env.write(
+        "agent.sh",
+        r#"mkdir -p out
+case "$GOALPOST_PHASE" in
+p1) mkdir -p target; echo warm > target/cache; echo one > out/p1.txt ;;
+*) if [ -e target/cache ]; then echo recycled; else echo fresh; fi > out/p2.txt ;;
+esac
+"#,
+    );
+    env.write(
+        "goal.md",
+        &format!(
+            "+++\nrelease = \"main\"\nmax_parallel = 1\n\n[agents.sh]\nadapter = \"command\"\ncommand = [\"/bin/sh\", {}]\n\n[roles]\nimplementer = \"sh\"\n+++\n\n# Goal: two files\n\n## Outcome\nout/ holds a file per phase.\n\n## Verification surface\n- `true` passes\n\n## Boundaries\n- Allowed paths: out/\n\n## Phases\n\n### p1: first\n\n### p2: second\n",
+            quoted(agent.to_str().unwrap())
+        ),
+    );
+    let run = env.goalpost(["-C", REPO, "run", "goal.md"]);
+    run.assert_code(0);
+    let tree = env.tree_files(REPO, "main");
+    assert_eq!(tree["out/p1.txt"], "one\n", "{run}");
+    assert_eq!(tree["out/p2.txt"], "recycled\n", "{run}");
+    assert!(!tree.contains_key("target/cache"));
+}

@@ -221,7 +221,11 @@ impl Scheduler<'_> {
             .unwrap_or_default();
         let reuse = AuditReuse {
             cached_checks,
-            pool: Some(worktree::audit_pool(self.layout, &self.run_id)),
+            pool: Some(worktree::audit_pool(
+                self.layout,
+                &self.run_id,
+                self.max_parallel(),
+            )),
         };
         let written = std::fs::create_dir_all(report_dir).and_then(|()| {
             let json = serde_json::to_vec(&reuse).map_err(std::io::Error::other)?;

@@ -378,11 +378,31 @@ fn the_defaults_keep_target() {
     assert_eq!(config.cache_dirs, ["target/"]);
 }
 
+/// A pool smaller than the jobs running at once would remove worktrees at the end of one
+/// wave only to add them again for the next.
+#[test]
+fn the_default_size_is_max_parallel_and_at_least_eight() {
+    if std::env::var_os("GOALPOST_POOL_SIZE").is_some() {
+        return;
+    }
+    assert_eq!(PoolConfig::from_env(16).size, 16);
+    assert_eq!(PoolConfig::from_env(2).size, DEFAULT_POOL_SIZE);
+    assert_eq!(
+        audit_pool(
+            &Layout::new(Path::new("/r/.git"), Path::new("/r")),
+            "r1",
+            12
+        )
+        .size,
+        12
+    );
+}
+
 #[test]
 fn pools_live_in_the_run_and_apart() {
     let layout = Layout::new(Path::new("/r/repo/.git"), Path::new("/r/repo"));
     let implementers = pool_dir(&layout, "r1");
-    let auditors = audit_pool(&layout, "r1").dir;
+    let auditors = audit_pool(&layout, "r1", 4).dir;
     assert!(implementers.ends_with("r1/pool"));
     assert!(auditors.ends_with("r1/audit-pool"));
     assert_ne!(implementers, auditors);
