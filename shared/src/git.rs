@@ -645,11 +645,25 @@ impl Repo {
 
 impl From<Repository> for Repo {
     fn from(repo: Repository) -> Self {
+        tune_libgit2();
         Repo {
             repo,
             cli_env: Vec::new(),
         }
     }
+}
+
+/// libgit2's process-wide settings, made once before the first repository is used. The
+/// trees and commits goalpost writes name only objects it has just read or written (an
+/// index of a worktree, a merge of two commits), so libgit2 need not look each of them up
+/// in the object store again before writing (a lookup per path of the tree); and objects
+/// read back are not re-hashed, as git itself does not re-hash them outside `git fsck`.
+fn tune_libgit2() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        git2::opts::strict_object_creation(false);
+        git2::opts::strict_hash_verification(false);
+    });
 }
 
 /// Variables that would point the git CLI at another repository than `cwd`'s.
