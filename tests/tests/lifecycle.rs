@@ -171,16 +171,18 @@ fn gc_removes_orphaned_worktrees_but_never_one_holding_unharvested_work() {
 #[test]
 fn an_internal_error_stops_and_harvests_the_running_agents_before_goalpost_exits() {
     let env = calc_env();
+    let fixed = env.dir().join("fixed");
     let agent = env.write(
         "agent.sh",
-        r#"mkdir -p out
+        &r#"mkdir -p out
 blocker="$(dirname "$PWD")/p3.1"
 case "$GOALPOST_PHASE" in
-p1) echo slow > out/p1.txt; : > "$blocker"; exec sleep 600 ;;
+p1) echo slow > out/p1.txt; [ -e FIXED ] || { : > "$blocker"; exec sleep 600; } ;;
 p2) while [ ! -e "$blocker" ]; do sleep 0.05; done; echo fast > out/p2.txt ;;
 *) echo last > out/p3.txt ;;
 esac
-"#,
+"#
+        .replace("FIXED", &quoted(fixed.to_str().unwrap())),
     );
     env.write(
         "goal.md",
@@ -213,6 +215,17 @@ esac
         ],
     );
     assert_eq!(harvested.trim(), "slow");
+
+    // Once the cause is gone, `resume` goes on from the harvested work and completes.
+    let blocker = PathBuf::from(p1["worktree"].as_str().unwrap()).with_file_name("p3.1");
+    std::fs::remove_file(&blocker).unwrap();
+    std::fs::write(&fixed, "").unwrap();
+    let resumed = env.goalpost(["-C", REPO, "resume", "--unconfined"]);
+    resumed.assert_code(0);
+    let tree = env.tree_files(REPO, "main");
+    assert_eq!(tree["out/p1.txt"], "slow\n", "{resumed}");
+    assert_eq!(tree["out/p2.txt"], "fast\n", "{resumed}");
+    assert_eq!(tree["out/p3.txt"], "last\n", "{resumed}");
 }
 
 /// A candidate's worktree goes back to the pool as soon as its worker is done, not when it
