@@ -164,6 +164,20 @@ fn gc_removes_orphaned_worktrees_but_never_one_holding_unharvested_work() {
     env.goalpost(["-C", REPO, "resume"]).assert_code(0);
 }
 
+/// `goal.md`: one phase per entry of `phases` (`"id: title"`), independent of each other,
+/// each writing under `out/` with the shell script `agent` as its implementer, `true` as
+/// the check, and `max_parallel` jobs at once.
+fn shell_goal(env: &TestEnv, agent: &Path, max_parallel: u32, phases: &[&str]) {
+    let phases: String = phases.iter().map(|p| format!("\n### {p}\n")).collect();
+    env.write(
+        "goal.md",
+        &format!(
+            "+++\nrelease = \"main\"\nmax_parallel = {max_parallel}\n\n[agents.sh]\nadapter = \"command\"\ncommand = [\"/bin/sh\", {}]\n\n[roles]\nimplementer = \"sh\"\n+++\n\n# Goal: a file per phase\n\n## Outcome\nout/ holds a file per phase.\n\n## Verification surface\n- `true` passes\n\n## Boundaries\n- Allowed paths: out/\n\n## Phases\n{phases}",
+            quoted(agent.to_str().unwrap())
+        ),
+    );
+}
+
 /// An internal error in the middle of a run (here the next attempt's worktree cannot be
 /// made: the first agent left a file where it goes) ends the turns still running and waits
 /// for their harvest: once `goalpost` has exited, none of its workers runs, the stopped
@@ -184,13 +198,7 @@ esac
 "#
         .replace("FIXED", &quoted(fixed.to_str().unwrap())),
     );
-    env.write(
-        "goal.md",
-        &format!(
-            "+++\nrelease = \"main\"\nmax_parallel = 2\n\n[agents.sh]\nadapter = \"command\"\ncommand = [\"/bin/sh\", {}]\n\n[roles]\nimplementer = \"sh\"\n+++\n\n# Goal: three files\n\n## Outcome\nout/ holds a file per phase.\n\n## Verification surface\n- `true` passes\n\n## Boundaries\n- Allowed paths: out/\n\n## Phases\n\n### p1: slow\n\n### p2: fast\n\n### p3: last\n",
-            quoted(agent.to_str().unwrap())
-        ),
-    );
+    shell_goal(&env, &agent, 2, &["p1: slow", "p2: fast", "p3: last"]);
     let running = env.spawn_goalpost(["-C", REPO, "run", "goal.md", "--unconfined"], &[]);
     let pid = running.pid();
     let run = running.wait();
@@ -246,13 +254,7 @@ p1) mkdir -p target; echo warm > target/cache; echo one > out/p1.txt ;;
 esac
 "#,
     );
-    env.write(
-        "goal.md",
-        &format!(
-            "+++\nrelease = \"main\"\nmax_parallel = 1\n\n[agents.sh]\nadapter = \"command\"\ncommand = [\"/bin/sh\", {}]\n\n[roles]\nimplementer = \"sh\"\n+++\n\n# Goal: two files\n\n## Outcome\nout/ holds a file per phase.\n\n## Verification surface\n- `true` passes\n\n## Boundaries\n- Allowed paths: out/\n\n## Phases\n\n### p1: first\n\n### p2: second\n",
-            quoted(agent.to_str().unwrap())
-        ),
-    );
+    shell_goal(&env, &agent, 1, &["p1: first", "p2: second"]);
     let run = env.goalpost(["-C", REPO, "run", "goal.md"]);
     run.assert_code(0);
     let tree = env.tree_files(REPO, "main");
