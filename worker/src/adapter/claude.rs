@@ -21,7 +21,7 @@ use std::fs;
 use goalpost_shared::protocol::Role;
 use serde_json::Value;
 
-use super::cli::{Cli, CliTurn, Parsed, json_lines, lend, user_dir};
+use super::cli::{Cli, CliTurn, Parsed, count, json_lines, lend, user_dir};
 
 #[derive(Debug)]
 pub(super) struct Claude;
@@ -87,10 +87,6 @@ impl Cli for Claude {
     fn parse(&self, stdout: &str) -> Parsed {
         parse(stdout)
     }
-}
-
-fn count(value: &Value) -> u64 {
-    value.as_u64().unwrap_or(0)
 }
 
 pub(super) fn parse(stdout: &str) -> Parsed {

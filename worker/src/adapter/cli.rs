@@ -395,6 +395,11 @@ pub(crate) fn user_dir(turn: &CliTurn<'_>, var: &str, default: &str) -> Option<P
     turn.env("HOME").map(|home| Path::new(home).join(default))
 }
 
+/// A token count in a CLI's JSON output; 0 where it is missing or not a count.
+pub(crate) fn count(value: &serde_json::Value) -> u64 {
+    value.as_u64().unwrap_or(0)
+}
+
 /// Parses JSON lines; blank lines are skipped, others that are not JSON are counted.
 pub(crate) fn json_lines(stdout: &str, bad: &mut usize) -> Vec<serde_json::Value> {
     stdout

@@ -21,7 +21,7 @@ use std::fs;
 
 use serde_json::Value;
 
-use super::cli::{Cli, CliTurn, Parsed, json_lines, lend, user_dir};
+use super::cli::{Cli, CliTurn, Parsed, count, json_lines, lend, user_dir};
 
 #[derive(Debug)]
 pub(super) struct Codex;
@@ -112,9 +112,9 @@ pub(super) fn parse(stdout: &str) -> Parsed {
             "turn.completed" => {
                 completed = true;
                 let u = &event["usage"];
-                p.usage.tokens_in = u["input_tokens"].as_u64().unwrap_or(0);
-                p.usage.tokens_cached = u["cached_input_tokens"].as_u64().unwrap_or(0);
-                p.usage.tokens_out = u["output_tokens"].as_u64().unwrap_or(0);
+                p.usage.tokens_in = count(&u["input_tokens"]);
+                p.usage.tokens_cached = count(&u["cached_input_tokens"]);
+                p.usage.tokens_out = count(&u["output_tokens"]);
             }
             "turn.failed" => errors.extend(text(&event["error"]["message"])),
             "error" => errors.extend(text(&event["message"])),

@@ -15,7 +15,7 @@
 use std::ffi::OsString;
 use std::fs;
 
-use super::cli::{Cli, CliTurn, Parsed, json_lines, lend, user_dir};
+use super::cli::{Cli, CliTurn, Parsed, count, json_lines, lend, user_dir};
 
 #[derive(Debug)]
 pub(super) struct Gemini;
@@ -90,10 +90,9 @@ pub(super) fn parse(stdout: &str) -> Parsed {
             "error" => errors.extend(event["message"].as_str().map(str::to_owned)),
             "result" => {
                 let stats = &event["stats"];
-                let n = |key: &str| stats[key].as_u64().unwrap_or(0);
-                p.usage.tokens_in = n("input_tokens");
-                p.usage.tokens_out = n("output_tokens");
-                p.usage.tokens_cached = n("cached");
+                p.usage.tokens_in = count(&stats["input_tokens"]);
+                p.usage.tokens_out = count(&stats["output_tokens"]);
+                p.usage.tokens_cached = count(&stats["cached"]);
                 if event["status"] != "success" {
                     let message = event["error"]["message"].as_str().unwrap_or("failed");
                     errors.push(message.to_owned());

@@ -16,9 +16,7 @@
 use std::ffi::OsString;
 use std::fs;
 
-use serde_json::Value;
-
-use super::cli::{Cli, CliTurn, Parsed, json_lines, lend, user_dir};
+use super::cli::{Cli, CliTurn, Parsed, count, json_lines, lend, user_dir};
 
 #[derive(Debug)]
 pub(super) struct Opencode;
@@ -73,10 +71,6 @@ impl Cli for Opencode {
     fn parse(&self, stdout: &str) -> Parsed {
         parse(stdout)
     }
-}
-
-fn count(value: &Value) -> u64 {
-    value.as_u64().unwrap_or(0)
 }
 
 pub(super) fn parse(stdout: &str) -> Parsed {
