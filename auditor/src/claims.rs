@@ -446,16 +446,13 @@ pub(crate) mod tests {
             line: 5,
             command: command.to_owned(),
             record: CommandRecord {
-                argv: vec!["/bin/sh".into(), "-c".into(), command.into()],
-                cwd: PathBuf::from("/audit"),
                 exit_code: Some(if failure.is_some() { 1 } else { 0 }),
-                signal: None,
                 duration_ms: 120,
                 stdout: stdout.to_owned(),
-                stderr: String::new(),
-                truncated: false,
-                timed_out: false,
-                tree: None,
+                ..CommandRecord::not_run(
+                    vec!["/bin/sh".into(), "-c".into(), command.into()],
+                    PathBuf::from("/audit"),
+                )
             },
             metric: None,
             passed: failure.is_none(),

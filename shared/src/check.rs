@@ -159,18 +159,10 @@ fn not_run(check: &Check, cwd: &Path, failure: String) -> CheckResult {
     CheckResult {
         check: check.text.value.clone(),
         line: check.text.line,
-        record: CommandRecord {
-            argv: vec![SHELL.to_owned(), "-c".to_owned(), command.clone()],
-            cwd: cwd.to_path_buf(),
-            exit_code: None,
-            signal: None,
-            duration_ms: 0,
-            stdout: String::new(),
-            stderr: String::new(),
-            truncated: false,
-            timed_out: false,
-            tree: None,
-        },
+        record: CommandRecord::not_run(
+            vec![SHELL.to_owned(), "-c".to_owned(), command.clone()],
+            cwd.to_path_buf(),
+        ),
         command,
         metric: None,
         passed: false,

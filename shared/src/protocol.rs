@@ -107,6 +107,23 @@ pub struct CommandRecord {
 }
 
 impl CommandRecord {
+    /// The record of `argv` in `cwd` before it ran (or when it never does): no exit
+    /// status, no output, no time.
+    pub fn not_run(argv: Vec<String>, cwd: PathBuf) -> CommandRecord {
+        CommandRecord {
+            argv,
+            cwd,
+            exit_code: None,
+            signal: None,
+            duration_ms: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+            truncated: false,
+            timed_out: false,
+            tree: None,
+        }
+    }
+
     pub fn succeeded(&self) -> bool {
         self.exit_code == Some(0) && !self.timed_out
     }

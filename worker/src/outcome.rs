@@ -170,16 +170,8 @@ mod tests {
             line: 1,
             command: command.into(),
             record: CommandRecord {
-                argv: vec![],
-                cwd: PathBuf::new(),
                 exit_code: Some(if passed { 0 } else { 127 }),
-                signal: None,
-                duration_ms: 0,
-                stdout: String::new(),
-                stderr: String::new(),
-                truncated: false,
-                timed_out: false,
-                tree: None,
+                ..CommandRecord::not_run(vec![], PathBuf::new())
             },
             metric: None,
             passed,

@@ -107,16 +107,12 @@ mod tests {
             line,
             command: "true".into(),
             record: CommandRecord {
-                argv: vec!["sh".into(), "-c".into(), "true".into()],
-                cwd: PathBuf::from("."),
                 exit_code: Some(if passed { 0 } else { 1 }),
-                signal: None,
                 duration_ms: 1,
-                stdout: String::new(),
-                stderr: String::new(),
-                truncated: false,
-                timed_out: false,
-                tree: None,
+                ..CommandRecord::not_run(
+                    vec!["sh".into(), "-c".into(), "true".into()],
+                    PathBuf::from("."),
+                )
             },
             metric: metric.map(|(value, op, target)| MetricReading {
                 name: "p95_ms".into(),

@@ -101,16 +101,14 @@ fn failing_check(command: &str, stdout: &str) -> CheckResult {
         line: 7,
         command: command.into(),
         record: CommandRecord {
-            argv: vec!["/bin/sh".into(), "-c".into(), command.into()],
-            cwd: PathBuf::from("/wt"),
             exit_code: Some(1),
-            signal: None,
             duration_ms: 5,
             stdout: stdout.into(),
             stderr: "boom\n".into(),
-            truncated: false,
-            timed_out: false,
-            tree: None,
+            ..CommandRecord::not_run(
+                vec!["/bin/sh".into(), "-c".into(), command.into()],
+                PathBuf::from("/wt"),
+            )
         },
         metric: None,
         passed: false,

@@ -154,16 +154,8 @@ pub(crate) fn empty_record(
         iteration: request.iteration,
         agent: spec.name.clone(),
         record: CommandRecord {
-            argv: argv.to_vec(),
-            cwd: request.cwd.to_owned(),
-            exit_code: None,
-            signal: None,
-            duration_ms: 0,
-            stdout: String::new(),
-            stderr: String::new(),
-            truncated: false,
-            timed_out: false,
             tree: request.tree.clone(),
+            ..CommandRecord::not_run(argv.to_vec(), request.cwd.to_owned())
         },
         usage: Usage {
             turns: 1,
