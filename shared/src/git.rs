@@ -439,19 +439,23 @@ impl Repo {
             return Ok(None);
         }
         let commit = self.create_commit(tree, &[parent], message, Some(author))?;
-        let hex = commit.to_string();
-        self.run_git(
-            worktree,
-            [
-                "update-ref",
-                "--no-deref",
-                "-m",
-                "goalpost: harvest",
-                "HEAD",
-                &hex,
-            ],
-        )?;
+        self.detach_worktree_head(worktree, commit)?;
         Ok(Some(commit))
+    }
+
+    /// Points the detached HEAD of the worktree at `worktree` to a harvested `commit`,
+    /// leaving its files and index as they are (they already hold the commit's tree).
+    pub fn detach_worktree_head(&self, worktree: &Path, commit: Oid) -> Result<(), GitError> {
+        let hex = commit.to_string();
+        let args = [
+            "update-ref",
+            "--no-deref",
+            "-m",
+            "goalpost: harvest",
+            "HEAD",
+            &hex,
+        ];
+        self.run_git(worktree, args).map(drop)
     }
 
     /// The paths that differ between two commits, with renames detected, sorted by path.

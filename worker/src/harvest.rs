@@ -137,18 +137,7 @@ impl Lineage {
         if self.merge_in_progress() {
             self.repo.run_git(&wt, ["merge", "--quit"])?;
         }
-        let hex = commit.to_string();
-        self.repo.run_git(
-            &wt,
-            [
-                "update-ref",
-                "--no-deref",
-                "-m",
-                "goalpost: harvest",
-                "HEAD",
-                &hex,
-            ],
-        )?;
+        self.repo.detach_worktree_head(&wt, commit)?;
         self.merge_parent = None;
         Ok(commit)
     }
