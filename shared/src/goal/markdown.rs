@@ -88,6 +88,15 @@ pub(crate) struct Node {
     pub body: String,
 }
 
+/// Where the section headed by `nodes[i]` ends: at the next heading of its level or
+/// above, or at the end.
+pub(crate) fn section_end(nodes: &[Node], i: usize, level: u8) -> usize {
+    nodes[i + 1..]
+        .iter()
+        .position(|n| n.heading.as_ref().is_some_and(|x| x.level <= level))
+        .map_or(nodes.len(), |p| i + 1 + p)
+}
+
 /// Splits the Markdown that starts at byte `base` of `src` into heading nodes.
 pub(crate) fn parse(src: &Source<'_>, base: usize) -> Vec<Node> {
     let body = &src.text[base..];

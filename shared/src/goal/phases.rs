@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::checks::{key_line, split_list};
-use super::markdown::{Block, BlockKind, Heading, Line, Node};
+use super::markdown::{Block, BlockKind, Heading, Line, Node, section_end};
 use super::sections::{self, Doc, Part, Parts, check, context_section, part_of, stop_condition};
 use super::{Sink, suggest};
 use crate::contract::{Contract, Section, Spanned};
@@ -52,10 +52,7 @@ pub(crate) fn read(nodes: &[Node], sink: &mut Sink) -> Vec<PhaseDraft> {
             i += 1;
             continue;
         };
-        let end = nodes[i + 1..]
-            .iter()
-            .position(|n| n.heading.as_ref().is_some_and(|x| x.level <= h.level))
-            .map_or(nodes.len(), |p| i + 1 + p);
+        let end = section_end(nodes, i, h.level);
         let children = &nodes[i + 1..end];
         if h.level == 3 {
             let mut draft = new_draft(h, sink);

@@ -4,7 +4,7 @@
 
 use super::Sink;
 use super::checks::{key_line, parse_check, parse_no_progress_limit, split_list};
-use super::markdown::{Block, BlockKind, Heading, Line, Node};
+use super::markdown::{Block, BlockKind, Heading, Line, Node, section_end};
 use super::phases::{self, PhaseDraft};
 use crate::contract::{Check, Contract, Section, Spanned, StopCondition};
 
@@ -217,11 +217,7 @@ pub(crate) fn read(nodes: &[Node], sink: &mut Sink) -> Doc {
             i += 1;
             continue;
         };
-        // A section runs until the next heading of its level or above.
-        let end = nodes[i + 1..]
-            .iter()
-            .position(|n| n.heading.as_ref().is_some_and(|x| x.level <= h.level))
-            .map_or(nodes.len(), |p| i + 1 + p);
+        let end = section_end(nodes, i, h.level);
         let children = &nodes[i + 1..end];
         if h.level == 1 && doc.title.is_none() {
             doc.title = Some(Spanned::new(h.text.clone(), h.line, h.col));
