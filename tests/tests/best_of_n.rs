@@ -112,6 +112,25 @@ Verification: `sh bench/run.sh` reports `duration_ms` at most 150
     )
 }
 
+/// `goal.md` with the one phase of [`speed_phase`], the plan's own check, and
+/// `max_parallel` jobs at once.
+fn write_speed_goal(
+    env: &TestEnv,
+    script: &str,
+    attempts: &str,
+    select: &str,
+    max_parallel: u32,
+) -> &'static str {
+    let phases = speed_phase(attempts, select);
+    let goal = Goal {
+        max_parallel,
+        verification: "",
+        agent_env: &[],
+        phases: &phases,
+    };
+    write_goal(env, script, &goal)
+}
+
 /// The reviewer turn of every attempt: approve.
 const APPROVE: &str = r#"
 [[turn]]
@@ -286,17 +305,7 @@ message = "Attempt 2 made calc much faster.\n"
         attempt1 = bench_turn(1, 120),
         attempt3 = cheating_turn(3),
     );
-    let phases = speed_phase("3 (a, b, c)", "best duration_ms");
-    let plan = write_goal(
-        &env,
-        &script,
-        &Goal {
-            max_parallel: 3,
-            verification: "",
-            agent_env: &[],
-            phases: &phases,
-        },
-    );
+    let plan = write_speed_goal(&env, &script, "3 (a, b, c)", "best duration_ms", 3);
 
     let run = run_goal(&env, plan);
     run.assert_code(0);
@@ -417,17 +426,7 @@ actions = [{{ write = "bench/duration_ms", content = "90\n" }}]
 message = "Attempt 3 made calc faster.\nUSAGE: cost_usd=0.20\n"
 "##
     );
-    let phases = speed_phase("3 (a, b, c)", "best duration_ms");
-    let plan = write_goal(
-        &env,
-        &script,
-        &Goal {
-            max_parallel: 3,
-            verification: "",
-            agent_env: &[],
-            phases: &phases,
-        },
-    );
+    let plan = write_speed_goal(&env, &script, "3 (a, b, c)", "best duration_ms", 3);
 
     let run = run_goal(&env, plan);
     run.assert_code(0);
@@ -686,17 +685,7 @@ message = "Attempt {named} reads best.\nWINNER: {named}\n"
         attempt2 = cheating_turn(2),
         attempt3 = bench_turn(3, 110),
     );
-    let phases = speed_phase("3 (a, b, c)", "review");
-    let plan = write_goal(
-        &env,
-        &script,
-        &Goal {
-            max_parallel: 3,
-            verification: "",
-            agent_env: &[],
-            phases: &phases,
-        },
-    );
+    let plan = write_speed_goal(&env, &script, "3 (a, b, c)", "review", 3);
     let run = run_goal_unconfined(&env, plan);
     run.assert_code(0);
     let st = status(&env);
@@ -782,17 +771,7 @@ exit = 1
         attempt2 = cheating_turn(2),
         attempt3 = bench_turn(3, 110),
     );
-    let phases = speed_phase("3 (a, b, c)", "review");
-    let plan = write_goal(
-        &env,
-        &script,
-        &Goal {
-            max_parallel: 3,
-            verification: "",
-            agent_env: &[],
-            phases: &phases,
-        },
-    );
+    let plan = write_speed_goal(&env, &script, "3 (a, b, c)", "review", 3);
 
     let run = run_goal(&env, plan);
     run.assert_code(0);
@@ -827,17 +806,7 @@ message = "WINNER: 2\n"
         attempt1 = cheating_turn(1),
         attempt2 = bench_turn(2, 120),
     );
-    let phases = speed_phase("2 (a, b)", "review");
-    let plan = write_goal(
-        &env,
-        &script,
-        &Goal {
-            max_parallel: 2,
-            verification: "",
-            agent_env: &[],
-            phases: &phases,
-        },
-    );
+    let plan = write_speed_goal(&env, &script, "2 (a, b)", "review", 2);
 
     let run = run_goal(&env, plan);
     run.assert_code(0);
@@ -1087,17 +1056,7 @@ message = "Held a slot.\n"
 "##,
         hold = quoted(&hold),
     );
-    let phases = speed_phase("4 (a, b, c)", "best duration_ms");
-    let plan = write_goal(
-        &env,
-        &script,
-        &Goal {
-            max_parallel: 2,
-            verification: "",
-            agent_env: &[],
-            phases: &phases,
-        },
-    );
+    let plan = write_speed_goal(&env, &script, "4 (a, b, c)", "best duration_ms", 2);
 
     let run = run_goal_unconfined(&env, plan);
     run.assert_code(0);
