@@ -444,29 +444,38 @@ fn codex_implements_claude_reviews_and_the_edit_is_audited_and_merged() {
     );
 }
 
-/// claude as implementer: a draft through its Bash tool, then (the check failing) a second
-/// iteration that continues the session.
-const CLAUDE_IMPLEMENTER_SCRIPT: &str = r#"
-[[step]]
-api = "messages"
-tool_calls = [{ name = "Bash", arguments = { command = "printf 'draft\n' > notes.txt", description = "draft the note" } }]
-usage = { input = 1000, output = 50, cached = 200 }
-
-[[step]]
-api = "messages"
-message = "Drafted."
-usage = { input = 1300, output = 20, cached = 900 }
-
-[[step]]
-api = "messages"
-tool_calls = [{ name = "Bash", arguments = { command = "printf 'done\n' > notes.txt", description = "finish the note" } }]
-usage = { input = 2000, output = 40, cached = 1500 }
-
-[[step]]
-api = "messages"
-message = "Finished.\nClaims:\n- notes.txt reads done"
-usage = { input = 2400, output = 15, cached = 2000 }
-"#;
+/// Four model steps through `api`: a draft of notes.txt through the shell tool `tool`, an
+/// answer, then (the check failing, the session continued) the finished note and a final
+/// answer with its claim.
+fn draft_then_done_script(api: &str, tool: &str) -> String {
+    let step = |action: String, usage: &str| {
+        format!("\n[[step]]\napi = \"{api}\"\n{action}\nusage = {{ {usage} }}\n")
+    };
+    let write = |text: &str, what: &str| {
+        format!(
+            r#"tool_calls = [{{ name = "{tool}", arguments = {{ command = "printf '{text}\n' > notes.txt", description = "{what} the note" }} }}]"#
+        )
+    };
+    [
+        step(
+            write("draft", "draft"),
+            "input = 1000, output = 50, cached = 200",
+        ),
+        step(
+            r#"message = "Drafted.""#.to_owned(),
+            "input = 1300, output = 20, cached = 900",
+        ),
+        step(
+            write("done", "finish"),
+            "input = 2000, output = 40, cached = 1500",
+        ),
+        step(
+            r#"message = "Finished.\nClaims:\n- notes.txt reads done""#.to_owned(),
+            "input = 2400, output = 15, cached = 2000",
+        ),
+    ]
+    .concat()
+}
 
 #[test]
 fn claude_implements_and_continues_its_session_in_the_next_iteration() {
@@ -474,7 +483,7 @@ fn claude_implements_and_continues_its_session_in_the_next_iteration() {
         return;
     };
     let env = repo_env();
-    let server = ModelServer::start(&env, CLAUDE_IMPLEMENTER_SCRIPT);
+    let server = ModelServer::start(&env, &draft_then_done_script("messages", "Bash"));
     let agents = claude_agent(&server, &claude).replace("[agents.critic]", "[agents.coder]");
     let plan = write_goal(&env, &agents, "implementer = \"coder\"", "5m");
     let run = env.goalpost(["run", plan, "-C", REPO]);
@@ -691,37 +700,13 @@ env = {{ OPENCODE_CONFIG = {} }}
     assert!((turn["usage"]["cost_usd"].as_f64().unwrap() - printed).abs() < 1e-12);
 }
 
-/// gemini through the Gemini API: a draft, then (the check failing) a second iteration
-/// that continues the session and finishes the note.
-const GEMINI_SCRIPT: &str = r#"
-[[step]]
-api = "gemini"
-tool_calls = [{ name = "run_shell_command", arguments = { command = "printf 'draft\n' > notes.txt", description = "draft the note" } }]
-usage = { input = 1000, output = 50, cached = 200 }
-
-[[step]]
-api = "gemini"
-message = "Drafted."
-usage = { input = 1300, output = 20, cached = 900 }
-
-[[step]]
-api = "gemini"
-tool_calls = [{ name = "run_shell_command", arguments = { command = "printf 'done\n' > notes.txt", description = "finish the note" } }]
-usage = { input = 2000, output = 40, cached = 1500 }
-
-[[step]]
-api = "gemini"
-message = "Finished.\nClaims:\n- notes.txt reads done"
-usage = { input = 2400, output = 15, cached = 2000 }
-"#;
-
 #[test]
 fn gemini_implements_through_the_gemini_api_and_continues_its_session() {
     let Some(gemini) = cli("gemini") else {
         return;
     };
     let env = repo_env();
-    let server = ModelServer::start(&env, GEMINI_SCRIPT);
+    let server = ModelServer::start(&env, &draft_then_done_script("gemini", "run_shell_command"));
     // The user's gemini settings: an API key login (the key and the base URL come from
     // the agent's env).
     env.write(
