@@ -11,10 +11,7 @@ use goalpost_shared::process::{self, Outcome, ProcessError};
 use goalpost_shared::protocol::{AgentSpec, Role, TurnRecord, Usage};
 
 use super::session::{self, Session};
-use super::{
-    AGENT_GRACE, Adapter, ERROR_TAIL, OUTPUT_CAP, RECORD_TAIL, Turn, TurnRequest, empty_record,
-    write_prompt,
-};
+use super::{Adapter, ERROR_TAIL, RECORD_TAIL, Turn, TurnRequest, empty_record, write_prompt};
 use crate::budget::duration_ms;
 use crate::prompt::tail;
 
@@ -209,16 +206,9 @@ impl<C: Cli> CliAdapter<C> {
             let why = format!("agent `{name}` has no command to run");
             return fail(record, why, true);
         };
-        let cmd = process::Command::new(program, request.cwd)
-            .args(rest)
-            .envs(request.env.clone())
-            .envs(extra_env.into_iter().map(|(k, v)| (OsString::from(k), v)))
-            .env("GOALPOST_PROMPT_FILE", &request.prompt_file)
-            .stdin_bytes(request.prompt.as_bytes())
-            .timeout(timeout)
-            .grace(AGENT_GRACE)
-            .output_cap(OUTPUT_CAP)
-            .confine(request.confine.cloned());
+        let cmd = request
+            .command(program, rest, timeout)
+            .envs(extra_env.into_iter().map(|(k, v)| (OsString::from(k), v)));
         tracing::info!(
             role = request.role.as_str(),
             iteration = request.iteration,

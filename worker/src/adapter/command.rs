@@ -4,9 +4,7 @@ use goalpost_shared::process::{self, ProcessError};
 use goalpost_shared::protocol::AgentSpec;
 
 use super::cli::{fill_record, process_failure, with_stderr};
-use super::{
-    AGENT_GRACE, Adapter, OUTPUT_CAP, Turn, TurnRequest, empty_record, parse_usage, write_prompt,
-};
+use super::{Adapter, Turn, TurnRequest, empty_record, parse_usage, write_prompt};
 
 /// Any program: argv = `command` + `args`, cwd = the worktree, the prompt on stdin and in
 /// the file named by `GOALPOST_PROMPT_FILE`, stdout = the final message. A line
@@ -46,15 +44,7 @@ impl Adapter for CommandAdapter {
                 unavailable: Some(why),
             };
         };
-        let cmd = process::Command::new(program, request.cwd)
-            .args(rest)
-            .envs(request.env.clone())
-            .env("GOALPOST_PROMPT_FILE", &request.prompt_file)
-            .stdin_bytes(request.prompt.as_bytes())
-            .timeout(request.timeout)
-            .grace(AGENT_GRACE)
-            .output_cap(OUTPUT_CAP)
-            .confine(request.confine.cloned());
+        let cmd = request.command(program, rest, request.timeout);
         tracing::info!(
             role = request.role.as_str(),
             iteration = request.iteration,

@@ -54,6 +54,28 @@ pub struct TurnRequest<'a> {
     pub confine: Option<&'a goalpost_shared::confine::Confinement>,
 }
 
+impl TurnRequest<'_> {
+    /// The agent's process: `program` with `rest` in the worktree, the turn's environment
+    /// and `GOALPOST_PROMPT_FILE`, the prompt on stdin, cut at `timeout`, confined as the
+    /// turn is.
+    pub(crate) fn command(
+        &self,
+        program: &str,
+        rest: &[String],
+        timeout: Duration,
+    ) -> goalpost_shared::process::Command {
+        goalpost_shared::process::Command::new(program, self.cwd)
+            .args(rest)
+            .envs(self.env.clone())
+            .env("GOALPOST_PROMPT_FILE", &self.prompt_file)
+            .stdin_bytes(self.prompt.as_bytes())
+            .timeout(timeout)
+            .grace(AGENT_GRACE)
+            .output_cap(OUTPUT_CAP)
+            .confine(self.confine.cloned())
+    }
+}
+
 /// A turn that ran, or could not be started at all.
 #[derive(Debug)]
 pub struct Turn {
