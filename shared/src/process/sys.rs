@@ -8,19 +8,9 @@ use std::os::unix::process::CommandExt;
 
 /// `kill(-pgid, signal)`; `Ok(false)` if there is no such group.
 pub(super) fn signal_group(pgid: u32, signal: i32) -> io::Result<bool> {
-    let pgid = group_id(pgid)?;
-    // SAFETY: kill(2) takes two integers and touches no memory of ours. `group_id`
-    // guarantees pgid > 1, so -pgid names exactly that group: never -1 ("every process
-    // we may signal") nor 0 ("our own group").
-    let rc = unsafe { libc::kill(-pgid, signal) };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::ESRCH) => Ok(false),
-        _ => Err(err),
-    }
+    // `group_id` guarantees pgid > 1, so -pgid names exactly that group: never -1
+    // ("every process we may signal") nor 0 ("our own group").
+    kill(-group_id(pgid)?, signal)
 }
 
 /// Whether group `pgid` has any member (zombies included).
@@ -120,10 +110,15 @@ pub(super) fn restrict_on_exec(cmd: &mut std::process::Command, ruleset: &OwnedF
 /// `kill(pid, signal)` to one process; `Ok(false)` if there is no such process. Refuses
 /// pids 0 and 1.
 pub(super) fn signal_process(pid: u32, signal: i32) -> io::Result<bool> {
-    let pid = group_id(pid)?;
-    // SAFETY: kill(2) takes two integers and touches no memory of ours; `group_id`
-    // guarantees pid > 1, so it names exactly one process.
-    let rc = unsafe { libc::kill(pid, signal) };
+    // `group_id` guarantees pid > 1, so it names exactly one process.
+    kill(group_id(pid)?, signal)
+}
+
+/// `kill(target, signal)`; `Ok(false)` if nothing has that pid or group. Callers pass a
+/// process (> 1) or a group (< -1), never 0, 1 or -1.
+fn kill(target: i32, signal: i32) -> io::Result<bool> {
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    let rc = unsafe { libc::kill(target, signal) };
     if rc == 0 {
         return Ok(true);
     }
