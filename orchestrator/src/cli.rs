@@ -39,7 +39,15 @@ pub struct Cli {
     pub verbose: u8,
 
     /// Work on the repository containing DIR instead of the current directory
-    #[arg(short = 'C', value_name = "DIR", global = true, default_value = ".")]
+    // The id is not `dir`: a global argument shares its id with every subcommand's
+    // arguments, and `demo --dir` would then always get this one's value.
+    #[arg(
+        short = 'C',
+        id = "repository_dir",
+        value_name = "DIR",
+        global = true,
+        default_value = "."
+    )]
     pub dir: PathBuf,
 
     #[command(subcommand)]
@@ -335,5 +343,57 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// A subcommand's argument with the id of a global one gets the global's value, so
+    /// no subcommand, at any depth, may reuse a global argument's id.
+    #[test]
+    fn no_subcommand_argument_shares_an_id_with_a_global_one() {
+        fn walk(cmd: &clap::Command, globals: &[String], path: &str, clashes: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                let here = format!("{path} {}", sub.get_name());
+                for arg in sub.get_arguments() {
+                    if globals.iter().any(|g| g == arg.get_id().as_str()) {
+                        clashes.push(format!("{here}: {}", arg.get_id()));
+                    }
+                }
+                walk(sub, globals, &here, clashes);
+            }
+        }
+        let cli = Cli::command();
+        let globals: Vec<String> = cli
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .map(|a| a.get_id().to_string())
+            .collect();
+        assert!(globals.len() >= 2, "{globals:?}");
+        let mut clashes = Vec::new();
+        walk(&cli, &globals, "goalpost", &mut clashes);
+        assert!(clashes.is_empty(), "{clashes:?}");
+    }
+
+    #[test]
+    fn demo_and_the_repository_dir_are_separate_options() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args) {
+            Ok(Cli {
+                dir,
+                command: Command::Demo(demo),
+                ..
+            }) => (dir, demo.dir),
+            other => panic!("{args:?} parsed as {other:?}"),
+        };
+        assert_eq!(parse(&["goalpost", "demo"]), (PathBuf::from("."), None));
+        assert_eq!(
+            parse(&["goalpost", "demo", "--dir", "d"]),
+            (PathBuf::from("."), Some(PathBuf::from("d")))
+        );
+        assert_eq!(
+            parse(&["goalpost", "-C", "repo", "demo"]),
+            (PathBuf::from("repo"), None)
+        );
+        assert_eq!(
+            parse(&["goalpost", "-C", "repo", "demo", "--dir", "d"]),
+            (PathBuf::from("repo"), Some(PathBuf::from("d")))
+        );
     }
 }
