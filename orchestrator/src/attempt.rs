@@ -5,10 +5,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use goalpost_shared::contract::Spanned;
-use goalpost_shared::plan::{AgentDef, Budget, Plan, Price, WallTime};
+use goalpost_shared::plan::{AgentDef, Plan, Price};
 use goalpost_shared::process;
-use goalpost_shared::protocol::{AgentSpec, Usage, WorkerInput, WorkerResult};
+use goalpost_shared::protocol::{AgentSpec, WorkerInput, WorkerResult};
 
 /// Environment variables the worker, its agents and its checks may see, besides their own
 /// `GOALPOST_*` variables and each agent's configured `env`.
@@ -137,46 +136,6 @@ pub fn run_worker(
     })
 }
 
-/// What is left of the per-attempt `budget` after `used` and `iterations_done`.
-pub fn remaining(budget: &Budget, used: &Usage, iterations_done: u32) -> Budget {
-    fn left<T: Copy + std::ops::Sub<Output = T> + PartialOrd + Default>(
-        limit: &Option<Spanned<T>>,
-        used: T,
-    ) -> Option<Spanned<T>> {
-        limit.as_ref().map(|l| {
-            let v = if used >= l.value {
-                T::default()
-            } else {
-                l.value - used
-            };
-            Spanned::new(v, l.line, l.col)
-        })
-    }
-    let wall = budget.wall.as_ref().map(|w| {
-        let spent = Duration::from_millis(used.wall_ms);
-        let d = w.value.duration.saturating_sub(spent);
-        Spanned::new(
-            WallTime {
-                text: format!("{}s", d.as_secs()),
-                duration: d,
-            },
-            w.line,
-            w.col,
-        )
-    });
-    Budget {
-        turns: left(&budget.turns, used.turns),
-        wall,
-        tokens: left(&budget.tokens, used.tokens_in + used.tokens_out),
-        tokens_in: left(&budget.tokens_in, used.tokens_in),
-        tokens_out: left(&budget.tokens_out, used.tokens_out),
-        tokens_cached: left(&budget.tokens_cached, used.tokens_cached),
-        cost_usd: left(&budget.cost_usd, used.cost_usd),
-        tool_calls: left(&budget.tool_calls, used.tool_calls),
-        iterations: left(&budget.iterations, iterations_done),
-    }
-}
-
 /// Runs the worker's selection turn (`Select: review`) and reads its result.
 pub fn run_select(
     input: &goalpost_shared::protocol::SelectInput,
@@ -212,35 +171,9 @@ pub fn run_select(
     serde_json::from_slice(&bytes).map_err(|e| format!("the selection result is not valid: {e}"))
 }
 
-/// The first limit of `budget` that `used` (and `iterations`) reached, described as
-/// "tokens: used 1200 of 1000".
-pub fn crossed(budget: &Budget, used: &Usage, iterations: u32) -> Option<String> {
-    fn over<T: PartialOrd + std::fmt::Display>(
-        name: &str,
-        limit: &Option<Spanned<T>>,
-        used: T,
-    ) -> Option<String> {
-        let limit = limit.as_ref()?;
-        (used >= limit.value).then(|| format!("{name}: used {used} of {}", limit.value))
-    }
-    over("turns", &budget.turns, used.turns)
-        .or_else(|| over("tokens", &budget.tokens, used.tokens_in + used.tokens_out))
-        .or_else(|| over("tokens_in", &budget.tokens_in, used.tokens_in))
-        .or_else(|| over("tokens_out", &budget.tokens_out, used.tokens_out))
-        .or_else(|| over("tokens_cached", &budget.tokens_cached, used.tokens_cached))
-        .or_else(|| over("cost_usd", &budget.cost_usd, used.cost_usd))
-        .or_else(|| over("tool_calls", &budget.tool_calls, used.tool_calls))
-        .or_else(|| over("iterations", &budget.iterations, iterations))
-        .or_else(|| {
-            let wall = budget.wall.as_ref()?;
-            let spent = Duration::from_millis(used.wall_ms);
-            (spent >= wall.value.duration)
-                .then(|| format!("wall: used {}s of {}", spent.as_secs(), wall.value.text))
-        })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::*;
     use goalpost_shared::contract::Spanned;
     use goalpost_shared::plan::{Adapter, AgentDef};
 
@@ -284,29 +217,5 @@ mod tests {
         );
         assert_eq!(agent_spec(&def(Some("other"), &[]), &prices).price, None);
         assert_eq!(agent_spec(&def(None, &[]), &prices).price, None);
-    }
-
-    use super::*;
-
-    #[test]
-    fn remaining_subtracts_what_was_used_and_never_goes_below_zero() {
-        let budget = Budget {
-            turns: Some(Spanned::new(5, 3, 1)),
-            tokens: Some(Spanned::new(1000, 4, 1)),
-            cost_usd: Some(Spanned::new(1.0, 5, 1)),
-            ..Budget::default()
-        };
-        let used = Usage {
-            turns: 2,
-            tokens_in: 700,
-            tokens_out: 600,
-            cost_usd: 0.25,
-            ..Usage::default()
-        };
-        let left = remaining(&budget, &used, 1);
-        assert_eq!(left.turns.map(|s| s.value), Some(3));
-        assert_eq!(left.tokens.map(|s| s.value), Some(0));
-        assert_eq!(left.cost_usd.map(|s| s.value), Some(0.75));
-        assert_eq!(left.tool_calls, None);
     }
 }

@@ -137,69 +137,11 @@ pub fn resume(
     run_cmd::drive(&mut scheduler, &store, &ws, lock)
 }
 
-/// Applies `KIND=+N` (raise by N) or `KIND=N` (set to N) to the limits of `budget` that
-/// are set; `KIND=N` also sets one that is not.
+/// Applies `KIND=+N` (raise by N) or `KIND=N` (set to N) to the limits of `budget`
+/// (see [`goalpost_shared::budget::raise`]).
 pub fn raise(budget: &mut Budget, spec: &str) -> Result<(), RunError> {
-    let bad = |why: &str| {
-        RunError::bad(
-            format!("--budget {spec}: {why}"),
-            "write KIND=+N or KIND=N, KIND one of turns, wall (seconds), tokens, tokens_in, tokens_out, tokens_cached, cost_usd, tool_calls, iterations",
-        )
-    };
-    let (kind, value) = spec.split_once('=').ok_or_else(|| bad("no `=`"))?;
-    let (add, number) = match value.strip_prefix('+') {
-        Some(n) => (true, n),
-        None => (false, value),
-    };
-    let n: f64 = number.trim().parse().map_err(|_| bad("not a number"))?;
-    if !(n.is_finite() && n >= 0.0) {
-        return Err(bad("not a non-negative number"));
-    }
-    fn apply<T: Copy + Default + std::ops::Add<Output = T>>(
-        slot: &mut Option<goalpost_shared::contract::Spanned<T>>,
-        add: bool,
-        n: T,
-    ) {
-        match slot {
-            Some(s) if add => s.value = s.value + n,
-            Some(s) => s.value = n,
-            None if !add => *slot = Some(goalpost_shared::contract::Spanned::new(n, 0, 0)),
-            None => {}
-        }
-    }
-    let whole = n as u64;
-    match kind.trim() {
-        "turns" => apply(&mut budget.turns, add, whole as u32),
-        "iterations" => apply(&mut budget.iterations, add, whole as u32),
-        "tokens" => apply(&mut budget.tokens, add, whole),
-        "tokens_in" => apply(&mut budget.tokens_in, add, whole),
-        "tokens_out" => apply(&mut budget.tokens_out, add, whole),
-        "tokens_cached" => apply(&mut budget.tokens_cached, add, whole),
-        "tool_calls" => apply(&mut budget.tool_calls, add, whole),
-        "cost_usd" => apply(&mut budget.cost_usd, add, n),
-        "wall" => {
-            let extra = Duration::from_secs(whole);
-            match &mut budget.wall {
-                Some(w) if add => {
-                    w.value.duration += extra;
-                    w.value.text = format!("{}s", w.value.duration.as_secs());
-                }
-                slot if !add || slot.is_some() => {
-                    *slot = Some(goalpost_shared::contract::Spanned::new(
-                        goalpost_shared::plan::WallTime {
-                            text: format!("{whole}s"),
-                            duration: extra,
-                        },
-                        0,
-                        0,
-                    ))
-                }
-                _ => {}
-            }
-        }
-        _ => return Err(bad("unknown budget kind")),
-    }
-    Ok(())
+    goalpost_shared::budget::raise(budget, spec)
+        .map_err(|e| RunError::bad(e.to_string(), goalpost_shared::budget::RaiseError::hint()))
 }
 
 /// `goalpost clear [--run ID] [--purge [--yes]]`: removes the run's worktrees once their

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
+use goalpost_shared::budget::{self, Spent};
 use goalpost_shared::dag::PhaseDag;
 use goalpost_shared::git::{GitError, Oid, Repo};
 use goalpost_shared::plan::Plan;
@@ -108,6 +109,17 @@ struct Attempt {
     /// One line per check of the last passing audit.
     evidence: Vec<String>,
     state: AttemptState,
+}
+
+impl Attempt {
+    /// What the attempt has spent over its whole life.
+    fn spent(&self) -> Spent<'_> {
+        Spent {
+            usage: &self.usage,
+            iterations: Some(self.next_iteration - 1),
+            elapsed: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -436,9 +448,13 @@ impl<'a> Scheduler<'a> {
                 used.add(&a.usage);
             }
             let iterations: u32 = self.attempts.iter().map(|a| a.next_iteration - 1).sum();
-            self.run_budget_crossed =
-                attempt::crossed(&self.plan.settings.run_budget, &used, iterations)
-                    .map(|why| format!("the run budget is spent: {why}"));
+            let spent = Spent {
+                usage: &used,
+                iterations: Some(iterations),
+                elapsed: None,
+            };
+            self.run_budget_crossed = budget::crossed(&self.plan.settings.run_budget, spent)
+                .map(|why| format!("the run budget is spent: {why}"));
         }
         self.run_budget_crossed.clone()
     }
@@ -580,7 +596,7 @@ impl<'a> Scheduler<'a> {
             .as_ref()
             .and_then(|r| settings.agents.get(&r.value))
             .map(|def| attempt::agent_spec(def, &settings.prices));
-        let budget = attempt::remaining(&settings.budget, &a.usage, a.next_iteration - 1);
+        let budget = budget::remaining(&settings.budget, a.spent());
         let no_progress_limit = phase
             .contract
             .blocked

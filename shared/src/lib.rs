@@ -3,6 +3,7 @@
 //! the outside every role uses: git and child processes.
 
 pub mod boundary;
+pub mod budget;
 pub mod cache;
 pub mod check;
 pub mod confine;

@@ -21,7 +21,7 @@ pub struct Evidence<'a> {
 
 pub fn budget_limited(crossed: Crossed) -> AttemptOutcome {
     AttemptOutcome::BudgetLimited {
-        budget: crossed.budget.to_owned(),
+        budget: crossed.kind.name().to_owned(),
         limit: crossed.limit,
         used: crossed.used,
     }

@@ -6,12 +6,12 @@
 
 use std::collections::BTreeMap;
 
+use goalpost_shared::budget::{self, Spent};
 use goalpost_shared::git::Oid;
 use goalpost_shared::protocol::STOP_FILE;
 
 use super::land::{TRAILER_ATTEMPT, TRAILER_PHASE, TRAILER_RUN};
 use super::{Attempt, AttemptState, AuditPurpose, PhaseState, ScheduleError, Scheduler};
-use crate::attempt;
 use crate::store::AttemptRow;
 
 impl Scheduler<'_> {
@@ -88,8 +88,12 @@ impl Scheduler<'_> {
         let audited = passing.as_ref().and_then(|(candidate, tree, _)| {
             Some((Oid::from_str(candidate).ok()?, Oid::from_str(tree).ok()?))
         });
-        let budget_left =
-            attempt::crossed(&self.plan.settings.budget, &row.usage, row.iterations).is_none();
+        let spent = Spent {
+            usage: &row.usage,
+            iterations: Some(row.iterations),
+            elapsed: None,
+        };
+        let budget_left = budget::crossed(&self.plan.settings.budget, spent).is_none();
         match row.state.as_str() {
             "lost" => self.attempts[i].state = AttemptState::Lost,
             "blocked" => {
