@@ -6,12 +6,12 @@ use std::path::Path;
 use goalpost_shared::exit::ExitCode;
 use goalpost_shared::git::Oid;
 use goalpost_shared::plan::Plan;
-use goalpost_shared::protocol::{AuditInput, Recommendation};
+use goalpost_shared::protocol::Recommendation;
 
-use crate::audit::{self, DEFAULT_CHECK_TIMEOUT_SECS};
+use crate::audit::{self, AuditOf, AuditSetup};
 use crate::run_cmd::{RunError, Workspace};
 use crate::schedule::{Release, RunEnd, ScheduleError, final_contract, short};
-use crate::store::{Store, StoreError};
+use crate::store::{RunRow, Store, StoreError};
 
 pub fn approve(dir: &Path, run: Option<&str>) -> Result<ExitCode, RunError> {
     let ws = Workspace::open(dir)?;
@@ -65,7 +65,7 @@ pub fn approve(dir: &Path, run: Option<&str>) -> Result<ExitCode, RunError> {
     let mut k = 0;
     let end = release.land(tip, |base, merge| {
         k += 1;
-        let verdict = audit_merge(&ws, &store, &row.id, &plan, base, merge, k)
+        let verdict = audit_merge(&ws, &store, &row, &plan, base, merge, k)
             .map_err(|e| ScheduleError::Internal(e.to_string()))?;
         Ok((verdict != Recommendation::Merge).then(|| {
             format!(
@@ -104,27 +104,25 @@ fn blocked(store: &Store, run: &str, why: String) -> Result<ExitCode, RunError> 
 fn audit_merge(
     ws: &Workspace,
     store: &Store,
-    run: &str,
+    row: &RunRow,
     plan: &Plan,
     base: Oid,
     candidate: Oid,
     k: u32,
 ) -> Result<Recommendation, RunError> {
+    let run = row.id.as_str();
     let label = format!("approve-{k}");
-    let input = AuditInput {
-        run_id: run.to_owned(),
+    // The same setup as the run's own audits: the goal file stays protected.
+    let setup = AuditSetup::for_run(run, &ws.workdir, plan, Path::new(&row.plan_path), false);
+    let input = setup.input(AuditOf {
         phase: "goal".to_owned(),
-        repo: ws.workdir.clone(),
-        worktree: ws.layout.audit_worktree(run, &label, k),
-        base: base.to_string(),
-        candidate: candidate.to_string(),
         contract: final_contract(plan),
-        always_protected: Vec::new(),
+        base,
+        candidate,
         claims: Vec::new(),
+        worktree: ws.layout.audit_worktree(run, &label, k),
         report_dir: ws.layout.audit_dir(run, &label, k),
-        check_timeout_secs: DEFAULT_CHECK_TIMEOUT_SECS,
-        unconfined: false,
-    };
+    });
     let report =
         audit::run_auditor(&input).map_err(|e| RunError::Schedule(ScheduleError::Internal(e)))?;
     let commands: Vec<_> = report.checks.iter().map(|c| c.record.clone()).collect();

@@ -3,8 +3,11 @@
 //! claims as input.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use goalpost_shared::contract::Contract;
+use goalpost_shared::git::Oid;
+use goalpost_shared::plan::Plan;
 use goalpost_shared::process;
 use goalpost_shared::protocol::{AuditInput, AuditReport};
 
@@ -15,6 +18,98 @@ pub const AUDITOR_ENV_ALLOW: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ"];
 
 /// Per-check timeout of an audit when the plan sets no wall budget.
 pub const DEFAULT_CHECK_TIMEOUT_SECS: u64 = 30 * 60;
+
+/// What every audit of one run is given alike, whoever starts it (the run loop, `approve`,
+/// `goalpost audit`): the repository, what is always protected, how long a check may run,
+/// and whether checks run confined.
+#[derive(Debug, Clone)]
+pub struct AuditSetup {
+    pub run_id: String,
+    pub workdir: PathBuf,
+    /// Repository-relative paths protected in every audit: the plan file.
+    pub always_protected: Vec<String>,
+    pub check_timeout_secs: u64,
+    pub unconfined: bool,
+}
+
+/// What one audit judges.
+#[derive(Debug, Clone)]
+pub struct AuditOf {
+    pub phase: String,
+    pub contract: Contract,
+    pub base: Oid,
+    pub candidate: Oid,
+    pub claims: Vec<String>,
+    /// The audit's own checkout, and where its report goes.
+    pub worktree: PathBuf,
+    pub report_dir: PathBuf,
+}
+
+impl AuditSetup {
+    /// The setup of run `run_id` of `plan` on the repository at `workdir`, whose goal file
+    /// is at `plan_path` (protected when it lies in the repository): a check may run as
+    /// long as the per-attempt wall budget.
+    pub fn for_run(
+        run_id: &str,
+        workdir: &Path,
+        plan: &Plan,
+        plan_path: &Path,
+        unconfined: bool,
+    ) -> Self {
+        let always_protected = plan_in_repo(plan_path, workdir).into_iter().collect();
+        Self::new(run_id, workdir, plan, always_protected, unconfined)
+    }
+
+    /// As [`AuditSetup::for_run`], with the always protected paths given.
+    pub fn new(
+        run_id: &str,
+        workdir: &Path,
+        plan: &Plan,
+        always_protected: Vec<String>,
+        unconfined: bool,
+    ) -> Self {
+        AuditSetup {
+            run_id: run_id.to_owned(),
+            workdir: workdir.to_owned(),
+            always_protected,
+            check_timeout_secs: plan
+                .settings
+                .budget
+                .wall
+                .as_ref()
+                .map(|w| w.value.duration.as_secs().max(1))
+                .unwrap_or(DEFAULT_CHECK_TIMEOUT_SECS),
+            unconfined,
+        }
+    }
+
+    /// The auditor's input for `of`.
+    pub fn input(&self, of: AuditOf) -> AuditInput {
+        AuditInput {
+            run_id: self.run_id.clone(),
+            phase: of.phase,
+            repo: self.workdir.clone(),
+            worktree: of.worktree,
+            base: of.base.to_string(),
+            candidate: of.candidate.to_string(),
+            contract: of.contract,
+            always_protected: self.always_protected.clone(),
+            claims: of.claims,
+            report_dir: of.report_dir,
+            check_timeout_secs: self.check_timeout_secs,
+            unconfined: self.unconfined,
+        }
+    }
+}
+
+/// The goal file's path relative to the repository's working tree, when it lies inside it.
+pub fn plan_in_repo(plan: &Path, workdir: &Path) -> Option<String> {
+    let plan = std::fs::canonicalize(plan).ok()?;
+    let workdir = std::fs::canonicalize(workdir).ok()?;
+    plan.strip_prefix(&workdir)
+        .ok()
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+}
 
 /// Runs the auditor on `input` and reads its report.
 pub fn run_auditor(input: &AuditInput) -> Result<AuditReport, String> {
@@ -55,4 +150,45 @@ pub fn read_report(dir: &Path) -> Result<AuditReport, String> {
         .map_err(|e| format!("reading the audit report {}: {e}", path.display()))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| format!("the audit report {} is not valid: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const GOAL: &str = "+++\n[budget]\nwall = \"90s\"\n+++\n# Goal: g\n\n## Outcome\nDone.\n\n## Verification surface\n- `true` passes\n";
+
+    #[test]
+    fn every_audit_of_a_run_protects_its_goal_file_when_it_lies_in_the_repository() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("repo");
+        std::fs::create_dir_all(repo.join("plans")).unwrap();
+        let inside = repo.join("plans/goal.md");
+        let outside = tmp.path().join("goal.md");
+        for path in [&inside, &outside] {
+            std::fs::write(path, GOAL).unwrap();
+        }
+        let plan = goalpost_shared::goal::parse(&inside, GOAL).unwrap();
+
+        let setup = AuditSetup::for_run("r1", &repo, &plan, &inside, false);
+        assert_eq!(setup.always_protected, ["plans/goal.md"]);
+        assert_eq!(setup.check_timeout_secs, 90);
+        let input = setup.input(AuditOf {
+            phase: "p".into(),
+            contract: plan.phases[0].contract.clone(),
+            base: Oid::zero(),
+            candidate: Oid::zero(),
+            claims: vec!["tests pass".into()],
+            worktree: tmp.path().join("wt"),
+            report_dir: tmp.path().join("report"),
+        });
+        assert_eq!(input.always_protected, ["plans/goal.md"]);
+        assert_eq!(input.check_timeout_secs, 90);
+        assert_eq!(input.claims, ["tests pass"]);
+
+        let setup = AuditSetup::for_run("r1", &repo, &plan, &outside, true);
+        assert!(setup.always_protected.is_empty());
+        assert!(setup.unconfined);
+    }
 }

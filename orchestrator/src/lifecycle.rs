@@ -112,14 +112,7 @@ pub fn resume(
     }
     store.set_run_state(&row.id, "active", None)?;
     let release_start = ws.repo.resolve(&row.release_start)?;
-    let plan_rel = std::fs::canonicalize(&row.plan_path)
-        .ok()
-        .zip(std::fs::canonicalize(&ws.workdir).ok())
-        .and_then(|(p, w)| {
-            p.strip_prefix(w)
-                .ok()
-                .map(|r| r.to_string_lossy().into_owned())
-        });
+    let plan_rel = crate::audit::plan_in_repo(Path::new(&row.plan_path), &ws.workdir);
     println!("run {}: resuming", row.id);
     let mut scheduler = Scheduler::new(
         &ws.repo,

@@ -98,14 +98,6 @@ impl Workspace {
 }
 
 /// The plan file's path inside the repository, when it is inside it.
-fn plan_in_repo(plan: &Path, workdir: &Path) -> Option<String> {
-    let plan = std::fs::canonicalize(plan).ok()?;
-    let workdir = std::fs::canonicalize(workdir).ok()?;
-    plan.strip_prefix(&workdir)
-        .ok()
-        .map(|p| p.to_string_lossy().replace('\\', "/"))
-}
-
 /// Everything `run` checks before it changes anything.
 #[derive(Debug)]
 pub struct Checked {
@@ -143,7 +135,7 @@ pub fn preflight(plan_path: &Path, dir: &Path) -> Result<Checked, RunError> {
             "create the branch first, or name an existing one with `release = \"...\"`",
         )
     })?;
-    let plan_rel = plan_in_repo(plan_path, &ws.workdir);
+    let plan_rel = crate::audit::plan_in_repo(plan_path, &ws.workdir);
     let dirty = dirty_paths(&ws.repo, plan_rel.as_deref())?;
     if !dirty.is_empty() {
         let shown: Vec<&str> = dirty.iter().take(10).map(String::as_str).collect();

@@ -3,14 +3,14 @@
 
 use std::io::Write as _;
 
-use goalpost_orchestrator::audit::{self, DEFAULT_CHECK_TIMEOUT_SECS};
+use goalpost_orchestrator::audit::{self, AuditOf, AuditSetup};
 use goalpost_orchestrator::report::RunView;
 use goalpost_orchestrator::run_cmd::{RunError, Workspace};
 use goalpost_orchestrator::schedule::final_contract;
 use goalpost_orchestrator::store::Store;
 use goalpost_shared::exit::ExitCode;
 use goalpost_shared::goal;
-use goalpost_shared::protocol::{AuditInput, Recommendation};
+use goalpost_shared::protocol::Recommendation;
 
 use crate::cli::{AuditArgs, ReportArgs, ReportFormat, StatusArgs};
 use crate::error::Error;
@@ -85,20 +85,16 @@ pub fn audit(args: &AuditArgs, dir: &std::path::Path) -> Result<ExitCode, Error>
     let base = resolve(&args.base)?;
     let candidate = resolve(&args.candidate)?;
     let label = format!("adhoc-{}", goalpost_orchestrator::run_cmd::new_run_id());
-    let input = AuditInput {
-        run_id: label.clone(),
+    let setup = AuditSetup::for_run(&label, &ws.workdir, &plan, &args.plan, false);
+    let input = setup.input(AuditOf {
         phase: args.phase.clone().unwrap_or_else(|| "goal".into()),
-        repo: ws.workdir.clone(),
-        worktree: ws.layout.audit_worktree("adhoc", &label, 1),
-        base: base.to_string(),
-        candidate: candidate.to_string(),
         contract,
-        always_protected: Vec::new(),
+        base,
+        candidate,
         claims: args.claims.clone(),
+        worktree: ws.layout.audit_worktree("adhoc", &label, 1),
         report_dir: ws.layout.state_dir.join("audits").join(&label),
-        check_timeout_secs: DEFAULT_CHECK_TIMEOUT_SECS,
-        unconfined: false,
-    };
+    });
     let report = audit::run_auditor(&input);
     // The auditor removes its worktree; the folders made to hold it go too, once empty
     // (`remove_dir` refuses any that is not).

@@ -12,7 +12,7 @@ use goalpost_shared::protocol::{
 };
 
 use super::{AttemptState, AuditPurpose, Job, MAX_ROUNDS, ScheduleError, Scheduler, oid};
-use crate::audit::DEFAULT_CHECK_TIMEOUT_SECS;
+use crate::audit::{AuditOf, AuditSetup};
 use crate::worktree;
 
 impl Scheduler<'_> {
@@ -58,27 +58,22 @@ impl Scheduler<'_> {
     ) -> AuditInput {
         self.audits_started += 1;
         let k = self.audits_started;
-        AuditInput {
-            run_id: self.run_id.clone(),
+        let setup = AuditSetup::new(
+            &self.run_id,
+            &self.workdir,
+            self.plan,
+            self.always_protected.clone(),
+            self.unconfined,
+        );
+        setup.input(AuditOf {
             phase: phase.to_owned(),
-            repo: self.workdir.clone(),
-            worktree: self.layout.audit_worktree(&self.run_id, label, k),
-            base: base.to_string(),
-            candidate: candidate.to_string(),
             contract,
-            always_protected: self.always_protected.clone(),
+            base,
+            candidate,
             claims,
+            worktree: self.layout.audit_worktree(&self.run_id, label, k),
             report_dir: self.layout.audit_dir(&self.run_id, label, k),
-            check_timeout_secs: self
-                .plan
-                .settings
-                .budget
-                .wall
-                .as_ref()
-                .map(|w| w.value.duration.as_secs().max(1))
-                .unwrap_or(DEFAULT_CHECK_TIMEOUT_SECS),
-            unconfined: self.unconfined,
-        }
+        })
     }
 
     pub(super) fn audit_done(
