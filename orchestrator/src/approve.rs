@@ -11,7 +11,7 @@ use goalpost_shared::protocol::Recommendation;
 use crate::audit::{self, AuditOf, AuditSetup};
 use crate::run_cmd::{RunError, Workspace};
 use crate::schedule::{Release, RunEnd, ScheduleError, final_contract, short};
-use crate::store::{RunRow, Store, StoreError};
+use crate::store::{RunRow, RunState, Store, StoreError};
 
 pub fn approve(dir: &Path, run: Option<&str>) -> Result<ExitCode, RunError> {
     let ws = Workspace::open(dir)?;
@@ -27,7 +27,7 @@ pub fn approve(dir: &Path, run: Option<&str>) -> Result<ExitCode, RunError> {
             "see `goalpost status` for the runs of this repository",
         )
     })?;
-    if row.state != "awaiting_approval" {
+    if row.state != RunState::AwaitingApproval {
         return Err(RunError::bad(
             format!("run {} is {}, not waiting for approval", row.id, row.state),
             "only a run stopped by `approval = \"human\"` can be approved",
@@ -46,7 +46,7 @@ pub fn approve(dir: &Path, run: Option<&str>) -> Result<ExitCode, RunError> {
         .audits(&row.id)?
         .into_iter()
         .rev()
-        .find(|a| a.attempt.is_none() && a.recommendation == "merge");
+        .find(|a| a.attempt.is_none() && a.recommendation == Recommendation::Merge);
     if audited.as_ref().map(|a| a.tree.as_str()) != Some(&tree.to_string()) {
         return Err(RunError::bad(
             format!(
@@ -77,7 +77,7 @@ pub fn approve(dir: &Path, run: Option<&str>) -> Result<ExitCode, RunError> {
     match end {
         RunEnd::Complete { release_commit } => {
             store.set_release_commit(&row.id, &release_commit.to_string())?;
-            store.set_run_state(&row.id, "complete", None)?;
+            store.set_run_state(&row.id, RunState::Complete, None)?;
             println!(
                 "run {}: approved; {} moved to {}",
                 row.id,
@@ -96,7 +96,7 @@ pub fn approve(dir: &Path, run: Option<&str>) -> Result<ExitCode, RunError> {
 }
 
 fn blocked(store: &Store, run: &str, why: String) -> Result<ExitCode, RunError> {
-    store.set_run_state(run, "blocked", Some(&why))?;
+    store.set_run_state(run, RunState::Blocked, Some(&why))?;
     println!("run {run}: blocked: {why}");
     Ok(ExitCode::Blocked)
 }

@@ -177,8 +177,8 @@ mod tests {
         let input = setup.input(AuditOf {
             phase: "p".into(),
             contract: plan.phases[0].contract.clone(),
-            base: Oid::zero(),
-            candidate: Oid::zero(),
+            base: Oid::ZERO_SHA1,
+            candidate: Oid::ZERO_SHA1,
             claims: vec!["tests pass".into()],
             worktree: tmp.path().join("wt"),
             report_dir: tmp.path().join("report"),

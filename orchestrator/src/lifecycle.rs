@@ -13,7 +13,7 @@ use crate::control;
 use crate::lock::{self, RunLock};
 use crate::run_cmd::{self, RunError, Workspace};
 use crate::schedule::Scheduler;
-use crate::store::{RunRow, Store, StoreError};
+use crate::store::{RunRow, RunState, Store, StoreError};
 
 fn open_store(ws: &Workspace) -> Result<Store, RunError> {
     Store::open_existing(&ws.layout.store())?.ok_or_else(|| {
@@ -79,24 +79,24 @@ pub fn resume(
     let ws = Workspace::open(dir)?;
     let store = open_store(&ws)?;
     let row = find_run(&store, run)?;
-    match row.state.as_str() {
-        "complete" => {
+    match row.state {
+        RunState::Complete => {
             println!("run {} is complete; nothing to resume", row.id);
             return Ok(ExitCode::Complete);
         }
-        "cleared" => {
+        RunState::Cleared => {
             return Err(RunError::bad(
                 format!("run {} was cleared", row.id),
                 "start a new run with `goalpost run GOAL.md`",
             ));
         }
-        "awaiting_approval" => {
+        RunState::AwaitingApproval => {
             return Err(RunError::bad(
                 format!("run {} waits for approval, not for a resume", row.id),
                 "move the release branch with `goalpost approve`",
             ));
         }
-        _ => {}
+        RunState::Active | RunState::Paused | RunState::Blocked | RunState::BudgetLimited => {}
     }
     run_cmd::check_confinement(unconfined)?;
     let lock = RunLock::acquire(&ws.layout.state_dir, &row.id)?;
@@ -110,7 +110,7 @@ pub fn resume(
         let json = serde_json::to_string(&plan).map_err(StoreError::from)?;
         store.set_plan_json(&row.id, &json)?;
     }
-    store.set_run_state(&row.id, "active", None)?;
+    store.set_run_state(&row.id, RunState::Active, None)?;
     let release_start = ws.repo.resolve(&row.release_start)?;
     let plan_rel = crate::audit::plan_in_repo(Path::new(&row.plan_path), &ws.workdir);
     println!("run {}: resuming", row.id);
@@ -222,8 +222,8 @@ pub fn clear(dir: &Path, run: Option<&str>, purge: bool, yes: bool) -> Result<Ex
         let _ = std::fs::remove_dir_all(ws.layout.run_dir(&row.id));
         println!("run {}: worktrees, refs and records deleted", row.id);
     } else {
-        if row.state != "complete" {
-            store.set_run_state(&row.id, "cleared", None)?;
+        if row.state != RunState::Complete {
+            store.set_run_state(&row.id, RunState::Cleared, None)?;
         }
         println!(
             "run {}: worktrees removed; its work stays on refs/goalpost/{}/",
@@ -281,8 +281,8 @@ pub fn gc(dir: &Path) -> Result<ExitCode, RunError> {
         };
         // A paused or interrupted run goes on from its worktrees: leave them.
         if matches!(
-            state.as_deref(),
-            Some("paused" | "active" | "blocked" | "budget_limited")
+            state,
+            Some(RunState::Paused | RunState::Active | RunState::Blocked | RunState::BudgetLimited)
         ) {
             continue;
         }

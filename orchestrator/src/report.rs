@@ -155,7 +155,7 @@ impl RunView {
                 a.attempt
                     .map(|n| n.to_string())
                     .unwrap_or_else(|| "-".into()),
-                a.recommendation,
+                a.recommendation.as_str(),
                 a.summary,
                 short(&a.base),
                 short(&a.candidate),

@@ -14,7 +14,7 @@ use crate::layout::{self, Layout};
 use crate::lock::{LockError, RunLock};
 use crate::report::RunView;
 use crate::schedule::{RunEnd, ScheduleError, Scheduler, short};
-use crate::store::{Store, StoreError};
+use crate::store::{RunState, Store, StoreError};
 
 /// Why `goalpost run` (or another command on a repository) could not go on.
 #[derive(Debug, thiserror::Error)]
@@ -367,9 +367,9 @@ pub fn run(plan_path: &Path, dir: &Path, unconfined: bool) -> Result<ExitCode, R
     let lock = RunLock::acquire(&ws.layout.state_dir, &run_id)?;
     let store = Store::open(&ws.layout.store())?;
     if let Some(last) = store.run(None)?
-        && matches!(last.state.as_str(), "paused" | "active")
+        && matches!(last.state, RunState::Paused | RunState::Active)
     {
-        let how = if last.state == "paused" {
+        let how = if last.state == RunState::Paused {
             "is paused"
         } else {
             "was interrupted"
@@ -441,19 +441,21 @@ pub fn drive(
     let (state, blocker, code) = match &end {
         Ok(RunEnd::Complete { release_commit }) => {
             store.set_release_commit(&run_id, &release_commit.to_string())?;
-            ("complete", None, ExitCode::Complete)
+            (RunState::Complete, None, ExitCode::Complete)
         }
-        Ok(RunEnd::Blocked { why }) => ("blocked", Some(why.clone()), ExitCode::Blocked),
-        Ok(RunEnd::BudgetLimited { why }) => {
-            ("budget_limited", Some(why.clone()), ExitCode::BudgetLimited)
-        }
+        Ok(RunEnd::Blocked { why }) => (RunState::Blocked, Some(why.clone()), ExitCode::Blocked),
+        Ok(RunEnd::BudgetLimited { why }) => (
+            RunState::BudgetLimited,
+            Some(why.clone()),
+            ExitCode::BudgetLimited,
+        ),
         Ok(RunEnd::Paused { why }) => (
-            "paused",
+            RunState::Paused,
             Some(format!("{why}; `goalpost resume` goes on")),
             ExitCode::Paused,
         ),
         Ok(RunEnd::AwaitingApproval { tip }) => (
-            "awaiting_approval",
+            RunState::AwaitingApproval,
             Some(format!(
                 "{} passed the whole-goal audit and waits for `goalpost approve`",
                 short(*tip)
@@ -461,7 +463,7 @@ pub fn drive(
             ExitCode::Paused,
         ),
         Err(e) => (
-            "blocked",
+            RunState::Blocked,
             Some(format!("internal error: {e}")),
             ExitCode::Internal,
         ),

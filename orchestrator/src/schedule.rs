@@ -21,7 +21,7 @@ use crate::audit;
 use crate::control::{Control, Pause};
 use crate::crash;
 use crate::layout::{self, Layout};
-use crate::store::Store;
+use crate::store::{AttemptStatus, PhaseStatus, Store};
 use crate::worktree;
 
 mod audits;
@@ -463,9 +463,9 @@ impl<'a> Scheduler<'a> {
     fn interrupt(&mut self, i: usize, why: String) {
         let (phase_id, n) = self.key(i);
         println!("phase {phase_id}: attempt {n} interrupted: {why}");
-        let _ = self
-            .store
-            .set_attempt_state(&self.run_id, &phase_id, n, "interrupted");
+        let _ =
+            self.store
+                .set_attempt_state(&self.run_id, &phase_id, n, AttemptStatus::Interrupted);
         self.attempts[i].state = AttemptState::Interrupted { why };
     }
 
@@ -515,7 +515,7 @@ impl<'a> Scheduler<'a> {
         let base = self.integration_tip()?;
         self.phases[pi] = PhaseState::Running;
         self.store
-            .set_phase_state(&self.run_id, id, "running", None)?;
+            .set_phase_state(&self.run_id, id, PhaseStatus::Running, None)?;
         self.store
             .set_phase_base(&self.run_id, id, &base.to_string())?;
         let implementer = attempt::implementer_name(self.plan)
@@ -700,11 +700,13 @@ impl<'a> Scheduler<'a> {
             a.head = Some(head);
         }
         let (state, candidate, outcome_text) = match &result.outcome {
-            AttemptOutcome::Candidate { commit, .. } => {
-                ("auditing", Some(commit.as_str()), "candidate".to_owned())
-            }
+            AttemptOutcome::Candidate { commit, .. } => (
+                AttemptStatus::Auditing,
+                Some(commit.as_str()),
+                "candidate".to_owned(),
+            ),
             AttemptOutcome::Blocked { reason, needs } => (
-                "blocked",
+                AttemptStatus::Blocked,
                 None,
                 format!("blocked: {reason}; needs: {needs}"),
             ),
@@ -713,11 +715,13 @@ impl<'a> Scheduler<'a> {
                 limit,
                 used,
             } => (
-                "budget_limited",
+                AttemptStatus::BudgetLimited,
                 None,
                 format!("budget {budget} reached: used {used} of {limit}"),
             ),
-            AttemptOutcome::Stopped { reason } => ("interrupted", None, reason.clone()),
+            AttemptOutcome::Stopped { reason } => {
+                (AttemptStatus::Interrupted, None, reason.clone())
+            }
         };
         self.store.record_round(
             &self.run_id,
@@ -732,7 +736,7 @@ impl<'a> Scheduler<'a> {
         )?;
         if self.attempts[i].state == AttemptState::Lost {
             self.store
-                .set_attempt_state(&self.run_id, &phase_id, n, "lost")?;
+                .set_attempt_state(&self.run_id, &phase_id, n, AttemptStatus::Lost)?;
             return Ok(());
         }
         match result.outcome {
@@ -778,7 +782,11 @@ impl<'a> Scheduler<'a> {
     fn fail(&mut self, i: usize, why: String, budget: bool) -> Result<(), ScheduleError> {
         let (phase_id, n) = self.key(i);
         println!("phase {phase_id}: attempt {n} stopped: {why}");
-        let state = if budget { "budget_limited" } else { "blocked" };
+        let state = if budget {
+            AttemptStatus::BudgetLimited
+        } else {
+            AttemptStatus::Blocked
+        };
         self.store
             .set_attempt_state(&self.run_id, &phase_id, n, state)?;
         self.attempts[i].state = AttemptState::Failed { why, budget };
@@ -805,9 +813,9 @@ impl<'a> Scheduler<'a> {
             .filter(|a| a.phase == pi)
             .all(|a| matches!(a.state, AttemptState::Failed { budget: true, .. }));
         let state = if all_budget {
-            "budget_limited"
+            PhaseStatus::BudgetLimited
         } else {
-            "blocked"
+            PhaseStatus::Blocked
         };
         self.phases[pi] = PhaseState::Blocked;
         self.store
@@ -857,7 +865,7 @@ impl<'a> Scheduler<'a> {
                     let _ = self.store.set_phase_state(
                         &self.run_id,
                         id,
-                        "pending",
+                        PhaseStatus::Pending,
                         Some(&format!("never started: waits on {}", waits.join(", "))),
                     );
                 }

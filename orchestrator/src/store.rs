@@ -1,15 +1,194 @@
 //! The run's durable state: SQLite (WAL) in the repository's common git dir. The
 //! scheduler is its only writer; workers and auditors report through files it records.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use goalpost_shared::protocol::{
-    AuditReport, CachedCheck, CheckResult, CommandRecord, IterationRecord, Usage,
+    AuditReport, CachedCheck, CheckResult, CommandRecord, IterationRecord, Recommendation, Usage,
 };
+
+/// A name read back from the store (or from JSON) that no variant carries: a value this
+/// version does not know, named with what it was meant to be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} `{value}`")]
+pub struct UnknownName {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+/// Declares an enum whose variants are persisted by name. Each name is spelt once, here,
+/// and that spelling is what the database (`ToSql`/`FromSql`), JSON (serde) and text
+/// (`Display`) use.
+macro_rules! persisted_names {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident ($kind:literal) {
+            $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The name the store and JSON use.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownName;
+
+            fn from_str(s: &str) -> std::result::Result<Self, UnknownName> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownName {
+                        kind: $kind,
+                        value: s.to_owned(),
+                    }),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // `pad`, not `write_str`: tables align states with `{:<10}`.
+                f.pad(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> std::result::Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $name {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                value
+                    .as_str()?
+                    .parse()
+                    .map_err(|e: UnknownName| FromSqlError::Other(Box::new(e)))
+            }
+        }
+    };
+}
+
+persisted_names! {
+    /// Where a run stands, as the store records it.
+    pub enum RunState("run state") {
+        /// Running, or interrupted by a crash: `resume` goes on.
+        Active => "active",
+        /// Stopped by a pause: `resume` goes on.
+        Paused => "paused",
+        /// Every phase merged and the release branch moved.
+        Complete => "complete",
+        /// Stopped short of the goal; the blocker says why.
+        Blocked => "blocked",
+        /// Stopped because a budget was spent; `resume --budget` goes on.
+        BudgetLimited => "budget_limited",
+        /// Passed the whole-goal audit and waits for `goalpost approve`.
+        AwaitingApproval => "awaiting_approval",
+        /// Its worktrees were removed by `goalpost clear`; its work stays on refs.
+        Cleared => "cleared",
+    }
+}
+
+persisted_names! {
+    /// Where a phase stands, as the store records it (the scheduler keeps its own,
+    /// in-memory view of it).
+    pub enum PhaseStatus("phase state") {
+        /// Not started: waits on its dependencies.
+        Pending => "pending",
+        /// Its attempts are at work, under audit or at the gate.
+        Running => "running",
+        /// An attempt of it landed on the integration ref.
+        Merged => "merged",
+        /// Every attempt stopped without landing.
+        Blocked => "blocked",
+        /// Every attempt stopped on a budget.
+        BudgetLimited => "budget_limited",
+    }
+}
+
+persisted_names! {
+    /// Where an attempt stands, as the store records it (the scheduler keeps its own,
+    /// in-memory view of it).
+    pub enum AttemptStatus("attempt state") {
+        /// A worker round is queued or running.
+        Running => "running",
+        /// Its candidate is under audit.
+        Auditing => "auditing",
+        /// Its candidate passed its audit and waits at the gate.
+        Passed => "passed",
+        /// At the gate. Nothing writes it today; `resume` reads it as `Passed`.
+        Gating => "gating",
+        /// Its candidate landed on the integration ref.
+        Merged => "merged",
+        /// Another attempt of its phase won; its work stays on its ref.
+        Lost => "lost",
+        /// Stopped without a candidate (blocked, or an audit said abandon).
+        Blocked => "blocked",
+        /// Stopped because its budget was spent.
+        BudgetLimited => "budget_limited",
+        /// Stopped short of an outcome (a pause, a killed worker, a failed audit run):
+        /// `resume` goes on.
+        Interrupted => "interrupted",
+    }
+}
+
+/// The recommendation column of an audit, read back as the protocol's type.
+fn recommendation(text: &str) -> rusqlite::Result<Recommendation> {
+    [
+        Recommendation::Merge,
+        Recommendation::Revise,
+        Recommendation::Abandon,
+    ]
+    .into_iter()
+    .find(|r| r.as_str() == text)
+    .ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            5,
+            rusqlite::types::Type::Text,
+            Box::new(UnknownName {
+                kind: "audit recommendation",
+                value: text.to_owned(),
+            }),
+        )
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -150,7 +329,7 @@ pub struct RunRow {
     pub release_branch: String,
     pub release_start: String,
     pub integration_ref: String,
-    pub state: String,
+    pub state: RunState,
     pub blocker: Option<String>,
     pub release_commit: Option<String>,
     pub created_at: i64,
@@ -160,7 +339,7 @@ pub struct RunRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseRow {
     pub phase_id: String,
-    pub state: String,
+    pub state: PhaseStatus,
     pub base: Option<String>,
     pub merged_commit: Option<String>,
     pub winner: Option<u32>,
@@ -175,7 +354,7 @@ pub struct AttemptRow {
     pub agent: String,
     pub worktree: String,
     pub ref_name: String,
-    pub state: String,
+    pub state: AttemptStatus,
     pub head: Option<String>,
     pub candidate: Option<String>,
     pub rounds: u32,
@@ -193,7 +372,7 @@ pub struct AuditRow {
     pub base: String,
     pub candidate: String,
     pub tree: String,
-    pub recommendation: String,
+    pub recommendation: Recommendation,
     pub summary: String,
     pub report_dir: String,
 }
@@ -264,7 +443,7 @@ impl Store {
             .execute(
                 "INSERT INTO runs (id, plan_path, plan_json, workdir, release_branch, release_start,
                     integration_ref, state, pid, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'active', ?8, ?9, ?9)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
                 params![
                     id,
                     plan_path,
@@ -273,6 +452,7 @@ impl Store {
                     release_branch,
                     release_start,
                     integration_ref,
+                    RunState::Active,
                     std::process::id(),
                     t
                 ],
@@ -281,7 +461,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn set_run_state(&self, id: &str, state: &str, blocker: Option<&str>) -> Result<()> {
+    pub fn set_run_state(&self, id: &str, state: RunState, blocker: Option<&str>) -> Result<()> {
         self.conn
             .execute(
                 "UPDATE runs SET state = ?2, blocker = ?3, updated_at = ?4 WHERE id = ?1",
@@ -351,8 +531,8 @@ impl Store {
         self.conn
             .execute(
                 "INSERT OR IGNORE INTO phases (run_id, phase_id, position, state)
-                 VALUES (?1, ?2, ?3, 'pending')",
-                params![run, phase, position as i64],
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![run, phase, position as i64, PhaseStatus::Pending],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -362,7 +542,7 @@ impl Store {
         &self,
         run: &str,
         phase: &str,
-        state: &str,
+        state: PhaseStatus,
         why: Option<&str>,
     ) -> Result<()> {
         self.conn
@@ -395,9 +575,9 @@ impl Store {
     ) -> Result<()> {
         self.conn
             .execute(
-                "UPDATE phases SET state = 'merged', merged_commit = ?3, winner = ?4, why = ?5
+                "UPDATE phases SET state = ?6, merged_commit = ?3, winner = ?4, why = ?5
                  WHERE run_id = ?1 AND phase_id = ?2",
-                params![run, phase, commit, winner, why],
+                params![run, phase, commit, winner, why, PhaseStatus::Merged],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -439,8 +619,8 @@ impl Store {
         self.conn
             .execute(
                 "INSERT OR IGNORE INTO attempts (run_id, phase_id, n, agent, worktree, ref_name, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running')",
-                params![run, phase, n, agent, worktree, ref_name],
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![run, phase, n, agent, worktree, ref_name, AttemptStatus::Running],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -478,16 +658,22 @@ impl Store {
         self.conn
             .query_row(
                 "SELECT candidate, tree, summary FROM audits
-                 WHERE run_id = ?1 AND phase_id = ?2 AND attempt = ?3 AND recommendation = 'merge'
+                 WHERE run_id = ?1 AND phase_id = ?2 AND attempt = ?3 AND recommendation = ?4
                  ORDER BY id DESC LIMIT 1",
-                params![run, phase, n],
+                params![run, phase, n, Recommendation::Merge.as_str()],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .map_err(|e| self.err(e))
     }
 
-    pub fn set_attempt_state(&self, run: &str, phase: &str, n: u32, state: &str) -> Result<()> {
+    pub fn set_attempt_state(
+        &self,
+        run: &str,
+        phase: &str,
+        n: u32,
+        state: AttemptStatus,
+    ) -> Result<()> {
         self.conn
             .execute(
                 "UPDATE attempts SET state = ?4 WHERE run_id = ?1 AND phase_id = ?2 AND n = ?3",
@@ -504,7 +690,7 @@ impl Store {
         run: &str,
         phase: &str,
         n: u32,
-        state: &str,
+        state: AttemptStatus,
         head: Option<&str>,
         candidate: Option<&str>,
         usage: &Usage,
@@ -663,7 +849,7 @@ impl Store {
                     base: r.get(2)?,
                     candidate: r.get(3)?,
                     tree: r.get(4)?,
-                    recommendation: r.get(5)?,
+                    recommendation: recommendation(&r.get::<_, String>(5)?)?,
                     summary: r.get(6)?,
                     report_dir: r.get(7)?,
                 })

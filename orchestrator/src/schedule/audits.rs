@@ -13,6 +13,7 @@ use goalpost_shared::protocol::{
 
 use super::{AttemptState, AuditPurpose, Job, MAX_ROUNDS, ScheduleError, Scheduler, oid};
 use crate::audit::{AuditOf, AuditSetup};
+use crate::store::AttemptStatus;
 use crate::worktree;
 
 impl Scheduler<'_> {
@@ -174,7 +175,7 @@ impl Scheduler<'_> {
                     a.diff_size as i64,
                 )?;
                 self.store
-                    .set_attempt_state(&self.run_id, &phase_id, n, "passed")?;
+                    .set_attempt_state(&self.run_id, &phase_id, n, AttemptStatus::Passed)?;
                 self.select(pi)
             }
             Recommendation::Revise if self.attempts[i].rounds < MAX_ROUNDS => {

@@ -12,6 +12,7 @@ use goalpost_shared::protocol::{AuditReport, Feedback, Recommendation, STOP_FILE
 use super::{AttemptState, AuditPurpose, MAX_ROUNDS, PhaseState, ScheduleError, Scheduler, short};
 use crate::crash;
 use crate::gate;
+use crate::store::AttemptStatus;
 
 /// Trailers of a phase's squash commit: the integration history says which phases
 /// merged, even when a crash came between the ref move and its record in the store.
@@ -323,7 +324,7 @@ impl Scheduler<'_> {
         self.store
             .set_phase_merged(&self.run_id, &phase_id, &new_tip.to_string(), n, &why)?;
         self.store
-            .set_attempt_state(&self.run_id, &phase_id, n, "merged")?;
+            .set_attempt_state(&self.run_id, &phase_id, n, AttemptStatus::Merged)?;
         self.attempts[i].state = AttemptState::Merged;
         self.phases[pi] = PhaseState::Merged;
         // The other attempts lose: a running worker stops at its next safe boundary (its
@@ -342,7 +343,7 @@ impl Scheduler<'_> {
                     &self.run_id,
                     &self.plan.phases[pi].id.value,
                     a.n,
-                    "lost",
+                    AttemptStatus::Lost,
                 );
             }
         }

@@ -12,7 +12,7 @@ use goalpost_shared::protocol::STOP_FILE;
 
 use super::land::{TRAILER_ATTEMPT, TRAILER_PHASE, TRAILER_RUN};
 use super::{Attempt, AttemptState, AuditPurpose, PhaseState, ScheduleError, Scheduler};
-use crate::store::AttemptRow;
+use crate::store::{AttemptRow, AttemptStatus, PhaseStatus};
 
 impl Scheduler<'_> {
     /// Rebuilds the run's state from the store and the refs, and queues what is left.
@@ -29,7 +29,7 @@ impl Scheduler<'_> {
                 self.phases[pi] = PhaseState::Merged;
                 let recorded = phase_rows
                     .iter()
-                    .any(|p| p.phase_id == id && p.state == "merged");
+                    .any(|p| p.phase_id == id && p.state == PhaseStatus::Merged);
                 if !recorded {
                     self.store.set_phase_merged(
                         &self.run_id,
@@ -44,9 +44,13 @@ impl Scheduler<'_> {
                 for row in attempt_rows.iter().filter(|a| a.phase_id == id) {
                     let i = self.push_attempt(pi, row)?;
                     self.attempts[i].state = if row.n == *n {
-                        if row.state != "merged" {
-                            self.store
-                                .set_attempt_state(&self.run_id, &id, row.n, "merged")?;
+                        if row.state != AttemptStatus::Merged {
+                            self.store.set_attempt_state(
+                                &self.run_id,
+                                &id,
+                                row.n,
+                                AttemptStatus::Merged,
+                            )?;
                         }
                         AttemptState::Merged
                     } else {
@@ -57,17 +61,17 @@ impl Scheduler<'_> {
             }
             let started = phase_rows
                 .iter()
-                .any(|p| p.phase_id == id && p.state != "pending");
+                .any(|p| p.phase_id == id && p.state != PhaseStatus::Pending);
             let rows: Vec<&AttemptRow> = attempt_rows.iter().filter(|a| a.phase_id == id).collect();
             if !started || rows.is_empty() {
                 // Never got as far as an attempt: it starts afresh when ready.
                 self.store
-                    .set_phase_state(&self.run_id, &id, "pending", None)?;
+                    .set_phase_state(&self.run_id, &id, PhaseStatus::Pending, None)?;
                 continue;
             }
             self.phases[pi] = PhaseState::Running;
             self.store
-                .set_phase_state(&self.run_id, &id, "running", None)?;
+                .set_phase_state(&self.run_id, &id, PhaseStatus::Running, None)?;
             for row in rows {
                 self.restore_attempt(pi, row)?;
             }
@@ -94,15 +98,15 @@ impl Scheduler<'_> {
             elapsed: None,
         };
         let budget_left = budget::crossed(&self.plan.settings.budget, spent).is_none();
-        match row.state.as_str() {
-            "lost" => self.attempts[i].state = AttemptState::Lost,
-            "blocked" => {
+        match row.state {
+            AttemptStatus::Lost => self.attempts[i].state = AttemptState::Lost,
+            AttemptStatus::Blocked => {
                 self.attempts[i].state = AttemptState::Failed {
                     why: row.outcome.clone().unwrap_or_else(|| "blocked".into()),
                     budget: false,
                 }
             }
-            "budget_limited" if !budget_left => {
+            AttemptStatus::BudgetLimited if !budget_left => {
                 self.attempts[i].state = AttemptState::Failed {
                     why: row
                         .outcome
@@ -111,7 +115,9 @@ impl Scheduler<'_> {
                     budget: true,
                 }
             }
-            "passed" | "gating" if audited.is_some_and(|(c, _)| Some(c) == head) => {
+            AttemptStatus::Passed | AttemptStatus::Gating
+                if audited.is_some_and(|(c, _)| Some(c) == head) =>
+            {
                 let a = &mut self.attempts[i];
                 a.audited = audited;
                 a.audit_summary = passing.map(|(_, _, s)| s).unwrap_or_default();
@@ -119,7 +125,7 @@ impl Scheduler<'_> {
             }
             // Re-audit only a candidate that is still the attempt's work: a worker may have
             // gone on (and harvested more) before the crash.
-            "auditing"
+            AttemptStatus::Auditing
                 if row.candidate.is_some()
                     && row.candidate.as_deref() == head.map(|h| h.to_string()).as_deref() =>
             {
