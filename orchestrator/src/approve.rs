@@ -8,7 +8,8 @@ use goalpost_shared::git::Oid;
 use goalpost_shared::plan::Plan;
 use goalpost_shared::protocol::Recommendation;
 
-use crate::audit::{self, AuditOf, AuditSetup};
+use crate::audit::{AuditOf, AuditSetup};
+use crate::executor;
 use crate::run_cmd::{RunError, Workspace};
 use crate::schedule::{Release, RunEnd, ScheduleError, final_contract, short};
 use crate::store::{RunRow, RunState, Store, StoreError};
@@ -123,8 +124,8 @@ fn audit_merge(
         worktree: ws.layout.audit_worktree(run, &label, k),
         report_dir: ws.layout.audit_dir(run, &label, k),
     });
-    let report =
-        audit::run_auditor(&input).map_err(|e| RunError::Schedule(ScheduleError::Internal(e)))?;
+    let report = executor::run_auditor(&input)
+        .map_err(|e| RunError::Schedule(ScheduleError::Internal(e.to_string())))?;
     let commands: Vec<_> = report.checks.iter().map(|c| c.record.clone()).collect();
     store.record_audit(run, None, &report, &input.report_dir, &commands)?;
     Ok(report.recommendation)

@@ -2,12 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use goalpost_shared::plan::{AgentDef, Plan, Price};
-use goalpost_shared::process;
-use goalpost_shared::protocol::{AgentSpec, WorkerInput, WorkerResult};
+use goalpost_shared::protocol::AgentSpec;
 
 /// Environment variables the worker, its agents and its checks may see, besides their own
 /// `GOALPOST_*` variables and each agent's configured `env`.
@@ -77,98 +75,6 @@ pub fn implementer_name(plan: &Plan) -> Option<&str> {
         (Some(only), None) => Some(only),
         _ => None,
     }
-}
-
-/// Runs one worker round to completion and reads its result. `started` learns the
-/// worker's process group as soon as it runs (to end it on `pause --now`).
-pub fn run_worker(
-    input: &WorkerInput,
-    dir: &Path,
-    started: impl FnOnce(u32),
-) -> Result<WorkerResult, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let round = input.first_iteration;
-    let in_path = dir.join(format!("worker-in-{round}.json"));
-    let out_path = dir.join(format!("worker-out-{round}.json"));
-    let json = serde_json::to_vec_pretty(input).map_err(|e| e.to_string())?;
-    std::fs::write(&in_path, json).map_err(|e| format!("writing {}: {e}", in_path.display()))?;
-    let _ = std::fs::remove_file(&out_path);
-    let bin = sibling_binary("goalpost-worker", "GOALPOST_WORKER_BIN");
-    let mut env = process::env_allowlist(WORKER_ENV_ALLOW);
-    env.insert(
-        OsString::from("GOALPOST_RUN"),
-        OsString::from(&input.run_id),
-    );
-    env.insert(OsString::from(PARENT_PID_VAR), parent_pid());
-    let mut cmd = process::Command::new(bin.as_os_str(), &input.worktree)
-        .arg("--input")
-        .arg(in_path.as_os_str())
-        .arg("--output")
-        .arg(out_path.as_os_str())
-        .envs(env)
-        .output_cap(256 * 1024);
-    if let Some(wall) = &input.budget.wall {
-        // The worker enforces the wall budget itself; this is the backstop.
-        cmd = cmd.timeout(wall.value.duration + Duration::from_secs(60));
-    }
-    let running = process::spawn(&cmd).map_err(|e| format!("starting the worker: {e}"))?;
-    started(running.pid());
-    let outcome = running
-        .wait(None)
-        .map_err(|e| format!("waiting for the worker: {e}"))?;
-    let log = dir.join(format!("worker-{round}.log"));
-    let _ = std::fs::write(&log, outcome.stderr.text_lossy());
-    if !outcome.success() {
-        return Err(format!(
-            "the worker exited with {} (log: {}): {}",
-            outcome.status,
-            log.display(),
-            outcome.stderr.tail(2000)
-        ));
-    }
-    let bytes = std::fs::read(&out_path)
-        .map_err(|e| format!("reading the worker's result {}: {e}", out_path.display()))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        format!(
-            "the worker's result {} is not valid: {e}",
-            out_path.display()
-        )
-    })
-}
-
-/// Runs the worker's selection turn (`Select: review`) and reads its result.
-pub fn run_select(
-    input: &goalpost_shared::protocol::SelectInput,
-) -> Result<goalpost_shared::protocol::SelectResult, String> {
-    let dir = &input.private_dir;
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let in_path = dir.join("select-in.json");
-    let out_path = dir.join("select-out.json");
-    let json = serde_json::to_vec_pretty(input).map_err(|e| e.to_string())?;
-    std::fs::write(&in_path, json).map_err(|e| format!("writing {}: {e}", in_path.display()))?;
-    let bin = sibling_binary("goalpost-worker", "GOALPOST_WORKER_BIN");
-    let cmd = process::Command::new(bin.as_os_str(), dir)
-        .arg("--select")
-        .arg("--input")
-        .arg(in_path.as_os_str())
-        .arg("--output")
-        .arg(out_path.as_os_str())
-        .envs(process::env_allowlist(WORKER_ENV_ALLOW))
-        .env(PARENT_PID_VAR, parent_pid())
-        .timeout(Duration::from_secs(input.timeout_secs + 60))
-        .output_cap(256 * 1024);
-    let outcome = process::run(&cmd, None).map_err(|e| format!("starting the worker: {e}"))?;
-    let _ = std::fs::write(dir.join("select.log"), outcome.stderr.text_lossy());
-    if !outcome.success() {
-        return Err(format!(
-            "the selection turn's worker exited with {}: {}",
-            outcome.status,
-            outcome.stderr.tail(2000)
-        ));
-    }
-    let bytes = std::fs::read(&out_path)
-        .map_err(|e| format!("reading the selection result {}: {e}", out_path.display()))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("the selection result is not valid: {e}"))
 }
 
 #[cfg(test)]

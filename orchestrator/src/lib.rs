@@ -8,6 +8,7 @@ pub mod audit;
 pub mod control;
 pub mod crash;
 pub mod demo;
+pub mod executor;
 pub mod gate;
 pub mod layout;
 pub mod lifecycle;

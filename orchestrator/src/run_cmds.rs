@@ -3,7 +3,8 @@
 
 use std::io::Write as _;
 
-use goalpost_orchestrator::audit::{self, AuditOf, AuditSetup};
+use goalpost_orchestrator::audit::{AuditOf, AuditSetup};
+use goalpost_orchestrator::executor;
 use goalpost_orchestrator::report::RunView;
 use goalpost_orchestrator::run_cmd::{RunError, Workspace};
 use goalpost_orchestrator::schedule::final_contract;
@@ -95,7 +96,7 @@ pub fn audit(args: &AuditArgs, dir: &std::path::Path) -> Result<ExitCode, Error>
         worktree: ws.layout.audit_worktree("adhoc", &label, 1),
         report_dir: ws.layout.state_dir.join("audits").join(&label),
     });
-    let report = audit::run_auditor(&input);
+    let report = executor::run_auditor(&input);
     // The auditor removes its worktree; the folders made to hold it go too, once empty
     // (`remove_dir` refuses any that is not).
     if let Some(parent) = input.worktree.parent() {
@@ -103,7 +104,9 @@ pub fn audit(args: &AuditArgs, dir: &std::path::Path) -> Result<ExitCode, Error>
     }
     let _ = std::fs::remove_dir(&ws.layout.worktree_root);
     let report = report.map_err(|e| {
-        RunError::Schedule(goalpost_orchestrator::schedule::ScheduleError::Internal(e))
+        RunError::Schedule(goalpost_orchestrator::schedule::ScheduleError::Internal(
+            e.to_string(),
+        ))
     })?;
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use goalpost_shared::contract::Contract;
 use goalpost_shared::git::Oid;
 use goalpost_shared::plan::Selection;
-use goalpost_shared::protocol::{
-    AUDIT_REUSE_FILE, AuditInput, AuditReport, AuditReuse, Feedback, Recommendation,
-};
+use goalpost_shared::protocol::{AUDIT_REUSE_FILE, AuditInput, AuditReport, AuditReuse, Feedback};
 
-use super::{AttemptState, AuditPurpose, Job, MAX_ROUNDS, ScheduleError, Scheduler, oid};
+use super::decide::{self, Route};
+use super::{AttemptState, AuditPurpose, Purpose, ScheduleError, Scheduler, Step, oid};
 use crate::audit::{AuditOf, AuditSetup};
+use crate::executor::{Job, JobError};
 use crate::store::AttemptStatus;
 use crate::worktree;
 
@@ -37,15 +37,12 @@ impl Scheduler<'_> {
             }
         };
         let input = self.audit_input(&phase, contract, label, base, candidate, claims);
-        let job = Job::Audit {
-            purpose,
-            input: Box::new(input),
-        };
-        if front {
-            self.queue.push_front(job);
-        } else {
-            self.queue.push_back(job);
-        }
+        let dir = input.report_dir.clone();
+        self.enqueue(
+            Purpose::Audit { purpose, dir },
+            Job::Audit(Box::new(input)),
+            front,
+        );
     }
 
     pub(super) fn audit_input(
@@ -80,9 +77,9 @@ impl Scheduler<'_> {
     pub(super) fn audit_done(
         &mut self,
         purpose: AuditPurpose,
-        result: Result<AuditReport, String>,
+        result: Result<AuditReport, JobError>,
         dir: PathBuf,
-    ) -> Result<(), ScheduleError> {
+    ) -> Result<Vec<Step>, ScheduleError> {
         let i = match &purpose {
             AuditPurpose::Candidate { attempt } | AuditPurpose::Merge { attempt, .. } => *attempt,
         };
@@ -91,16 +88,16 @@ impl Scheduler<'_> {
             self.train_busy = false;
             if let Err(e) = &result {
                 for &(a, _) in train {
-                    self.interrupt(a, format!("the audit of its merge could not run: {e}"));
+                    self.interrupt(a, format!("the audit of its merge could not run: {e}"))?;
                 }
-                return self.drive_train();
+                return Ok(vec![Step::DriveTrain]);
             }
         }
         let report = match result {
             Ok(r) => r,
             Err(e) => {
-                self.interrupt(i, format!("the audit could not run: {e}"));
-                return Ok(());
+                self.interrupt(i, format!("the audit could not run: {e}"))?;
+                return Ok(Vec::new());
             }
         };
         let commands: Vec<_> = report.checks.iter().map(|c| c.record.clone()).collect();
@@ -114,7 +111,7 @@ impl Scheduler<'_> {
             dir.display()
         );
         if self.attempts[i].state == AttemptState::Lost {
-            return Ok(());
+            return Ok(Vec::new());
         }
         match purpose {
             AuditPurpose::Candidate { .. } => self.candidate_audited(i, report, &dir),
@@ -132,10 +129,11 @@ impl Scheduler<'_> {
         i: usize,
         report: AuditReport,
         dir: &std::path::Path,
-    ) -> Result<(), ScheduleError> {
+    ) -> Result<Vec<Step>, ScheduleError> {
         let pi = self.attempts[i].phase;
-        match report.recommendation {
-            Recommendation::Merge => {
+        let rounds = self.attempts[i].rounds;
+        match decide::after_candidate_audit(report.recommendation, rounds, &report.summary) {
+            Route::Pass => {
                 let candidate = oid(&report.candidate)?;
                 let tree = oid(&report.tree)?;
                 let select = self.plan.phases[pi].select.value.clone();
@@ -176,9 +174,9 @@ impl Scheduler<'_> {
                 )?;
                 self.store
                     .set_attempt_state(&self.run_id, &phase_id, n, AttemptStatus::Passed)?;
-                self.select(pi)
+                Ok(vec![Step::Select(pi)])
             }
-            Recommendation::Revise if self.attempts[i].rounds < MAX_ROUNDS => {
+            Route::Again => {
                 let md = std::fs::read_to_string(dir.join("audit.md"))
                     .unwrap_or_else(|_| report.summary.clone());
                 self.queue_round(
@@ -187,21 +185,14 @@ impl Scheduler<'_> {
                         report_markdown: md,
                     }),
                     None,
-                )
+                )?;
+                Ok(Vec::new())
             }
-            Recommendation::Revise => self.fail(
-                i,
-                format!(
-                    "the audit still asks for revisions after {MAX_ROUNDS} rounds: {}",
-                    report.summary
-                ),
-                false,
-            ),
-            Recommendation::Abandon => self.fail(
-                i,
-                format!("the audit says abandon: {}", report.summary),
-                false,
-            ),
+            Route::Fail(why) => Ok(vec![Step::Fail {
+                attempt: i,
+                why,
+                budget: false,
+            }]),
         }
     }
 

@@ -5,13 +5,17 @@
 use std::collections::BTreeSet;
 
 use goalpost_shared::contract::Contract;
-use goalpost_shared::git::{GitError, MergeOutcome, Oid};
+use goalpost_shared::git::{GitError, Oid};
 use goalpost_shared::plan::Selection;
-use goalpost_shared::protocol::{AuditReport, Feedback, Recommendation, STOP_FILE};
+use goalpost_shared::protocol::{AuditReport, Feedback};
 
-use super::{AttemptState, AuditPurpose, MAX_ROUNDS, PhaseState, ScheduleError, Scheduler, short};
+use super::decide::{self, AfterTrainAudit, Route};
+use super::{
+    AttemptState, AuditPurpose, MAX_REF_MOVES, PhaseState, ScheduleError, Scheduler, Step,
+    ask_to_stop, short,
+};
 use crate::crash;
-use crate::gate;
+use crate::gate::{self, RepoSquasher, TrainLanding};
 use crate::store::AttemptStatus;
 
 /// Trailers of a phase's squash commit: the integration history says which phases
@@ -22,7 +26,7 @@ pub const TRAILER_ATTEMPT: &str = "Goalpost-Attempt";
 
 impl Scheduler<'_> {
     /// Sends attempt `i`'s audited candidate to the gate.
-    pub(super) fn gate(&mut self, i: usize) -> Result<(), ScheduleError> {
+    pub(super) fn gate(&mut self, i: usize) -> Result<Vec<Step>, ScheduleError> {
         if self.attempts[i].audited.is_none() {
             return Err(ScheduleError::Internal(
                 "gate without an audited candidate".into(),
@@ -32,128 +36,118 @@ impl Scheduler<'_> {
         if !self.train_waiting.contains(&i) {
             self.train_waiting.push(i);
         }
-        self.drive_train()
+        Ok(vec![Step::DriveTrain])
     }
 
-    /// Lands what waits at the gate, a train at a time. The candidates waiting (all of
-    /// them, or one that must land alone) are squashed onto the integration tip one after
-    /// the other; when the result is exactly one candidate's audited tree the ref moves at
-    /// once, otherwise the train's last commit is audited first and the ref moves to it
-    /// only if that audit passes. One train's audit runs at a time, so landing many phases
-    /// costs one merge audit per train rather than one per phase redone each time another
-    /// lands first.
-    pub(super) fn drive_train(&mut self) -> Result<(), ScheduleError> {
-        let mut tries = 0;
-        while !self.train_busy && !self.train_waiting.is_empty() && tries < 16 {
-            tries += 1;
-            let tip = self.integration_tip()?;
-            let take = if self.solo.contains(&self.train_waiting[0]) {
-                1
-            } else {
-                self.train_waiting
-                    .iter()
-                    .take_while(|i| !self.solo.contains(i))
-                    .count()
-            };
-            let batch: Vec<usize> = self.train_waiting.drain(..take).collect();
-            let (train, deferred) = self.build_train(tip, batch)?;
-            for (k, i) in deferred.into_iter().enumerate() {
-                self.train_waiting.insert(k, i);
-            }
-            let (Some(&(first, _)), Some(&(_, head))) = (train.first(), train.last()) else {
-                continue;
-            };
-            let exact = train.len() == 1
-                && self.attempts[first].audited.map(|(_, t)| t) == Some(self.repo.tree_of(head)?);
-            if exact {
-                let (phase_id, n) = self.key(first);
+    /// Lands the next train of what waits at the gate (see [`gate`]): the candidates
+    /// waiting (all of them, or one that must land alone) are squashed onto the
+    /// integration tip one after the other; the ref moves at once when that gives one
+    /// candidate's audited tree, otherwise the train's merge is audited first. Returns
+    /// another [`Step::DriveTrain`] while more may land.
+    pub(super) fn drive_train(&mut self) -> Result<Vec<Step>, ScheduleError> {
+        if self.train_busy || self.train_waiting.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tip = self.integration_tip()?;
+        let take = decide::next_train_len(&self.train_waiting, &self.solo);
+        let batch: Vec<(usize, Oid)> = self
+            .train_waiting
+            .drain(..take)
+            .filter_map(|i| Some((i, self.attempts[i].audited?.0)))
+            .collect();
+        let mut squasher = RepoSquasher {
+            repo: self.repo,
+            message: |i: usize, candidate: Oid| self.squash_message(i, candidate),
+        };
+        let train = gate::build_train(tip, &batch, &mut squasher)?;
+        for (k, &i) in train.deferred.iter().enumerate() {
+            self.train_waiting.insert(k, i);
+        }
+        let mut steps = Vec::new();
+        for (i, candidate, paths) in train.conflicts.clone() {
+            steps.extend(self.conflict(i, candidate, paths, tip)?);
+        }
+        match gate::landing(&train, |i| self.attempts[i].audited.map(|(_, t)| t)) {
+            TrainLanding::Empty => {}
+            TrainLanding::Now { attempt, commit } => {
+                let (phase_id, n) = self.key(attempt);
                 let label = format!("phase {phase_id} attempt {n}");
-                match gate::land(self.repo, &self.integration_ref(), head, tip, &label) {
+                match gate::land(self.repo, &self.integration_ref(), commit, tip, &label) {
                     Ok(()) => {
                         crash::point("integration moved");
-                        self.merged(first, tip, head)?;
+                        self.ref_moves = 0;
+                        self.merged(attempt, tip, commit)?;
                     }
-                    Err(GitError::RefMoved { .. }) => self.train_waiting.insert(0, first),
+                    Err(GitError::RefMoved { .. }) => self.ref_moved(&[attempt])?,
                     Err(e) => return Err(e.into()),
                 }
-                continue;
+                steps.push(Step::DriveTrain);
             }
-            self.train_busy = true;
-            let (contract, claims, label) = if let [(i, _)] = train[..] {
-                let (phase_id, n) = self.key(i);
-                println!(
-                    "phase {phase_id}: merged tree differs from the audited one; auditing merge {}",
-                    short(head)
-                );
-                let a = &self.attempts[i];
-                (
-                    self.plan.phases[a.phase].contract.clone(),
-                    a.claims.clone(),
-                    format!("{phase_id}.{n}-merge"),
-                )
-            } else {
-                let names: Vec<String> = train.iter().map(|(i, _)| self.key(*i).0).collect();
-                println!(
-                    "gate: {} candidates land together ({}); auditing their merge {}",
-                    train.len(),
-                    names.join(", "),
-                    short(head)
-                );
-                (self.train_contract(&train), Vec::new(), "train".to_owned())
-            };
-            self.queue_audit(
-                AuditPurpose::Merge {
-                    attempt: first,
-                    merge_commit: head,
-                    old_tip: tip,
-                    train,
-                },
-                contract,
-                &label,
-                tip,
-                head,
-                claims,
-                true,
-            );
+            TrainLanding::AuditFirst { head } => {
+                self.train_busy = true;
+                let cars: Vec<(usize, Oid)> = train.cars.iter().map(|&(i, c, _)| (i, c)).collect();
+                self.audit_train(tip, head, cars);
+            }
+        }
+        Ok(steps)
+    }
+
+    /// The gate found the integration ref moved under it: `attempts` wait at the head of
+    /// the queue for the next train on the new tip.
+    fn ref_moved(&mut self, attempts: &[usize]) -> Result<(), ScheduleError> {
+        self.ref_moves += 1;
+        if self.ref_moves > MAX_REF_MOVES {
+            return Err(ScheduleError::Internal(format!(
+                "{} moved under the run {} times in a row; only goalpost's gate may move it",
+                self.integration_ref(),
+                self.ref_moves
+            )));
+        }
+        for (k, &i) in attempts.iter().enumerate() {
+            self.train_waiting.insert(k, i);
         }
         Ok(())
     }
 
-    /// Squashes each of `batch` onto the one before it, starting at `tip`: the train, and
-    /// the attempts left for the next one (they conflict with the candidates ahead of them,
-    /// not with the tip). One that conflicts with the tip itself goes back to its worker.
-    #[allow(clippy::type_complexity)]
-    fn build_train(
-        &mut self,
-        tip: Oid,
-        batch: Vec<usize>,
-    ) -> Result<(Vec<(usize, Oid)>, Vec<usize>), ScheduleError> {
-        let mut at = tip;
-        let (mut train, mut deferred) = (Vec::new(), Vec::new());
-        for i in batch {
-            let Some((candidate, _)) = self.attempts[i].audited else {
-                continue;
-            };
-            let tree = if self.repo.is_ancestor(at, candidate)? {
-                self.repo.tree_of(candidate)?
-            } else {
-                match self.repo.merge_in_memory(at, candidate)? {
-                    MergeOutcome::Clean { tree } => tree,
-                    MergeOutcome::Conflict { paths } if at == tip => {
-                        self.conflict(i, candidate, paths, tip)?;
-                        continue;
-                    }
-                    MergeOutcome::Conflict { .. } => {
-                        deferred.push(i);
-                        continue;
-                    }
-                }
-            };
-            let message = self.squash_message(i, candidate);
-            at = self.repo.create_commit(tree, &[at], &message, None)?;
-            train.push((i, at));
-        }
-        Ok((train, deferred))
+    /// Queues the audit of a train's merge `head` on `tip`.
+    fn audit_train(&mut self, tip: Oid, head: Oid, train: Vec<(usize, Oid)>) {
+        let first = train[0].0;
+        let (contract, claims, label) = if let [(i, _)] = train[..] {
+            let (phase_id, n) = self.key(i);
+            println!(
+                "phase {phase_id}: merged tree differs from the audited one; auditing merge {}",
+                short(head)
+            );
+            let a = &self.attempts[i];
+            (
+                self.plan.phases[a.phase].contract.clone(),
+                a.claims.clone(),
+                format!("{phase_id}.{n}-merge"),
+            )
+        } else {
+            let names: Vec<String> = train.iter().map(|(i, _)| self.key(*i).0).collect();
+            println!(
+                "gate: {} candidates land together ({}); auditing their merge {}",
+                train.len(),
+                names.join(", "),
+                short(head)
+            );
+            (self.train_contract(&train), Vec::new(), "train".to_owned())
+        };
+        self.queue_audit(
+            AuditPurpose::Merge {
+                attempt: first,
+                merge_commit: head,
+                old_tip: tip,
+                train,
+            },
+            contract,
+            &label,
+            tip,
+            head,
+            claims,
+            true,
+        );
     }
 
     /// The contract a train's merge is audited against: every check of its phases, their
@@ -194,48 +188,52 @@ impl Scheduler<'_> {
         merge_commit: Oid,
         old_tip: Oid,
         train: Vec<(usize, Oid)>,
-    ) -> Result<(), ScheduleError> {
-        if report.recommendation == Recommendation::Merge {
-            let label = format!("{} phase(s) through the gate", train.len());
-            match gate::land(
-                self.repo,
-                &self.integration_ref(),
-                merge_commit,
-                old_tip,
-                &label,
-            ) {
-                Ok(()) => {
-                    crash::point("integration moved");
-                    let mut previous = old_tip;
-                    for (i, commit) in train {
-                        self.merged(i, previous, commit)?;
-                        previous = commit;
+    ) -> Result<Vec<Step>, ScheduleError> {
+        let mut steps = Vec::new();
+        match decide::after_train_audit(report.recommendation, train.len(), &report.summary) {
+            AfterTrainAudit::Land => {
+                let label = format!("{} phase(s) through the gate", train.len());
+                match gate::land(
+                    self.repo,
+                    &self.integration_ref(),
+                    merge_commit,
+                    old_tip,
+                    &label,
+                ) {
+                    Ok(()) => {
+                        crash::point("integration moved");
+                        self.ref_moves = 0;
+                        let mut previous = old_tip;
+                        for (i, commit) in train {
+                            self.merged(i, previous, commit)?;
+                            previous = commit;
+                        }
                     }
-                }
-                Err(GitError::RefMoved { .. }) => {
-                    for (k, (i, _)) in train.into_iter().enumerate() {
-                        self.train_waiting.insert(k, i);
+                    Err(GitError::RefMoved { .. }) => {
+                        let attempts: Vec<usize> = train.iter().map(|&(i, _)| i).collect();
+                        self.ref_moved(&attempts)?;
                     }
+                    Err(e) => return Err(e.into()),
                 }
-                Err(e) => return Err(e.into()),
             }
-        } else if train.len() > 1 {
-            // Which of them the merge fails for is not known: each lands on its own.
-            for (k, (i, _)) in train.into_iter().enumerate() {
-                self.solo.insert(i);
-                self.train_waiting.insert(k, i);
+            AfterTrainAudit::EachAlone => {
+                for (k, (i, _)) in train.into_iter().enumerate() {
+                    self.solo.insert(i);
+                    self.train_waiting.insert(k, i);
+                }
             }
-        } else if let Some(&(i, _)) = train.first() {
-            self.fail(
-                i,
-                format!(
-                    "its merge with the integration tip fails the audit: {}",
-                    report.summary
-                ),
-                false,
-            )?;
+            AfterTrainAudit::Fail(why) => {
+                if let Some(&(attempt, _)) = train.first() {
+                    steps.push(Step::Fail {
+                        attempt,
+                        why,
+                        budget: false,
+                    });
+                }
+            }
         }
-        self.drive_train()
+        steps.push(Step::DriveTrain);
+        Ok(steps)
     }
 
     /// The message of the one commit a phase lands as.
@@ -261,38 +259,39 @@ impl Scheduler<'_> {
         )
     }
 
-    pub(super) fn conflict(
+    /// Attempt `i`'s `candidate` conflicts with the integration tip `tip` in `paths`:
+    /// another round on the tip, with the paths as feedback, or a stop.
+    fn conflict(
         &mut self,
         i: usize,
         candidate: Oid,
         paths: Vec<String>,
         tip: Oid,
-    ) -> Result<(), ScheduleError> {
+    ) -> Result<Vec<Step>, ScheduleError> {
         let (phase_id, n) = self.key(i);
         println!(
             "phase {phase_id}: attempt {n} conflicts with the integration tip in {}",
             paths.join(", ")
         );
-        if self.attempts[i].rounds >= MAX_ROUNDS {
-            return self.fail(
-                i,
-                format!(
-                    "conflicts with the integration tip {} in: {}",
-                    short(tip),
-                    paths.join(", ")
-                ),
-                false,
-            );
+        match decide::after_conflict(self.attempts[i].rounds, &short(tip), &paths) {
+            Route::Fail(why) => Ok(vec![Step::Fail {
+                attempt: i,
+                why,
+                budget: false,
+            }]),
+            Route::Again | Route::Pass => {
+                self.attempts[i].base = tip;
+                self.queue_round(
+                    i,
+                    Some(Feedback::Conflict {
+                        paths,
+                        previous_candidate: candidate.to_string(),
+                    }),
+                    Some(candidate),
+                )?;
+                Ok(Vec::new())
+            }
         }
-        self.attempts[i].base = tip;
-        self.queue_round(
-            i,
-            Some(Feedback::Conflict {
-                paths,
-                previous_candidate: candidate.to_string(),
-            }),
-            Some(candidate),
-        )
     }
 
     pub(super) fn merged(
@@ -335,16 +334,15 @@ impl Scheduler<'_> {
                 AttemptState::Passed | AttemptState::Working | AttemptState::Auditing
             ) {
                 if a.state == AttemptState::Working {
-                    let _ = std::fs::create_dir_all(&a.dir);
-                    let _ = std::fs::write(a.dir.join(STOP_FILE), "another attempt won\n");
+                    ask_to_stop(a, "another attempt won");
                 }
                 a.state = AttemptState::Lost;
-                let _ = self.store.set_attempt_state(
+                self.store.set_attempt_state(
                     &self.run_id,
                     &self.plan.phases[pi].id.value,
                     a.n,
                     AttemptStatus::Lost,
-                );
+                )?;
             }
         }
         println!("phase {phase_id}: merged attempt {n} at {}", short(new_tip));

@@ -10,8 +10,9 @@ use goalpost_shared::budget::{self, Spent};
 use goalpost_shared::git::Oid;
 use goalpost_shared::protocol::STOP_FILE;
 
+use super::decide::{self, Restore};
 use super::land::{TRAILER_ATTEMPT, TRAILER_PHASE, TRAILER_RUN};
-use super::{Attempt, AttemptState, AuditPurpose, PhaseState, ScheduleError, Scheduler};
+use super::{Attempt, AttemptState, AuditPurpose, PhaseState, ScheduleError, Scheduler, Step};
 use crate::store::{AttemptRow, AttemptStatus, PhaseStatus};
 
 impl Scheduler<'_> {
@@ -78,7 +79,7 @@ impl Scheduler<'_> {
         }
         for pi in 0..self.plan.phases.len() {
             if self.phases[pi] == PhaseState::Running {
-                self.select(pi)?;
+                self.steps.push_back(Step::Select(pi));
             }
         }
         Ok(())
@@ -98,41 +99,26 @@ impl Scheduler<'_> {
             elapsed: None,
         };
         let budget_left = budget::crossed(&self.plan.settings.budget, spent).is_none();
-        match row.state {
-            AttemptStatus::Lost => self.attempts[i].state = AttemptState::Lost,
-            AttemptStatus::Blocked => {
+        let audited_is_head = audited.is_some_and(|(c, _)| Some(c) == head);
+        let candidate = row.candidate.as_deref().and_then(|c| Oid::from_str(c).ok());
+        let candidate_is_head = candidate.is_some() && candidate == head;
+        match decide::restore(row.state, budget_left, audited_is_head, candidate_is_head) {
+            Restore::Lost => self.attempts[i].state = AttemptState::Lost,
+            Restore::Failed { budget } => {
+                let default = if budget { "budget reached" } else { "blocked" };
                 self.attempts[i].state = AttemptState::Failed {
-                    why: row.outcome.clone().unwrap_or_else(|| "blocked".into()),
-                    budget: false,
+                    why: row.outcome.clone().unwrap_or_else(|| default.into()),
+                    budget,
                 }
             }
-            AttemptStatus::BudgetLimited if !budget_left => {
-                self.attempts[i].state = AttemptState::Failed {
-                    why: row
-                        .outcome
-                        .clone()
-                        .unwrap_or_else(|| "budget reached".into()),
-                    budget: true,
-                }
-            }
-            AttemptStatus::Passed | AttemptStatus::Gating
-                if audited.is_some_and(|(c, _)| Some(c) == head) =>
-            {
+            Restore::Passed => {
                 let a = &mut self.attempts[i];
                 a.audited = audited;
                 a.audit_summary = passing.map(|(_, _, s)| s).unwrap_or_default();
                 a.state = AttemptState::Passed;
             }
-            // Re-audit only a candidate that is still the attempt's work: a worker may have
-            // gone on (and harvested more) before the crash.
-            AttemptStatus::Auditing
-                if row.candidate.is_some()
-                    && row.candidate.as_deref() == head.map(|h| h.to_string()).as_deref() =>
-            {
-                let candidate = row
-                    .candidate
-                    .as_deref()
-                    .and_then(|c| Oid::from_str(c).ok())
+            Restore::Audit => {
+                let candidate = candidate
                     .ok_or_else(|| ScheduleError::Internal("a bad candidate id".into()))?;
                 self.attempts[i].state = AttemptState::Auditing;
                 let contract = self.plan.phases[pi].contract.clone();
@@ -146,7 +132,7 @@ impl Scheduler<'_> {
                     false,
                 );
             }
-            _ => {
+            Restore::Round => {
                 self.ensure_worktree(i)?;
                 self.queue_round(i, None, head)?;
             }

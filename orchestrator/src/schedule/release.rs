@@ -11,7 +11,6 @@ use goalpost_shared::protocol::Recommendation;
 use goalpost_shared::git::{Oid, Repo};
 
 use super::{RunEnd, ScheduleError, Scheduler, short};
-use crate::audit;
 use crate::crash;
 use crate::gate::{self, GateStep};
 use crate::store::Store;
@@ -40,7 +39,7 @@ impl Scheduler<'_> {
         let contract = final_contract(self.plan);
         let input = self.audit_input("goal", contract, "goal", base, target, Vec::new());
         println!("whole goal: auditing {}", short(target));
-        let report = match audit::run_auditor(&input) {
+        let report = match self.executor.audit_now(&input) {
             Ok(report) => report,
             // Killed or crashed: nothing was judged, and `resume` audits again.
             Err(e) => {

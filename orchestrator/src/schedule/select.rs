@@ -5,72 +5,67 @@
 use goalpost_shared::plan::Selection;
 use goalpost_shared::protocol::{CandidateView, SelectInput, SelectResult};
 
-use super::{Attempt, AttemptState, Job, PhaseState, ScheduleError, Scheduler};
+use super::decide::{self, Choice, Policy};
+use super::{AttemptState, Purpose, ScheduleError, Scheduler, Step};
 use crate::attempt::{self, WORKER_ENV_ALLOW};
+use crate::executor::{Job, JobError};
 
 impl Scheduler<'_> {
-    /// Picks the phase's winner when its selection policy can, and sends it to the gate.
-    pub(super) fn select(&mut self, pi: usize) -> Result<(), ScheduleError> {
-        if self.phases[pi] != PhaseState::Running {
-            return Ok(());
-        }
-        let mine: Vec<usize> = (0..self.attempts.len())
-            .filter(|&i| self.attempts[i].phase == pi)
-            .collect();
-        if mine
-            .iter()
-            .any(|&i| self.attempts[i].state == AttemptState::Gating)
-        {
-            return Ok(());
-        }
-        let passed: Vec<usize> = mine
-            .iter()
-            .copied()
-            .filter(|&i| self.attempts[i].state == AttemptState::Passed)
-            .collect();
-        let all_settled = mine.iter().all(|&i| {
-            matches!(
-                self.attempts[i].state,
-                AttemptState::Passed | AttemptState::Failed { .. }
-            )
-        });
+    /// Applies phase `pi`'s selection policy ([`decide::choose`]): a winner goes to the
+    /// gate, several under `Select: review` go to the reviewer, none at all blocks it.
+    pub(super) fn select(&mut self, pi: usize) -> Result<Vec<Step>, ScheduleError> {
         let phase = &self.plan.phases[pi];
-        let winner = match &phase.select.value {
-            Selection::First => passed.first().copied(),
-            Selection::Best { metric } if all_settled => {
-                let lower = phase
-                    .contract
-                    .verification
-                    .iter()
-                    .filter_map(|c| c.metric())
-                    .find(|m| &m.name == metric)
-                    .map(|m| m.op.lower_is_better())
-                    .unwrap_or(true);
-                best_of(&self.attempts, &passed, lower)
-            }
-            Selection::Review if all_settled && passed.len() > 1 => {
-                return self.ask_reviewer(pi, &passed);
-            }
-            Selection::Review if all_settled => {
-                self.chosen_because[pi] = Some("the only attempt that passed its audit".into());
-                passed.first().copied()
-            }
-            _ => None,
+        let lower_is_better = match &phase.select.value {
+            Selection::Best { metric } => phase
+                .contract
+                .verification
+                .iter()
+                .filter_map(|c| c.metric())
+                .find(|m| &m.name == metric)
+                .map(|m| m.op.lower_is_better())
+                .unwrap_or(true),
+            _ => true,
         };
-        match winner {
-            Some(w) => {
-                self.attempts[w].state = AttemptState::Gating;
-                self.gate(w)
+        let settings = &self.plan.settings;
+        let policy = Policy {
+            select: &phase.select.value,
+            lower_is_better,
+            has_reviewer: settings
+                .roles
+                .reviewer
+                .as_ref()
+                .is_some_and(|r| settings.agents.contains_key(&r.value)),
+        };
+        let choice = decide::choose(
+            policy,
+            self.phases[pi],
+            pi,
+            &self.attempts,
+            self.selecting.contains(&pi),
+        );
+        match choice {
+            Choice::Wait => Ok(Vec::new()),
+            Choice::Gate { winner, because } => {
+                if because.is_some() {
+                    self.chosen_because[pi] = because;
+                }
+                self.gate(winner)
             }
-            None if all_settled && passed.is_empty() => self.block_phase(pi),
-            None => Ok(()),
+            Choice::AskReviewer(passed) => {
+                self.ask_reviewer(pi, &passed);
+                Ok(Vec::new())
+            }
+            Choice::Block => {
+                self.block_phase(pi)?;
+                Ok(Vec::new())
+            }
         }
     }
 
     /// `Select: review` with several audited candidates: a reviewer turn compares them.
-    fn ask_reviewer(&mut self, pi: usize, passed: &[usize]) -> Result<(), ScheduleError> {
+    fn ask_reviewer(&mut self, pi: usize, passed: &[usize]) {
         if !self.selecting.insert(pi) {
-            return Ok(());
+            return;
         }
         let phase = &self.plan.phases[pi];
         let settings = &self.plan.settings;
@@ -80,12 +75,9 @@ impl Scheduler<'_> {
             .as_ref()
             .and_then(|r| settings.agents.get(&r.value))
         else {
+            // `decide::choose` asks only when there is one.
             self.selecting.remove(&pi);
-            self.chosen_because[pi] =
-                Some("no reviewer agent to choose: the first attempt that passed".into());
-            let first = passed[0];
-            self.attempts[first].state = AttemptState::Gating;
-            return self.gate(first);
+            return;
         };
         let mut candidates = Vec::new();
         for &i in passed {
@@ -132,78 +124,41 @@ impl Scheduler<'_> {
             phase.id.value,
             passed.len()
         );
-        self.queue.push_front(Job::Select {
-            phase: pi,
-            input: Box::new(input),
-        });
-        Ok(())
+        self.enqueue(
+            Purpose::Select { phase: pi },
+            Job::Select(Box::new(input)),
+            true,
+        );
     }
 
     /// The reviewer named a winner; only an attempt that passed its audit can win.
     pub(super) fn selected(
         &mut self,
         pi: usize,
-        result: Result<SelectResult, String>,
-    ) -> Result<(), ScheduleError> {
+        result: Result<SelectResult, JobError>,
+    ) -> Result<Vec<Step>, ScheduleError> {
         self.selecting.remove(&pi);
         let passed: Vec<usize> = (0..self.attempts.len())
             .filter(|&i| self.attempts[i].phase == pi)
             .filter(|&i| self.attempts[i].state == AttemptState::Passed)
             .collect();
-        let Some(&fallback) = passed.first() else {
-            return Ok(());
-        };
         // A selection turn that failed chooses nothing, whatever it printed before it
         // failed, as a reviewer turn that fails approves nothing.
-        let result = result.and_then(|r| match &r.turn.error {
-            Some(error) => Err(error.clone()),
-            None => Ok(r),
-        });
-        let named = result.as_ref().ok().and_then(|r| r.winner);
-        let pick = named.and_then(|n| passed.iter().copied().find(|&i| self.attempts[i].n == n));
-        let why = match (&result, named, pick) {
-            (Ok(r), Some(n), Some(_)) => {
-                match r.notes.lines().map(str::trim).find(|l| !l.is_empty()) {
-                    Some(note) => format!("the reviewer chose attempt {n}: {note}"),
-                    None => format!("the reviewer chose attempt {n}"),
-                }
-            }
-            (Ok(_), Some(n), None) => format!(
-                "the reviewer named attempt {n}, which did not pass its audit; attempt {} is the first that did",
-                self.attempts[fallback].n
-            ),
-            (Ok(_), None, _) => format!(
-                "the reviewer named no winner; attempt {} is the first that passed",
-                self.attempts[fallback].n
-            ),
-            (Err(e), _, _) => format!(
-                "the reviewer's turn failed ({e}); attempt {} is the first that passed",
-                self.attempts[fallback].n
-            ),
+        let failed = match &result {
+            Err(e) => Some(e.to_string()),
+            Ok(r) => r.turn.error.clone(),
         };
-        let winner = pick.unwrap_or(fallback);
+        let said = match (&failed, &result) {
+            (Some(e), _) => Err(e.as_str()),
+            (None, Ok(r)) => Ok((r.winner, r.notes.as_str())),
+            (None, Err(_)) => Err("no result"),
+        };
+        let Some((winner, why)) = decide::reviewed(&self.attempts, &passed, said) else {
+            return Ok(Vec::new());
+        };
         println!("phase {}: {why}", self.plan.phases[pi].id.value);
         self.chosen_because[pi] = Some(why);
         self.attempts[winner].state = AttemptState::Gating;
         self.gate(winner)
     }
-}
-
-/// The best passing attempt: best metric in its direction, then the smaller diff, then the
-/// lower cost, then the lower attempt number.
-fn best_of(attempts: &[Attempt], passed: &[usize], lower_is_better: bool) -> Option<usize> {
-    passed.iter().copied().min_by(|&a, &b| {
-        let (x, y) = (&attempts[a], &attempts[b]);
-        let metric = match (x.metric, y.metric) {
-            (Some(p), Some(q)) if lower_is_better => p.total_cmp(&q),
-            (Some(p), Some(q)) => q.total_cmp(&p),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => std::cmp::Ordering::Equal,
-        };
-        metric
-            .then(x.diff_size.cmp(&y.diff_size))
-            .then(x.usage.cost_usd.total_cmp(&y.usage.cost_usd))
-            .then(x.n.cmp(&y.n))
-    })
 }
