@@ -1,8 +1,7 @@
 //! Agent turns: one invocation of an agent process, whatever CLI it is, turned into a
-//! [`TurnRecord`](goalpost_shared::protocol::TurnRecord) (final message, usage, error).
-//! The worker runs its implementer and reviewer turns through this crate, and
-//! `goalpost agents` shows the command line a turn runs with it; each process links it
-//! on its own, so none of them imports another.
+//! [`TurnRecord`] (final message, usage, error). The worker runs its implementer and
+//! reviewer turns through this crate and `goalpost agents` shows with it the command line
+//! a turn runs; each process links it on its own, so none of them imports another.
 //!
 //! Each adapter knows one CLI: its command line ([`command_line`], built in one place
 //! for the turn that runs it and for the line that shows it), the private home it gets in
@@ -18,10 +17,11 @@
 //! 2. write `src/NAME.rs` with a unit struct implementing `cli::Cli`: its executable,
 //!    its arguments (the adapter's only argv builder), the private home it prepares and
 //!    the parser of its output, tested on output the real CLI printed;
-//! 3. map the variant to it in [`command_line`] and [`for_spec`];
-//! 4. add a case to `argv`'s tests (the line `goalpost agents` shows) and, when the CLI
-//!    can be installed in CI, a test in `tests/tests/real_agents.rs` against the scripted
-//!    model server.
+//! 3. declare `mod NAME;` below and map the variant to it in [`command_line`] and
+//!    [`for_spec`] (both matches are exhaustive: the compiler points at them);
+//! 4. add a case to `argv`'s tests (the line `goalpost agents` shows), its row to the
+//!    README's table of adapters and, when the CLI can be installed in CI, a test in
+//!    `tests/tests/real_agents.rs` against the scripted model server.
 
 mod aider;
 mod argv;

@@ -34,24 +34,19 @@ pub fn run(args: &AgentsArgs, dir: &Path) -> Result<ExitCode, Error> {
                 .map(|def| agent_spec(def, &plan.settings.prices))
                 .collect()
         }
-        None => [
-            Adapter::Codex,
-            Adapter::Claude,
-            Adapter::Gemini,
-            Adapter::Opencode,
-            Adapter::Aider,
-        ]
-        .into_iter()
-        .map(|adapter| AgentSpec {
-            name: adapter.as_str().to_owned(),
-            adapter,
-            command: Vec::new(),
-            args: Vec::new(),
-            model: None,
-            env: Default::default(),
-            price: None,
-        })
-        .collect::<Vec<_>>(),
+        None => Adapter::ALL
+            .into_iter()
+            .filter(|adapter| *adapter != Adapter::Command)
+            .map(|adapter| AgentSpec {
+                name: adapter.as_str().to_owned(),
+                adapter,
+                command: Vec::new(),
+                args: Vec::new(),
+                model: None,
+                env: Default::default(),
+                price: None,
+            })
+            .collect::<Vec<_>>(),
     };
     let path_var = std::env::var_os("PATH").unwrap_or_default();
     let mut rows = Vec::new();
