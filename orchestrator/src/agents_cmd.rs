@@ -1,18 +1,21 @@
 //! `goalpost agents [FILE]`: the agents a goal file configures (or, without one, the
 //! built-in adapters), whether each executable is found, its version, and the command
-//! line goalpost would run for an implementer's first turn.
+//! line goalpost would run for an implementer's first turn, as the agents crate builds
+//! it for the turn itself.
 
 use std::ffi::OsString;
 use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use goalpost_orchestrator::attempt::WORKER_ENV_ALLOW;
+use goalpost_agents::{Launch, command_line};
+use goalpost_orchestrator::attempt::{WORKER_ENV_ALLOW, agent_spec};
 use goalpost_orchestrator::run_cmd::{find_executable, install_hint};
 use goalpost_shared::exit::ExitCode;
 use goalpost_shared::goal;
 use goalpost_shared::plan::Adapter;
 use goalpost_shared::process;
+use goalpost_shared::protocol::AgentSpec;
 use serde_json::{Value, json};
 
 use crate::cli::AgentsArgs;
@@ -21,17 +24,6 @@ use crate::error::Error;
 /// How long `--version` may take.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One agent as `agents` shows it.
-struct Agent {
-    name: String,
-    adapter: Adapter,
-    /// The executable and its leading arguments.
-    command: Vec<String>,
-    args: Vec<String>,
-    model: Option<String>,
-    env: Vec<(String, String)>,
-}
-
 pub fn run(args: &AgentsArgs, dir: &Path) -> Result<ExitCode, Error> {
     let agents = match &args.file {
         Some(file) => {
@@ -39,48 +31,30 @@ pub fn run(args: &AgentsArgs, dir: &Path) -> Result<ExitCode, Error> {
             plan.settings
                 .agents
                 .values()
-                .map(|def| Agent {
-                    name: def.name.value.clone(),
-                    adapter: def.adapter.value,
-                    command: def.command.clone(),
-                    args: def.args.clone(),
-                    model: def.model.clone(),
-                    env: def
-                        .env
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                })
+                .map(|def| agent_spec(def, &plan.settings.prices))
                 .collect()
         }
-        None => [
-            Adapter::Codex,
-            Adapter::Claude,
-            Adapter::Gemini,
-            Adapter::Opencode,
-            Adapter::Aider,
-        ]
-        .into_iter()
-        .map(|adapter| Agent {
-            name: adapter.as_str().to_owned(),
-            adapter,
-            command: Vec::new(),
-            args: Vec::new(),
-            model: None,
-            env: Vec::new(),
-        })
-        .collect::<Vec<_>>(),
+        None => Adapter::ALL
+            .into_iter()
+            .filter(|adapter| *adapter != Adapter::Command)
+            .map(|adapter| AgentSpec {
+                name: adapter.as_str().to_owned(),
+                adapter,
+                command: Vec::new(),
+                args: Vec::new(),
+                model: None,
+                env: Default::default(),
+                price: None,
+            })
+            .collect::<Vec<_>>(),
     };
     let path_var = std::env::var_os("PATH").unwrap_or_default();
     let mut rows = Vec::new();
     let mut missing = false;
     for agent in &agents {
-        let program = agent
-            .command
-            .first()
-            .cloned()
-            .unwrap_or_else(|| default_program(agent.adapter).to_owned());
-        let found = find_executable(&program, dir, &path_var);
+        let line = command_line(agent, &Launch::placeholder());
+        let program = &line.program;
+        let found = find_executable(program, dir, &path_var);
         let version = found.as_ref().and_then(|exe| version(exe, dir, agent));
         missing |= found.is_none();
         rows.push(json!({
@@ -89,8 +63,8 @@ pub fn run(args: &AgentsArgs, dir: &Path) -> Result<ExitCode, Error> {
             "executable": program,
             "found": found,
             "version": version,
-            "command": command_line(agent, &program),
-            "install": found.is_none().then(|| install_hint(agent.adapter, &program)),
+            "command": line.argv(),
+            "install": found.is_none().then(|| install_hint(agent.adapter, program)),
         }));
     }
     let out = if args.json {
@@ -109,15 +83,8 @@ pub fn run(args: &AgentsArgs, dir: &Path) -> Result<ExitCode, Error> {
     })
 }
 
-fn default_program(adapter: Adapter) -> &'static str {
-    match adapter {
-        Adapter::Command => "",
-        other => other.as_str(),
-    }
-}
-
 /// The first line `EXE --version` prints, with the environment an agent would see.
-fn version(exe: &Path, dir: &Path, agent: &Agent) -> Option<String> {
+fn version(exe: &Path, dir: &Path, agent: &AgentSpec) -> Option<String> {
     let mut env = process::env_allowlist(WORKER_ENV_ALLOW);
     for (key, value) in &agent.env {
         env.insert(OsString::from(key), OsString::from(value));
@@ -137,77 +104,6 @@ fn version(exe: &Path, dir: &Path, agent: &Agent) -> Option<String> {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .map(str::to_owned)
-}
-
-/// The argv of an implementer's first turn, as the worker's adapter builds it (the
-/// worker is the one that runs it; `real_agents` checks the two agree).
-fn command_line(agent: &Agent, program: &str) -> Vec<String> {
-    let mut argv: Vec<String> = if agent.command.is_empty() {
-        vec![program.to_owned()]
-    } else {
-        agent.command.clone()
-    };
-    let words: &[&str] = match agent.adapter {
-        Adapter::Codex => &[
-            "exec",
-            "--json",
-            "--skip-git-repo-check",
-            "--sandbox",
-            // Goalpost's own confinement replaces codex's sandbox, which cannot be set up
-            // inside it; `goalpost run --unconfined` keeps codex's `workspace-write`.
-            "danger-full-access",
-            "-c",
-            "approval_policy=\"never\"",
-        ],
-        Adapter::Claude => &[
-            "-p",
-            "--output-format",
-            "stream-json",
-            "--verbose",
-            "--permission-mode",
-            "acceptEdits",
-            "--allowedTools",
-            "Bash,Edit,MultiEdit,Write,Read,Glob,Grep,NotebookEdit,TodoWrite",
-        ],
-        Adapter::Gemini => &["-o", "stream-json", "--approval-mode", "yolo"],
-        Adapter::Opencode => &["run", "--format", "json"],
-        Adapter::Aider => &[
-            "--message-file",
-            "PROMPT_FILE",
-            "--yes-always",
-            "--no-pretty",
-            "--no-stream",
-            "--no-git",
-            "--no-check-update",
-            "--analytics-disable",
-            "--no-show-model-warnings",
-            "--no-suggest-shell-commands",
-            "--no-detect-urls",
-            "--map-tokens",
-            "0",
-            "--input-history-file",
-            "STATE/input.history",
-            "--chat-history-file",
-            "STATE/chat.history.md",
-        ],
-        Adapter::Command => &[],
-    };
-    argv.extend(words.iter().map(|w| (*w).to_owned()));
-    if let Some(model) = &agent.model {
-        let flag = match agent.adapter {
-            Adapter::Codex | Adapter::Gemini | Adapter::Opencode => Some("-m"),
-            Adapter::Claude | Adapter::Aider => Some("--model"),
-            Adapter::Command => None,
-        };
-        if let Some(flag) = flag {
-            argv.extend([flag.to_owned(), model.clone()]);
-        }
-    }
-    argv.extend(agent.args.iter().cloned());
-    if agent.adapter == Adapter::Codex {
-        argv.push("-".to_owned());
-    }
-    argv
 }
 
 /// A word of a command line as a shell would need it.

@@ -6,6 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use goalpost_agents::{self as agents, Turn, TurnRequest};
 use goalpost_shared::check;
 use goalpost_shared::confine::{self, ConfineError, Confinement, GitLinks};
 use goalpost_shared::git::GitError;
@@ -14,7 +15,6 @@ use goalpost_shared::protocol::{
     Verdict, WorkerInput, WorkerResult,
 };
 
-use crate::adapter::{self, Turn, TurnRequest};
 use crate::budget::Meter;
 use crate::harvest::Lineage;
 use crate::outcome::{self, Evidence};
@@ -307,7 +307,7 @@ impl Round<'_> {
         let mut checks = check::run_checks(
             &self.input.contract,
             self.lineage.worktree(),
-            &adapter::allowed_env(&self.input.env_allow),
+            &agents::allowed_env(&self.input.env_allow),
             self.meter.timeout(),
             CHECK_OUTPUT_CAP,
             self.confine.as_ref(),
@@ -406,7 +406,7 @@ impl Round<'_> {
         tree: String,
     ) -> Turn {
         let input = self.input;
-        let mut env = adapter::agent_env(input, spec, role, iteration, &self.tmpdir);
+        let mut env = agents::agent_env(input, spec, role, iteration, &self.tmpdir);
         env.insert("GOALPOST_STATE_DIR".into(), self.state_dir.clone().into());
         let request = TurnRequest {
             role,
@@ -423,7 +423,7 @@ impl Round<'_> {
             tree: Some(tree),
             confine: self.confine.as_ref(),
         };
-        let turn = adapter::run_turn(spec, &request);
+        let turn = agents::run_turn(spec, &request);
         self.restore_links();
         self.meter.record(&turn.record.usage);
         log_turn(&turn.record);

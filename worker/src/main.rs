@@ -9,7 +9,6 @@
 //! started is reported in OUT.json as a blocked outcome, with the usage spent so far. Logs go to stderr (`GOALPOST_LOG` filters
 //! them, `info` by default); stdout stays empty.
 
-mod adapter;
 mod attempt;
 mod budget;
 mod harvest;

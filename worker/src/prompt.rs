@@ -271,17 +271,9 @@ fn indent(text: &str) -> String {
     text.lines().map(|l| format!("  {l}\n")).collect()
 }
 
-/// The last `max` bytes of `text`, cut at a character boundary.
-pub fn tail(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut start = text.len() - max;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
-}
+/// The last `max` bytes of `text`, cut at a character boundary; turn records are cut
+/// the same way.
+pub use goalpost_agents::tail;
 
 /// The implementer's claims: the list items under the last `Claims:` line of its message.
 /// An item's indented continuation lines are joined to it; the list ends at the first line

@@ -7,10 +7,10 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
+use goalpost_agents::{self as agents, TurnRequest};
 use goalpost_shared::confine::{self, Confinement};
 use goalpost_shared::protocol::{Role, SelectInput, SelectResult};
 
-use crate::adapter::{self, TurnRequest};
 use crate::prompt;
 
 /// The environment variable value of `GOALPOST_ATTEMPT` in a selection turn: it belongs
@@ -22,7 +22,7 @@ pub fn run(input: &SelectInput) -> std::io::Result<SelectResult> {
     let tmpdir = input.private_dir.join("tmp");
     fs::create_dir_all(&tmpdir)?;
     let confine = confinement(input, &tmpdir)?;
-    let mut env = adapter::allowed_env(&input.env_allow);
+    let mut env = agents::allowed_env(&input.env_allow);
     env.insert("TMPDIR".into(), tmpdir.into());
     for (key, value) in &input.reviewer.env {
         env.insert(key.into(), value.into());
@@ -50,7 +50,7 @@ pub fn run(input: &SelectInput) -> std::io::Result<SelectResult> {
         tree: None,
         confine: confine.as_ref(),
     };
-    let turn = adapter::run_turn(&input.reviewer, &request);
+    let turn = agents::run_turn(&input.reviewer, &request);
     let message = turn.record.message.clone();
     Ok(SelectResult {
         winner: parse_winner(&message),

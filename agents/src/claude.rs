@@ -18,13 +18,15 @@
 use std::ffi::OsString;
 use std::fs;
 
-use goalpost_shared::protocol::Role;
+use goalpost_shared::protocol::{AgentSpec, Role};
 use serde_json::Value;
 
-use super::cli::{Cli, CliTurn, Parsed, count, json_lines, lend, user_dir};
+use crate::argv::{Launch, model_args};
+use crate::cli::{Cli, CliTurn, Parsed, count, json_lines};
+use crate::session::{lend, user_dir};
 
 #[derive(Debug)]
-pub(super) struct Claude;
+pub(crate) struct Claude;
 
 /// Tools an implementer may use without being asked.
 const IMPLEMENTER_TOOLS: &str = "Bash,Edit,MultiEdit,Write,Read,Glob,Grep,NotebookEdit,TodoWrite";
@@ -36,10 +38,10 @@ impl Cli for Claude {
         "claude"
     }
 
-    fn args(&self, turn: &CliTurn<'_>) -> Vec<String> {
+    fn args(&self, spec: &AgentSpec, launch: &Launch<'_>) -> Vec<String> {
         // A reviewer's edits are not accepted: in print mode what is neither allowed nor
         // accepted is refused, never asked about.
-        let (mode, tools) = match turn.request.role {
+        let (mode, tools) = match launch.role {
             Role::Implementer => ("acceptEdits", IMPLEMENTER_TOOLS),
             _ => ("default", REVIEWER_TOOLS),
         };
@@ -55,10 +57,10 @@ impl Cli for Claude {
         ]
         .map(str::to_owned)
         .into();
-        args.extend(turn.model_args("--model"));
-        args.extend(turn.spec.args.iter().cloned());
-        if let Some(session) = &turn.resume {
-            args.extend(["--resume".to_owned(), session.id.clone()]);
+        args.extend(model_args(spec, "--model"));
+        args.extend(spec.args.iter().cloned());
+        if let Some(session) = launch.resume {
+            args.extend(["--resume".to_owned(), session.to_owned()]);
         }
         args
     }
@@ -89,7 +91,7 @@ impl Cli for Claude {
     }
 }
 
-pub(super) fn parse(stdout: &str) -> Parsed {
+pub(crate) fn parse(stdout: &str) -> Parsed {
     let mut p = Parsed::default();
     for event in json_lines(stdout, &mut p.bad_lines) {
         match event["type"].as_str().unwrap_or_default() {

@@ -19,20 +19,24 @@
 use std::ffi::OsString;
 use std::fs;
 
-use super::cli::{Cli, CliTurn, Parsed, user_dir};
+use goalpost_shared::protocol::AgentSpec;
+
+use crate::argv::{Launch, model_args};
+use crate::cli::{Cli, CliTurn, Parsed};
+use crate::session::user_dir;
 
 #[derive(Debug)]
-pub(super) struct Aider;
+pub(crate) struct Aider;
 
 impl Cli for Aider {
     fn program(&self) -> &'static str {
         "aider"
     }
 
-    fn args(&self, turn: &CliTurn<'_>) -> Vec<String> {
+    fn args(&self, spec: &AgentSpec, launch: &Launch<'_>) -> Vec<String> {
         let mut args = vec![
             "--message-file".to_owned(),
-            turn.request.prompt_file.to_string_lossy().into_owned(),
+            launch.prompt_file.to_string_lossy().into_owned(),
         ];
         args.extend(
             [
@@ -50,15 +54,15 @@ impl Cli for Aider {
             ]
             .map(str::to_owned),
         );
-        let state = |file: &str| turn.state_dir.join(file).to_string_lossy().into_owned();
+        let state = |file: &str| launch.state_dir.join(file).to_string_lossy().into_owned();
         args.extend([
             "--input-history-file".to_owned(),
             state("input.history"),
             "--chat-history-file".to_owned(),
             state("chat.history.md"),
         ]);
-        args.extend(turn.model_args("--model"));
-        args.extend(turn.spec.args.iter().cloned());
+        args.extend(model_args(spec, "--model"));
+        args.extend(spec.args.iter().cloned());
         args
     }
 
@@ -94,7 +98,7 @@ fn amount(word: &str) -> Option<u64> {
     Some((value * scale).round() as u64)
 }
 
-pub(super) fn parse(stdout: &str) -> Parsed {
+pub(crate) fn parse(stdout: &str) -> Parsed {
     let mut p = Parsed::default();
     let mut message = Vec::new();
     for line in stdout.lines() {

@@ -4,16 +4,16 @@
 //! Every try shares the turn's wall budget: no retry starts once it is spent.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use goalpost_shared::process::{self, Outcome, ProcessError};
 use goalpost_shared::protocol::{AgentSpec, Role, TurnRecord, Usage};
 
-use super::session::{self, Session};
-use super::{Adapter, ERROR_TAIL, RECORD_TAIL, Turn, TurnRequest, empty_record, write_prompt};
-use crate::budget::duration_ms;
-use crate::prompt::tail;
+use crate::argv::{Launch, cli_command_line};
+use crate::record::{empty_record, fill_record, process_failure, with_stderr, write_prompt};
+use crate::session::{self, Session};
+use crate::{Adapter, Turn, TurnRequest};
 
 /// Tries of one turn at most: the first and one retry.
 const MAX_TRIES: u32 = 2;
@@ -26,8 +26,10 @@ pub(crate) trait Cli: std::fmt::Debug {
     fn program(&self) -> &'static str;
     /// The arguments after the executable (and the agent's `command` words): the CLI's
     /// unattended mode and machine output, then the agent's own `args`, then the session
-    /// to resume. The prompt goes on stdin unless [`Cli::prompt_arg`] says otherwise.
-    fn args(&self, turn: &CliTurn<'_>) -> Vec<String>;
+    /// to resume. The prompt goes on stdin unless the CLI reads it from `prompt_file`.
+    /// The adapter's only argv builder: the turn runs what it returns, through
+    /// [`crate::command_line`], and `goalpost agents` shows it.
+    fn args(&self, spec: &AgentSpec, launch: &Launch<'_>) -> Vec<String>;
     /// Sets up the CLI's private state for this attempt (its config home) and returns
     /// the variables that point the CLI at it.
     fn prepare(&self, _turn: &CliTurn<'_>) -> std::io::Result<Vec<(String, OsString)>> {
@@ -44,7 +46,6 @@ pub(crate) trait Cli: std::fmt::Debug {
 
 /// One try of one turn, as a [`Cli`] sees it.
 pub(crate) struct CliTurn<'a> {
-    pub spec: &'a AgentSpec,
     pub request: &'a TurnRequest<'a>,
     /// This agent's private state in this attempt: config home, session.
     pub state_dir: PathBuf,
@@ -53,13 +54,15 @@ pub(crate) struct CliTurn<'a> {
 }
 
 impl CliTurn<'_> {
-    /// `--model` words for the agent's `model`, in the CLI's spelling.
-    pub fn model_args(&self, flag: &str) -> Vec<String> {
-        self.spec
-            .model
-            .iter()
-            .flat_map(|m| [flag.to_owned(), m.clone()])
-            .collect()
+    /// The runtime parts of this try's command line.
+    pub fn launch(&self) -> Launch<'_> {
+        Launch {
+            role: self.request.role,
+            prompt_file: &self.request.prompt_file,
+            state_dir: &self.state_dir,
+            confined: self.request.confine.is_some(),
+            resume: self.resume.as_ref().map(|s| s.id.as_str()),
+        }
     }
 
     /// A variable of the agent's environment (the worker's allow-list, the plan's env).
@@ -114,7 +117,6 @@ impl<C: Cli> Adapter for CliAdapter<C> {
             tries += 1;
             let left = deadline.saturating_duration_since(Instant::now());
             let turn = CliTurn {
-                spec: &self.spec,
                 request,
                 state_dir: state_dir.clone(),
                 resume: resume.clone(),
@@ -169,13 +171,8 @@ impl<C: Cli> CliAdapter<C> {
         let request = turn.request;
         let name = &self.spec.name;
         let adapter = self.spec.adapter.as_str();
-        let mut argv: Vec<String> = if self.spec.command.is_empty() {
-            vec![self.cli.program().to_owned()]
-        } else {
-            self.spec.command.clone()
-        };
-        argv.extend(self.cli.args(turn));
-        let mut record = empty_record(&self.spec, request, &argv);
+        let line = cli_command_line(&self.cli, &self.spec, &turn.launch());
+        let mut record = empty_record(&self.spec, request, &line.argv());
         let fail = |mut record: TurnRecord, why: String, unavailable: bool| {
             record.error = Some(why.clone());
             let out = TryOut {
@@ -202,12 +199,9 @@ impl<C: Cli> CliAdapter<C> {
                 return fail(record, why, false);
             }
         };
-        let Some((program, rest)) = argv.split_first() else {
-            let why = format!("agent `{name}` has no command to run");
-            return fail(record, why, true);
-        };
+        let program = &line.program;
         let cmd = request
-            .command(program, rest, timeout)
+            .command(program, &line.args, timeout)
             .envs(extra_env.into_iter().map(|(k, v)| (OsString::from(k), v)));
         tracing::info!(
             role = request.role.as_str(),
@@ -284,44 +278,6 @@ fn turn_usage<C: Cli>(cli: &C, resumed: Option<&Session>, reported: &Usage) -> U
     usage
 }
 
-/// The exit status, timing and output tails of a process that ran.
-pub(crate) fn fill_record(record: &mut TurnRecord, outcome: &Outcome, stdout: &str) {
-    let stderr = outcome.stderr.text_lossy();
-    let c = &mut record.record;
-    c.exit_code = outcome.status.code;
-    c.signal = outcome.status.signal;
-    c.duration_ms = duration_ms(outcome.duration);
-    c.timed_out = outcome.timed_out;
-    c.truncated = outcome.stdout.truncated || outcome.stderr.truncated;
-    c.stdout = tail(stdout, RECORD_TAIL).to_owned();
-    c.stderr = tail(&stderr, RECORD_TAIL).to_owned();
-}
-
-/// How a process that ran failed, if it did: `agent NAME timed out after ..`.
-pub(crate) fn process_failure(name: &str, timeout: Duration, outcome: &Outcome) -> Option<String> {
-    if outcome.success() {
-        return None;
-    }
-    let how = if outcome.timed_out {
-        format!("timed out after {}s", timeout.as_secs())
-    } else if outcome.cancelled {
-        "was cancelled".to_owned()
-    } else {
-        format!("ended with {}", outcome.status)
-    };
-    Some(format!("agent `{name}` {how}"))
-}
-
-/// `text`, then `: ` and the stderr tail when there is one.
-pub(crate) fn with_stderr(mut text: String, outcome: &Outcome) -> String {
-    let stderr_tail = outcome.stderr.tail(ERROR_TAIL);
-    if !stderr_tail.trim().is_empty() {
-        text.push_str(": ");
-        text.push_str(stderr_tail.trim());
-    }
-    text
-}
-
 /// The turn's error, and whether another try may help: a CLI that ended without its
 /// result (a crash, a model server that failed, output in another format) may do
 /// better; a timeout has spent the budget and a cancel was asked for.
@@ -363,28 +319,6 @@ fn judge(
     (Some(with_stderr(why, outcome)), true)
 }
 
-/// Links `from` at `to` (or copies it where links are not possible), replacing `to`.
-/// Used to lend an attempt's private CLI home the user's login, read-only by intent.
-pub(crate) fn lend(from: &Path, to: &Path) -> std::io::Result<()> {
-    if !from.is_file() {
-        return Ok(());
-    }
-    let _ = std::fs::remove_file(to);
-    if std::os::unix::fs::symlink(from, to).is_err() {
-        std::fs::copy(from, to)?;
-    }
-    Ok(())
-}
-
-/// The user's own directory for a CLI: the variable `var` of the agent's environment, or
-/// `$HOME/<default>`.
-pub(crate) fn user_dir(turn: &CliTurn<'_>, var: &str, default: &str) -> Option<PathBuf> {
-    if let Some(dir) = turn.env(var) {
-        return Some(PathBuf::from(dir));
-    }
-    turn.env("HOME").map(|home| Path::new(home).join(default))
-}
-
 /// A token count in a CLI's JSON output; 0 where it is missing or not a count.
 pub(crate) fn count(value: &serde_json::Value) -> u64 {
     value.as_u64().unwrap_or(0)
@@ -406,127 +340,5 @@ pub(crate) fn json_lines(stdout: &str, bad: &mut usize) -> Vec<serde_json::Value
 }
 
 #[cfg(test)]
-mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
-    use goalpost_shared::plan;
-
-    use super::*;
-    use crate::adapter::for_spec;
-
-    /// A stand-in for codex: a shell script printing codex's events.
-    fn fake_codex(dir: &Path, body: &str) -> AgentSpec {
-        let path = dir.join("codex");
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        AgentSpec {
-            name: "coder".into(),
-            adapter: plan::Adapter::Codex,
-            command: vec![path.to_string_lossy().into_owned()],
-            args: Vec::new(),
-            model: None,
-            env: Default::default(),
-            price: None,
-        }
-    }
-
-    fn turn(dir: &Path, spec: &AgentSpec, role: Role) -> Turn {
-        let mut env = std::collections::BTreeMap::new();
-        env.insert("PATH".into(), std::env::var_os("PATH").unwrap_or_default());
-        env.insert("GOALPOST_STATE_DIR".into(), dir.join("state").into());
-        let request = TurnRequest {
-            role,
-            iteration: 1,
-            prompt: "do it",
-            cwd: dir,
-            env,
-            prompt_file: dir.join("prompts/implementer-1.md"),
-            timeout: Duration::from_secs(30),
-            cancel: None,
-            tree: None,
-            confine: None,
-        };
-        for_spec(spec).run_turn(&request)
-    }
-
-    #[test]
-    fn an_implementer_continues_its_session_and_is_charged_its_own_part() {
-        let dir = tempfile::tempdir().unwrap();
-        let spec = fake_codex(
-            dir.path(),
-            r#"case "$*" in
-  *"resume t1"*) n=300 ;;
-  *) n=100 ;;
-esac
-echo '{"type":"thread.started","thread_id":"t1"}'
-echo '{"type":"item.completed","item":{"type":"agent_message","text":"done"}}'
-echo "{\"type\":\"turn.completed\",\"usage\":{\"input_tokens\":$n,\"cached_input_tokens\":0,\"output_tokens\":$n}}""#,
-        );
-        let first = turn(dir.path(), &spec, Role::Implementer);
-        assert_eq!(first.record.error, None);
-        assert_eq!(first.record.message, "done");
-        assert_eq!(first.record.usage.tokens_in, 100);
-        let second = turn(dir.path(), &spec, Role::Implementer);
-        assert!(second.record.record.argv.contains(&"resume".to_owned()));
-        assert_eq!(second.record.usage.tokens_in, 200);
-        assert_eq!(second.record.usage.tokens_out, 200);
-        // A reviewer starts fresh, whatever session the implementer left.
-        let review = turn(dir.path(), &spec, Role::Reviewer);
-        assert!(!review.record.record.argv.contains(&"resume".to_owned()));
-    }
-
-    #[test]
-    fn the_commands_an_agent_ran_are_in_its_turn_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let spec = fake_codex(
-            dir.path(),
-            r#"echo '{"type":"thread.started","thread_id":"t1"}'
-echo '{"type":"item.completed","item":{"type":"command_execution","command":"sh tests/run.sh","exit_code":0,"status":"completed"}}'
-echo '{"type":"item.completed","item":{"type":"agent_message","text":"done"}}'
-echo '{"type":"turn.completed","usage":{"input_tokens":1,"cached_input_tokens":0,"output_tokens":1}}'"#,
-        );
-        let t = turn(dir.path(), &spec, Role::Implementer);
-        assert_eq!(t.record.error, None);
-        assert_eq!(t.record.commands, vec!["sh tests/run.sh".to_owned()]);
-        assert_eq!(t.record.usage.tool_calls, 1);
-    }
-
-    #[test]
-    fn a_cli_without_its_result_is_tried_twice_and_fails_with_its_stderr() {
-        let dir = tempfile::tempdir().unwrap();
-        let spec = fake_codex(
-            dir.path(),
-            "echo 'not an event'\necho 'model server said 503' >&2",
-        );
-        let t = turn(dir.path(), &spec, Role::Implementer);
-        let error = t.record.error.unwrap();
-        assert!(
-            error.starts_with("agent `coder` exited 0; printed no codex result"),
-            "{error}"
-        );
-        assert!(
-            error.contains("1 line(s) of its output were not its JSON events"),
-            "{error}"
-        );
-        assert!(error.contains("model server said 503"), "{error}");
-        assert!(error.ends_with("(after 2 tries)"), "{error}");
-        assert_eq!(t.record.usage.turns, 2);
-        assert_eq!(t.unavailable, None);
-    }
-
-    #[test]
-    fn a_missing_cli_is_unavailable_and_says_how_to_install_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut spec = fake_codex(dir.path(), "");
-        spec.command = vec![
-            dir.path()
-                .join("nowhere/codex")
-                .to_string_lossy()
-                .into_owned(),
-        ];
-        let t = turn(dir.path(), &spec, Role::Implementer);
-        let why = t.unavailable.unwrap();
-        assert!(why.contains("is not an executable file"), "{why}");
-        assert!(why.contains("npm install -g @openai/codex"), "{why}");
-    }
-}
+#[path = "cli_tests.rs"]
+mod tests;

@@ -19,34 +19,37 @@
 use std::ffi::OsString;
 use std::fs;
 
+use goalpost_shared::protocol::AgentSpec;
 use serde_json::Value;
 
-use super::cli::{Cli, CliTurn, Parsed, count, json_lines, lend, user_dir};
+use crate::argv::{Launch, model_args};
+use crate::cli::{Cli, CliTurn, Parsed, count, json_lines};
+use crate::session::{lend, user_dir};
 
 #[derive(Debug)]
-pub(super) struct Codex;
+pub(crate) struct Codex;
 
 impl Cli for Codex {
     fn program(&self) -> &'static str {
         "codex"
     }
 
-    fn args(&self, turn: &CliTurn<'_>) -> Vec<String> {
+    fn args(&self, spec: &AgentSpec, launch: &Launch<'_>) -> Vec<String> {
         let mut args: Vec<String> = [
             "exec",
             "--json",
             "--skip-git-repo-check",
             "--sandbox",
-            sandbox(turn),
+            sandbox(launch),
             "-c",
             "approval_policy=\"never\"",
         ]
         .map(str::to_owned)
         .into();
-        args.extend(turn.model_args("-m"));
-        args.extend(turn.spec.args.iter().cloned());
-        if let Some(session) = &turn.resume {
-            args.extend(["resume".to_owned(), session.id.clone()]);
+        args.extend(model_args(spec, "-m"));
+        args.extend(spec.args.iter().cloned());
+        if let Some(session) = launch.resume {
+            args.extend(["resume".to_owned(), session.to_owned()]);
         }
         args.push("-".to_owned());
         args
@@ -74,9 +77,9 @@ impl Cli for Codex {
     }
 }
 
-/// Codex's sandbox mode for `turn`.
-fn sandbox(turn: &CliTurn<'_>) -> &'static str {
-    if turn.request.confine.is_some() {
+/// Codex's sandbox mode for a turn started with `launch`.
+fn sandbox(launch: &Launch<'_>) -> &'static str {
+    if launch.confined {
         "danger-full-access"
     } else {
         "workspace-write"
@@ -87,7 +90,7 @@ fn text(value: &Value) -> Option<String> {
     value.as_str().map(str::to_owned)
 }
 
-pub(super) fn parse(stdout: &str) -> Parsed {
+pub(crate) fn parse(stdout: &str) -> Parsed {
     let mut p = Parsed::default();
     let mut completed = false;
     let mut errors = Vec::new();

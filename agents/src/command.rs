@@ -3,8 +3,9 @@
 use goalpost_shared::process::{self, ProcessError};
 use goalpost_shared::protocol::AgentSpec;
 
-use super::cli::{fill_record, process_failure, with_stderr};
-use super::{Adapter, Turn, TurnRequest, empty_record, parse_usage, write_prompt};
+use crate::argv::CommandLine;
+use crate::record::{empty_record, fill_record, process_failure, with_stderr, write_prompt};
+use crate::{Adapter, Turn, TurnRequest, parse_usage};
 
 /// Any program: argv = `command` + `args`, cwd = the worktree, the prompt on stdin and in
 /// the file named by `GOALPOST_PROMPT_FILE`, stdout = the final message. A line
@@ -12,19 +13,28 @@ use super::{Adapter, Turn, TurnRequest, empty_record, parse_usage, write_prompt}
 /// the last such line wins) reports usage; without one a turn counts as one turn and no
 /// tool calls.
 #[derive(Debug)]
-pub(super) struct CommandAdapter {
+pub(crate) struct CommandAdapter {
     pub spec: AgentSpec,
+}
+
+/// The `command` adapter's argv builder: the agent's `command`, then its `args`.
+pub(crate) fn command_line(spec: &AgentSpec) -> CommandLine {
+    let mut words = spec.command.iter().chain(&spec.args).cloned();
+    CommandLine {
+        program: words.next().unwrap_or_default(),
+        args: words.collect(),
+    }
 }
 
 impl Adapter for CommandAdapter {
     fn run_turn(&self, request: &TurnRequest<'_>) -> Turn {
-        let argv: Vec<String> = self
-            .spec
-            .command
-            .iter()
-            .chain(&self.spec.args)
-            .cloned()
-            .collect();
+        let line = command_line(&self.spec);
+        let nothing_to_run = self.spec.command.is_empty() && self.spec.args.is_empty();
+        let argv = if nothing_to_run {
+            Vec::new()
+        } else {
+            line.argv()
+        };
         let mut record = empty_record(&self.spec, request, &argv);
         if let Err(err) = write_prompt(&request.prompt_file, request.prompt) {
             record.error = Some(format!(
@@ -36,15 +46,15 @@ impl Adapter for CommandAdapter {
                 unavailable: None,
             };
         }
-        let Some((program, rest)) = argv.split_first() else {
+        if nothing_to_run {
             let why = format!("agent `{}` has no command to run", self.spec.name);
             record.error = Some(why.clone());
             return Turn {
                 record,
                 unavailable: Some(why),
             };
-        };
-        let cmd = request.command(program, rest, request.timeout);
+        }
+        let cmd = request.command(&line.program, &line.args, request.timeout);
         tracing::info!(
             role = request.role.as_str(),
             iteration = request.iteration,

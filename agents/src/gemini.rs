@@ -15,24 +15,28 @@
 use std::ffi::OsString;
 use std::fs;
 
-use super::cli::{Cli, CliTurn, Parsed, count, json_lines, lend, user_dir};
+use goalpost_shared::protocol::AgentSpec;
+
+use crate::argv::{Launch, model_args};
+use crate::cli::{Cli, CliTurn, Parsed, count, json_lines};
+use crate::session::{lend, user_dir};
 
 #[derive(Debug)]
-pub(super) struct Gemini;
+pub(crate) struct Gemini;
 
 impl Cli for Gemini {
     fn program(&self) -> &'static str {
         "gemini"
     }
 
-    fn args(&self, turn: &CliTurn<'_>) -> Vec<String> {
+    fn args(&self, spec: &AgentSpec, launch: &Launch<'_>) -> Vec<String> {
         let mut args: Vec<String> = ["-o", "stream-json", "--approval-mode", "yolo"]
             .map(str::to_owned)
             .into();
-        args.extend(turn.model_args("-m"));
-        args.extend(turn.spec.args.iter().cloned());
-        if let Some(session) = &turn.resume {
-            args.extend(["--resume".to_owned(), session.id.clone()]);
+        args.extend(model_args(spec, "-m"));
+        args.extend(spec.args.iter().cloned());
+        if let Some(session) = launch.resume {
+            args.extend(["--resume".to_owned(), session.to_owned()]);
         }
         args
     }
@@ -61,7 +65,7 @@ impl Cli for Gemini {
     }
 }
 
-pub(super) fn parse(stdout: &str) -> Parsed {
+pub(crate) fn parse(stdout: &str) -> Parsed {
     let mut p = Parsed::default();
     let mut answer = String::new();
     let mut errors = Vec::new();

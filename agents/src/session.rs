@@ -1,5 +1,6 @@
 //! An agent's private state in one attempt: the directory its CLI keeps its config home
-//! in, and the session an implementer continues from one iteration to the next.
+//! in, lent the user's login, and the session an implementer continues from one iteration
+//! to the next.
 //!
 //! Everything lives under the attempt's state dir (`<private>/state/agents/<agent>/`), so no
 //! session leaks into another attempt or into the user's own CLI configuration.
@@ -11,7 +12,8 @@ use std::path::{Path, PathBuf};
 use goalpost_shared::protocol::Usage;
 use serde::{Deserialize, Serialize};
 
-use super::TurnRequest;
+use crate::TurnRequest;
+use crate::cli::CliTurn;
 
 /// The file, in an agent's state dir, naming the session to continue.
 const SESSION_FILE: &str = "session.json";
@@ -78,6 +80,28 @@ pub(crate) fn save(dir: &Path, session: &Session) -> io::Result<()> {
 /// Drops the session: the next turn starts a fresh one.
 pub(crate) fn forget(dir: &Path) {
     let _ = fs::remove_file(dir.join(SESSION_FILE));
+}
+
+/// Links `from` at `to` (or copies it where links are not possible), replacing `to`.
+/// Used to lend an attempt's private CLI home the user's login, read-only by intent.
+pub(crate) fn lend(from: &Path, to: &Path) -> io::Result<()> {
+    if !from.is_file() {
+        return Ok(());
+    }
+    let _ = fs::remove_file(to);
+    if std::os::unix::fs::symlink(from, to).is_err() {
+        fs::copy(from, to)?;
+    }
+    Ok(())
+}
+
+/// The user's own directory for a CLI: the variable `var` of the agent's environment, or
+/// `$HOME/<default>`.
+pub(crate) fn user_dir(turn: &CliTurn<'_>, var: &str, default: &str) -> Option<PathBuf> {
+    if let Some(dir) = turn.env(var) {
+        return Some(PathBuf::from(dir));
+    }
+    turn.env("HOME").map(|home| Path::new(home).join(default))
 }
 
 #[cfg(test)]

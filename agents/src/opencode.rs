@@ -16,22 +16,26 @@
 use std::ffi::OsString;
 use std::fs;
 
-use super::cli::{Cli, CliTurn, Parsed, count, json_lines, lend, user_dir};
+use goalpost_shared::protocol::AgentSpec;
+
+use crate::argv::{Launch, model_args};
+use crate::cli::{Cli, CliTurn, Parsed, count, json_lines};
+use crate::session::{lend, user_dir};
 
 #[derive(Debug)]
-pub(super) struct Opencode;
+pub(crate) struct Opencode;
 
 impl Cli for Opencode {
     fn program(&self) -> &'static str {
         "opencode"
     }
 
-    fn args(&self, turn: &CliTurn<'_>) -> Vec<String> {
+    fn args(&self, spec: &AgentSpec, launch: &Launch<'_>) -> Vec<String> {
         let mut args: Vec<String> = ["run", "--format", "json"].map(str::to_owned).into();
-        args.extend(turn.model_args("-m"));
-        args.extend(turn.spec.args.iter().cloned());
-        if let Some(session) = &turn.resume {
-            args.extend(["--session".to_owned(), session.id.clone()]);
+        args.extend(model_args(spec, "-m"));
+        args.extend(spec.args.iter().cloned());
+        if let Some(session) = launch.resume {
+            args.extend(["--session".to_owned(), session.to_owned()]);
         }
         args
     }
@@ -73,7 +77,7 @@ impl Cli for Opencode {
     }
 }
 
-pub(super) fn parse(stdout: &str) -> Parsed {
+pub(crate) fn parse(stdout: &str) -> Parsed {
     let mut p = Parsed::default();
     let mut errors = Vec::new();
     let mut stopped = false;
