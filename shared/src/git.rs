@@ -16,6 +16,8 @@ use git2::{
 };
 use thiserror::Error;
 
+use crate::process::shell_quote;
+
 pub use git2::Oid;
 
 mod worktrees;
@@ -575,7 +577,7 @@ impl Repo {
     {
         let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         let command_line = std::iter::once("git".to_owned())
-            .chain(args.iter().map(|a| shell_word(&a.to_string_lossy())))
+            .chain(args.iter().map(shell_quote))
             .collect::<Vec<_>>()
             .join(" ");
         tracing::debug!(cwd = %cwd.display(), "{command_line}");
@@ -706,17 +708,4 @@ fn parse_oid(hex: &str, command: &str) -> Result<Oid, GitError> {
 fn tail(bytes: &[u8], max: usize) -> String {
     let start = bytes.len().saturating_sub(max);
     String::from_utf8_lossy(&bytes[start..]).trim().to_owned()
-}
-
-/// `word` quoted for a log line if it needs quoting.
-fn shell_word(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,".contains(c));
-    if plain {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
 }

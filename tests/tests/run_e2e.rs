@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use goalpost_fixtures::repo::{CALC_FILES, CALC_MUL, CALC_SUB};
+use goalpost_shared::process::shell_quote;
 use goalpost_tests::{Run, TestEnv, binary, calc_env, calc_file, path_quoted, quoted};
 use serde_json::Value;
 
@@ -678,7 +679,7 @@ actions = [{{ replace = "README.md", find = "# calc\n", with = {line} }}]
 message = "Changed the title.\n"
 "##,
             prompt = path_quoted(&prompt),
-            copy = quoted(&format!("cp README.md '{}'", snapshot.display())),
+            copy = quoted(&format!("cp README.md {}", shell_quote(&snapshot))),
             combined = quoted(&combined),
             line = quoted(line),
         ));
@@ -748,12 +749,12 @@ fn a_commit_pushed_to_the_release_branch_during_the_run_survives() {
     let repo = env.dir().join(REPO);
     // Someone else commits to `main` in the user's checkout while the phase runs.
     let someone = format!(
-        "cd '{}' && export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 \
+        "cd {} && export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 \
          GIT_AUTHOR_DATE=2026-01-02T00:00:00Z GIT_COMMITTER_DATE=2026-01-02T00:00:00Z && \
          printf 'notes\\n' > NOTES.md && git add NOTES.md && \
          git -c user.name=Someone -c user.email=someone@example.com \
          commit -q -m 'Notes from someone else'",
-        repo.display()
+        shell_quote(&repo)
     );
     let script = format!(
         r##"{APPROVE}
@@ -838,8 +839,8 @@ message = "Added sub.\n"
     // Every run of the check leaves its environment (PWD included) in a file named
     // after the directory it ran in.
     let check = format!(
-        "`env > '{}'/\"$(basename \"$PWD\")\".env && sh calc.sh sub 5 3 | grep -qx 2`",
-        env.dir().join("envs").display()
+        "`env > {}/\"$(basename \"$PWD\")\".env && sh calc.sh sub 5 3 | grep -qx 2`",
+        shell_quote(env.dir().join("envs"))
     );
     // The whole-goal audit runs a check of its own (the phase's one on the same tree
     // would be a verification-cache hit and run nothing).
