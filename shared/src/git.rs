@@ -16,7 +16,7 @@ use git2::{
 };
 use thiserror::Error;
 
-use crate::process::shell_quote;
+use crate::process::{self, shell_quote};
 
 pub use git2::Oid;
 
@@ -605,7 +605,10 @@ impl Repo {
                 command: command_line,
                 cwd: cwd.to_owned(),
                 status: output.status.to_string(),
-                stderr: tail(&output.stderr, STDERR_TAIL_BYTES),
+                stderr: process::tail(&output.stderr, STDERR_TAIL_BYTES)
+                    .text()
+                    .trim()
+                    .to_owned(),
             });
         }
         String::from_utf8(output.stdout).map_err(|e| GitError::Output {
@@ -702,10 +705,4 @@ fn parse_oid(hex: &str, command: &str) -> Result<Oid, GitError> {
         command: command.to_owned(),
         output: hex.to_owned(),
     })
-}
-
-/// The last `max` bytes of `bytes`, lossily decoded and trimmed.
-fn tail(bytes: &[u8], max: usize) -> String {
-    let start = bytes.len().saturating_sub(max);
-    String::from_utf8_lossy(&bytes[start..]).trim().to_owned()
 }

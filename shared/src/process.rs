@@ -63,8 +63,8 @@ mod sweep;
 mod sys;
 
 pub use cancel::CancelToken;
-pub use output::Captured;
 use output::Reader;
+pub use output::{Captured, Tail, tail};
 
 /// What a child reads on stdin.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

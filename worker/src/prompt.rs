@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use goalpost_shared::contract::{CheckKind, Contract};
+use goalpost_shared::process;
 use goalpost_shared::protocol::{CheckResult, Feedback, Verdict, WorkerInput};
 
 /// Bytes of a failing check's output quoted in a prompt (its tail: where errors are).
@@ -271,16 +272,11 @@ fn indent(text: &str) -> String {
     text.lines().map(|l| format!("  {l}\n")).collect()
 }
 
-/// The last `max` bytes of `text`, cut at a character boundary.
+/// The last `max` bytes of `text`, cut at a character boundary ([`process::tail`]).
 pub fn tail(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut start = text.len() - max;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
+    let cut = process::tail(text.as_bytes(), max).cut;
+    // A cut of valid UTF-8 at a character boundary: `get` never falls back.
+    text.get(cut..).unwrap_or(text)
 }
 
 /// The implementer's claims: the list items under the last `Claims:` line of its message.
