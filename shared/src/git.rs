@@ -261,19 +261,30 @@ impl Repo {
     /// True when the working tree has tracked changes (staged or not) or untracked files
     /// that are not ignored.
     pub fn is_dirty(&self) -> Result<bool, GitError> {
+        Ok(!self.dirty_paths(None)?.is_empty())
+    }
+
+    /// The paths of the working tree's tracked changes (staged or not) and of its untracked
+    /// files that are not ignored (each file of an untracked directory), in git's order,
+    /// leaving out `except` (a path relative to the working tree, such as a goal file the
+    /// user has not committed). A path that is not UTF-8 is shown with its invalid bytes
+    /// replaced.
+    pub fn dirty_paths(&self, except: Option<&str>) -> Result<Vec<String>, GitError> {
         let mut opts = StatusOptions::new();
         opts.include_untracked(true)
             .include_ignored(false)
-            .recurse_untracked_dirs(false)
+            .recurse_untracked_dirs(true)
             .exclude_submodules(false);
         let statuses = self
             .repo
             .statuses(Some(&mut opts))
             .context(|| "reading the working tree's status".to_owned())?;
-        Ok(statuses.iter().any(|e| {
-            let s = e.status();
-            !s.is_empty() && !s.contains(git2::Status::IGNORED)
-        }))
+        Ok(statuses
+            .iter()
+            .filter(|e| !e.status().is_empty() && !e.status().contains(git2::Status::IGNORED))
+            .map(|e| String::from_utf8_lossy(e.path_bytes()).into_owned())
+            .filter(|path| Some(path.as_str()) != except)
+            .collect())
     }
 
     /// The commit `rev` names (any revision syntax git accepts: branch, tag, oid, `HEAD~2`).

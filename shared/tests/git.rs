@@ -162,6 +162,30 @@ fn dirty_means_tracked_changes_or_untracked_unignored_files() {
 }
 
 #[test]
+fn dirty_paths_lists_every_file_of_an_untracked_directory_but_the_one_left_out() {
+    let t = TestRepo::new(&[("a.txt", "a\n"), (".gitignore", "*.log\n")]);
+    let repo = t.open();
+    assert!(repo.dirty_paths(None).unwrap().is_empty());
+    fs::write(t.path.join("a.txt"), "changed\n").unwrap();
+    fs::create_dir_all(t.path.join("plans")).unwrap();
+    fs::write(t.path.join("plans/goal.md"), "x").unwrap();
+    fs::write(t.path.join("plans/notes.md"), "x").unwrap();
+    fs::write(t.path.join("plans/debug.log"), "x").unwrap();
+    assert_eq!(
+        repo.dirty_paths(None).unwrap(),
+        ["a.txt", "plans/goal.md", "plans/notes.md"]
+    );
+    assert_eq!(
+        repo.dirty_paths(Some("plans/goal.md")).unwrap(),
+        ["a.txt", "plans/notes.md"]
+    );
+    fs::write(t.path.join("a.txt"), "a\n").unwrap();
+    fs::remove_file(t.path.join("plans/notes.md")).unwrap();
+    assert!(repo.dirty_paths(Some("plans/goal.md")).unwrap().is_empty());
+    assert!(repo.is_dirty().unwrap());
+}
+
+#[test]
 fn resolve_branch_tip_and_tree() {
     let t = TestRepo::new(&[("a.txt", "a\n")]);
     let first = t.rev("HEAD");
