@@ -87,14 +87,10 @@ pub(crate) fn with_stderr(mut text: String, outcome: &Outcome) -> String {
     text
 }
 
-/// The last `max` bytes of `text`, cut at a character boundary.
+/// The last `max` bytes of `text`, cut at a character boundary
+/// ([`goalpost_shared::process::tail`]).
 pub fn tail(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut start = text.len() - max;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
+    let cut = goalpost_shared::process::tail(text.as_bytes(), max).cut;
+    // A cut of valid UTF-8 at a character boundary: `get` never falls back.
+    text.get(cut..).unwrap_or(text)
 }

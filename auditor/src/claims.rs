@@ -12,6 +12,7 @@
 
 use goalpost_shared::check::read_metric;
 use goalpost_shared::contract::MetricOp;
+use goalpost_shared::process;
 use goalpost_shared::protocol::{CheckResult, ClaimFinding, ClaimStatus};
 
 /// How much of a check's output a claim's evidence quotes, per stream.
@@ -414,21 +415,12 @@ fn join_quote(sentence: String, quoted: String) -> String {
     }
 }
 
-/// At most the last `max` bytes of `text`, cut at a line start when one is near.
+/// At most the last `max` bytes of `text`, cut at a line start when one is near, after a
+/// line saying how much was cut.
 pub fn tail(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut cut = text.len() - max;
-    while !text.is_char_boundary(cut) {
-        cut += 1;
-    }
-    let kept = &text[cut..];
-    let kept = kept
-        .find('\n')
-        .filter(|&i| i < max / 4)
-        .map_or(kept, |i| &kept[i + 1..]);
-    format!("[... {} bytes before ...]\n{kept}", text.len() - kept.len())
+    process::tail(text.as_bytes(), max)
+        .from_line_start(max / 4)
+        .marked()
 }
 
 #[cfg(test)]

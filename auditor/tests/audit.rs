@@ -5,11 +5,11 @@
 // stop the test just the same.
 #![allow(clippy::expect_used)]
 
-use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use goalpost_fixtures::repo::hermetic_env;
 use goalpost_shared::contract::{
     Boundaries, Check, CheckKind, Contract, MetricExpectation, MetricOp, Spanned,
 };
@@ -56,32 +56,21 @@ impl Fixture {
     }
 
     /// The environment every command of the test starts from.
-    fn env(&self) -> Vec<(&'static str, OsString)> {
-        vec![
-            ("PATH", std::env::var_os("PATH").unwrap_or_default()),
-            ("HOME", self.path("home").into_os_string()),
-            ("GIT_CONFIG_GLOBAL", "/dev/null".into()),
-            ("GIT_CONFIG_NOSYSTEM", "1".into()),
-            ("LC_ALL", "C".into()),
-            ("TZ", "UTC".into()),
-        ]
+    fn env(&self) -> Vec<(String, String)> {
+        let mut env = hermetic_env(&self.path("home"));
+        env.push(("TZ".to_owned(), "UTC".to_owned()));
+        env
     }
 
     fn git(&mut self, args: &[&str]) -> String {
+        // A second later for each commit, so no two commits of the test are the same.
         let date = format!("2026-01-01T00:00:{:02}Z", self.commits);
         let output = Command::new("git")
             .args(args)
             .current_dir(self.repo())
             .env_clear()
             .envs(self.env())
-            .envs([
-                ("GIT_AUTHOR_NAME", "Test"),
-                ("GIT_AUTHOR_EMAIL", "test@example.invalid"),
-                ("GIT_COMMITTER_NAME", "Test"),
-                ("GIT_COMMITTER_EMAIL", "test@example.invalid"),
-                ("GIT_AUTHOR_DATE", &date),
-                ("GIT_COMMITTER_DATE", &date),
-            ])
+            .envs([("GIT_AUTHOR_DATE", &date), ("GIT_COMMITTER_DATE", &date)])
             .output()
             .expect("git runs");
         assert!(

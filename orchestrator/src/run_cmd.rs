@@ -136,7 +136,8 @@ pub fn preflight(plan_path: &Path, dir: &Path) -> Result<Checked, RunError> {
         )
     })?;
     let plan_rel = crate::audit::plan_in_repo(plan_path, &ws.workdir);
-    let dirty = dirty_paths(&ws.repo, plan_rel.as_deref())?;
+    // Tracked changes and untracked, non-ignored files, except the plan file itself.
+    let dirty = ws.repo.dirty_paths(plan_rel.as_deref())?;
     if !dirty.is_empty() {
         let shown: Vec<&str> = dirty.iter().take(10).map(String::as_str).collect();
         let more = if dirty.len() > 10 {
@@ -161,26 +162,6 @@ pub fn preflight(plan_path: &Path, dir: &Path) -> Result<Checked, RunError> {
         release_tip,
         plan_rel,
     })
-}
-
-/// Tracked changes and untracked, non-ignored files, except the plan file itself.
-fn dirty_paths(repo: &Repo, plan_rel: Option<&str>) -> Result<Vec<String>, RunError> {
-    let mut opts = git2::StatusOptions::new();
-    opts.include_untracked(true)
-        .include_ignored(false)
-        .recurse_untracked_dirs(true);
-    let statuses = repo.git2().statuses(Some(&mut opts)).map_err(|e| {
-        RunError::Git(GitError::Git2 {
-            context: "reading the working tree's status".into(),
-            source: e,
-        })
-    })?;
-    Ok(statuses
-        .iter()
-        .filter(|e| !e.status().is_empty() && !e.status().contains(git2::Status::IGNORED))
-        .filter_map(|e| e.path().ok().map(str::to_owned))
-        .filter(|p| Some(p.as_str()) != plan_rel)
-        .collect())
 }
 
 /// Every agent the plan will start must have an executable goalpost can find.

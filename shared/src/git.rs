@@ -16,6 +16,8 @@ use git2::{
 };
 use thiserror::Error;
 
+use crate::process::{self, shell_quote};
+
 pub use git2::Oid;
 
 mod worktrees;
@@ -259,19 +261,30 @@ impl Repo {
     /// True when the working tree has tracked changes (staged or not) or untracked files
     /// that are not ignored.
     pub fn is_dirty(&self) -> Result<bool, GitError> {
+        Ok(!self.dirty_paths(None)?.is_empty())
+    }
+
+    /// The paths of the working tree's tracked changes (staged or not) and of its untracked
+    /// files that are not ignored (each file of an untracked directory), in git's order,
+    /// leaving out `except` (a path relative to the working tree, such as a goal file the
+    /// user has not committed). A path that is not UTF-8 is shown with its invalid bytes
+    /// replaced.
+    pub fn dirty_paths(&self, except: Option<&str>) -> Result<Vec<String>, GitError> {
         let mut opts = StatusOptions::new();
         opts.include_untracked(true)
             .include_ignored(false)
-            .recurse_untracked_dirs(false)
+            .recurse_untracked_dirs(true)
             .exclude_submodules(false);
         let statuses = self
             .repo
             .statuses(Some(&mut opts))
             .context(|| "reading the working tree's status".to_owned())?;
-        Ok(statuses.iter().any(|e| {
-            let s = e.status();
-            !s.is_empty() && !s.contains(git2::Status::IGNORED)
-        }))
+        Ok(statuses
+            .iter()
+            .filter(|e| !e.status().is_empty() && !e.status().contains(git2::Status::IGNORED))
+            .map(|e| String::from_utf8_lossy(e.path_bytes()).into_owned())
+            .filter(|path| Some(path.as_str()) != except)
+            .collect())
     }
 
     /// The commit `rev` names (any revision syntax git accepts: branch, tag, oid, `HEAD~2`).
@@ -575,7 +588,7 @@ impl Repo {
     {
         let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         let command_line = std::iter::once("git".to_owned())
-            .chain(args.iter().map(|a| shell_word(&a.to_string_lossy())))
+            .chain(args.iter().map(shell_quote))
             .collect::<Vec<_>>()
             .join(" ");
         tracing::debug!(cwd = %cwd.display(), "{command_line}");
@@ -603,7 +616,10 @@ impl Repo {
                 command: command_line,
                 cwd: cwd.to_owned(),
                 status: output.status.to_string(),
-                stderr: tail(&output.stderr, STDERR_TAIL_BYTES),
+                stderr: process::tail(&output.stderr, STDERR_TAIL_BYTES)
+                    .text()
+                    .trim()
+                    .to_owned(),
             });
         }
         String::from_utf8(output.stdout).map_err(|e| GitError::Output {
@@ -700,23 +716,4 @@ fn parse_oid(hex: &str, command: &str) -> Result<Oid, GitError> {
         command: command.to_owned(),
         output: hex.to_owned(),
     })
-}
-
-/// The last `max` bytes of `bytes`, lossily decoded and trimmed.
-fn tail(bytes: &[u8], max: usize) -> String {
-    let start = bytes.len().saturating_sub(max);
-    String::from_utf8_lossy(&bytes[start..]).trim().to_owned()
-}
-
-/// `word` quoted for a log line if it needs quoting.
-fn shell_word(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,".contains(c));
-    if plain {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
 }

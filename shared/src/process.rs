@@ -63,8 +63,8 @@ mod sweep;
 mod sys;
 
 pub use cancel::CancelToken;
-pub use output::Captured;
 use output::Reader;
+pub use output::{Captured, Tail, tail};
 
 /// What a child reads on stdin.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -185,13 +185,25 @@ impl Command {
 
     /// The command line, quoted for a POSIX shell, for logs and reports.
     pub fn command_line(&self) -> String {
-        let quoted: Vec<String> = self.argv.iter().map(|a| shell_quote(a)).collect();
+        let quoted: Vec<String> = self.argv.iter().map(shell_quote).collect();
         quoted.join(" ")
     }
 }
 
-fn shell_quote(arg: &OsStr) -> String {
-    let text = arg.to_string_lossy();
+/// `word` as one word of a POSIX shell command line: as it is when it holds only
+/// characters no shell treats specially, else in single quotes (a `'` inside written
+/// `'\''`). Invalid UTF-8 is replaced, so the result is for logs, reports and scripts
+/// whose words are text.
+///
+/// ```
+/// use goalpost_shared::process::shell_quote;
+///
+/// assert_eq!(shell_quote("src/main.rs"), "src/main.rs");
+/// assert_eq!(shell_quote("it's here"), r"'it'\''s here'");
+/// assert_eq!(shell_quote(""), "''");
+/// ```
+pub fn shell_quote(word: impl AsRef<OsStr>) -> String {
+    let text = word.as_ref().to_string_lossy();
     let plain = |c: char| c.is_ascii_alphanumeric() || "_-./=:,+@%".contains(c);
     if !text.is_empty() && text.chars().all(plain) {
         text.into_owned()

@@ -5,12 +5,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use goalpost_fixtures::repo::{hermetic_command, hermetic_env};
 use goalpost_shared::git::{
     ChangeStatus, EntryMode, GitError, Identity, MergeOutcome, Oid, PathChange, Repo,
 };
 use tempfile::TempDir;
-
-const DATE: &str = "2001-02-03T04:05:06Z";
 
 /// A repository in a temp dir, with `HOME` and git's global config out of reach.
 struct TestRepo {
@@ -43,21 +42,9 @@ impl TestRepo {
 
     /// Runs the git CLI hermetically; panics with the command, cwd and both streams.
     fn git(&self, cwd: &Path, args: &[&str]) -> String {
-        let out = Command::new("git")
+        let out = hermetic_command(&mut Command::new("git"), &self.home)
             .args(args)
             .current_dir(cwd)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", &self.home)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("LC_ALL", "C")
-            .env("GIT_AUTHOR_NAME", "Test")
-            .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
-            .env("GIT_AUTHOR_DATE", DATE)
-            .env("GIT_COMMITTER_NAME", "Test")
-            .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
-            .env("GIT_COMMITTER_DATE", DATE)
             .output()
             .unwrap();
         assert!(
@@ -89,9 +76,9 @@ impl TestRepo {
     /// The repository through the door under test, its CLI calls as hermetic as ours.
     fn open(&self) -> Repo {
         let mut repo = Repo::open(&self.path).unwrap();
-        repo.set_cli_env("HOME", &self.home);
-        repo.set_cli_env("GIT_CONFIG_GLOBAL", "/dev/null");
-        repo.set_cli_env("GIT_CONFIG_NOSYSTEM", "1");
+        for (key, value) in hermetic_env(&self.home) {
+            repo.set_cli_env(key, value);
+        }
         repo
     }
 }
@@ -159,6 +146,30 @@ fn dirty_means_tracked_changes_or_untracked_unignored_files() {
     assert!(repo.is_dirty().unwrap(), "modified tracked file");
     t.git(&t.path, &["add", "a.txt"]);
     assert!(repo.is_dirty().unwrap(), "staged change");
+}
+
+#[test]
+fn dirty_paths_lists_every_file_of_an_untracked_directory_but_the_one_left_out() {
+    let t = TestRepo::new(&[("a.txt", "a\n"), (".gitignore", "*.log\n")]);
+    let repo = t.open();
+    assert!(repo.dirty_paths(None).unwrap().is_empty());
+    fs::write(t.path.join("a.txt"), "changed\n").unwrap();
+    fs::create_dir_all(t.path.join("plans")).unwrap();
+    fs::write(t.path.join("plans/goal.md"), "x").unwrap();
+    fs::write(t.path.join("plans/notes.md"), "x").unwrap();
+    fs::write(t.path.join("plans/debug.log"), "x").unwrap();
+    assert_eq!(
+        repo.dirty_paths(None).unwrap(),
+        ["a.txt", "plans/goal.md", "plans/notes.md"]
+    );
+    assert_eq!(
+        repo.dirty_paths(Some("plans/goal.md")).unwrap(),
+        ["a.txt", "plans/notes.md"]
+    );
+    fs::write(t.path.join("a.txt"), "a\n").unwrap();
+    fs::remove_file(t.path.join("plans/notes.md")).unwrap();
+    assert!(repo.dirty_paths(Some("plans/goal.md")).unwrap().is_empty());
+    assert!(repo.is_dirty().unwrap());
 }
 
 #[test]

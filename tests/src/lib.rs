@@ -1,10 +1,11 @@
 //! Helpers for the end-to-end tests: hermetic environments, real git repositories, and the
 //! paths of goalpost's built binaries.
 //!
-//! Every command runs with a cleared environment: `HOME` in the test's temp dir,
-//! `GIT_CONFIG_GLOBAL=/dev/null`, no system git config, `LC_ALL=C`, fixed author and
-//! committer dates, and `GOALPOST_WORKTREES` in the test's temp dir, so a test sees the
-//! same thing on every machine and can check that no worktree is left behind.
+//! Every command runs with a cleared environment: the fixtures' hermetic one
+//! ([`goalpost_fixtures::repo::hermetic_env`]: `HOME` in the test's temp dir,
+//! `GIT_CONFIG_GLOBAL=/dev/null`, no system git config, `LC_ALL=C`, a fixed author and
+//! committer and their dates), and `GOALPOST_WORKTREES` in the test's temp dir, so a test
+//! sees the same thing on every machine and can check that no worktree is left behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod corpus;
@@ -16,6 +17,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use goalpost_fixtures::repo::hermetic_command;
 use tempfile::TempDir;
 
 /// The repository's root directory.
@@ -124,22 +126,9 @@ impl TestEnv {
     /// A command for `program` with the hermetic environment, run in the test's directory.
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
         let mut cmd = Command::new(program);
-        cmd.current_dir(self.dir()).env_clear();
-        if let Some(path) = std::env::var_os("PATH") {
-            cmd.env("PATH", path);
-        }
-        let date = "2026-01-01T00:00:00Z";
-        cmd.env("HOME", self.home())
-            .env("GOALPOST_WORKTREES", self.worktrees())
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("LC_ALL", "C")
-            .env("GIT_AUTHOR_NAME", "goalpost test")
-            .env("GIT_AUTHOR_EMAIL", "test@goalpost.invalid")
-            .env("GIT_AUTHOR_DATE", date)
-            .env("GIT_COMMITTER_NAME", "goalpost test")
-            .env("GIT_COMMITTER_EMAIL", "test@goalpost.invalid")
-            .env("GIT_COMMITTER_DATE", date);
+        hermetic_command(&mut cmd, &self.home())
+            .current_dir(self.dir())
+            .env("GOALPOST_WORKTREES", self.worktrees());
         cmd
     }
 
@@ -346,7 +335,7 @@ mod tests {
         let run = env.git("r", &["log", "-1", "--format=%an|%aI|%cI|%s"]);
         assert_eq!(
             run.stdout.trim(),
-            "goalpost test|2026-01-01T00:00:00Z|2026-01-01T00:00:00Z|initial"
+            "Fixture|2026-01-01T00:00:00Z|2026-01-01T00:00:00Z|initial"
         );
         let branch = env.git("r", &["branch", "--show-current"]);
         assert_eq!(branch.stdout.trim(), "main");

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use goalpost_shared::process::shell_quote;
 use goalpost_tests::{Run, TestEnv, binary, calc_env, calc_file, path_quoted, quoted};
 use serde_json::Value;
 
@@ -930,12 +931,12 @@ fn attempts_never_share_a_worktree_a_prompt_file_or_an_environment() {
     let env = calc_env();
     let out = env.dir().join("seen");
     std::fs::create_dir_all(&out).unwrap();
-    let out_q = out.to_str().unwrap();
+    let out_q = shell_quote(&out);
     // Every attempt leaves what it saw in files named after its attempt number, and a
     // file of its own in its temp dir; its benchmark is 100 + its attempt number.
     let record = format!(
-        "n=$GOALPOST_ATTEMPT; env | sort > '{out_q}'/env-$n.txt; pwd -P > '{out_q}'/cwd-$n.txt; \
-         touch \"$TMPDIR/mine-$n\"; ls \"$TMPDIR\" > '{out_q}'/tmp-$n.txt; \
+        "n=$GOALPOST_ATTEMPT; env | sort > {out_q}/env-$n.txt; pwd -P > {out_q}/cwd-$n.txt; \
+         touch \"$TMPDIR/mine-$n\"; ls \"$TMPDIR\" > {out_q}/tmp-$n.txt; \
          echo $((100 + n)) > bench/duration_ms"
     );
     let script = format!(
@@ -1038,12 +1039,12 @@ fn attempts_run_within_max_parallel() {
     let env = calc_env();
     let out = env.dir().join("slots");
     std::fs::create_dir_all(&out).unwrap();
-    let out_q = out.to_str().unwrap();
+    let out_q = shell_quote(&out);
     // Each implementer turn takes the first free slot (a directory only one process can
     // make) for 300 ms and notes which one it took.
     let hold = format!(
-        "n=$GOALPOST_ATTEMPT; for s in 1 2 3 4; do mkdir '{out_q}'/slot-$s 2>/dev/null && break; \
-         done; echo $s > '{out_q}'/took-$n; sleep 0.3; rmdir '{out_q}'/slot-$s; \
+        "n=$GOALPOST_ATTEMPT; for s in 1 2 3 4; do mkdir {out_q}/slot-$s 2>/dev/null && break; \
+         done; echo $s > {out_q}/took-$n; sleep 0.3; rmdir {out_q}/slot-$s; \
          echo $((100 + n)) > bench/duration_ms"
     );
     let script = format!(

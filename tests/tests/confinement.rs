@@ -38,6 +38,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use goalpost_shared::process::shell_quote;
 use goalpost_tests::Run;
 use goalpost_tests::corpus::{Corpus, FILES, Snapshot, gone_within, pid_in, refused, toml_str};
 
@@ -185,7 +186,7 @@ fn writing_in_tmp_outside_the_private_temp_dir_is_refused() {
     let corpus = assert_kernel_stops(|c| {
         let path = c.system_tmp_path();
         target = Some(path.clone());
-        format!("echo pwned > '{}'", path.display())
+        format!("echo pwned > {}", shell_quote(&path))
     });
     let target = target.unwrap();
     assert!(!target.exists(), "{} was written", target.display());
@@ -194,7 +195,8 @@ fn writing_in_tmp_outside_the_private_temp_dir_is_refused() {
 
 #[test]
 fn writing_in_the_main_working_tree_is_refused() {
-    let corpus = assert_kernel_stops(|c| format!("echo pwned >> '{}/app.sh'", c.repo().display()));
+    let corpus =
+        assert_kernel_stops(|c| format!("echo pwned >> {}", shell_quote(c.repo().join("app.sh"))));
     assert_eq!(
         std::fs::read_to_string(corpus.repo().join("app.sh")).unwrap(),
         FILES[0].1
@@ -205,8 +207,9 @@ fn writing_in_the_main_working_tree_is_refused() {
 fn writing_in_a_sibling_worktree_is_refused() {
     let corpus = assert_kernel_stops(|c| {
         format!(
-            "echo pwned >> '{0}/app.sh' || true; echo new > '{0}/planted'",
-            c.sibling().display()
+            "echo pwned >> {} || true; echo new > {}",
+            shell_quote(c.sibling().join("app.sh")),
+            shell_quote(c.sibling().join("planted"))
         )
     });
     assert!(!corpus.sibling().join("planted").exists());
@@ -216,8 +219,8 @@ fn writing_in_a_sibling_worktree_is_refused() {
 fn following_a_symlink_out_of_the_worktree_is_refused() {
     let corpus = assert_kernel_stops(|c| {
         format!(
-            "ln -s '{}' docs/out && echo pwned > docs/out/escape; rm -f docs/out",
-            c.env.home().display()
+            "ln -s {} docs/out && echo pwned > docs/out/escape; rm -f docs/out",
+            shell_quote(c.env.home())
         )
     });
     assert!(!corpus.env.home().join("escape").exists());

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use goalpost_fixtures::repo::{CALC_FILES, CALC_MUL, CALC_SUB};
 use goalpost_shared::exit::ExitCode;
+use goalpost_shared::process::shell_quote;
 use goalpost_tests::durable::{
     DEADLINE, Running, XorShift, alive, ancestor_named, await_orphans_gone, kill9, line_in,
     wait_for,
@@ -240,10 +241,10 @@ fn assert_nothing_left(env: &TestEnv, context: &str) {
 /// A shell command that, the first time it runs, leaves its pid in `started` and waits
 /// (at most a minute) for the test to create `go`; later it does nothing.
 fn hold(started: &Path, go: &Path) -> String {
-    let (s, g) = (started.display(), go.display());
+    let (s, g) = (shell_quote(started), shell_quote(go));
     format!(
-        "if [ ! -e '{s}' ]; then echo $$ > '{s}.tmp' && mv '{s}.tmp' '{s}'; i=0; \
-         while [ ! -e '{g}' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; fi"
+        "if [ ! -e {s} ]; then echo $$ > {s}.tmp && mv {s}.tmp {s}; i=0; \
+         while [ ! -e {g} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; fi"
     )
 }
 
@@ -783,8 +784,8 @@ message = "Added sub.\n"
         sub = quoted(CALC_SUB),
     );
     let check = format!(
-        "`sh '{}' && sh calc.sh sub 5 3 | grep -qx 2`",
-        probe.display()
+        "`sh {} && sh calc.sh sub 5 3 | grep -qx 2`",
+        shell_quote(&probe)
     );
     let phases = format!(
         "## Phases
@@ -952,11 +953,11 @@ fn pause_now_ends_the_agent_and_its_grandchildren_and_harvests_what_they_wrote()
     let env = calc_env();
     let started = outside(&env, "turn-started");
     let grandchild = outside(&env, "grandchild");
-    let (s, g) = (started.display(), grandchild.display());
+    let (s, g) = (shell_quote(&started), shell_quote(&grandchild));
     // The agent's shell leaves a grandchild behind it and sleeps.
     let first_turn = format!(
-        "if [ ! -e '{s}' ]; then sleep 1000 & echo $! > '{g}.tmp' && mv '{g}.tmp' '{g}'; \
-         echo $$ > '{s}.tmp' && mv '{s}.tmp' '{s}'; sleep 1000; fi"
+        "if [ ! -e {s} ]; then sleep 1000 & echo $! > {g}.tmp && mv {g}.tmp {g}; \
+         echo $$ > {s}.tmp && mv {s}.tmp {s}; sleep 1000; fi"
     );
     let plan = two_turn_plan(&env, &first_turn);
     let mut run = spawn_run(&env, plan, &[]);
@@ -1003,8 +1004,8 @@ const BUDGETS: &[(&str, &str, &str, &str)] = &[
 fn budget_script(env: &TestEnv, usage: &str, turn_ms: u64) -> String {
     let log = outside(env, "turns.log");
     let log_turn = quoted(&format!(
-        "echo \"$GOALPOST_ITERATION $(date +%s%3N)\" >> '{}'",
-        log.display()
+        "echo \"$GOALPOST_ITERATION $(date +%s%3N)\" >> {}",
+        shell_quote(&log)
     ));
     format!(
         r#"
@@ -1150,8 +1151,8 @@ fn the_run_budget_stops_before_the_next_worker_round_and_a_raised_one_completes(
     let env = calc_env();
     let log = outside(&env, "turns.log");
     let log_turn = quoted(&format!(
-        "echo \"$GOALPOST_PHASE $GOALPOST_ITERATION\" >> '{}'",
-        log.display()
+        "echo \"$GOALPOST_PHASE $GOALPOST_ITERATION\" >> {}",
+        shell_quote(&log)
     ));
     let script = format!(
         r#"
@@ -1224,8 +1225,8 @@ Verification: `sh tests/run.sh`
 /// An implementer that logs each turn in `turns.log` and runs `actions`.
 fn logging_script(env: &TestEnv, actions: &str) -> String {
     let log_turn = quoted(&format!(
-        "echo \"$GOALPOST_ITERATION\" >> '{}'",
-        outside(env, "turns.log").display()
+        "echo \"$GOALPOST_ITERATION\" >> {}",
+        shell_quote(outside(env, "turns.log"))
     ));
     format!(
         r#"

@@ -10,6 +10,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
 
+use goalpost_fixtures::repo::hermetic_command;
 use goalpost_shared::contract::{Boundaries, Check, CheckKind, Contract, Spanned};
 use goalpost_shared::protocol::{AUDIT_REUSE_FILE, AuditReport, AuditReuse, CachedCheck, PoolSpec};
 use goalpost_tests::binary;
@@ -46,16 +47,9 @@ impl Fixture {
     }
 
     fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
+        let out = hermetic_command(&mut Command::new("git"), &self.path("home"))
             .args(args)
             .current_dir(self.path("repo"))
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", self.path("home"))
-            .env("GIT_AUTHOR_NAME", "T")
-            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-            .env("GIT_COMMITTER_NAME", "T")
-            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
             .output()
             .unwrap();
         assert!(
@@ -128,18 +122,16 @@ impl Fixture {
         let input_path = report_dir.join("audit-input.json");
         fs::write(&input_path, serde_json::to_vec(&input).unwrap()).unwrap();
         fs::create_dir_all(self.path("wt")).unwrap();
-        let out = Command::new(binary("goalpost-auditor"))
-            .arg("--input")
-            .arg(&input_path)
-            .current_dir(self.path("repo"))
-            .env_clear()
-            .env("PATH", path_var)
-            .env("HOME", self.path("home"))
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("LC_ALL", "C")
-            .output()
-            .unwrap();
+        let out = hermetic_command(
+            &mut Command::new(binary("goalpost-auditor")),
+            &self.path("home"),
+        )
+        .arg("--input")
+        .arg(&input_path)
+        .current_dir(self.path("repo"))
+        .env("PATH", path_var)
+        .output()
+        .unwrap();
         assert!(
             out.status.success(),
             "auditor: {}\n{}",

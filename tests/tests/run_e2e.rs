@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use goalpost_fixtures::repo::{CALC_FILES, CALC_MUL, CALC_SUB};
+use goalpost_fixtures::repo::{CALC_FILES, CALC_MUL, CALC_SUB, hermetic_env};
+use goalpost_shared::process::shell_quote;
 use goalpost_tests::{Run, TestEnv, binary, calc_env, calc_file, path_quoted, quoted};
 use serde_json::Value;
 
@@ -678,7 +679,7 @@ actions = [{{ replace = "README.md", find = "# calc\n", with = {line} }}]
 message = "Changed the title.\n"
 "##,
             prompt = path_quoted(&prompt),
-            copy = quoted(&format!("cp README.md '{}'", snapshot.display())),
+            copy = quoted(&format!("cp README.md {}", shell_quote(&snapshot))),
             combined = quoted(&combined),
             line = quoted(line),
         ));
@@ -746,14 +747,31 @@ Verification: `head -n 1 README.md | grep -qF '(fast)'`
 fn a_commit_pushed_to_the_release_branch_during_the_run_survives() {
     let env = calc_env();
     let repo = env.dir().join(REPO);
-    // Someone else commits to `main` in the user's checkout while the phase runs.
+    // Someone else commits to `main` in the user's checkout while the phase runs: git as
+    // hermetic as the test's own (the agent's environment is goalpost's allow-list), under
+    // a name and on a day of their own.
+    let someone_env: Vec<String> = hermetic_env(&env.home())
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("GIT_") || key == "LC_ALL")
+        .chain(
+            [
+                ("GIT_AUTHOR_NAME", "Someone"),
+                ("GIT_AUTHOR_EMAIL", "someone@example.com"),
+                ("GIT_AUTHOR_DATE", "2026-01-02T00:00:00Z"),
+                ("GIT_COMMITTER_NAME", "Someone"),
+                ("GIT_COMMITTER_EMAIL", "someone@example.com"),
+                ("GIT_COMMITTER_DATE", "2026-01-02T00:00:00Z"),
+            ]
+            .map(|(key, value)| (key.to_owned(), value.to_owned())),
+        )
+        .map(|(key, value)| format!("{key}={}", shell_quote(value)))
+        .collect();
     let someone = format!(
-        "cd '{}' && export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 \
-         GIT_AUTHOR_DATE=2026-01-02T00:00:00Z GIT_COMMITTER_DATE=2026-01-02T00:00:00Z && \
+        "cd {} && export {} && \
          printf 'notes\\n' > NOTES.md && git add NOTES.md && \
-         git -c user.name=Someone -c user.email=someone@example.com \
-         commit -q -m 'Notes from someone else'",
-        repo.display()
+         git commit -q -m 'Notes from someone else'",
+        shell_quote(&repo),
+        someone_env.join(" ")
     );
     let script = format!(
         r##"{APPROVE}
@@ -838,8 +856,8 @@ message = "Added sub.\n"
     // Every run of the check leaves its environment (PWD included) in a file named
     // after the directory it ran in.
     let check = format!(
-        "`env > '{}'/\"$(basename \"$PWD\")\".env && sh calc.sh sub 5 3 | grep -qx 2`",
-        env.dir().join("envs").display()
+        "`env > {}/\"$(basename \"$PWD\")\".env && sh calc.sh sub 5 3 | grep -qx 2`",
+        shell_quote(env.dir().join("envs"))
     );
     // The whole-goal audit runs a check of its own (the phase's one on the same tree
     // would be a verification-cache hit and run nothing).

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use goalpost_fixtures::repo::hermetic_command;
 use goalpost_shared::contract::{Check, CheckKind, Contract, Spanned};
 use goalpost_shared::plan::{Adapter, Budget, WallTime};
 use goalpost_shared::protocol::{
@@ -70,18 +71,7 @@ impl Fixture {
     }
 
     fn hermetic_env(&self, cmd: &mut Command) {
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.root.join("home"))
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_AUTHOR_NAME", "Test")
-            .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
-            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
-            .env("GIT_COMMITTER_NAME", "Test")
-            .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
-            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-            .env("LC_ALL", "C");
+        hermetic_command(cmd, &self.root.join("home"));
     }
 
     fn git(&self, cwd: &Path, args: &[&str]) -> String {

@@ -68,26 +68,13 @@ impl Scratch {
     /// The environment of every command: nothing of the caller's but `PATH`, a home of
     /// its own, no global git configuration, fixed identities, goalpost's worktrees here.
     pub fn env(&self) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = [
-            ("GIT_CONFIG_GLOBAL", "/dev/null"),
-            ("GIT_CONFIG_NOSYSTEM", "1"),
-            ("GIT_AUTHOR_NAME", "Bench"),
-            ("GIT_AUTHOR_EMAIL", "bench@example.invalid"),
-            ("GIT_COMMITTER_NAME", "Bench"),
-            ("GIT_COMMITTER_EMAIL", "bench@example.invalid"),
-            ("LC_ALL", "C"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        env.push(("HOME".into(), self.path("home").display().to_string()));
+        let mut env = goalpost_fixtures::repo::hermetic_env(&self.path("home"));
+        if std::env::var("PATH").is_err() {
+            env.push(("PATH".into(), "/usr/bin:/bin".into()));
+        }
         env.push((
             "GOALPOST_WORKTREES".into(),
             self.path("wt").display().to_string(),
-        ));
-        env.push((
-            "PATH".into(),
-            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
         ));
         env
     }

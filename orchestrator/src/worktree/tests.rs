@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
+use goalpost_fixtures::repo::{hermetic_command, hermetic_env};
+
 use super::*;
 
 /// A temporary repository with a hermetic git environment.
@@ -29,9 +31,9 @@ impl Fixture {
             &["init", "-q", "-b", "main"],
         );
         let mut repo = Repo::open(&dir.path().join("repo")).expect("open");
-        repo.set_cli_env("GIT_CONFIG_GLOBAL", "/dev/null");
-        repo.set_cli_env("GIT_CONFIG_NOSYSTEM", "1");
-        repo.set_cli_env("HOME", dir.path().join("home"));
+        for (key, value) in hermetic_env(&dir.path().join("home")) {
+            repo.set_cli_env(key, value);
+        }
         Fixture { dir, repo }
     }
 
@@ -86,16 +88,9 @@ impl Fixture {
 }
 
 fn git(cwd: &Path, tmp: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
+    let out = hermetic_command(&mut Command::new("git"), &tmp.join("home"))
         .args(args)
         .current_dir(cwd)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", tmp.join("home"))
-        .env("GIT_AUTHOR_NAME", "T")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "T")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
         .output()
         .expect("git runs");
     assert!(

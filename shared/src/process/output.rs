@@ -1,6 +1,7 @@
 //! Reading a child's stdout and stderr: each drained by its own thread into a buffer that
 //! keeps the head and the tail of the stream and counts the rest.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Read};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -51,15 +52,70 @@ impl Captured {
     pub fn tail(&self, max_bytes: usize) -> String {
         let start = if self.truncated { self.gap_at } else { 0 };
         let kept = &self.bytes[start.min(self.bytes.len())..];
-        let mut tail = &kept[kept.len().saturating_sub(max_bytes)..];
-        // Start on a character boundary rather than with a replacement character.
-        while let [first, rest @ ..] = tail {
-            if first & 0xC0 != 0x80 {
-                break;
-            }
-            tail = rest;
+        tail(kept, max_bytes).text().into_owned()
+    }
+}
+
+/// The end of an output: at most its last `max` bytes, starting on a UTF-8 character
+/// boundary rather than with half a character. Every tail goalpost shows (a failed git
+/// command's stderr, a check's output in a prompt or an audit report) is cut here.
+///
+/// ```
+/// use goalpost_shared::process::tail;
+///
+/// let end = tail("naïve é".as_bytes(), 3);
+/// assert_eq!(end.text(), " é");
+/// assert_eq!(end.cut, 6);
+/// assert_eq!(end.marked(), "[... 6 bytes before ...]\n é");
+/// ```
+pub fn tail(bytes: &[u8], max: usize) -> Tail<'_> {
+    let mut cut = bytes.len().saturating_sub(max);
+    while bytes.get(cut).is_some_and(|b| b & 0xC0 == 0x80) {
+        cut += 1;
+    }
+    // `cut` only grows while a byte exists at it, so it is at most `bytes.len()`.
+    Tail {
+        kept: &bytes[cut..],
+        cut,
+    }
+}
+
+/// What [`tail`] kept of an output, and how much it cut off before that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tail<'a> {
+    pub kept: &'a [u8],
+    /// Bytes of the output before `kept`.
+    pub cut: usize,
+}
+
+impl<'a> Tail<'a> {
+    /// Drops the partial line a cut left at the start, when the next line begins within
+    /// `within` bytes; a tail that cut nothing starts with a whole line already.
+    pub fn from_line_start(self, within: usize) -> Tail<'a> {
+        if self.cut == 0 {
+            return self;
         }
-        String::from_utf8_lossy(tail).into_owned()
+        match self.kept.iter().position(|&b| b == b'\n') {
+            Some(i) if i < within => Tail {
+                kept: &self.kept[i + 1..],
+                cut: self.cut + i + 1,
+            },
+            _ => self,
+        }
+    }
+
+    /// The kept bytes as text, invalid UTF-8 replaced.
+    pub fn text(&self) -> Cow<'a, str> {
+        String::from_utf8_lossy(self.kept)
+    }
+
+    /// The text, after a line saying how many bytes were cut before it, if any were.
+    pub fn marked(&self) -> String {
+        if self.cut == 0 {
+            self.text().into_owned()
+        } else {
+            format!("[... {} bytes before ...]\n{}", self.cut, self.text())
+        }
     }
 }
 
@@ -259,5 +315,27 @@ mod tests {
         assert_eq!(c.tail(1), "");
         assert_eq!(c.tail(2), "é");
         assert_eq!(c.tail(3), " é");
+    }
+
+    #[test]
+    fn a_tail_cuts_at_a_character_boundary() {
+        assert_eq!(tail("héllo".as_bytes(), 4).text(), "llo");
+        assert_eq!(tail(b"abc", 10).text(), "abc");
+        assert_eq!(tail(b"abc", 10).cut, 0);
+    }
+
+    #[test]
+    fn a_marked_tail_says_how_much_was_cut() {
+        assert_eq!(tail(b"short", 10).marked(), "short");
+        let end = tail(b"line one\nline two\nend", 12);
+        assert_eq!(end.marked(), "[... 9 bytes before ...]\nline two\nend");
+        let end = tail(b"line one\nline two\nend", 14);
+        assert_eq!(end.text(), "e\nline two\nend");
+        assert_eq!(
+            end.from_line_start(3).marked(),
+            "[... 9 bytes before ...]\nline two\nend"
+        );
+        assert_eq!(end.from_line_start(1), end);
+        assert_eq!(tail(b"a\nb", 10).from_line_start(5).text(), "a\nb");
     }
 }
