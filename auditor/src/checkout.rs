@@ -23,6 +23,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use goalpost_shared::boundary::BoundaryRules;
+use goalpost_shared::git::pool::{Put, WorktreePool};
 use goalpost_shared::git::{EntryMode, GitError, Oid, PathChange, Repo};
 use goalpost_shared::protocol::PoolSpec;
 
@@ -95,21 +96,13 @@ impl<'r> Checkout<'r> {
         if fs::symlink_metadata(path).is_ok() {
             return Err(CheckoutError::Exists(path.to_path_buf()));
         }
-        while claim(&pool.dir, path) {
-            match repo.worktree_recycle(path, commit, &pool.cache_dirs) {
-                Ok(()) => {
-                    return Ok(Checkout {
-                        repo,
-                        path: path.to_path_buf(),
-                        removed: false,
-                        pool: Some(pool.clone()),
-                    });
-                }
-                Err(err) => {
-                    tracing::warn!("not reusing a pooled audit worktree: {err}");
-                    remove_worktree(repo, path)?;
-                }
-            }
+        if worktree_pool(repo, pool).take(path, commit) {
+            return Ok(Checkout {
+                repo,
+                path: path.to_path_buf(),
+                removed: false,
+                pool: Some(pool.clone()),
+            });
         }
         let mut checkout = Checkout::create(repo, path, commit)?;
         checkout.pool = Some(pool.clone());
@@ -205,38 +198,21 @@ impl Drop for Checkout<'_> {
     }
 }
 
-/// Takes an idle worktree of the pool in `dir` by renaming it to `path`; false when the
-/// pool has none left. Another auditor renaming the same one first makes this one try
-/// the next.
-fn claim(dir: &Path, path: &Path) -> bool {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return false;
-    };
-    let mut idle: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    idle.sort();
-    idle.into_iter()
-        .any(|entry| fs::rename(entry, path).is_ok())
+/// The pool `spec` names, over `repo`.
+fn worktree_pool<'r>(repo: &'r Repo, spec: &PoolSpec) -> WorktreePool<'r> {
+    WorktreePool::new(repo, spec.dir.clone(), spec.size, spec.cache_dirs.clone())
 }
 
 /// Puts the finished checkout at `path` into the pool, or removes it when the pool is full.
 fn release(repo: &Repo, path: &Path, pool: &PoolSpec) -> Result<(), CheckoutError> {
-    let idle = fs::read_dir(&pool.dir).map(|d| d.count()).unwrap_or(0);
-    if idle >= pool.size || fs::create_dir_all(&pool.dir).is_err() {
-        return remove_worktree(repo, path);
+    match worktree_pool(repo, pool).put(path) {
+        Ok(Put::Pooled | Put::Discarded) => Ok(()),
+        Ok(Put::NoRoom) => remove_worktree(repo, path),
+        Err(why) => {
+            tracing::warn!("could not pool the audit worktree: {why}");
+            remove_worktree(repo, path)
+        }
     }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let slot = pool.dir.join(format!("{}-{nanos:09}", std::process::id()));
-    if fs::rename(path, &slot).is_err() {
-        return remove_worktree(repo, path);
-    }
-    if let Err(err) = repo.worktree_repair(&slot) {
-        tracing::warn!("could not pool the audit worktree: {err}");
-        return remove_worktree(repo, &slot);
-    }
-    Ok(())
 }
 
 /// `git worktree remove --force`, and if git cannot (its metadata is damaged), the

@@ -27,10 +27,9 @@
 //! would remove worktrees as a wave of attempts or audits ends only to add them again
 //! for the next wave, writing the whole tree each time.
 
-use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use goalpost_shared::git::pool::{Put, WorktreePool};
 use goalpost_shared::git::{GitError, Oid, Repo};
 use goalpost_shared::protocol::PoolSpec;
 
@@ -109,18 +108,20 @@ pub enum Released {
     Kept(String),
 }
 
-/// One pool of worktrees of one repository.
+/// The attempts' pool of one run (see [`WorktreePool`] for the mechanism): what enters it
+/// must have its work on its attempt's ref.
 #[derive(Debug)]
 pub struct Pool<'r> {
     repo: &'r Repo,
-    dir: PathBuf,
+    pool: WorktreePool<'r>,
     config: PoolConfig,
 }
 
 impl<'r> Pool<'r> {
     /// A pool whose idle worktrees live in `dir`.
     pub fn new(repo: &'r Repo, dir: PathBuf, config: PoolConfig) -> Pool<'r> {
-        Pool { repo, dir, config }
+        let pool = WorktreePool::new(repo, dir, config.size, config.cache_dirs.clone());
+        Pool { repo, pool, config }
     }
 
     /// The implementers' pool of `run` of `max_parallel` jobs at once, configured from the
@@ -135,11 +136,7 @@ impl<'r> Pool<'r> {
 
     /// Idle worktrees waiting in the pool.
     pub fn idle(&self) -> Vec<PathBuf> {
-        let mut idle: Vec<PathBuf> = fs::read_dir(&self.dir)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        idle.sort();
-        idle
+        self.pool.idle()
     }
 
     /// A worktree at `path` (which must not exist; its parent must) with a detached HEAD
@@ -147,23 +144,8 @@ impl<'r> Pool<'r> {
     /// directories: a pooled one moved there when the pool has one in a known state, else
     /// a new one.
     pub fn checkout(&self, path: &Path, commit: Oid) -> Result<Ready, GitError> {
-        if self.config.size > 0 {
-            for entry in self.idle() {
-                // A rename is atomic: whoever renames an idle worktree first owns it.
-                if fs::rename(&entry, path).is_err() {
-                    continue;
-                }
-                match self
-                    .repo
-                    .worktree_recycle(path, commit, &self.config.cache_dirs)
-                {
-                    Ok(()) => return Ok(Ready::Recycled),
-                    Err(err) => {
-                        tracing::warn!("not reusing pooled worktree {}: {err}", entry.display());
-                        discard(self.repo, path);
-                    }
-                }
-            }
+        if self.pool.take(path, commit) {
+            return Ok(Ready::Recycled);
         }
         self.repo.worktree_add_detached(path, commit)?;
         Ok(Ready::Added)
@@ -176,33 +158,20 @@ impl<'r> Pool<'r> {
         if let Err(why) = work_is_on_ref(self.repo, path, attempt_ref, &self.config.cache_dirs) {
             return Released::Kept(why);
         }
-        if self.config.size == 0 || self.idle().len() >= self.config.size {
-            return match self.repo.worktree_remove(path, true) {
+        match self.pool.put(path) {
+            Ok(Put::Pooled) => Released::Pooled,
+            Ok(Put::Discarded) => Released::Removed,
+            Ok(Put::NoRoom) => match self.repo.worktree_remove(path, true) {
                 Ok(()) => Released::Removed,
                 Err(err) => Released::Kept(err.to_string()),
-            };
-        }
-        if let Err(err) = fs::create_dir_all(&self.dir) {
-            return Released::Kept(format!("creating {}: {err}", self.dir.display()));
-        }
-        let slot = self.dir.join(slot_name());
-        if let Err(err) = fs::rename(path, &slot) {
-            return Released::Kept(format!("moving it into the pool: {err}"));
-        }
-        match self.repo.worktree_repair(&slot) {
-            Ok(()) => Released::Pooled,
-            Err(err) => {
-                // Its work is on its ref (checked above): nothing is lost with it.
-                tracing::warn!("could not pool {}: {err}", path.display());
-                discard(self.repo, &slot);
-                Released::Removed
-            }
+            },
+            Err(why) => Released::Kept(why),
         }
     }
 
     /// Removes every idle worktree of the pool, and the pool's directory once empty.
     pub fn drain(&self) {
-        drain_dir(self.repo, &self.dir);
+        self.pool.drain();
     }
 }
 
@@ -222,19 +191,7 @@ pub fn audit_pool(layout: &Layout, run: &str, max_parallel: usize) -> PoolSpec {
     }
 }
 
-/// Removes every worktree in `dir` (a pool's directory), then `dir` itself.
-pub fn drain_dir(repo: &Repo, dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    // Every pooled worktree's work is on a ref (or it was an audit's checkout): the
-    // directories go, then git forgets them all with one prune.
-    for entry in entries.flatten() {
-        let _ = fs::remove_dir_all(entry.path());
-    }
-    let _ = fs::remove_dir(dir);
-    let _ = repo.worktree_prune();
-}
+pub use goalpost_shared::git::pool::drain_dir;
 
 /// Why the worktree at `path` may hold work that is not on `attempt_ref`, if it may.
 fn work_is_on_ref(
@@ -309,23 +266,6 @@ fn in_cache_dir(path: &str, pattern: &str) -> bool {
         .rev()
         .skip(1)
         .any(|component| component == dir)
-}
-
-/// Removes a worktree whose work is known to be on a ref (or that was never anyone's).
-fn discard(repo: &Repo, path: &Path) {
-    if repo.worktree_remove(path, true).is_err() {
-        let _ = fs::remove_dir_all(path);
-        let _ = repo.worktree_prune();
-    }
-}
-
-/// A name no other slot of any pool has: the process and the time in nanoseconds.
-fn slot_name() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{}-{nanos}", std::process::id())
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use crate::process::{self, shell_quote};
 
 pub use git2::Oid;
 
+pub mod pool;
 mod worktrees;
 
 pub use worktrees::Worktree;
