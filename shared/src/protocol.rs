@@ -44,6 +44,34 @@ pub enum Feedback {
 /// boundary: the running turn finishes and is harvested, no turn starts after it.
 pub const STOP_FILE: &str = "stop";
 
+/// The file, in a worker's `private_dir`, where it reports its round as it goes: one
+/// [`WorkerEvent`] as JSON a line, appended, never rewritten. Agents cannot write there
+/// (their confinement leaves them the `tmp` and `state` folders of `private_dir` only);
+/// what it says is shown as progress, never used to decide anything.
+pub const PROGRESS_FILE: &str = "progress.jsonl";
+
+/// What a worker reports while its round goes on (see [`PROGRESS_FILE`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum WorkerEvent {
+    /// An agent's turn starts.
+    TurnStarted { iteration: u32, role: Role },
+    /// It ended: `usage` is the turn's own, `round_usage` all the round has used so far.
+    TurnFinished {
+        iteration: u32,
+        role: Role,
+        usage: Usage,
+        round_usage: Usage,
+        error: Option<String>,
+    },
+    /// The iteration's machine checks ran.
+    ChecksFinished {
+        iteration: u32,
+        passed: u32,
+        failed: u32,
+    },
+}
+
 /// The worker's whole input: one attempt (or one more round of it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerInput {

@@ -4,6 +4,7 @@
 //! continues on the strength of turns that changed nothing.
 
 use std::fs;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use goalpost_agents::{self as agents, Turn, TurnRequest};
@@ -11,8 +12,8 @@ use goalpost_shared::check;
 use goalpost_shared::confine::{self, ConfineError, Confinement, GitLinks};
 use goalpost_shared::git::GitError;
 use goalpost_shared::protocol::{
-    AgentSpec, AttemptOutcome, CheckResult, Feedback, IterationRecord, Role, STOP_FILE, TurnRecord,
-    Verdict, WorkerInput, WorkerResult,
+    AgentSpec, AttemptOutcome, CheckResult, Feedback, IterationRecord, PROGRESS_FILE, Role,
+    STOP_FILE, TurnRecord, Verdict, WorkerEvent, WorkerInput, WorkerResult,
 };
 
 use crate::budget::Meter;
@@ -317,6 +318,12 @@ impl Round<'_> {
             c.record.tree = Some(record.tree.clone());
         }
         record.progress = self.progress.observe(record.commit.is_some(), &checks);
+        let passed = checks.iter().filter(|c| c.passed).count();
+        self.report(&WorkerEvent::ChecksFinished {
+            iteration: record.iteration,
+            passed: count(passed),
+            failed: count(checks.len() - passed),
+        });
         record.checks = checks.clone();
         carry.checks = checks;
     }
@@ -423,11 +430,39 @@ impl Round<'_> {
             tree: Some(tree),
             confine: self.confine.as_ref(),
         };
+        self.report(&WorkerEvent::TurnStarted { iteration, role });
         let turn = agents::run_turn(spec, &request);
         self.restore_links();
         self.meter.record(&turn.record.usage);
         log_turn(&turn.record);
+        self.report(&WorkerEvent::TurnFinished {
+            iteration,
+            role,
+            usage: turn.record.usage.clone(),
+            round_usage: self.meter.usage(),
+            error: turn.record.error.clone(),
+        });
         turn
+    }
+
+    /// Appends `event` to the round's progress file ([`PROGRESS_FILE`]). Progress is for
+    /// people watching: a failure to write it is logged and changes nothing else.
+    fn report(&self, event: &WorkerEvent) {
+        let path = self.input.private_dir.join(PROGRESS_FILE);
+        let written = serde_json::to_string(event)
+            .map_err(std::io::Error::other)
+            .and_then(|mut line| {
+                line.push('\n');
+                let mut file = fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)?;
+                // One write of one line: readers never see half of it.
+                file.write_all(line.as_bytes())
+            });
+        if let Err(err) = written {
+            tracing::warn!("cannot report progress in {}: {err}", path.display());
+        }
     }
 
     /// Puts back the worktree's git links if a turn or a check changed them, before the
@@ -483,6 +518,11 @@ fn harvest_message(input: &WorkerInput, iteration: u32, claims: &[String]) -> St
         }
     }
     message
+}
+
+/// A count of checks as the progress file writes it.
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 fn log_turn(record: &TurnRecord) {

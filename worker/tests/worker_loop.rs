@@ -14,7 +14,8 @@ use goalpost_fixtures::repo::hermetic_command;
 use goalpost_shared::contract::{Check, CheckKind, Contract, Spanned};
 use goalpost_shared::plan::{Adapter, Budget, WallTime};
 use goalpost_shared::protocol::{
-    AgentSpec, AttemptOutcome, Feedback, Verdict, WorkerInput, WorkerResult,
+    AgentSpec, AttemptOutcome, Feedback, PROGRESS_FILE, Verdict, WorkerEvent, WorkerInput,
+    WorkerResult,
 };
 use tempfile::TempDir;
 
@@ -686,4 +687,62 @@ fn a_failed_review_approves_nothing() {
         error.contains("exit code 3") && error.contains("crashed"),
         "{error}"
     );
+}
+
+#[test]
+fn the_round_reports_each_turn_and_check_as_it_happens() {
+    let f = Fixture::new();
+    let implementer = r#"echo "$GOALPOST_ITERATION" >> file; echo 'USAGE: tokens_in=600 tokens_out=40 tool_calls=2'"#;
+    let mut input = f.input(implementer, Some(APPROVE), &["true", "false"]);
+    input.max_iterations = 2;
+    let result = f.run(&input);
+    let text = fs::read_to_string(f.private_dir().join(PROGRESS_FILE)).unwrap();
+    let events: Vec<WorkerEvent> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Per iteration: the implementer's turn, its checks, the reviewer's turn.
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|e| match e {
+            WorkerEvent::TurnStarted { iteration, role } => {
+                format!("{iteration} {} started", role.as_str())
+            }
+            WorkerEvent::TurnFinished {
+                iteration, role, ..
+            } => {
+                format!("{iteration} {} finished", role.as_str())
+            }
+            WorkerEvent::ChecksFinished {
+                iteration,
+                passed,
+                failed,
+            } => format!("{iteration} checks {passed} passed {failed} failed"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "1 implementer started",
+            "1 implementer finished",
+            "1 checks 1 passed 1 failed",
+            "1 reviewer started",
+            "1 reviewer finished",
+            "2 implementer started",
+            "2 implementer finished",
+            "2 checks 1 passed 1 failed",
+            "2 reviewer started",
+            "2 reviewer finished",
+        ]
+    );
+    // What the round used so far grows turn by turn and ends at the round's usage.
+    let so_far: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            WorkerEvent::TurnFinished { round_usage, .. } => Some(round_usage.tokens_in),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(so_far, [600, 600, 1200, 1200]);
+    assert_eq!(result.usage.tokens_in, 1200);
 }
