@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
 use goalpost_shared::protocol::{
@@ -206,11 +206,30 @@ pub enum StoreError {
     },
     #[error("state store: cannot encode a record: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(
+        "state store {path}: its schema is version {found}, written by a newer goalpost; this one knows versions up to {known}"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        known: u32,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-const SCHEMA: &str = r#"
+/// The schema's migrations, in order: migration `k` (counting from 1) takes a store whose
+/// `PRAGMA user_version` is `k - 1` to version `k`. A released migration is never edited;
+/// a change of the schema is a new one at the end.
+const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+
+/// The schema version this build reads and writes: that of its last migration.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Version 1: the tables as builds before schema versions wrote them. Each statement
+/// creates only what is missing, so on a store those builds left (user_version 0, the
+/// tables there) it adds nothing but what they lacked, and the store is stamped.
+const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS runs (
     id              TEXT PRIMARY KEY,
     plan_path       TEXT NOT NULL,
@@ -313,6 +332,56 @@ CREATE TABLE IF NOT EXISTS check_cache (
 CREATE INDEX IF NOT EXISTS check_cache_by_tree ON check_cache (tree);
 "#;
 
+/// Brings the store at `path` to the version of the last of `migrations` (the schema's:
+/// [`MIGRATIONS`]), applying those it lacks in order, all in one transaction; refuses a
+/// store a newer goalpost wrote.
+fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<()> {
+    let latest = migrations.len() as u32;
+    let wrap = |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let version = |conn: &Connection| -> Result<u32> {
+        let found: u32 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(wrap)?;
+        if found > latest {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found,
+                known: latest,
+            });
+        }
+        Ok(found)
+    };
+    // Most opens find the store current: they take no write lock.
+    if version(conn)? == latest {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(wrap)?;
+    // Another process may have migrated it between the two reads.
+    let found = version(&tx)?;
+    if found == 0 && has_table(&tx, "runs").map_err(wrap)? {
+        tracing::debug!(path = %path.display(), "stamping a store written before schema versions");
+    }
+    for (k, sql) in migrations.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(sql).map_err(wrap)?;
+        tx.pragma_update(None, "user_version", k as u32 + 1)
+            .map_err(wrap)?;
+    }
+    tx.commit().map_err(wrap)
+}
+
+fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        params![name],
+        |r| r.get(0),
+    )
+}
+
 /// An open state store.
 #[derive(Debug)]
 pub struct Store {
@@ -397,14 +466,14 @@ impl Store {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open(path).map_err(wrap)?;
+        let mut conn = Connection::open(path).map_err(wrap)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(wrap)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(wrap)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(wrap)?;
-        conn.execute_batch(SCHEMA).map_err(wrap)?;
+        migrate(&mut conn, path, MIGRATIONS)?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -994,5 +1063,129 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user_version(path: &Path) -> u32 {
+        Connection::open(path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+
+    /// A store as a build before schema versions left it: version 1's tables, user_version
+    /// 0, one paused run.
+    fn unversioned_store(path: &Path) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(SCHEMA_V1).unwrap();
+        conn.execute(
+            "INSERT INTO runs (id, plan_path, plan_json, workdir, release_branch, release_start,
+                integration_ref, state, created_at, updated_at)
+             VALUES ('r1', 'goal.md', '{}', '/w', 'main', 'abc', 'refs/x', 'paused', 1, 1)",
+            [],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_new_store_is_at_the_latest_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deep/state.sqlite");
+        Store::open(&path).unwrap();
+        assert_eq!(user_version(&path), SCHEMA_VERSION);
+        // Opening it again changes nothing.
+        Store::open(&path).unwrap();
+        assert_eq!(user_version(&path), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_store_from_before_schema_versions_is_stamped_and_keeps_its_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        unversioned_store(&path);
+        assert_eq!(user_version(&path), 0);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(user_version(&path), SCHEMA_VERSION);
+        let run = store.run(Some("r1")).unwrap().unwrap();
+        assert_eq!(run.state, RunState::Paused);
+    }
+
+    #[test]
+    fn a_store_from_before_the_verification_cache_gets_its_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        unversioned_store(&path);
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("DROP INDEX check_cache_by_tree; DROP TABLE check_cache;")
+            .unwrap();
+        let store = Store::open(&path).unwrap();
+        assert!(store.cached_checks("tree").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_store_from_a_newer_goalpost_is_refused_naming_its_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        Store::open(&path).unwrap();
+        let newer = SCHEMA_VERSION + 1;
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", newer)
+            .unwrap();
+        let err = Store::open(&path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::TooNew { found, known, .. } if found == newer && known == SCHEMA_VERSION),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains(&format!("version {newer}")), "{text}");
+        assert!(text.contains("newer goalpost"), "{text}");
+        // Refused, not touched.
+        assert_eq!(user_version(&path), newer);
+    }
+
+    #[test]
+    fn migrations_apply_in_order_from_the_version_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let migrations = [
+            "CREATE TABLE one (x INTEGER);",
+            "INSERT INTO one (x) VALUES (2);",
+            "INSERT INTO one (x) VALUES (3);",
+        ];
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &path, &migrations[..1]).unwrap();
+        assert_eq!(user_version(&path), 1);
+        migrate(&mut conn, &path, &migrations).unwrap();
+        assert_eq!(user_version(&path), 3);
+        let xs: Vec<i64> = conn
+            .prepare("SELECT x FROM one ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(xs, [2, 3]);
+    }
+
+    #[test]
+    fn a_failing_migration_leaves_the_store_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        let err = migrate(
+            &mut conn,
+            &path,
+            &["CREATE TABLE one (x INTEGER);", "NOT SQL AT ALL;"],
+        )
+        .unwrap_err();
+        assert!(matches!(err, StoreError::Sqlite { .. }), "{err:?}");
+        assert_eq!(user_version(&path), 0);
+        assert!(!has_table(&conn, "one").unwrap());
     }
 }
