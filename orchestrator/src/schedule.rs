@@ -300,10 +300,10 @@ impl<'a> Scheduler<'a> {
                 .to_owned(),
             });
         }
-        let end = match self.blocked_end() {
+        let end = self.blocked_end().and_then(|end| match end {
             Some(end) => Ok(end),
             None => self.finish(),
-        };
+        });
         self.cleanup_worktrees();
         end
     }
@@ -349,7 +349,7 @@ impl<'a> Scheduler<'a> {
                     if let Job::Worker { attempt, .. } = &job
                         && let Some(why) = self.run_budget_check()
                     {
-                        self.interrupt(*attempt, why);
+                        self.interrupt(*attempt, why)?;
                         continue;
                     }
                     crash::point("job starts");
@@ -444,13 +444,13 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Marks attempt `i` as stopped short of an outcome; `resume` goes on with it.
-    fn interrupt(&mut self, i: usize, why: String) {
+    fn interrupt(&mut self, i: usize, why: String) -> Result<(), ScheduleError> {
         let (phase_id, n) = self.key(i);
         println!("phase {phase_id}: attempt {n} interrupted: {why}");
-        let _ =
-            self.store
-                .set_attempt_state(&self.run_id, &phase_id, n, AttemptStatus::Interrupted);
+        self.store
+            .set_attempt_state(&self.run_id, &phase_id, n, AttemptStatus::Interrupted)?;
         self.attempts[i].state = AttemptState::Interrupted { why };
+        Ok(())
     }
 
     fn start_ready_phases(&mut self) -> Result<(), ScheduleError> {
@@ -670,8 +670,7 @@ impl<'a> Scheduler<'a> {
             Err(e) => {
                 // Killed or crashed: nothing the attempt decided; `resume` goes on from
                 // its ref.
-                self.interrupt(i, format!("the worker failed: {e}"));
-                return Ok(());
+                return self.interrupt(i, format!("the worker failed: {e}"));
             }
         };
         let a = &mut self.attempts[i];
@@ -751,10 +750,7 @@ impl<'a> Scheduler<'a> {
             }
             AttemptOutcome::Blocked { .. } => self.fail(i, outcome_text, false),
             AttemptOutcome::BudgetLimited { .. } => self.fail(i, outcome_text, true),
-            AttemptOutcome::Stopped { .. } => {
-                self.interrupt(i, outcome_text);
-                Ok(())
-            }
+            AttemptOutcome::Stopped { .. } => self.interrupt(i, outcome_text),
         }
     }
 
@@ -810,12 +806,12 @@ impl<'a> Scheduler<'a> {
 
     /// When some phase could not merge: the run's end, with every blocker and the phases
     /// that never started.
-    fn blocked_end(&mut self) -> Option<RunEnd> {
+    fn blocked_end(&mut self) -> Result<Option<RunEnd>, ScheduleError> {
         let blocked: Vec<usize> = (0..self.phases.len())
             .filter(|&p| self.phases[p] != PhaseState::Merged)
             .collect();
         if blocked.is_empty() {
-            return None;
+            return Ok(None);
         }
         let mut parts = Vec::new();
         let mut all_budget = true;
@@ -846,29 +842,29 @@ impl<'a> Scheduler<'a> {
                         .into_iter()
                         .filter(|d| self.phases[self.phase_index(d)] != PhaseState::Merged)
                         .collect();
-                    let _ = self.store.set_phase_state(
+                    self.store.set_phase_state(
                         &self.run_id,
                         id,
                         PhaseStatus::Pending,
                         Some(&format!("never started: waits on {}", waits.join(", "))),
-                    );
+                    )?;
                 }
             }
         }
         let mut why = parts.join("; ");
         if let Some(spent) = &self.run_budget_crossed {
-            return Some(RunEnd::BudgetLimited {
+            return Ok(Some(RunEnd::BudgetLimited {
                 why: format!("{spent}; {why}"),
-            });
+            }));
         }
         if interrupted {
             why.push_str("; `goalpost resume` goes on from the attempts' refs");
         }
-        Some(if all_budget && !interrupted && !parts.is_empty() {
+        Ok(Some(if all_budget && !interrupted && !parts.is_empty() {
             RunEnd::BudgetLimited { why }
         } else {
             RunEnd::Blocked { why }
-        })
+        }))
     }
 
     /// Jobs of each kind (agents, audits) that run at once.

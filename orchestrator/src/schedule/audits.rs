@@ -96,7 +96,7 @@ impl Scheduler<'_> {
             self.train_busy = false;
             if let Err(e) = &result {
                 for &(a, _) in train {
-                    self.interrupt(a, format!("the audit of its merge could not run: {e}"));
+                    self.interrupt(a, format!("the audit of its merge could not run: {e}"))?;
                 }
                 return self.drive_train();
             }
@@ -104,8 +104,7 @@ impl Scheduler<'_> {
         let report = match result {
             Ok(r) => r,
             Err(e) => {
-                self.interrupt(i, format!("the audit could not run: {e}"));
-                return Ok(());
+                return self.interrupt(i, format!("the audit could not run: {e}"));
             }
         };
         let commands: Vec<_> = report.checks.iter().map(|c| c.record.clone()).collect();
@@ -215,11 +214,20 @@ impl Scheduler<'_> {
     /// every check in a fresh worktree, so a failure here costs time, never truth.
     pub(super) fn offer_reuse(&self, input: &AuditInput) {
         let report_dir = &input.report_dir;
-        let cached_checks = Oid::from_str(&input.candidate)
+        let tree = Oid::from_str(&input.candidate)
             .ok()
-            .and_then(|candidate| self.repo.tree_of(candidate).ok())
-            .and_then(|tree| self.store.cached_checks(&tree.to_string()).ok())
-            .unwrap_or_default();
+            .and_then(|candidate| self.repo.tree_of(candidate).ok());
+        let cached_checks = match tree {
+            Some(tree) => self
+                .store
+                .cached_checks(&tree.to_string())
+                .unwrap_or_else(|err| {
+                    // Not propagated: without the cache the audit runs every check itself.
+                    tracing::warn!("could not read the cached evidence of {tree}: {err}");
+                    Vec::new()
+                }),
+            None => Vec::new(),
+        };
         let reuse = AuditReuse {
             cached_checks,
             pool: Some(worktree::audit_pool(

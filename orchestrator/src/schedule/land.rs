@@ -339,12 +339,12 @@ impl Scheduler<'_> {
                     let _ = std::fs::write(a.dir.join(STOP_FILE), "another attempt won\n");
                 }
                 a.state = AttemptState::Lost;
-                let _ = self.store.set_attempt_state(
+                self.store.set_attempt_state(
                     &self.run_id,
                     &self.plan.phases[pi].id.value,
                     a.n,
                     AttemptStatus::Lost,
-                );
+                )?;
             }
         }
         println!("phase {phase_id}: merged attempt {n} at {}", short(new_tip));
