@@ -7,11 +7,11 @@ use goalpost_shared::exit::ExitCode;
 use goalpost_shared::git::Oid;
 use goalpost_shared::plan::Plan;
 use goalpost_shared::protocol::{AuditInput, Recommendation};
+use goalpost_state::{RunState, Store, StoreError};
 
 use crate::audit::{self, DEFAULT_CHECK_TIMEOUT_SECS};
 use crate::run_cmd::{RunError, Workspace};
 use crate::schedule::{Release, RunEnd, ScheduleError, final_contract, short};
-use crate::store::{RunState, Store, StoreError};
 
 pub fn approve(dir: &Path, run: Option<&str>) -> Result<ExitCode, RunError> {
     let ws = Workspace::open(dir)?;

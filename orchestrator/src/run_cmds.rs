@@ -4,13 +4,13 @@
 use std::io::Write as _;
 
 use goalpost_orchestrator::audit::{self, DEFAULT_CHECK_TIMEOUT_SECS};
-use goalpost_orchestrator::report::RunView;
+use goalpost_orchestrator::report;
 use goalpost_orchestrator::run_cmd::{RunError, Workspace};
 use goalpost_orchestrator::schedule::final_contract;
-use goalpost_orchestrator::store::Store;
 use goalpost_shared::exit::ExitCode;
 use goalpost_shared::goal;
 use goalpost_shared::protocol::{AuditInput, Recommendation};
+use goalpost_state::{RunView, Store};
 
 use crate::cli::{AuditArgs, ReportArgs, ReportFormat, StatusArgs};
 use crate::error::Error;
@@ -42,7 +42,7 @@ pub fn status(args: &StatusArgs, dir: &std::path::Path) -> Result<ExitCode, Erro
         serde_json::to_writer_pretty(&mut out, &view).map_err(std::io::Error::from)?;
         writeln!(out)?;
     } else {
-        write!(out, "{}", view.status_text())?;
+        write!(out, "{}", report::status_text(&view))?;
     }
     Ok(ExitCode::Complete)
 }
@@ -51,7 +51,7 @@ pub fn report(args: &ReportArgs, dir: &std::path::Path) -> Result<ExitCode, Erro
     let view = load_view(dir, args.run.as_deref())?;
     let mut out = std::io::stdout().lock();
     match args.format {
-        ReportFormat::Md => write!(out, "{}", view.markdown())?,
+        ReportFormat::Md => write!(out, "{}", report::markdown(&view))?,
         ReportFormat::Json => {
             serde_json::to_writer_pretty(&mut out, &view).map_err(std::io::Error::from)?;
             writeln!(out)?;

@@ -14,13 +14,13 @@ use goalpost_shared::protocol::{
     AttemptOutcome, AuditInput, AuditReport, Feedback, STOP_FILE, SelectInput, SelectResult, Usage,
     WorkerInput, WorkerResult,
 };
+use goalpost_state::{AttemptStatus, PhaseStatus, Store};
 
 use crate::attempt::{self, DEFAULT_MAX_ITERATIONS, DEFAULT_NO_PROGRESS_LIMIT, WORKER_ENV_ALLOW};
 use crate::audit;
 use crate::control::{Control, Pause};
 use crate::crash;
 use crate::layout::{self, Layout};
-use crate::store::{AttemptStatus, PhaseStatus, Store};
 use crate::worktree;
 
 mod audits;
@@ -60,7 +60,7 @@ pub enum ScheduleError {
     #[error(transparent)]
     Git(#[from] GitError),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] goalpost_state::StoreError),
     #[error("{0}")]
     Internal(String),
 }

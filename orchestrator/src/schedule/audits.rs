@@ -10,10 +10,10 @@ use goalpost_shared::plan::Selection;
 use goalpost_shared::protocol::{
     AUDIT_REUSE_FILE, AuditInput, AuditReport, AuditReuse, Feedback, Recommendation,
 };
+use goalpost_state::AttemptStatus;
 
 use super::{AttemptState, AuditPurpose, Job, MAX_ROUNDS, ScheduleError, Scheduler, oid};
 use crate::audit::DEFAULT_CHECK_TIMEOUT_SECS;
-use crate::store::AttemptStatus;
 use crate::worktree;
 
 impl Scheduler<'_> {

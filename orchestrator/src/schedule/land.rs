@@ -8,11 +8,11 @@ use goalpost_shared::contract::Contract;
 use goalpost_shared::git::{GitError, MergeOutcome, Oid};
 use goalpost_shared::plan::Selection;
 use goalpost_shared::protocol::{AuditReport, Feedback, Recommendation, STOP_FILE};
+use goalpost_state::AttemptStatus;
 
 use super::{AttemptState, AuditPurpose, MAX_ROUNDS, PhaseState, ScheduleError, Scheduler, short};
 use crate::crash;
 use crate::gate;
-use crate::store::AttemptStatus;
 
 /// Trailers of a phase's squash commit: the integration history says which phases
 /// merged, even when a crash came between the ref move and its record in the store.

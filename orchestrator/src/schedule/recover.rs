@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 
 use goalpost_shared::git::Oid;
 use goalpost_shared::protocol::STOP_FILE;
+use goalpost_state::{AttemptRow, AttemptStatus, PhaseStatus};
 
 use super::land::{TRAILER_ATTEMPT, TRAILER_PHASE, TRAILER_RUN};
 use super::{Attempt, AttemptState, AuditPurpose, PhaseState, ScheduleError, Scheduler};
 use crate::attempt;
-use crate::store::{AttemptRow, AttemptStatus, PhaseStatus};
 
 impl Scheduler<'_> {
     /// Rebuilds the run's state from the store and the refs, and queues what is left.

@@ -1,194 +1,18 @@
 //! The run's durable state: SQLite (WAL) in the repository's common git dir. The
 //! scheduler is its only writer; workers and auditors report through files it records.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use goalpost_shared::protocol::{
     AuditReport, CachedCheck, CheckResult, CommandRecord, IterationRecord, Recommendation, Usage,
 };
 
-/// A name read back from the store (or from JSON) that no variant carries: a value this
-/// version does not know, named with what it was meant to be.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {kind} `{value}`")]
-pub struct UnknownName {
-    pub kind: &'static str,
-    pub value: String,
-}
-
-/// Declares an enum whose variants are persisted by name. Each name is spelt once, here,
-/// and that spelling is what the database (`ToSql`/`FromSql`), JSON (serde) and text
-/// (`Display`) use.
-macro_rules! persisted_names {
-    (
-        $(#[$meta:meta])*
-        pub enum $name:ident ($kind:literal) {
-            $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant,)+
-        }
-
-        impl $name {
-            /// Every variant, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
-
-            /// The name the store and JSON use.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = UnknownName;
-
-            fn from_str(s: &str) -> std::result::Result<Self, UnknownName> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownName {
-                        kind: $kind,
-                        value: s.to_owned(),
-                    }),
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                // `pad`, not `write_str`: tables align states with `{:<10}`.
-                f.pad(self.as_str())
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: serde::Serializer>(
-                &self,
-                serializer: S,
-            ) -> std::result::Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> serde::Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(
-                deserializer: D,
-            ) -> std::result::Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
-                text.parse().map_err(serde::de::Error::custom)
-            }
-        }
-
-        impl ToSql for $name {
-            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-                Ok(ToSqlOutput::from(self.as_str()))
-            }
-        }
-
-        impl FromSql for $name {
-            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-                value
-                    .as_str()?
-                    .parse()
-                    .map_err(|e: UnknownName| FromSqlError::Other(Box::new(e)))
-            }
-        }
-    };
-}
-
-persisted_names! {
-    /// Where a run stands, as the store records it.
-    pub enum RunState("run state") {
-        /// Running, or interrupted by a crash: `resume` goes on.
-        Active => "active",
-        /// Stopped by a pause: `resume` goes on.
-        Paused => "paused",
-        /// Every phase merged and the release branch moved.
-        Complete => "complete",
-        /// Stopped short of the goal; the blocker says why.
-        Blocked => "blocked",
-        /// Stopped because a budget was spent; `resume --budget` goes on.
-        BudgetLimited => "budget_limited",
-        /// Passed the whole-goal audit and waits for `goalpost approve`.
-        AwaitingApproval => "awaiting_approval",
-        /// Its worktrees were removed by `goalpost clear`; its work stays on refs.
-        Cleared => "cleared",
-    }
-}
-
-persisted_names! {
-    /// Where a phase stands, as the store records it (the scheduler keeps its own,
-    /// in-memory view of it).
-    pub enum PhaseStatus("phase state") {
-        /// Not started: waits on its dependencies.
-        Pending => "pending",
-        /// Its attempts are at work, under audit or at the gate.
-        Running => "running",
-        /// An attempt of it landed on the integration ref.
-        Merged => "merged",
-        /// Every attempt stopped without landing.
-        Blocked => "blocked",
-        /// Every attempt stopped on a budget.
-        BudgetLimited => "budget_limited",
-    }
-}
-
-persisted_names! {
-    /// Where an attempt stands, as the store records it (the scheduler keeps its own,
-    /// in-memory view of it).
-    pub enum AttemptStatus("attempt state") {
-        /// A worker round is queued or running.
-        Running => "running",
-        /// Its candidate is under audit.
-        Auditing => "auditing",
-        /// Its candidate passed its audit and waits at the gate.
-        Passed => "passed",
-        /// At the gate. Nothing writes it today; `resume` reads it as `Passed`.
-        Gating => "gating",
-        /// Its candidate landed on the integration ref.
-        Merged => "merged",
-        /// Another attempt of its phase won; its work stays on its ref.
-        Lost => "lost",
-        /// Stopped without a candidate (blocked, or an audit said abandon).
-        Blocked => "blocked",
-        /// Stopped because its budget was spent.
-        BudgetLimited => "budget_limited",
-        /// Stopped short of an outcome (a pause, a killed worker, a failed audit run):
-        /// `resume` goes on.
-        Interrupted => "interrupted",
-    }
-}
-
-/// The recommendation column of an audit, read back as the protocol's type.
-fn recommendation(text: &str) -> rusqlite::Result<Recommendation> {
-    [
-        Recommendation::Merge,
-        Recommendation::Revise,
-        Recommendation::Abandon,
-    ]
-    .into_iter()
-    .find(|r| r.as_str() == text)
-    .ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            5,
-            rusqlite::types::Type::Text,
-            Box::new(UnknownName {
-                kind: "audit recommendation",
-                value: text.to_owned(),
-            }),
-        )
-    })
-}
+use crate::schema::{MIGRATIONS, migrate};
+use crate::states::{AttemptStatus, PhaseStatus, RunState, UnknownName};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -214,179 +38,44 @@ pub enum StoreError {
         found: u32,
         known: u32,
     },
+    #[error("state store {path}: event {seq} of run {run} cannot be read: {source}")]
+    Event {
+        path: PathBuf,
+        run: String,
+        seq: u64,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// The schema's migrations, in order: migration `k` (counting from 1) takes a store whose
-/// `PRAGMA user_version` is `k - 1` to version `k`. A released migration is never edited;
-/// a change of the schema is a new one at the end.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
-
-/// The schema version this build reads and writes: that of its last migration.
-pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
-
-/// Version 1: the tables as builds before schema versions wrote them. Each statement
-/// creates only what is missing, so on a store those builds left (user_version 0, the
-/// tables there) it adds nothing but what they lacked, and the store is stamped.
-const SCHEMA_V1: &str = r#"
-CREATE TABLE IF NOT EXISTS runs (
-    id              TEXT PRIMARY KEY,
-    plan_path       TEXT NOT NULL,
-    plan_json       TEXT NOT NULL,
-    workdir         TEXT NOT NULL,
-    release_branch  TEXT NOT NULL,
-    release_start   TEXT NOT NULL,
-    integration_ref TEXT NOT NULL,
-    state           TEXT NOT NULL,
-    blocker         TEXT,
-    release_commit  TEXT,
-    pid             INTEGER,
-    created_at      INTEGER NOT NULL,
-    updated_at      INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS phases (
-    run_id        TEXT NOT NULL,
-    phase_id      TEXT NOT NULL,
-    position      INTEGER NOT NULL,
-    state         TEXT NOT NULL,
-    base          TEXT,
-    merged_commit TEXT,
-    winner        INTEGER,
-    why           TEXT,
-    PRIMARY KEY (run_id, phase_id)
-);
-CREATE TABLE IF NOT EXISTS attempts (
-    run_id      TEXT NOT NULL,
-    phase_id    TEXT NOT NULL,
-    n           INTEGER NOT NULL,
-    agent       TEXT NOT NULL,
-    worktree    TEXT NOT NULL,
-    ref_name    TEXT NOT NULL,
-    state       TEXT NOT NULL,
-    base        TEXT,
-    head        TEXT,
-    candidate   TEXT,
-    rounds      INTEGER NOT NULL DEFAULT 0,
-    iterations  INTEGER NOT NULL DEFAULT 0,
-    usage_json  TEXT NOT NULL DEFAULT '{}',
-    outcome     TEXT,
-    metric      REAL,
-    diff_lines  INTEGER,
-    PRIMARY KEY (run_id, phase_id, n)
-);
-CREATE TABLE IF NOT EXISTS iterations (
-    run_id    TEXT NOT NULL,
-    phase_id  TEXT NOT NULL,
-    attempt   INTEGER NOT NULL,
-    iteration INTEGER NOT NULL,
-    record    TEXT NOT NULL,
-    PRIMARY KEY (run_id, phase_id, attempt, iteration)
-);
-CREATE TABLE IF NOT EXISTS commands (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id      TEXT NOT NULL,
-    phase_id    TEXT,
-    attempt     INTEGER,
-    source      TEXT NOT NULL,
-    argv        TEXT NOT NULL,
-    cwd         TEXT NOT NULL,
-    exit_code   INTEGER,
-    signal      INTEGER,
-    duration_ms INTEGER NOT NULL,
-    stdout      TEXT NOT NULL,
-    stderr      TEXT NOT NULL,
-    tree        TEXT,
-    timed_out   INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audits (
-    id             INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id         TEXT NOT NULL,
-    phase_id       TEXT NOT NULL,
-    attempt        INTEGER,
-    base           TEXT NOT NULL,
-    candidate      TEXT NOT NULL,
-    tree           TEXT NOT NULL,
-    recommendation TEXT NOT NULL,
-    summary        TEXT NOT NULL,
-    report_dir     TEXT NOT NULL,
-    report         TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS merges (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id    TEXT NOT NULL,
-    phase_id  TEXT,
-    target    TEXT NOT NULL,
-    old_tip   TEXT NOT NULL,
-    new_tip   TEXT NOT NULL,
-    audited   TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS check_cache (
-    key        TEXT PRIMARY KEY,
-    tree       TEXT NOT NULL,
-    command    TEXT NOT NULL,
-    result     TEXT NOT NULL,
-    source     TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS check_cache_by_tree ON check_cache (tree);
-"#;
-
-/// Brings the store at `path` to the version of the last of `migrations` (the schema's:
-/// [`MIGRATIONS`]), applying those it lacks in order, all in one transaction; refuses a
-/// store a newer goalpost wrote.
-fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<()> {
-    let latest = migrations.len() as u32;
-    let wrap = |source| StoreError::Sqlite {
-        path: path.to_path_buf(),
-        source,
-    };
-    let version = |conn: &Connection| -> Result<u32> {
-        let found: u32 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(wrap)?;
-        if found > latest {
-            return Err(StoreError::TooNew {
-                path: path.to_path_buf(),
-                found,
-                known: latest,
-            });
-        }
-        Ok(found)
-    };
-    // Most opens find the store current: they take no write lock.
-    if version(conn)? == latest {
-        return Ok(());
-    }
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(wrap)?;
-    // Another process may have migrated it between the two reads.
-    let found = version(&tx)?;
-    if found == 0 && has_table(&tx, "runs").map_err(wrap)? {
-        tracing::debug!(path = %path.display(), "stamping a store written before schema versions");
-    }
-    for (k, sql) in migrations.iter().enumerate().skip(found as usize) {
-        tx.execute_batch(sql).map_err(wrap)?;
-        tx.pragma_update(None, "user_version", k as u32 + 1)
-            .map_err(wrap)?;
-    }
-    tx.commit().map_err(wrap)
-}
-
-fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
-        params![name],
-        |r| r.get(0),
-    )
+/// The recommendation column of an audit, read back as the protocol's type.
+fn recommendation(text: &str) -> rusqlite::Result<Recommendation> {
+    [
+        Recommendation::Merge,
+        Recommendation::Revise,
+        Recommendation::Abandon,
+    ]
+    .into_iter()
+    .find(|r| r.as_str() == text)
+    .ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            5,
+            rusqlite::types::Type::Text,
+            Box::new(UnknownName {
+                kind: "audit recommendation",
+                value: text.to_owned(),
+            }),
+        )
+    })
 }
 
 /// An open state store.
 #[derive(Debug)]
 pub struct Store {
-    conn: Connection,
-    path: PathBuf,
+    pub(crate) conn: Connection,
+    pub(crate) path: PathBuf,
 }
 
 /// A run's row.
@@ -489,7 +178,7 @@ impl Store {
         }
     }
 
-    fn err(&self, source: rusqlite::Error) -> StoreError {
+    pub(crate) fn err(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
             source,
@@ -951,6 +640,7 @@ impl Store {
     pub fn delete_run(&self, run: &str) -> Result<()> {
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
         for table in [
+            "events",
             "iterations",
             "commands",
             "audits",
@@ -1063,129 +753,5 @@ impl Store {
             }
         }
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn user_version(path: &Path) -> u32 {
-        Connection::open(path)
-            .unwrap()
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap()
-    }
-
-    /// A store as a build before schema versions left it: version 1's tables, user_version
-    /// 0, one paused run.
-    fn unversioned_store(path: &Path) {
-        let conn = Connection::open(path).unwrap();
-        conn.execute_batch(SCHEMA_V1).unwrap();
-        conn.execute(
-            "INSERT INTO runs (id, plan_path, plan_json, workdir, release_branch, release_start,
-                integration_ref, state, created_at, updated_at)
-             VALUES ('r1', 'goal.md', '{}', '/w', 'main', 'abc', 'refs/x', 'paused', 1, 1)",
-            [],
-        )
-        .unwrap();
-    }
-
-    #[test]
-    fn a_new_store_is_at_the_latest_version() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("deep/state.sqlite");
-        Store::open(&path).unwrap();
-        assert_eq!(user_version(&path), SCHEMA_VERSION);
-        // Opening it again changes nothing.
-        Store::open(&path).unwrap();
-        assert_eq!(user_version(&path), SCHEMA_VERSION);
-    }
-
-    #[test]
-    fn a_store_from_before_schema_versions_is_stamped_and_keeps_its_runs() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.sqlite");
-        unversioned_store(&path);
-        assert_eq!(user_version(&path), 0);
-        let store = Store::open(&path).unwrap();
-        assert_eq!(user_version(&path), SCHEMA_VERSION);
-        let run = store.run(Some("r1")).unwrap().unwrap();
-        assert_eq!(run.state, RunState::Paused);
-    }
-
-    #[test]
-    fn a_store_from_before_the_verification_cache_gets_its_table() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.sqlite");
-        unversioned_store(&path);
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch("DROP INDEX check_cache_by_tree; DROP TABLE check_cache;")
-            .unwrap();
-        let store = Store::open(&path).unwrap();
-        assert!(store.cached_checks("tree").unwrap().is_empty());
-    }
-
-    #[test]
-    fn a_store_from_a_newer_goalpost_is_refused_naming_its_version() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.sqlite");
-        Store::open(&path).unwrap();
-        let newer = SCHEMA_VERSION + 1;
-        Connection::open(&path)
-            .unwrap()
-            .pragma_update(None, "user_version", newer)
-            .unwrap();
-        let err = Store::open(&path).unwrap_err();
-        assert!(
-            matches!(err, StoreError::TooNew { found, known, .. } if found == newer && known == SCHEMA_VERSION),
-            "{err:?}"
-        );
-        let text = err.to_string();
-        assert!(text.contains(&format!("version {newer}")), "{text}");
-        assert!(text.contains("newer goalpost"), "{text}");
-        // Refused, not touched.
-        assert_eq!(user_version(&path), newer);
-    }
-
-    #[test]
-    fn migrations_apply_in_order_from_the_version_found() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.sqlite");
-        let migrations = [
-            "CREATE TABLE one (x INTEGER);",
-            "INSERT INTO one (x) VALUES (2);",
-            "INSERT INTO one (x) VALUES (3);",
-        ];
-        let mut conn = Connection::open(&path).unwrap();
-        migrate(&mut conn, &path, &migrations[..1]).unwrap();
-        assert_eq!(user_version(&path), 1);
-        migrate(&mut conn, &path, &migrations).unwrap();
-        assert_eq!(user_version(&path), 3);
-        let xs: Vec<i64> = conn
-            .prepare("SELECT x FROM one ORDER BY rowid")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        assert_eq!(xs, [2, 3]);
-    }
-
-    #[test]
-    fn a_failing_migration_leaves_the_store_as_it_was() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.sqlite");
-        let mut conn = Connection::open(&path).unwrap();
-        let err = migrate(
-            &mut conn,
-            &path,
-            &["CREATE TABLE one (x INTEGER);", "NOT SQL AT ALL;"],
-        )
-        .unwrap_err();
-        assert!(matches!(err, StoreError::Sqlite { .. }), "{err:?}");
-        assert_eq!(user_version(&path), 0);
-        assert!(!has_table(&conn, "one").unwrap());
     }
 }
