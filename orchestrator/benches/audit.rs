@@ -15,9 +15,9 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use goalpost_orchestrator::store::Store;
 use goalpost_shared::contract::{Boundaries, Check, CheckKind, Contract, Spanned};
 use goalpost_shared::protocol::{AUDIT_REUSE_FILE, AuditReport, AuditReuse};
+use goalpost_state::Store;
 
 use common::{Scratch, binary, figure, median, quick, secs, time};
 

@@ -7,12 +7,12 @@ use goalpost_shared::exit::ExitCode;
 use goalpost_shared::git::Oid;
 use goalpost_shared::plan::Plan;
 use goalpost_shared::protocol::Recommendation;
+use goalpost_state::{RunRow, RunState, Store, StoreError};
 
 use crate::audit::{AuditOf, AuditSetup};
 use crate::executor;
 use crate::run_cmd::{RunError, Workspace};
 use crate::schedule::{Release, RunEnd, ScheduleError, final_contract, short};
-use crate::store::{RunRow, RunState, Store, StoreError};
 
 pub fn approve(dir: &Path, run: Option<&str>) -> Result<ExitCode, RunError> {
     let ws = Workspace::open(dir)?;

@@ -5,11 +5,10 @@
 use std::path::PathBuf;
 
 use goalpost_shared::exit::ExitCode;
+use goalpost_state::{RunView, Store};
 
 use crate::attempt::sibling_binary;
-use crate::report::RunView;
 use crate::run_cmd::{self, RunError, Workspace};
-use crate::store::Store;
 
 /// Creates the demo under `dir` (default: a new directory in the system temp dir, kept
 /// so its reports can be read afterwards) and runs it.

@@ -16,5 +16,4 @@ pub mod lock;
 pub mod report;
 pub mod run_cmd;
 pub mod schedule;
-pub mod store;
 pub mod worktree;

@@ -8,12 +8,12 @@ use std::time::Duration;
 use goalpost_shared::exit::ExitCode;
 use goalpost_shared::git::{Identity, Repo};
 use goalpost_shared::plan::{Budget, Plan};
+use goalpost_state::{RunRow, RunState, Store, StoreError};
 
 use crate::control;
 use crate::lock::{self, RunLock};
 use crate::run_cmd::{self, RunError, Workspace};
 use crate::schedule::Scheduler;
-use crate::store::{RunRow, RunState, Store, StoreError};
 
 fn open_store(ws: &Workspace) -> Result<Store, RunError> {
     Store::open_existing(&ws.layout.store())?.ok_or_else(|| {

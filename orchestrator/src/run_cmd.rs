@@ -8,13 +8,12 @@ use goalpost_shared::exit::ExitCode;
 use goalpost_shared::git::{GitError, Oid, Repo};
 use goalpost_shared::goal::{self, Diagnostics};
 use goalpost_shared::plan::{Adapter, Plan};
+use goalpost_state::{RunState, RunView, Store, StoreError};
 
 use crate::attempt;
 use crate::layout::{self, Layout};
 use crate::lock::{LockError, RunLock};
-use crate::report::RunView;
 use crate::schedule::{RunEnd, ScheduleError, Scheduler, short};
-use crate::store::{RunState, Store, StoreError};
 
 /// Why `goalpost run` (or another command on a repository) could not go on.
 #[derive(Debug, thiserror::Error)]
@@ -284,7 +283,7 @@ pub fn find_executable(
 
 /// A run id: the UTC time it started, `YYYYMMDD-HHMMSS`.
 pub fn new_run_id() -> String {
-    let secs = crate::store::now();
+    let secs = goalpost_state::now();
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Civil date from days since the epoch (Howard Hinnant's algorithm).
@@ -455,7 +454,7 @@ pub fn drive(
         if let Some(parent) = report_path.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
-        let _ = std::fs::write(&report_path, view.markdown());
+        let _ = std::fs::write(&report_path, crate::report::markdown(&view));
     }
     drop(lock);
     end?;

@@ -5,13 +5,13 @@ use std::io::Write as _;
 
 use goalpost_orchestrator::audit::{AuditOf, AuditSetup};
 use goalpost_orchestrator::executor;
-use goalpost_orchestrator::report::RunView;
+use goalpost_orchestrator::report;
 use goalpost_orchestrator::run_cmd::{RunError, Workspace};
 use goalpost_orchestrator::schedule::final_contract;
-use goalpost_orchestrator::store::Store;
 use goalpost_shared::exit::ExitCode;
 use goalpost_shared::goal;
 use goalpost_shared::protocol::Recommendation;
+use goalpost_state::{RunView, Store};
 
 use crate::cli::{AuditArgs, ReportArgs, ReportFormat, StatusArgs};
 use crate::error::Error;
@@ -43,7 +43,7 @@ pub fn status(args: &StatusArgs, dir: &std::path::Path) -> Result<ExitCode, Erro
         serde_json::to_writer_pretty(&mut out, &view).map_err(std::io::Error::from)?;
         writeln!(out)?;
     } else {
-        write!(out, "{}", view.status_text())?;
+        write!(out, "{}", report::status_text(&view))?;
     }
     Ok(ExitCode::Complete)
 }
@@ -52,7 +52,7 @@ pub fn report(args: &ReportArgs, dir: &std::path::Path) -> Result<ExitCode, Erro
     let view = load_view(dir, args.run.as_deref())?;
     let mut out = std::io::stdout().lock();
     match args.format {
-        ReportFormat::Md => write!(out, "{}", view.markdown())?,
+        ReportFormat::Md => write!(out, "{}", report::markdown(&view))?,
         ReportFormat::Json => {
             serde_json::to_writer_pretty(&mut out, &view).map_err(std::io::Error::from)?;
             writeln!(out)?;

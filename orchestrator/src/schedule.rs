@@ -27,7 +27,7 @@ use crate::control::{Control, Pause};
 use crate::crash;
 use crate::executor::{Executor, Finished, Job, JobId, JobResult, LocalExecutor};
 use crate::layout::{self, Layout};
-use crate::store::Store;
+use goalpost_state::Store;
 
 mod audits;
 mod decide;
@@ -74,7 +74,7 @@ pub enum ScheduleError {
     #[error(transparent)]
     Git(#[from] GitError),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] goalpost_state::StoreError),
     #[error("{0}")]
     Internal(String),
 }

@@ -13,8 +13,8 @@ use super::decide::{self, Route};
 use super::{AttemptState, AuditPurpose, Purpose, ScheduleError, Scheduler, Step, oid};
 use crate::audit::{AuditOf, AuditSetup};
 use crate::executor::{Job, JobError};
-use crate::store::AttemptStatus;
 use crate::worktree;
+use goalpost_state::AttemptStatus;
 
 impl Scheduler<'_> {
     #[allow(clippy::too_many_arguments)]
@@ -201,11 +201,20 @@ impl Scheduler<'_> {
     /// every check in a fresh worktree, so a failure here costs time, never truth.
     pub(super) fn offer_reuse(&self, input: &AuditInput) {
         let report_dir = &input.report_dir;
-        let cached_checks = Oid::from_str(&input.candidate)
+        let tree = Oid::from_str(&input.candidate)
             .ok()
-            .and_then(|candidate| self.repo.tree_of(candidate).ok())
-            .and_then(|tree| self.store.cached_checks(&tree.to_string()).ok())
-            .unwrap_or_default();
+            .and_then(|candidate| self.repo.tree_of(candidate).ok());
+        let cached_checks = match tree {
+            Some(tree) => self
+                .store
+                .cached_checks(&tree.to_string())
+                .unwrap_or_else(|err| {
+                    // Not propagated: without the cache the audit runs every check itself.
+                    tracing::warn!("could not read the cached evidence of {tree}: {err}");
+                    Vec::new()
+                }),
+            None => Vec::new(),
+        };
         let reuse = AuditReuse {
             cached_checks,
             pool: Some(worktree::audit_pool(

@@ -13,7 +13,7 @@ use goalpost_shared::protocol::{AttemptOutcome, Recommendation, Usage};
 
 use super::{Attempt, AttemptState, MAX_ROUNDS, PhaseState, RunEnd};
 use crate::control::Pause;
-use crate::store::{AttemptStatus, PhaseStatus};
+use goalpost_state::{AttemptStatus, PhaseStatus};
 
 /// The jobs at work now: agents (workers and selection turns) and audits.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

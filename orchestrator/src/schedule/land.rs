@@ -16,7 +16,7 @@ use super::{
 };
 use crate::crash;
 use crate::gate::{self, RepoSquasher, TrainLanding};
-use crate::store::AttemptStatus;
+use goalpost_state::AttemptStatus;
 
 /// Trailers of a phase's squash commit: the integration history says which phases
 /// merged, even when a crash came between the ref move and its record in the store.

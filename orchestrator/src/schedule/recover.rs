@@ -13,7 +13,7 @@ use goalpost_shared::protocol::STOP_FILE;
 use super::decide::{self, Restore};
 use super::land::{TRAILER_ATTEMPT, TRAILER_PHASE, TRAILER_RUN};
 use super::{Attempt, AttemptState, AuditPurpose, PhaseState, ScheduleError, Scheduler, Step};
-use crate::store::{AttemptRow, AttemptStatus, PhaseStatus};
+use goalpost_state::{AttemptRow, AttemptStatus, PhaseStatus};
 
 impl Scheduler<'_> {
     /// Rebuilds the run's state from the store and the refs, and queues what is left.

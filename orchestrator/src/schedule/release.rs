@@ -7,13 +7,13 @@ use std::collections::BTreeSet;
 use goalpost_shared::contract::Contract;
 use goalpost_shared::plan::{Approval, Plan};
 use goalpost_shared::protocol::Recommendation;
+use goalpost_state::Store;
 
 use goalpost_shared::git::{Oid, Repo};
 
 use super::{RunEnd, ScheduleError, Scheduler, short};
 use crate::crash;
 use crate::gate::{self, GateStep};
-use crate::store::Store;
 
 impl Scheduler<'_> {
     /// The whole-goal audit on the integration tip, then the release move.

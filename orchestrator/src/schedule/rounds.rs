@@ -17,7 +17,7 @@ use super::{
 use crate::attempt::{self, DEFAULT_MAX_ITERATIONS, DEFAULT_NO_PROGRESS_LIMIT, WORKER_ENV_ALLOW};
 use crate::executor::{Job, JobError};
 use crate::layout;
-use crate::store::{AttemptStatus, PhaseStatus};
+use goalpost_state::{AttemptStatus, PhaseStatus};
 
 impl Scheduler<'_> {
     pub(super) fn start_ready_phases(&mut self) -> Result<(), ScheduleError> {

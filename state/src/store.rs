@@ -1,11 +1,9 @@
 //! The run's durable state: SQLite (WAL) in the repository's common git dir. The
 //! scheduler is its only writer; workers and auditors report through files it records.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
@@ -13,161 +11,44 @@ use goalpost_shared::protocol::{
     AuditReport, CachedCheck, CheckResult, CommandRecord, IterationRecord, Recommendation, Usage,
 };
 
-/// A name read back from the store (or from JSON) that no variant carries: a value this
-/// version does not know, named with what it was meant to be.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {kind} `{value}`")]
-pub struct UnknownName {
-    pub kind: &'static str,
-    pub value: String,
+use crate::schema::{MIGRATIONS, migrate};
+use crate::states::{AttemptStatus, PhaseStatus, RunState, UnknownName};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("state store {path}: cannot create its directory: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state store: cannot encode a record: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(
+        "state store {path}: its schema is version {found}, written by a newer goalpost; this one knows versions up to {known}"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        known: u32,
+    },
+    #[error("state store {path}: event {seq} of run {run} cannot be read: {source}")]
+    Event {
+        path: PathBuf,
+        run: String,
+        seq: u64,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
-/// Declares an enum whose variants are persisted by name. Each name is spelt once, here,
-/// and that spelling is what the database (`ToSql`/`FromSql`), JSON (serde) and text
-/// (`Display`) use.
-macro_rules! persisted_names {
-    (
-        $(#[$meta:meta])*
-        pub enum $name:ident ($kind:literal) {
-            $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant,)+
-        }
-
-        impl $name {
-            /// Every variant, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
-
-            /// The name the store and JSON use.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = UnknownName;
-
-            fn from_str(s: &str) -> std::result::Result<Self, UnknownName> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownName {
-                        kind: $kind,
-                        value: s.to_owned(),
-                    }),
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                // `pad`, not `write_str`: tables align states with `{:<10}`.
-                f.pad(self.as_str())
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: serde::Serializer>(
-                &self,
-                serializer: S,
-            ) -> std::result::Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> serde::Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(
-                deserializer: D,
-            ) -> std::result::Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
-                text.parse().map_err(serde::de::Error::custom)
-            }
-        }
-
-        impl ToSql for $name {
-            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-                Ok(ToSqlOutput::from(self.as_str()))
-            }
-        }
-
-        impl FromSql for $name {
-            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-                value
-                    .as_str()?
-                    .parse()
-                    .map_err(|e: UnknownName| FromSqlError::Other(Box::new(e)))
-            }
-        }
-    };
-}
-
-persisted_names! {
-    /// Where a run stands, as the store records it.
-    pub enum RunState("run state") {
-        /// Running, or interrupted by a crash: `resume` goes on.
-        Active => "active",
-        /// Stopped by a pause: `resume` goes on.
-        Paused => "paused",
-        /// Every phase merged and the release branch moved.
-        Complete => "complete",
-        /// Stopped short of the goal; the blocker says why.
-        Blocked => "blocked",
-        /// Stopped because a budget was spent; `resume --budget` goes on.
-        BudgetLimited => "budget_limited",
-        /// Passed the whole-goal audit and waits for `goalpost approve`.
-        AwaitingApproval => "awaiting_approval",
-        /// Its worktrees were removed by `goalpost clear`; its work stays on refs.
-        Cleared => "cleared",
-    }
-}
-
-persisted_names! {
-    /// Where a phase stands, as the store records it (the scheduler keeps its own,
-    /// in-memory view of it).
-    pub enum PhaseStatus("phase state") {
-        /// Not started: waits on its dependencies.
-        Pending => "pending",
-        /// Its attempts are at work, under audit or at the gate.
-        Running => "running",
-        /// An attempt of it landed on the integration ref.
-        Merged => "merged",
-        /// Every attempt stopped without landing.
-        Blocked => "blocked",
-        /// Every attempt stopped on a budget.
-        BudgetLimited => "budget_limited",
-    }
-}
-
-persisted_names! {
-    /// Where an attempt stands, as the store records it (the scheduler keeps its own,
-    /// in-memory view of it).
-    pub enum AttemptStatus("attempt state") {
-        /// A worker round is queued or running.
-        Running => "running",
-        /// Its candidate is under audit.
-        Auditing => "auditing",
-        /// Its candidate passed its audit and waits at the gate.
-        Passed => "passed",
-        /// At the gate. Nothing writes it today; `resume` reads it as `Passed`.
-        Gating => "gating",
-        /// Its candidate landed on the integration ref.
-        Merged => "merged",
-        /// Another attempt of its phase won; its work stays on its ref.
-        Lost => "lost",
-        /// Stopped without a candidate (blocked, or an audit said abandon).
-        Blocked => "blocked",
-        /// Stopped because its budget was spent.
-        BudgetLimited => "budget_limited",
-        /// Stopped short of an outcome (a pause, a killed worker, a failed audit run):
-        /// `resume` goes on.
-        Interrupted => "interrupted",
-    }
-}
+pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// The recommendation column of an audit, read back as the protocol's type.
 fn recommendation(text: &str) -> rusqlite::Result<Recommendation> {
@@ -190,134 +71,11 @@ fn recommendation(text: &str) -> rusqlite::Result<Recommendation> {
     })
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("state store {path}: {source}")]
-    Sqlite {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
-    #[error("state store {path}: cannot create its directory: {source}")]
-    Dir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("state store: cannot encode a record: {0}")]
-    Json(#[from] serde_json::Error),
-}
-
-pub type Result<T> = std::result::Result<T, StoreError>;
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS runs (
-    id              TEXT PRIMARY KEY,
-    plan_path       TEXT NOT NULL,
-    plan_json       TEXT NOT NULL,
-    workdir         TEXT NOT NULL,
-    release_branch  TEXT NOT NULL,
-    release_start   TEXT NOT NULL,
-    integration_ref TEXT NOT NULL,
-    state           TEXT NOT NULL,
-    blocker         TEXT,
-    release_commit  TEXT,
-    pid             INTEGER,
-    created_at      INTEGER NOT NULL,
-    updated_at      INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS phases (
-    run_id        TEXT NOT NULL,
-    phase_id      TEXT NOT NULL,
-    position      INTEGER NOT NULL,
-    state         TEXT NOT NULL,
-    base          TEXT,
-    merged_commit TEXT,
-    winner        INTEGER,
-    why           TEXT,
-    PRIMARY KEY (run_id, phase_id)
-);
-CREATE TABLE IF NOT EXISTS attempts (
-    run_id      TEXT NOT NULL,
-    phase_id    TEXT NOT NULL,
-    n           INTEGER NOT NULL,
-    agent       TEXT NOT NULL,
-    worktree    TEXT NOT NULL,
-    ref_name    TEXT NOT NULL,
-    state       TEXT NOT NULL,
-    base        TEXT,
-    head        TEXT,
-    candidate   TEXT,
-    rounds      INTEGER NOT NULL DEFAULT 0,
-    iterations  INTEGER NOT NULL DEFAULT 0,
-    usage_json  TEXT NOT NULL DEFAULT '{}',
-    outcome     TEXT,
-    metric      REAL,
-    diff_lines  INTEGER,
-    PRIMARY KEY (run_id, phase_id, n)
-);
-CREATE TABLE IF NOT EXISTS iterations (
-    run_id    TEXT NOT NULL,
-    phase_id  TEXT NOT NULL,
-    attempt   INTEGER NOT NULL,
-    iteration INTEGER NOT NULL,
-    record    TEXT NOT NULL,
-    PRIMARY KEY (run_id, phase_id, attempt, iteration)
-);
-CREATE TABLE IF NOT EXISTS commands (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id      TEXT NOT NULL,
-    phase_id    TEXT,
-    attempt     INTEGER,
-    source      TEXT NOT NULL,
-    argv        TEXT NOT NULL,
-    cwd         TEXT NOT NULL,
-    exit_code   INTEGER,
-    signal      INTEGER,
-    duration_ms INTEGER NOT NULL,
-    stdout      TEXT NOT NULL,
-    stderr      TEXT NOT NULL,
-    tree        TEXT,
-    timed_out   INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audits (
-    id             INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id         TEXT NOT NULL,
-    phase_id       TEXT NOT NULL,
-    attempt        INTEGER,
-    base           TEXT NOT NULL,
-    candidate      TEXT NOT NULL,
-    tree           TEXT NOT NULL,
-    recommendation TEXT NOT NULL,
-    summary        TEXT NOT NULL,
-    report_dir     TEXT NOT NULL,
-    report         TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS merges (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id    TEXT NOT NULL,
-    phase_id  TEXT,
-    target    TEXT NOT NULL,
-    old_tip   TEXT NOT NULL,
-    new_tip   TEXT NOT NULL,
-    audited   TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS check_cache (
-    key        TEXT PRIMARY KEY,
-    tree       TEXT NOT NULL,
-    command    TEXT NOT NULL,
-    result     TEXT NOT NULL,
-    source     TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS check_cache_by_tree ON check_cache (tree);
-"#;
-
 /// An open state store.
 #[derive(Debug)]
 pub struct Store {
-    conn: Connection,
-    path: PathBuf,
+    pub(crate) conn: Connection,
+    pub(crate) path: PathBuf,
 }
 
 /// A run's row.
@@ -397,14 +155,14 @@ impl Store {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open(path).map_err(wrap)?;
+        let mut conn = Connection::open(path).map_err(wrap)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(wrap)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(wrap)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(wrap)?;
-        conn.execute_batch(SCHEMA).map_err(wrap)?;
+        migrate(&mut conn, path, MIGRATIONS)?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -420,7 +178,7 @@ impl Store {
         }
     }
 
-    fn err(&self, source: rusqlite::Error) -> StoreError {
+    pub(crate) fn err(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
             source,
@@ -882,6 +640,7 @@ impl Store {
     pub fn delete_run(&self, run: &str) -> Result<()> {
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
         for table in [
+            "events",
             "iterations",
             "commands",
             "audits",
