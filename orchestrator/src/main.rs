@@ -1,18 +1,14 @@
 //! The `goalpost` command: parse the command line, dispatch to the subcommand's module,
 //! and turn its outcome into a documented exit code.
 
-mod agents_cmd;
 mod cli;
+mod commands;
 mod error;
-mod plan_cmd;
-mod run_cmds;
 
 use clap::Parser;
-use goalpost_orchestrator::lifecycle;
 use goalpost_shared::exit::ExitCode;
 
-use crate::cli::{Cli, Command};
-use crate::error::Error;
+use crate::cli::Cli;
 
 fn main() -> std::process::ExitCode {
     let cli = match Cli::try_parse() {
@@ -29,44 +25,12 @@ fn main() -> std::process::ExitCode {
         }
     };
     init_logging(cli.verbose);
-    match run(cli) {
+    match commands::run(cli) {
         Ok(code) => code.into(),
         Err(e) => {
             e.report();
             e.exit_code().into()
         }
-    }
-}
-
-fn run(cli: Cli) -> Result<ExitCode, Error> {
-    let dir = cli.dir.as_path();
-    match cli.command {
-        Command::Plan(cmd) => plan_cmd::run(cmd),
-        Command::Run(args) => Ok(goalpost_orchestrator::run_cmd::run(
-            &args.file,
-            dir,
-            args.unconfined,
-        )?),
-        Command::Status(args) => run_cmds::status(&args, dir),
-        Command::Report(args) => run_cmds::report(&args, dir),
-        Command::Audit(args) => run_cmds::audit(&args, dir),
-        Command::Approve(args) => run_cmds::approve(&args, dir),
-        Command::Pause(args) => Ok(lifecycle::pause(dir, args.now, args.wait)?),
-        Command::Resume(args) => Ok(lifecycle::resume(
-            dir,
-            args.run.as_deref(),
-            &args.budgets,
-            args.unconfined,
-        )?),
-        Command::Clear(args) => Ok(lifecycle::clear(
-            dir,
-            args.run.as_deref(),
-            args.purge,
-            args.yes,
-        )?),
-        Command::Gc => Ok(lifecycle::gc(dir)?),
-        Command::Agents(args) => agents_cmd::run(&args, dir),
-        Command::Demo(args) => Ok(goalpost_orchestrator::demo::demo(args.dir)?),
     }
 }
 

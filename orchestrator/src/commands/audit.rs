@@ -1,67 +1,21 @@
-//! `status`, `report`, `audit` and `approve`: the commands that read or act on a run
-//! recorded in the repository's state store.
+//! `goalpost audit`: the auditor on any commit pair, against a plan's contract, as a run
+//! would audit it.
 
 use std::io::Write as _;
+use std::path::Path;
 
 use goalpost_orchestrator::audit::{AuditOf, AuditSetup};
 use goalpost_orchestrator::executor;
-use goalpost_orchestrator::report;
 use goalpost_orchestrator::run_cmd::{RunError, Workspace};
 use goalpost_orchestrator::schedule::final_contract;
 use goalpost_shared::exit::ExitCode;
 use goalpost_shared::goal;
 use goalpost_shared::protocol::Recommendation;
-use goalpost_state::{RunView, Store};
 
-use crate::cli::{AuditArgs, ReportArgs, ReportFormat, StatusArgs};
+use crate::cli::AuditArgs;
 use crate::error::Error;
 
-fn load_view(dir: &std::path::Path, run: Option<&str>) -> Result<RunView, Error> {
-    let ws = Workspace::open(dir)?;
-    let no_runs = || {
-        RunError::bad(
-            format!(
-                "{} has no goalpost run{}",
-                ws.workdir.display(),
-                run.map(|r| format!(" {r}")).unwrap_or_default()
-            ),
-            "start one with `goalpost run GOAL.md`",
-        )
-    };
-    let store = Store::open_existing(&ws.layout.store())
-        .map_err(RunError::from)?
-        .ok_or_else(no_runs)?;
-    Ok(RunView::load(&store, run)
-        .map_err(RunError::from)?
-        .ok_or_else(no_runs)?)
-}
-
-pub fn status(args: &StatusArgs, dir: &std::path::Path) -> Result<ExitCode, Error> {
-    let view = load_view(dir, args.run.as_deref())?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &view).map_err(std::io::Error::from)?;
-        writeln!(out)?;
-    } else {
-        write!(out, "{}", report::status_text(&view))?;
-    }
-    Ok(ExitCode::Complete)
-}
-
-pub fn report(args: &ReportArgs, dir: &std::path::Path) -> Result<ExitCode, Error> {
-    let view = load_view(dir, args.run.as_deref())?;
-    let mut out = std::io::stdout().lock();
-    match args.format {
-        ReportFormat::Md => write!(out, "{}", report::markdown(&view))?,
-        ReportFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &view).map_err(std::io::Error::from)?;
-            writeln!(out)?;
-        }
-    }
-    Ok(ExitCode::Complete)
-}
-
-pub fn audit(args: &AuditArgs, dir: &std::path::Path) -> Result<ExitCode, Error> {
+pub fn run(args: &AuditArgs, dir: &Path) -> Result<ExitCode, Error> {
     let plan = goal::load(&args.plan).map_err(Error::InvalidPlan)?;
     let ws = Workspace::open(dir)?;
     let contract = match &args.phase {
@@ -121,11 +75,4 @@ pub fn audit(args: &AuditArgs, dir: &std::path::Path) -> Result<ExitCode, Error>
     } else {
         ExitCode::Blocked
     })
-}
-
-pub fn approve(args: &StatusArgs, dir: &std::path::Path) -> Result<ExitCode, Error> {
-    Ok(goalpost_orchestrator::approve::approve(
-        dir,
-        args.run.as_deref(),
-    )?)
 }
