@@ -14,6 +14,7 @@ pub mod layout;
 pub mod lifecycle;
 pub mod lock;
 pub mod report;
+pub mod reporter;
 pub mod run_cmd;
 pub mod schedule;
 pub mod worktree;

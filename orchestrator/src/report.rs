@@ -36,6 +36,28 @@ pub fn status_text(view: &RunView) -> String {
     }
     let _ = writeln!(out);
     out.push_str(&attempt_table(view));
+    if !view.live.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "at work now:");
+        for l in &view.live {
+            let turn = if l.turn_running { "running" } else { "done" };
+            let checks = l
+                .checks
+                .map(|(p, f)| format!("; checks: {p} passed, {f} failed"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {} #{}  iteration {}, {} turn {turn}; used {} tokens, ${:.4}, {} turns{checks}",
+                l.phase_id,
+                l.n,
+                l.iteration,
+                l.role.as_str(),
+                l.usage.tokens_in + l.usage.tokens_out,
+                l.usage.cost_usd,
+                l.usage.turns,
+            );
+        }
+    }
     out
 }
 

@@ -8,7 +8,7 @@ use goalpost_shared::exit::ExitCode;
 use goalpost_shared::git::{GitError, Oid, Repo};
 use goalpost_shared::goal::{self, Diagnostics};
 use goalpost_shared::plan::{Adapter, Plan};
-use goalpost_state::{RunState, RunView, Store, StoreError};
+use goalpost_state::{Event, RunState, RunView, Store, StoreError};
 
 use crate::attempt;
 use crate::layout::{self, Layout};
@@ -449,12 +449,25 @@ pub fn drive(
         ),
     };
     store.set_run_state(&run_id, state, blocker.as_deref())?;
+    store.append_event(
+        &run_id,
+        &Event::RunEnded {
+            state,
+            blocker: blocker.clone(),
+        },
+    )?;
     let report_path = ws.layout.stop_report(&run_id);
     if let Some(view) = RunView::load(store, Some(&run_id))? {
-        if let Some(parent) = report_path.parent() {
-            let _ = std::fs::create_dir_all(parent);
+        let written = report_path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&report_path, crate::report::markdown(&view)));
+        if let Err(e) = written {
+            eprintln!(
+                "warning: could not write the stop report {}: {e}",
+                report_path.display()
+            );
         }
-        let _ = std::fs::write(&report_path, crate::report::markdown(&view));
     }
     drop(lock);
     end?;

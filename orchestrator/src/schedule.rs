@@ -27,11 +27,13 @@ use crate::control::{Control, Pause};
 use crate::crash;
 use crate::executor::{Executor, Finished, Job, JobId, JobResult, LocalExecutor};
 use crate::layout::{self, Layout};
-use goalpost_state::Store;
+use crate::reporter::{PlainLines, Reporter};
+use goalpost_state::{Event as RunEvent, Store};
 
 mod audits;
 mod decide;
 mod land;
+mod progress;
 mod recover;
 mod release;
 mod rounds;
@@ -261,9 +263,14 @@ pub struct Scheduler<'a> {
     /// Follow-ups not carried out yet, next first.
     steps: VecDeque<Step>,
     executor: Box<dyn Executor + 'a>,
+    reporter: Box<dyn Reporter + 'a>,
     control: Arc<Control>,
     /// Set once the run budget is crossed: no worker round starts after it.
     run_budget_crossed: Option<String>,
+    /// The run was picked up again by `resume` ([`Scheduler::restore`]).
+    resumed: bool,
+    /// How far each running worker's progress file has been read, by attempt.
+    progress_read: BTreeMap<usize, u64>,
 }
 
 impl std::fmt::Debug for Scheduler<'_> {
@@ -303,8 +310,11 @@ impl<'a> Scheduler<'a> {
             next_job: 0,
             steps: VecDeque::new(),
             executor: Box::new(LocalExecutor::default()),
+            reporter: Box::new(PlainLines),
             control: Control::new(&layout.state_dir),
             run_budget_crossed: None,
+            resumed: false,
+            progress_read: BTreeMap::new(),
             repo,
             store,
             layout,
@@ -324,6 +334,19 @@ impl<'a> Scheduler<'a> {
         self
     }
 
+    /// Tells the run's events to `reporter` instead of printing them.
+    pub fn with_reporter(mut self, reporter: Box<dyn Reporter + 'a>) -> Self {
+        self.reporter = reporter;
+        self
+    }
+
+    /// Records `event` in the run's event log and tells the reporter.
+    fn report(&mut self, event: RunEvent) -> Result<(), ScheduleError> {
+        self.store.append_event(&self.run_id, &event)?;
+        self.reporter.report(&event);
+        Ok(())
+    }
+
     fn integration_ref(&self) -> String {
         layout::integration_ref(&self.run_id)
     }
@@ -341,6 +364,23 @@ impl<'a> Scheduler<'a> {
 
     /// Runs every phase, then the whole-goal audit and the release move.
     pub fn run(&mut self) -> Result<RunEnd, ScheduleError> {
+        let plan_path = self
+            .store
+            .run(Some(&self.run_id))?
+            .map(|row| row.plan_path)
+            .unwrap_or_default();
+        self.report(RunEvent::RunStarted {
+            plan_path,
+            release_branch: self.release.clone(),
+            release_start: self.release_start.to_string(),
+            phases: self
+                .plan
+                .phases
+                .iter()
+                .map(|p| p.id.value.clone())
+                .collect(),
+            resumed: self.resumed,
+        })?;
         let (tx, rx) = mpsc::channel::<Finished>();
         let pause = match self.run_jobs(&tx, &rx) {
             Ok(pause) => pause,
@@ -380,7 +420,7 @@ impl<'a> Scheduler<'a> {
             let now = self.control.poll();
             if now > pause {
                 pause = now;
-                self.pause_running(pause, "the run is pausing");
+                self.pause_running(pause, "the run is pausing")?;
             }
             if pause == Pause::None {
                 self.start_ready_phases()?;
@@ -396,6 +436,7 @@ impl<'a> Scheduler<'a> {
                     return Err(ScheduleError::Internal("a job thread vanished".into()));
                 }
             };
+            self.read_progress()?;
             if let Event::Finished(finished) = event {
                 let steps = self.finished(*finished)?;
                 self.follow(steps);
@@ -484,7 +525,10 @@ impl<'a> Scheduler<'a> {
             crash::point("job starts");
             match (&queued.purpose, &queued.job) {
                 (Purpose::Audit { .. }, Job::Audit(input)) => self.offer_reuse(input),
-                (Purpose::Worker { attempt }, _) => self.make_worktree(*attempt)?,
+                (Purpose::Worker { attempt }, _) => {
+                    self.make_worktree(*attempt)?;
+                    self.follow_progress(*attempt);
+                }
                 _ => {}
             }
             let id = self.next_job;
@@ -535,7 +579,9 @@ impl<'a> Scheduler<'a> {
     /// `goalpost` has exited. Audits still running end with the process; they change
     /// nothing of the run.
     fn stop_running_agents(&mut self, rx: &mpsc::Receiver<Finished>) {
-        self.pause_running(Pause::Now, "the run stopped on an internal error");
+        if let Err(err) = self.pause_running(Pause::Now, "the run stopped on an internal error") {
+            eprintln!("warning: could not record the pause: {err}");
+        }
         while self.busy().agents > 0 {
             let Ok(finished) = rx.recv() else {
                 break;
@@ -552,7 +598,7 @@ impl<'a> Scheduler<'a> {
 
     /// A pause: running workers stop at their next safe boundary, or at once; `why` is
     /// what their stop reports say.
-    fn pause_running(&mut self, pause: Pause, why: &str) {
+    fn pause_running(&mut self, pause: Pause, why: &str) -> Result<(), ScheduleError> {
         for a in &self.attempts {
             if a.state == AttemptState::Working {
                 ask_to_stop(a, why);
@@ -561,6 +607,10 @@ impl<'a> Scheduler<'a> {
         if pause == Pause::Now {
             self.executor.stop_workers();
         }
+        self.report(RunEvent::Paused {
+            now: pause == Pause::Now,
+            why: why.to_owned(),
+        })
     }
 
     fn key(&self, i: usize) -> (String, u32) {

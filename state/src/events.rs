@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use goalpost_shared::protocol::{Recommendation, Role, Usage};
 
-use crate::states::{PhaseStatus, RunState};
+use crate::states::{AttemptStatus, PhaseStatus, RunState};
 use crate::store::{Result, Store, StoreError};
 
 /// One thing a run did. In JSON an object whose `kind` names the variant in snake_case
@@ -34,6 +34,8 @@ pub enum Event {
         /// Why it stopped short of complete.
         blocker: Option<String>,
     },
+    /// A phase's dependencies merged: its attempts start on the integration tip `base`.
+    PhaseStarted { phase: String, base: String },
     /// A phase's recorded state changed.
     PhaseStateChanged {
         phase: String,
@@ -53,15 +55,34 @@ pub enum Event {
         /// The commit the round works on top of.
         base: String,
     },
+    /// An agent turn of an iteration started, as its worker reported it.
+    TurnStarted {
+        phase: String,
+        attempt: u32,
+        iteration: u32,
+        role: Role,
+    },
     /// One agent turn of an iteration ended.
     TurnFinished {
         phase: String,
         attempt: u32,
         iteration: u32,
         role: Role,
+        /// What the turn used.
         usage: Usage,
-        /// The agent process's exit status, if it exited.
-        exit_code: Option<i32>,
+        /// What the attempt has used over its whole life, this turn included.
+        attempt_usage: Usage,
+        /// Why the turn failed, if it did.
+        error: Option<String>,
+    },
+    /// The machine checks of an iteration ran in the attempt's worktree (informational:
+    /// the audit's run is the one that counts).
+    ChecksFinished {
+        phase: String,
+        attempt: u32,
+        iteration: u32,
+        passed: u32,
+        failed: u32,
     },
     /// One iteration (implementer turn, harvest, checks, reviewer turn) ended.
     IterationFinished {
@@ -84,12 +105,22 @@ pub enum Event {
         passed: bool,
         duration_ms: u64,
     },
-    /// An audit of a candidate (or of a train's merge, or of the whole goal) started.
+    /// A round proposed a candidate; its audit is queued.
+    CandidateProposed {
+        phase: String,
+        attempt: u32,
+        candidate: String,
+    },
+    /// An audit of a candidate, of a merge with the integration tip, of a train of
+    /// candidates or of the whole goal was queued.
     AuditStarted {
-        /// The phase, or `None` for the whole-goal audit.
+        purpose: AuditKind,
+        /// The phase (the first of a train's), or `None` for the whole-goal audit.
         phase: Option<String>,
-        /// The attempt, or `None` for a merge or whole-goal audit.
+        /// The attempt (the first of a train's), or `None` for a whole-goal audit.
         attempt: Option<u32>,
+        /// For a train: the phases landing together, in order.
+        phases: Vec<String>,
         base: String,
         candidate: String,
     },
@@ -102,6 +133,34 @@ pub enum Event {
         summary: String,
         /// Where `audit.json` and `audit.md` are.
         report_dir: String,
+    },
+    /// An attempt stopped short of landing: interrupted (`resume` goes on), blocked, or
+    /// stopped by a budget.
+    AttemptStopped {
+        phase: String,
+        attempt: u32,
+        state: AttemptStatus,
+        why: String,
+    },
+    /// An audited candidate conflicts with the integration tip in these paths.
+    Conflict {
+        phase: String,
+        attempt: u32,
+        paths: Vec<String>,
+    },
+    /// Several attempts of a `Select: review` phase passed: its reviewer chooses.
+    ReviewerChoosing { phase: String, attempts: Vec<u32> },
+    /// A phase's winner was chosen, and why.
+    WinnerChosen {
+        phase: String,
+        attempt: u32,
+        why: String,
+    },
+    /// A phase's winner landed on the integration ref as `commit`.
+    PhaseMerged {
+        phase: String,
+        attempt: u32,
+        commit: String,
     },
     /// A train of audited candidates landed on the integration ref.
     TrainLanded {
@@ -118,6 +177,20 @@ pub enum Event {
     },
     /// A pause was asked for: at once (`now`) or after the running turns.
     Paused { now: bool, why: String },
+}
+
+/// What an audit judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKind {
+    /// An attempt's candidate against its base.
+    Candidate,
+    /// One candidate's merge with an integration tip that moved.
+    Merge,
+    /// Several candidates squashed onto the integration tip together.
+    Train,
+    /// The integration tip against the whole goal.
+    Goal,
 }
 
 /// One attempt of a landed train.
@@ -251,13 +324,31 @@ mod tests {
                 first_iteration: 1,
                 base: "a".repeat(40),
             },
+            Event::PhaseStarted {
+                phase: "api".into(),
+                base: "a".repeat(40),
+            },
+            Event::TurnStarted {
+                phase: "api".into(),
+                attempt: 1,
+                iteration: 1,
+                role: Role::Implementer,
+            },
             Event::TurnFinished {
                 phase: "api".into(),
                 attempt: 1,
                 iteration: 1,
                 role: Role::Implementer,
                 usage: usage.clone(),
-                exit_code: Some(0),
+                attempt_usage: usage.clone(),
+                error: None,
+            },
+            Event::ChecksFinished {
+                phase: "api".into(),
+                attempt: 1,
+                iteration: 1,
+                passed: 2,
+                failed: 1,
             },
             Event::IterationFinished {
                 phase: "api".into(),
@@ -274,11 +365,43 @@ mod tests {
                 passed: true,
                 duration_ms: 1200,
             },
+            Event::CandidateProposed {
+                phase: "api".into(),
+                attempt: 1,
+                candidate: "b".repeat(40),
+            },
             Event::AuditStarted {
+                purpose: AuditKind::Candidate,
                 phase: Some("api".into()),
                 attempt: Some(1),
+                phases: vec!["api".into()],
                 base: "a".repeat(40),
                 candidate: "b".repeat(40),
+            },
+            Event::AttemptStopped {
+                phase: "api".into(),
+                attempt: 2,
+                state: AttemptStatus::BudgetLimited,
+                why: "budget turns reached: used 4 of 4".into(),
+            },
+            Event::Conflict {
+                phase: "api".into(),
+                attempt: 3,
+                paths: vec!["src/lib.rs".into()],
+            },
+            Event::ReviewerChoosing {
+                phase: "api".into(),
+                attempts: vec![1, 3],
+            },
+            Event::WinnerChosen {
+                phase: "api".into(),
+                attempt: 1,
+                why: "the reviewer chose attempt 1".into(),
+            },
+            Event::PhaseMerged {
+                phase: "api".into(),
+                attempt: 1,
+                commit: "c".repeat(40),
             },
             Event::AuditFinished {
                 phase: Some("api".into()),

@@ -93,10 +93,12 @@
 //!
 //! An [`EventRecord`] is an object with `seq` (integer, from 1 within its run), `at_ms`
 //! (integer, milliseconds since the Unix epoch), `kind` (the [`Event`] variant in
-//! snake_case: `run_started`, `run_ended`, `phase_state_changed`,
-//! `attempt_round_started`, `turn_finished`, `iteration_finished`, `check_finished`,
-//! `audit_started`, `audit_finished`, `train_landed`, `release_moved`, `paused`) and the
-//! variant's fields, as [`Event`] documents them.
+//! snake_case: `run_started`, `run_ended`, `phase_started`, `phase_state_changed`,
+//! `attempt_round_started`, `turn_started`, `turn_finished`, `checks_finished`,
+//! `iteration_finished`, `check_finished`, `candidate_proposed`, `audit_started`,
+//! `audit_finished`, `attempt_stopped`, `conflict`, `reviewer_choosing`, `winner_chosen`,
+//! `phase_merged`, `train_landed`, `release_moved`, `paused`) and the variant's fields, as
+//! [`Event`] documents them.
 
 mod events;
 mod schema;
@@ -104,7 +106,7 @@ mod states;
 mod store;
 mod view;
 
-pub use events::{Event, EventRecord, TrainCar};
+pub use events::{AuditKind, Event, EventRecord, TrainCar};
 pub use schema::SCHEMA_VERSION;
 pub use states::{AttemptStatus, PhaseStatus, RunState, UnknownName};
 pub use store::{AttemptRow, AuditRow, PhaseRow, Result, RunRow, Store, StoreError, now};

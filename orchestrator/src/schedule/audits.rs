@@ -10,7 +10,7 @@ use goalpost_shared::plan::Selection;
 use goalpost_shared::protocol::{AUDIT_REUSE_FILE, AuditInput, AuditReport, AuditReuse, Feedback};
 
 use super::decide::{self, Route};
-use super::{AttemptState, AuditPurpose, Purpose, ScheduleError, Scheduler, Step, oid};
+use super::{AttemptState, AuditPurpose, Purpose, RunEvent, ScheduleError, Scheduler, Step, oid};
 use crate::audit::{AuditOf, AuditSetup};
 use crate::executor::{Job, JobError};
 use crate::worktree;
@@ -104,12 +104,14 @@ impl Scheduler<'_> {
         self.store
             .record_audit(&self.run_id, Some(n), &report, &dir, &commands)?;
         self.remember_checks(&report, &dir);
-        println!(
-            "phase {phase_id}: attempt {n} audit says {}: {} (report: {}/audit.md)",
-            report.recommendation.as_str(),
-            report.summary,
-            dir.display()
-        );
+        self.report(RunEvent::AuditFinished {
+            phase: Some(phase_id),
+            attempt: Some(n),
+            candidate: report.candidate.clone(),
+            recommendation: report.recommendation,
+            summary: report.summary.clone(),
+            report_dir: dir.display().to_string(),
+        })?;
         if self.attempts[i].state == AttemptState::Lost {
             return Ok(Vec::new());
         }

@@ -11,12 +11,13 @@ use goalpost_shared::protocol::{AuditReport, Feedback};
 
 use super::decide::{self, AfterTrainAudit, Route};
 use super::{
-    AttemptState, AuditPurpose, MAX_REF_MOVES, PhaseState, ScheduleError, Scheduler, Step,
-    ask_to_stop, short,
+    AttemptState, AuditPurpose, MAX_REF_MOVES, PhaseState, RunEvent, ScheduleError, Scheduler,
+    Step, ask_to_stop, short,
 };
 use crate::crash;
 use crate::gate::{self, RepoSquasher, TrainLanding};
 use goalpost_state::AttemptStatus;
+use goalpost_state::{AuditKind, TrainCar};
 
 /// Trailers of a phase's squash commit: the integration history says which phases
 /// merged, even when a crash came between the ref move and its record in the store.
@@ -86,7 +87,7 @@ impl Scheduler<'_> {
             TrainLanding::AuditFirst { head } => {
                 self.train_busy = true;
                 let cars: Vec<(usize, Oid)> = train.cars.iter().map(|&(i, c, _)| (i, c)).collect();
-                self.audit_train(tip, head, cars);
+                self.audit_train(tip, head, cars)?;
             }
         }
         Ok(steps)
@@ -110,14 +111,15 @@ impl Scheduler<'_> {
     }
 
     /// Queues the audit of a train's merge `head` on `tip`.
-    fn audit_train(&mut self, tip: Oid, head: Oid, train: Vec<(usize, Oid)>) {
+    fn audit_train(
+        &mut self,
+        tip: Oid,
+        head: Oid,
+        train: Vec<(usize, Oid)>,
+    ) -> Result<(), ScheduleError> {
         let first = train[0].0;
         let (contract, claims, label) = if let [(i, _)] = train[..] {
             let (phase_id, n) = self.key(i);
-            println!(
-                "phase {phase_id}: merged tree differs from the audited one; auditing merge {}",
-                short(head)
-            );
             let a = &self.attempts[i];
             (
                 self.plan.phases[a.phase].contract.clone(),
@@ -125,15 +127,22 @@ impl Scheduler<'_> {
                 format!("{phase_id}.{n}-merge"),
             )
         } else {
-            let names: Vec<String> = train.iter().map(|(i, _)| self.key(*i).0).collect();
-            println!(
-                "gate: {} candidates land together ({}); auditing their merge {}",
-                train.len(),
-                names.join(", "),
-                short(head)
-            );
             (self.train_contract(&train), Vec::new(), "train".to_owned())
         };
+        let (phase, attempt) = self.key(first);
+        let phases: Vec<String> = train.iter().map(|(i, _)| self.key(*i).0).collect();
+        self.report(RunEvent::AuditStarted {
+            purpose: if train.len() == 1 {
+                AuditKind::Merge
+            } else {
+                AuditKind::Train
+            },
+            phase: Some(phase),
+            attempt: Some(attempt),
+            phases,
+            base: tip.to_string(),
+            candidate: head.to_string(),
+        })?;
         self.queue_audit(
             AuditPurpose::Merge {
                 attempt: first,
@@ -148,6 +157,7 @@ impl Scheduler<'_> {
             claims,
             true,
         );
+        Ok(())
     }
 
     /// The contract a train's merge is audited against: every check of its phases, their
@@ -203,6 +213,22 @@ impl Scheduler<'_> {
                     Ok(()) => {
                         crash::point("integration moved");
                         self.ref_moves = 0;
+                        let cars = train
+                            .iter()
+                            .map(|&(i, commit)| {
+                                let (phase, attempt) = self.key(i);
+                                TrainCar {
+                                    phase,
+                                    attempt,
+                                    commit: commit.to_string(),
+                                }
+                            })
+                            .collect();
+                        self.report(RunEvent::TrainLanded {
+                            cars,
+                            old_tip: old_tip.to_string(),
+                            new_tip: merge_commit.to_string(),
+                        })?;
                         let mut previous = old_tip;
                         for (i, commit) in train {
                             self.merged(i, previous, commit)?;
@@ -269,10 +295,11 @@ impl Scheduler<'_> {
         tip: Oid,
     ) -> Result<Vec<Step>, ScheduleError> {
         let (phase_id, n) = self.key(i);
-        println!(
-            "phase {phase_id}: attempt {n} conflicts with the integration tip in {}",
-            paths.join(", ")
-        );
+        self.report(RunEvent::Conflict {
+            phase: phase_id,
+            attempt: n,
+            paths: paths.clone(),
+        })?;
         match decide::after_conflict(self.attempts[i].rounds, &short(tip), &paths) {
             Route::Fail(why) => Ok(vec![Step::Fail {
                 attempt: i,
@@ -345,7 +372,10 @@ impl Scheduler<'_> {
                 )?;
             }
         }
-        println!("phase {phase_id}: merged attempt {n} at {}", short(new_tip));
-        Ok(())
+        self.report(RunEvent::PhaseMerged {
+            phase: phase_id,
+            attempt: n,
+            commit: new_tip.to_string(),
+        })
     }
 }

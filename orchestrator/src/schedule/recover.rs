@@ -18,6 +18,7 @@ use goalpost_state::{AttemptRow, AttemptStatus, PhaseStatus};
 impl Scheduler<'_> {
     /// Rebuilds the run's state from the store and the refs, and queues what is left.
     pub fn restore(&mut self) -> Result<(), ScheduleError> {
+        self.resumed = true;
         self.remove_stale_audit_worktrees();
         self.remove_stop_files();
         self.audits_started = count_dirs(&self.layout.run_dir(&self.run_id).join("audits"));

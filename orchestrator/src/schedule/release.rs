@@ -11,9 +11,10 @@ use goalpost_state::Store;
 
 use goalpost_shared::git::{Oid, Repo};
 
-use super::{RunEnd, ScheduleError, Scheduler, short};
+use super::{RunEnd, RunEvent, ScheduleError, Scheduler, short};
 use crate::crash;
 use crate::gate::{self, GateStep};
+use goalpost_state::AuditKind;
 
 impl Scheduler<'_> {
     /// The whole-goal audit on the integration tip, then the release move.
@@ -38,7 +39,14 @@ impl Scheduler<'_> {
     fn audit_goal(&mut self, base: Oid, target: Oid) -> Result<Option<String>, ScheduleError> {
         let contract = final_contract(self.plan);
         let input = self.audit_input("goal", contract, "goal", base, target, Vec::new());
-        println!("whole goal: auditing {}", short(target));
+        self.report(RunEvent::AuditStarted {
+            purpose: AuditKind::Goal,
+            phase: None,
+            attempt: None,
+            phases: Vec::new(),
+            base: base.to_string(),
+            candidate: target.to_string(),
+        })?;
         let report = match self.executor.audit_now(&input) {
             Ok(report) => report,
             // Killed or crashed: nothing was judged, and `resume` audits again.
@@ -52,11 +60,14 @@ impl Scheduler<'_> {
         let commands: Vec<_> = report.checks.iter().map(|c| c.record.clone()).collect();
         self.store
             .record_audit(&self.run_id, None, &report, &input.report_dir, &commands)?;
-        println!(
-            "whole goal: audit says {}: {}",
-            report.recommendation.as_str(),
-            report.summary
-        );
+        self.report(RunEvent::AuditFinished {
+            phase: None,
+            attempt: None,
+            candidate: report.candidate.clone(),
+            recommendation: report.recommendation,
+            summary: report.summary.clone(),
+            report_dir: input.report_dir.display().to_string(),
+        })?;
         Ok((report.recommendation != Recommendation::Merge).then(|| {
             format!(
                 "the whole-goal audit of {} says {}: {} (report: {}/audit.md)",

@@ -11,8 +11,8 @@ use goalpost_shared::protocol::{AttemptOutcome, Feedback, Usage, WorkerInput, Wo
 
 use super::decide::{self, AfterRound};
 use super::{
-    Attempt, AttemptState, AuditPurpose, PhaseState, Purpose, RunEnd, ScheduleError, Scheduler,
-    Step, short,
+    Attempt, AttemptState, AuditPurpose, PhaseState, Purpose, RunEnd, RunEvent, ScheduleError,
+    Scheduler, Step,
 };
 use crate::attempt::{self, DEFAULT_MAX_ITERATIONS, DEFAULT_NO_PROGRESS_LIMIT, WORKER_ENV_ALLOW};
 use crate::executor::{Job, JobError};
@@ -72,7 +72,10 @@ impl Scheduler<'_> {
         let implementer = attempt::implementer_name(self.plan)
             .unwrap_or_default()
             .to_owned();
-        println!("phase {id}: started on {}", short(base));
+        self.report(RunEvent::PhaseStarted {
+            phase: id.to_owned(),
+            base: base.to_string(),
+        })?;
         for n in 1..=phase.attempts.value {
             let agent = phase
                 .agent_for_attempt(n as usize - 1, &implementer)
@@ -198,14 +201,15 @@ impl Scheduler<'_> {
             agent_env: Default::default(),
             unconfined: self.unconfined,
         };
-        println!(
-            "phase {}: attempt {} ({}) round {} from iteration {}",
-            phase.id.value,
-            a.n,
-            a.agent,
-            a.rounds + 1,
-            a.next_iteration
-        );
+        let started = RunEvent::AttemptRoundStarted {
+            phase: phase.id.value.clone(),
+            attempt: a.n,
+            agent: a.agent.clone(),
+            round: a.rounds + 1,
+            first_iteration: a.next_iteration,
+            base: a.base.to_string(),
+        };
+        self.report(started)?;
         self.attempts[i].state = AttemptState::Working;
         let (phase_id, n) = self.key(i);
         self.store.set_attempt_base(
@@ -214,6 +218,10 @@ impl Scheduler<'_> {
             n,
             &self.attempts[i].base.to_string(),
         )?;
+        // What the store says until the round's result is recorded, so `status` shows a
+        // revised or resumed attempt at work rather than as its last audit left it.
+        self.store
+            .set_attempt_state(&self.run_id, &phase_id, n, AttemptStatus::Running)?;
         self.enqueue(
             Purpose::Worker { attempt: i },
             Job::Worker(Box::new(input)),
@@ -277,10 +285,11 @@ impl Scheduler<'_> {
                 a.claims = claims.clone();
                 let base = a.base;
                 let pi = a.phase;
-                println!(
-                    "phase {phase_id}: attempt {n} proposes {}; auditing",
-                    short(commit)
-                );
+                self.report(RunEvent::CandidateProposed {
+                    phase: phase_id.clone(),
+                    attempt: n,
+                    candidate: commit.to_string(),
+                })?;
                 let contract = self.plan.phases[pi].contract.clone();
                 self.queue_audit(
                     AuditPurpose::Candidate { attempt: i },
@@ -308,11 +317,15 @@ impl Scheduler<'_> {
     /// Marks attempt `i` as stopped short of an outcome; `resume` goes on with it.
     pub(super) fn interrupt(&mut self, i: usize, why: String) -> Result<(), ScheduleError> {
         let (phase_id, n) = self.key(i);
-        println!("phase {phase_id}: attempt {n} interrupted: {why}");
-        self.attempts[i].state = AttemptState::Interrupted { why };
+        self.attempts[i].state = AttemptState::Interrupted { why: why.clone() };
         self.store
             .set_attempt_state(&self.run_id, &phase_id, n, AttemptStatus::Interrupted)?;
-        Ok(())
+        self.report(RunEvent::AttemptStopped {
+            phase: phase_id,
+            attempt: n,
+            state: AttemptStatus::Interrupted,
+            why,
+        })
     }
 
     /// Attempt `i` stops for good; its phase's selection decides what that means.
@@ -323,7 +336,6 @@ impl Scheduler<'_> {
         budget: bool,
     ) -> Result<Vec<Step>, ScheduleError> {
         let (phase_id, n) = self.key(i);
-        println!("phase {phase_id}: attempt {n} stopped: {why}");
         let state = if budget {
             AttemptStatus::BudgetLimited
         } else {
@@ -331,6 +343,12 @@ impl Scheduler<'_> {
         };
         self.store
             .set_attempt_state(&self.run_id, &phase_id, n, state)?;
+        self.report(RunEvent::AttemptStopped {
+            phase: phase_id,
+            attempt: n,
+            state,
+            why: why.clone(),
+        })?;
         self.attempts[i].state = AttemptState::Failed { why, budget };
         Ok(vec![Step::Select(self.attempts[i].phase)])
     }
@@ -342,8 +360,11 @@ impl Scheduler<'_> {
         self.phases[pi] = PhaseState::Blocked;
         self.store
             .set_phase_state(&self.run_id, &phase_id, state, Some(&why))?;
-        println!("phase {phase_id}: {state}");
-        Ok(())
+        self.report(RunEvent::PhaseStateChanged {
+            phase: phase_id,
+            state,
+            why: Some(why),
+        })
     }
 
     /// When some phase could not merge: the run's end, with every blocker; the phases that

@@ -6,7 +6,7 @@ use goalpost_shared::plan::Selection;
 use goalpost_shared::protocol::{CandidateView, SelectInput, SelectResult};
 
 use super::decide::{self, Choice, Policy};
-use super::{AttemptState, Purpose, ScheduleError, Scheduler, Step};
+use super::{AttemptState, Purpose, RunEvent, ScheduleError, Scheduler, Step};
 use crate::attempt::{self, WORKER_ENV_ALLOW};
 use crate::executor::{Job, JobError};
 
@@ -52,7 +52,7 @@ impl Scheduler<'_> {
                 self.gate(winner)
             }
             Choice::AskReviewer(passed) => {
-                self.ask_reviewer(pi, &passed);
+                self.ask_reviewer(pi, &passed)?;
                 Ok(Vec::new())
             }
             Choice::Block => {
@@ -63,9 +63,9 @@ impl Scheduler<'_> {
     }
 
     /// `Select: review` with several audited candidates: a reviewer turn compares them.
-    fn ask_reviewer(&mut self, pi: usize, passed: &[usize]) {
+    fn ask_reviewer(&mut self, pi: usize, passed: &[usize]) -> Result<(), ScheduleError> {
         if !self.selecting.insert(pi) {
-            return;
+            return Ok(());
         }
         let phase = &self.plan.phases[pi];
         let settings = &self.plan.settings;
@@ -77,7 +77,7 @@ impl Scheduler<'_> {
         else {
             // `decide::choose` asks only when there is one.
             self.selecting.remove(&pi);
-            return;
+            return Ok(());
         };
         let mut candidates = Vec::new();
         for &i in passed {
@@ -119,16 +119,17 @@ impl Scheduler<'_> {
                 .map_or(30 * 60, |w| w.value.duration.as_secs().max(1)),
             unconfined: self.unconfined,
         };
-        println!(
-            "phase {}: {} attempts passed; the reviewer chooses",
-            phase.id.value,
-            passed.len()
-        );
+        let choosing = RunEvent::ReviewerChoosing {
+            phase: phase.id.value.clone(),
+            attempts: passed.iter().map(|&i| self.attempts[i].n).collect(),
+        };
+        self.report(choosing)?;
         self.enqueue(
             Purpose::Select { phase: pi },
             Job::Select(Box::new(input)),
             true,
         );
+        Ok(())
     }
 
     /// The reviewer named a winner; only an attempt that passed its audit can win.
@@ -156,7 +157,11 @@ impl Scheduler<'_> {
         let Some((winner, why)) = decide::reviewed(&self.attempts, &passed, said) else {
             return Ok(Vec::new());
         };
-        println!("phase {}: {why}", self.plan.phases[pi].id.value);
+        self.report(RunEvent::WinnerChosen {
+            phase: self.plan.phases[pi].id.value.clone(),
+            attempt: self.attempts[winner].n,
+            why: why.clone(),
+        })?;
         self.chosen_because[pi] = Some(why);
         self.attempts[winner].state = AttemptState::Gating;
         self.gate(winner)

@@ -1,0 +1,230 @@
+//! The reporter: the one way the run loop tells what happens. Every event goes to the
+//! run's event log in the store, which `status`, a dashboard or a `--progress json`
+//! reader follow, and to a [`Reporter`] for whoever watches: [`PlainLines`] writes the
+//! events a person follows as one line each on stdout. The loop never prints itself.
+
+use std::fmt::Debug;
+use std::io::Write as _;
+
+use goalpost_state::{AttemptStatus, AuditKind, Event};
+
+/// Where the run's events go, besides the event log.
+pub trait Reporter: Debug {
+    fn report(&mut self, event: &Event);
+}
+
+/// One line per event a person follows, on stdout.
+#[derive(Debug, Default)]
+pub struct PlainLines;
+
+impl Reporter for PlainLines {
+    fn report(&mut self, event: &Event) {
+        if let Some(line) = line(event) {
+            let mut out = std::io::stdout().lock();
+            // stdout gone (a closed pipe) is no reason to stop the run.
+            let _ = writeln!(out, "{line}");
+        }
+    }
+}
+
+/// The first ten hex digits of a commit id.
+fn short(id: &str) -> &str {
+    id.get(..10).unwrap_or(id)
+}
+
+/// The line a person reads for `event`, if it is one they follow.
+pub fn line(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::PhaseStarted { phase, base } => format!("phase {phase}: started on {}", short(base)),
+        Event::AttemptRoundStarted {
+            phase,
+            attempt,
+            agent,
+            round,
+            first_iteration,
+            ..
+        } => format!(
+            "phase {phase}: attempt {attempt} ({agent}) round {round} from iteration {first_iteration}"
+        ),
+        Event::CandidateProposed {
+            phase,
+            attempt,
+            candidate,
+        } => format!(
+            "phase {phase}: attempt {attempt} proposes {}; auditing",
+            short(candidate)
+        ),
+        Event::AuditStarted {
+            purpose,
+            phase,
+            phases,
+            candidate,
+            ..
+        } => match purpose {
+            AuditKind::Candidate => return None,
+            AuditKind::Merge => format!(
+                "phase {}: merged tree differs from the audited one; auditing merge {}",
+                phase.as_deref().unwrap_or_default(),
+                short(candidate)
+            ),
+            AuditKind::Train => format!(
+                "gate: {} candidates land together ({}); auditing their merge {}",
+                phases.len(),
+                phases.join(", "),
+                short(candidate)
+            ),
+            AuditKind::Goal => format!("whole goal: auditing {}", short(candidate)),
+        },
+        Event::AuditFinished {
+            phase: Some(phase),
+            attempt: Some(attempt),
+            recommendation,
+            summary,
+            report_dir,
+            ..
+        } => format!(
+            "phase {phase}: attempt {attempt} audit says {}: {summary} (report: {report_dir}/audit.md)",
+            recommendation.as_str()
+        ),
+        Event::AuditFinished {
+            recommendation,
+            summary,
+            ..
+        } => format!(
+            "whole goal: audit says {}: {summary}",
+            recommendation.as_str()
+        ),
+        Event::AttemptStopped {
+            phase,
+            attempt,
+            state: AttemptStatus::Interrupted,
+            why,
+        } => format!("phase {phase}: attempt {attempt} interrupted: {why}"),
+        Event::AttemptStopped {
+            phase,
+            attempt,
+            why,
+            ..
+        } => format!("phase {phase}: attempt {attempt} stopped: {why}"),
+        Event::Conflict {
+            phase,
+            attempt,
+            paths,
+        } => format!(
+            "phase {phase}: attempt {attempt} conflicts with the integration tip in {}",
+            paths.join(", ")
+        ),
+        Event::ReviewerChoosing { phase, attempts } => format!(
+            "phase {phase}: {} attempts passed; the reviewer chooses",
+            attempts.len()
+        ),
+        Event::WinnerChosen { phase, why, .. } => format!("phase {phase}: {why}"),
+        Event::PhaseMerged {
+            phase,
+            attempt,
+            commit,
+        } => format!(
+            "phase {phase}: merged attempt {attempt} at {}",
+            short(commit)
+        ),
+        Event::PhaseStateChanged {
+            phase,
+            state,
+            why: Some(_),
+        } => format!("phase {phase}: {state}"),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use goalpost_state::PhaseStatus;
+
+    use super::*;
+
+    const A: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    #[test]
+    fn the_lines_a_person_follows_name_the_phase_the_attempt_and_a_short_commit() {
+        let cases = [
+            (
+                Event::PhaseStarted {
+                    phase: "api".into(),
+                    base: A.into(),
+                },
+                "phase api: started on 0123456789",
+            ),
+            (
+                Event::CandidateProposed {
+                    phase: "api".into(),
+                    attempt: 2,
+                    candidate: A.into(),
+                },
+                "phase api: attempt 2 proposes 0123456789; auditing",
+            ),
+            (
+                Event::AuditStarted {
+                    purpose: AuditKind::Train,
+                    phase: Some("api".into()),
+                    attempt: Some(1),
+                    phases: vec!["api".into(), "docs".into()],
+                    base: A.into(),
+                    candidate: A.into(),
+                },
+                "gate: 2 candidates land together (api, docs); auditing their merge 0123456789",
+            ),
+            (
+                Event::AttemptStopped {
+                    phase: "api".into(),
+                    attempt: 1,
+                    state: AttemptStatus::Interrupted,
+                    why: "the worker failed".into(),
+                },
+                "phase api: attempt 1 interrupted: the worker failed",
+            ),
+            (
+                Event::AttemptStopped {
+                    phase: "api".into(),
+                    attempt: 1,
+                    state: AttemptStatus::BudgetLimited,
+                    why: "budget turns reached: used 4 of 4".into(),
+                },
+                "phase api: attempt 1 stopped: budget turns reached: used 4 of 4",
+            ),
+            (
+                Event::PhaseStateChanged {
+                    phase: "api".into(),
+                    state: PhaseStatus::BudgetLimited,
+                    why: Some("attempt 1 (a): budget".into()),
+                },
+                "phase api: budget_limited",
+            ),
+        ];
+        for (event, want) in cases {
+            assert_eq!(line(&event).as_deref(), Some(want), "{event:?}");
+        }
+    }
+
+    #[test]
+    fn turns_and_candidate_audits_starting_are_logged_not_printed() {
+        let quiet = [
+            Event::AuditStarted {
+                purpose: AuditKind::Candidate,
+                phase: Some("api".into()),
+                attempt: Some(1),
+                phases: vec!["api".into()],
+                base: A.into(),
+                candidate: A.into(),
+            },
+            Event::TurnStarted {
+                phase: "api".into(),
+                attempt: 1,
+                iteration: 1,
+                role: goalpost_shared::protocol::Role::Implementer,
+            },
+        ];
+        for event in quiet {
+            assert_eq!(line(&event), None, "{event:?}");
+        }
+    }
+}
