@@ -7,8 +7,8 @@ use std::path::Path;
 use goalpost_shared::goal;
 use proptest::prelude::*;
 
-const PHASED: &str = include_str!("../../fixtures/plans/phased-plan.md");
-const SINGLE: &str = include_str!("../../fixtures/plans/single-goal.md");
+const PHASED: &str = include_str!("../../../fixtures/plans/phased-plan.md");
+const SINGLE: &str = include_str!("../../../fixtures/plans/single-goal.md");
 
 fn check(text: &str) {
     if let Err(d) = goal::parse(Path::new("g.md"), text) {

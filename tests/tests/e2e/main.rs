@@ -1,0 +1,13 @@
+//! goalpost's end-to-end tests, one module per area, in one test binary: each file of its
+//! own would link goalpost's whole dependency tree again. The modules run the real
+//! binaries, built by `cargo build --workspace` beforehand.
+
+mod approve;
+mod best_of_n;
+mod confinement;
+mod durable;
+mod lifecycle;
+mod plan_cli;
+mod pool_cache;
+mod real_agents;
+mod run_e2e;
