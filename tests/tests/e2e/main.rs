@@ -9,5 +9,6 @@ mod durable;
 mod lifecycle;
 mod plan_cli;
 mod pool_cache;
+mod progress;
 mod real_agents;
 mod run_e2e;

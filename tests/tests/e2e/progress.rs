@@ -1,0 +1,142 @@
+//! What a person sees of a run: the README's first command from the root of a clone, and
+//! `status` following an attempt while its agent is still at work.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use goalpost_fixtures::repo::CALC_SUB;
+use goalpost_tests::durable::{DEADLINE, wait_for};
+use goalpost_tests::{Run, TestEnv, binary, calc_env, quoted, repo_root};
+
+/// The first command block of the README, as a newcomer copies it.
+fn first_readme_command() -> String {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let block = readme
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the README has a sh block");
+    block.trim().to_owned()
+}
+
+#[test]
+fn the_readmes_first_command_runs_the_demo_from_the_root_of_a_clone() {
+    // The command is written for the default target directory; the build half is what
+    // `cargo build --workspace` before the tests already did.
+    assert_eq!(
+        first_readme_command(),
+        "cargo build && target/debug/goalpost demo"
+    );
+    let literal = repo_root().join("target/debug/goalpost");
+    let program = if std::env::var_os("CARGO_TARGET_DIR").is_none() && literal.is_file() {
+        Path::new("target/debug/goalpost").to_path_buf()
+    } else {
+        binary("goalpost")
+    };
+    let env = TestEnv::new();
+    // The demo goes to the system temp dir: this test's.
+    let mut cmd = env.command(&program);
+    cmd.current_dir(repo_root())
+        .env("TMPDIR", env.dir())
+        .arg("demo");
+    let run = Run::of(cmd);
+    run.assert_code(0)
+        .assert_stdout_has("outcome of each phase:");
+    for id in ["sub", "mul", "speed", "docs"] {
+        assert!(
+            run.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("  {id:<6} merged "))),
+            "no outcome line for {id}\n{run}"
+        );
+    }
+    let demo = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("demo repository: "))
+        .expect("the demo says where it is");
+    assert!(
+        Path::new(demo).starts_with(env.dir()),
+        "{demo} is not in the temp dir"
+    );
+    // Nothing was made in the clone itself.
+    let status = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=all"])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    let dirty = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        !dirty.lines().any(|l| l.contains("goalpost-demo")),
+        "{dirty}"
+    );
+}
+
+#[test]
+fn status_shows_a_running_attempts_iteration_and_usage_while_its_agent_works() {
+    let env = calc_env();
+    let release = env.dir().join("release-iteration-2");
+    let sub = env.write("sub.sh", CALC_SUB);
+    // Iteration 1 writes a wrong `sub`; iteration 2 waits until the test has seen it at
+    // work, then writes the right one. Each turn reports its tokens.
+    let script = r#"
+if [ "$GOALPOST_ITERATION" = 1 ]; then
+  printf 'sub() { echo 0; }\n' > ops/sub.sh
+else
+  n=0
+  while [ ! -e "$RELEASE" ]; do
+    n=$((n + 1)); [ "$n" -gt 6000 ] && exit 1
+    sleep 0.02
+  done
+  cp "$SUB" ops/sub.sh
+fi
+echo 'USAGE: tokens_in=500 tokens_out=20'
+"#;
+    env.write(
+        "goal.md",
+        &format!(
+            "+++\nrelease = \"main\"\n\n[agents.coder]\nadapter = \"command\"\ncommand = [\"sh\", \"-c\", {}]\nenv = {{ RELEASE = {}, SUB = {} }}\n\n[roles]\nimplementer = \"coder\"\n+++\n\n# Goal: calc subtracts\n\n## Outcome\n`sh calc.sh sub 5 3` prints 2.\n\n## Verification surface\n- `sh calc.sh sub 5 3 | grep -qx 2`\n\n## Boundaries\n- Allowed paths: ops/\n",
+            quoted(script),
+            quoted(release.to_str().unwrap()),
+            quoted(sub.to_str().unwrap()),
+        ),
+    );
+    let mut running = env.spawn_goalpost(["-C", "calc", "run", "goal.md"], &[]);
+
+    let live = wait_for("the attempt at work in iteration 2", DEADLINE, || {
+        if let Some(run) = running.finished() {
+            panic!("the run ended before iteration 2 was seen\n{run}");
+        }
+        let status = env.goalpost(["-C", "calc", "status", "--json"]);
+        if status.code != 0 {
+            return None;
+        }
+        let json = status.json();
+        let live = json["live"].get(0)?.clone();
+        (live["iteration"] == 2 && live["turn_running"] == true).then_some((json, live))
+    });
+    let (json, live) = live;
+    assert_eq!(live["phase_id"], "goal");
+    assert_eq!(live["n"], 1);
+    assert_eq!(live["role"], "implementer");
+    // Iteration 1's turn is counted while the round that ran it is still going on...
+    assert_eq!(live["usage"]["tokens_in"], 500, "{live}");
+    assert_eq!(live["usage"]["tokens_out"], 20, "{live}");
+    assert_eq!(live["checks"], serde_json::json!([0, 1]), "{live}");
+    // ...where the recorded rounds know nothing of it yet.
+    assert_eq!(json["attempts"][0]["state"], "running");
+    assert_eq!(json["attempts"][0]["usage"]["tokens_in"], 0);
+    let text = env.goalpost(["-C", "calc", "status"]);
+    text.assert_code(0).assert_stdout_has(
+        "goal #1  iteration 2, implementer turn running; used 520 tokens, $0.0000",
+    );
+    text.assert_stdout_has("checks: 0 passed, 1 failed");
+
+    std::fs::write(&release, "go\n").unwrap();
+    let done = running.wait();
+    done.assert_code(0);
+    let after = env.goalpost(["-C", "calc", "status", "--json"]).json();
+    assert_eq!(after["live"], serde_json::json!([]), "{after}");
+    assert_eq!(after["attempts"][0]["usage"]["tokens_in"], 1000);
+    assert_eq!(after["attempts"][0]["state"], "merged");
+}
