@@ -12,3 +12,4 @@ mod pool_cache;
 mod progress;
 mod real_agents;
 mod run_e2e;
+mod views;
