@@ -89,6 +89,19 @@
 //! | `summary` | string | the audit's one-line summary |
 //! | `report_dir` | string | the directory holding `audit.json` and `audit.md` |
 //!
+//! `live`, an array of objects, one per attempt whose worker round is running now, folded
+//! from the event log (see [`LiveAttempt`]):
+//!
+//! | field | type | meaning |
+//! | --- | --- | --- |
+//! | `phase_id` | string | the attempt's phase |
+//! | `n` | integer | the attempt's number |
+//! | `iteration` | integer | the iteration it is in |
+//! | `role` | string | `implementer` or `reviewer`: whose turn is running, or ran last |
+//! | `turn_running` | boolean | whether that turn is still running |
+//! | `usage` | object | what the attempt has used over its whole life up to its last finished turn, as in `attempts` |
+//! | `checks` | array or null | its last machine checks in its worktree: `[passed, failed]` |
+//!
 //! # The JSON of an event
 //!
 //! An [`EventRecord`] is an object with `seq` (integer, from 1 within its run), `at_ms`
@@ -110,4 +123,4 @@ pub use events::{AuditKind, Event, EventRecord, TrainCar};
 pub use schema::SCHEMA_VERSION;
 pub use states::{AttemptStatus, PhaseStatus, RunState, UnknownName};
 pub use store::{AttemptRow, AuditRow, PhaseRow, Result, RunRow, Store, StoreError, now};
-pub use view::RunView;
+pub use view::{LiveAttempt, RunView};
