@@ -161,3 +161,75 @@ persisted_names! {
         Interrupted => "interrupted",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names existing stores and `--json` readers hold: renaming one breaks them.
+    #[test]
+    fn the_persisted_names_are_the_ones_stores_already_hold() {
+        let names = |all: &[&'static str]| all.join(" ");
+        assert_eq!(
+            names(&RunState::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+            "active paused complete blocked budget_limited awaiting_approval cleared"
+        );
+        assert_eq!(
+            names(
+                &PhaseStatus::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+            ),
+            "pending running merged blocked budget_limited"
+        );
+        assert_eq!(
+            names(
+                &AttemptStatus::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+            ),
+            "running auditing passed gating merged lost blocked budget_limited interrupted"
+        );
+    }
+
+    fn round_trips<T>(all: &[T])
+    where
+        T: Copy + PartialEq + fmt::Debug + fmt::Display + std::str::FromStr<Err = UnknownName>,
+        T: Serialize + serde::de::DeserializeOwned,
+    {
+        for &state in all {
+            let text = state.to_string();
+            assert_eq!(text.parse::<T>(), Ok(state));
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{text}\""));
+            assert_eq!(serde_json::from_str::<T>(&json).unwrap(), state);
+        }
+    }
+
+    #[test]
+    fn every_state_round_trips_through_its_name_and_json() {
+        round_trips(RunState::ALL);
+        round_trips(PhaseStatus::ALL);
+        round_trips(AttemptStatus::ALL);
+    }
+
+    #[test]
+    fn an_unknown_name_is_an_error_naming_it() {
+        let err = "frobbed".parse::<AttemptStatus>().unwrap_err();
+        assert_eq!(err.to_string(), "unknown attempt state `frobbed`");
+        let err = serde_json::from_str::<RunState>("\"Active\"").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown run state `Active`"),
+            "{err}"
+        );
+        assert!("".parse::<PhaseStatus>().is_err());
+    }
+
+    #[test]
+    fn a_state_pads_to_the_width_of_a_table_column() {
+        assert_eq!(format!("[{:<10}]", AttemptStatus::Lost), "[lost      ]");
+        assert_eq!(format!("[{:>8}]", PhaseStatus::Merged), "[  merged]");
+    }
+}

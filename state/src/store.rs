@@ -14,6 +14,7 @@ use goalpost_shared::protocol::{
 use crate::schema::{MIGRATIONS, migrate};
 use crate::states::{AttemptStatus, PhaseStatus, RunState, UnknownName};
 
+/// Why the store could not do what it was asked, with its path.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("state store {path}: {source}")]
@@ -48,6 +49,7 @@ pub enum StoreError {
     },
 }
 
+/// The store's results.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// The recommendation column of an audit, read back as the protocol's type.
@@ -78,7 +80,7 @@ pub struct Store {
     pub(crate) path: PathBuf,
 }
 
-/// A run's row.
+/// A run's row; its JSON is documented in the crate's docs.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRow {
     pub id: String,
@@ -94,6 +96,7 @@ pub struct RunRow {
     pub updated_at: i64,
 }
 
+/// A phase's row; its JSON is documented in the crate's docs.
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseRow {
     pub phase_id: String,
@@ -104,6 +107,7 @@ pub struct PhaseRow {
     pub why: Option<String>,
 }
 
+/// An attempt's row; its JSON is documented in the crate's docs.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptRow {
     pub phase_id: String,
@@ -123,6 +127,7 @@ pub struct AttemptRow {
     pub diff_lines: Option<i64>,
 }
 
+/// An audit's row; its JSON is documented in the crate's docs.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRow {
     pub phase_id: String,
@@ -135,6 +140,7 @@ pub struct AuditRow {
     pub report_dir: String,
 }
 
+/// Seconds since the Unix epoch (0 on a clock before it): the store's times.
 pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -219,6 +225,7 @@ impl Store {
         Ok(())
     }
 
+    /// Records where run `id` stands, and why it stopped (`None` clears the blocker).
     pub fn set_run_state(&self, id: &str, state: RunState, blocker: Option<&str>) -> Result<()> {
         self.conn
             .execute(
@@ -229,6 +236,7 @@ impl Store {
         Ok(())
     }
 
+    /// Records the commit the release branch was moved to.
     pub fn set_release_commit(&self, id: &str, commit: &str) -> Result<()> {
         self.conn
             .execute(
@@ -275,6 +283,7 @@ impl Store {
         row.optional().map_err(|e| self.err(e))
     }
 
+    /// The plan run `id` follows, as JSON.
     pub fn run_plan_json(&self, id: &str) -> Result<String> {
         self.conn
             .query_row(
@@ -285,6 +294,8 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Records phase `phase` of `run`, pending, at `position` in the plan; a phase
+    /// recorded before stays as it is.
     pub fn insert_phase(&self, run: &str, phase: &str, position: usize) -> Result<()> {
         self.conn
             .execute(
@@ -296,6 +307,7 @@ impl Store {
         Ok(())
     }
 
+    /// Records where a phase stands; `why`, when given, replaces the one recorded.
     pub fn set_phase_state(
         &self,
         run: &str,
@@ -313,6 +325,7 @@ impl Store {
         Ok(())
     }
 
+    /// Records the integration tip a phase started on.
     pub fn set_phase_base(&self, run: &str, phase: &str, base: &str) -> Result<()> {
         self.conn
             .execute(
@@ -323,6 +336,7 @@ impl Store {
         Ok(())
     }
 
+    /// Records that attempt `winner` of a phase landed as `commit`, and why it won.
     pub fn set_phase_merged(
         &self,
         run: &str,
@@ -341,6 +355,7 @@ impl Store {
         Ok(())
     }
 
+    /// The phases of `run`, in the plan's order.
     pub fn phases(&self, run: &str) -> Result<Vec<PhaseRow>> {
         let mut stmt = self
             .conn
@@ -365,6 +380,7 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Records attempt `n` of a phase, running; an attempt recorded before stays as it is.
     pub fn insert_attempt(
         &self,
         run: &str,
@@ -425,6 +441,7 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Records where attempt `n` of a phase stands.
     pub fn set_attempt_state(
         &self,
         run: &str,
@@ -503,6 +520,7 @@ impl Store {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// Records an audited attempt's metric value and the number of paths it changes.
     pub fn set_attempt_metric(
         &self,
         run: &str,
@@ -521,6 +539,7 @@ impl Store {
         Ok(())
     }
 
+    /// The attempts of `run`, by phase in the plan's order, then by number.
     pub fn attempts(&self, run: &str) -> Result<Vec<AttemptRow>> {
         let mut stmt = self
             .conn
@@ -557,6 +576,8 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Records an audit of attempt `attempt` (`None`: a whole-goal audit) with the
+    /// commands it ran.
     pub fn record_audit(
         &self,
         run: &str,
@@ -591,6 +612,7 @@ impl Store {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// The audits of `run`, in the order they were recorded.
     pub fn audits(&self, run: &str) -> Result<Vec<AuditRow>> {
         let mut stmt = self
             .conn
@@ -617,6 +639,8 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Records a move of `target` (the integration ref or the release branch) from
+    /// `old_tip` to `new_tip`, and the commit whose audit allowed it.
     pub fn record_merge(
         &self,
         run: &str,
@@ -755,3 +779,6 @@ impl Store {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests;

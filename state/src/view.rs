@@ -139,3 +139,165 @@ impl RunView {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use goalpost_shared::protocol::{AuditReport, Recommendation, Role};
+
+    use super::*;
+
+    fn keys(value: &serde_json::Value) -> Vec<&str> {
+        let mut keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// The fields the crate's docs list: a change here is a change of the documented
+    /// JSON that dashboards read.
+    #[test]
+    fn the_json_has_the_documented_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.sqlite")).unwrap();
+        store
+            .insert_run("r1", "goal.md", "{}", "/repo", "main", "a", "refs/i")
+            .unwrap();
+        store.insert_phase("r1", "api", 0).unwrap();
+        store
+            .insert_attempt("r1", "api", 1, "codex", "/wt", "refs/a")
+            .unwrap();
+        let report = AuditReport {
+            phase: "api".into(),
+            base: "a".into(),
+            candidate: "c".into(),
+            tree: "t".into(),
+            recommendation: Recommendation::Merge,
+            summary: "ok".into(),
+            checks: Vec::new(),
+            unverified_checks: Vec::new(),
+            violations: Vec::new(),
+            claims: Vec::new(),
+            changed_paths: Vec::new(),
+            cache: Vec::new(),
+        };
+        store
+            .record_audit("r1", Some(1), &report, Path::new("/d"), &[])
+            .unwrap();
+        store
+            .append_event(
+                "r1",
+                &Event::TurnStarted {
+                    phase: "api".into(),
+                    attempt: 1,
+                    iteration: 1,
+                    role: Role::Implementer,
+                },
+            )
+            .unwrap();
+        let view = RunView::load(&store, Some("r1")).unwrap().unwrap();
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(keys(&json), ["attempts", "audits", "live", "phases", "run"]);
+        assert_eq!(
+            keys(&json["run"]),
+            [
+                "blocker",
+                "created_at",
+                "id",
+                "integration_ref",
+                "plan_path",
+                "release_branch",
+                "release_commit",
+                "release_start",
+                "state",
+                "updated_at",
+                "workdir"
+            ]
+        );
+        assert_eq!(
+            keys(&json["phases"][0]),
+            [
+                "base",
+                "merged_commit",
+                "phase_id",
+                "state",
+                "why",
+                "winner"
+            ]
+        );
+        assert_eq!(
+            keys(&json["attempts"][0]),
+            [
+                "agent",
+                "base",
+                "candidate",
+                "diff_lines",
+                "head",
+                "iterations",
+                "metric",
+                "n",
+                "outcome",
+                "phase_id",
+                "ref_name",
+                "rounds",
+                "state",
+                "usage",
+                "worktree"
+            ]
+        );
+        assert_eq!(
+            keys(&json["attempts"][0]["usage"]),
+            [
+                "cost_usd",
+                "tokens_cached",
+                "tokens_in",
+                "tokens_out",
+                "tool_calls",
+                "turns",
+                "wall_ms"
+            ]
+        );
+        assert_eq!(
+            keys(&json["audits"][0]),
+            [
+                "attempt",
+                "base",
+                "candidate",
+                "phase_id",
+                "recommendation",
+                "report_dir",
+                "summary",
+                "tree"
+            ]
+        );
+        assert_eq!(
+            keys(&json["live"][0]),
+            [
+                "checks",
+                "iteration",
+                "n",
+                "phase_id",
+                "role",
+                "turn_running",
+                "usage"
+            ]
+        );
+        assert_eq!(json["live"][0]["role"], "implementer");
+        assert_eq!(json["run"]["state"], "active");
+        assert_eq!(json["attempts"][0]["state"], "running");
+        assert_eq!(json["audits"][0]["recommendation"], "merge");
+    }
+
+    #[test]
+    fn there_is_no_view_of_a_run_that_is_not_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.sqlite")).unwrap();
+        assert!(RunView::load(&store, None).unwrap().is_none());
+        assert!(RunView::load(&store, Some("r1")).unwrap().is_none());
+    }
+}
