@@ -52,22 +52,17 @@ pub enum StoreError {
 /// The store's results.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// The recommendation column of an audit, read back as the protocol's type.
-fn recommendation(text: &str) -> rusqlite::Result<Recommendation> {
-    [
-        Recommendation::Merge,
-        Recommendation::Revise,
-        Recommendation::Abandon,
-    ]
-    .into_iter()
-    .find(|r| r.as_str() == text)
-    .ok_or_else(|| {
+/// Column `column` of `row`, an audit's recommendation, read back as the protocol's type
+/// by the names the protocol's serde gives it (those `Recommendation::as_str` writes).
+fn recommendation(row: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Recommendation> {
+    let text: String = row.get(column)?;
+    serde_json::from_value(serde_json::Value::String(text.clone())).map_err(|_| {
         rusqlite::Error::FromSqlConversionFailure(
-            5,
+            column,
             rusqlite::types::Type::Text,
             Box::new(UnknownName {
                 kind: "audit recommendation",
-                value: text.to_owned(),
+                value: text,
             }),
         )
     })
@@ -629,7 +624,7 @@ impl Store {
                     base: r.get(2)?,
                     candidate: r.get(3)?,
                     tree: r.get(4)?,
-                    recommendation: recommendation(&r.get::<_, String>(5)?)?,
+                    recommendation: recommendation(r, 5)?,
                     summary: r.get(6)?,
                     report_dir: r.get(7)?,
                 })
