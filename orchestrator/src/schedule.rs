@@ -123,7 +123,17 @@ struct Attempt {
     audit_summary: String,
     /// One line per check of the last passing audit.
     evidence: Vec<String>,
+    /// Each time an audit sent it back (`revise`), in order.
+    sent_back: Vec<SentBack>,
     state: AttemptState,
+}
+
+/// An audit that sent an attempt back: its summary, and the paths of its boundary
+/// violations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SentBack {
+    summary: String,
+    paths: Vec<String>,
 }
 
 impl Attempt {

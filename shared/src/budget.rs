@@ -159,15 +159,23 @@ pub fn crossed(budget: &Budget, spent: Spent<'_>) -> Option<Crossed> {
     BudgetKind::ALL.into_iter().find_map(|kind| {
         let limit = kind.limit(budget)?;
         let used = spent.of(kind)?;
-        (used >= limit).then(|| Crossed {
-            kind,
-            limit: describe(budget, kind, limit),
-            used: match kind {
-                BudgetKind::Wall => format!("{used:.1}s"),
-                BudgetKind::CostUsd => format!("{used:.4}"),
-                _ => format!("{used}"),
-            },
-        })
+        (used >= limit).then(|| figures(budget, kind, spent))?
+    })
+}
+
+/// `kind`'s limit in `budget` and what `spent` used of it, in the words of a stop report,
+/// reached or not; `None` when `budget` sets no such limit.
+pub fn figures(budget: &Budget, kind: BudgetKind, spent: Spent<'_>) -> Option<Crossed> {
+    let limit = kind.limit(budget)?;
+    let used = spent.of(kind)?;
+    Some(Crossed {
+        kind,
+        limit: describe(budget, kind, limit),
+        used: match kind {
+            BudgetKind::Wall => format!("{used:.1}s"),
+            BudgetKind::CostUsd => format!("{used:.4}"),
+            _ => format!("{used}"),
+        },
     })
 }
 

@@ -7,10 +7,14 @@ use std::path::PathBuf;
 use goalpost_shared::contract::Contract;
 use goalpost_shared::git::Oid;
 use goalpost_shared::plan::Selection;
-use goalpost_shared::protocol::{AUDIT_REUSE_FILE, AuditInput, AuditReport, AuditReuse, Feedback};
+use goalpost_shared::protocol::{
+    AUDIT_REUSE_FILE, AuditInput, AuditReport, AuditReuse, Feedback, Recommendation,
+};
 
 use super::decide::{self, Route};
-use super::{AttemptState, AuditPurpose, Purpose, RunEvent, ScheduleError, Scheduler, Step, oid};
+use super::{
+    AttemptState, AuditPurpose, Purpose, RunEvent, ScheduleError, Scheduler, SentBack, Step, oid,
+};
 use crate::audit::{AuditOf, AuditSetup};
 use crate::executor::{Job, JobError};
 use crate::worktree;
@@ -134,6 +138,12 @@ impl Scheduler<'_> {
     ) -> Result<Vec<Step>, ScheduleError> {
         let pi = self.attempts[i].phase;
         let rounds = self.attempts[i].rounds;
+        if report.recommendation == Recommendation::Revise {
+            self.attempts[i].sent_back.push(SentBack {
+                summary: report.summary.clone(),
+                paths: report.violations.iter().map(|v| v.path.clone()).collect(),
+            });
+        }
         match decide::after_candidate_audit(report.recommendation, rounds, &report.summary) {
             Route::Pass => {
                 let candidate = oid(&report.candidate)?;

@@ -11,7 +11,7 @@ use goalpost_shared::budget::{self, Spent};
 use goalpost_shared::plan::{Budget, Selection};
 use goalpost_shared::protocol::{AttemptOutcome, Recommendation, Usage};
 
-use super::{Attempt, AttemptState, MAX_ROUNDS, PhaseState, RunEnd};
+use super::{Attempt, AttemptState, MAX_ROUNDS, PhaseState, RunEnd, SentBack};
 use crate::control::Pause;
 use goalpost_state::{AttemptStatus, PhaseStatus};
 
@@ -119,6 +119,66 @@ pub fn after_round(outcome: &AttemptOutcome) -> (AttemptStatus, String, AfterRou
             AfterRound::Interrupt,
         ),
     }
+}
+
+/// The worker measures a round against what was left of the attempt's budget when the
+/// round started, so its budget stop speaks of that remainder ("turns: used 0 of 0" once a
+/// revised attempt starts its last round with nothing left). The stop is told in the
+/// attempt's whole-life figures instead: the goal file's limit, and everything the attempt
+/// used, this round included. `spent` is the attempt's whole life.
+pub fn whole_life(outcome: AttemptOutcome, budget: &Budget, spent: Spent<'_>) -> AttemptOutcome {
+    let AttemptOutcome::BudgetLimited {
+        budget: kind,
+        limit,
+        used,
+    } = outcome
+    else {
+        return outcome;
+    };
+    let figures = kind
+        .parse()
+        .ok()
+        .and_then(|kind| budget::figures(budget, kind, spent));
+    match figures {
+        Some(c) => AttemptOutcome::BudgetLimited {
+            budget: c.kind.name().to_owned(),
+            limit: c.limit,
+            used: c.used,
+        },
+        None => AttemptOutcome::BudgetLimited {
+            budget: kind,
+            limit,
+            used,
+        },
+    }
+}
+
+/// Why an attempt stopped, with what its audits said when they sent it back for the same
+/// finding more than once: the finding, how often, and what the user can change.
+pub fn explain_stop(why: String, sent_back: &[SentBack]) -> String {
+    let Some(last) = sent_back.last() else {
+        return why;
+    };
+    let repeats = sent_back
+        .iter()
+        .rev()
+        .take_while(|s| s.summary == last.summary)
+        .count();
+    if repeats < 2 {
+        return why;
+    }
+    let mut out = format!(
+        "{why}; the audit sent it back {repeats} times in a row for the same finding: {}",
+        last.summary
+    );
+    if !last.paths.is_empty() {
+        let paths: Vec<String> = last.paths.iter().map(|p| format!("`{p}`")).collect();
+        out.push_str(&format!(
+            "; needs: the goal's boundaries to allow {} (its Allowed or Forbidden paths), or an implementer that leaves them alone",
+            paths.join(", ")
+        ));
+    }
+    out
 }
 
 /// Where an audit report or a conflict sends an attempt.

@@ -32,6 +32,7 @@ fn attempt(phase: usize, n: u32, state: AttemptState) -> Attempt {
         audited: None,
         audit_summary: String::new(),
         evidence: Vec::new(),
+        sent_back: Vec::new(),
         state,
     }
 }
@@ -618,4 +619,61 @@ fn resume_takes_each_recorded_state_up_where_it_still_holds() {
     for s in [S::Running, S::Interrupted, S::Merged] {
         assert_eq!(restore(s, true, false, false), Restore::Round, "{s:?}");
     }
+}
+
+#[test]
+fn a_budget_stop_is_told_in_the_attempts_whole_life_figures_not_the_rounds_remainder() {
+    let budget = Budget {
+        turns: Some(Spanned::new(4, 1, 1)),
+        ..Budget::default()
+    };
+    let mut a = attempt(0, 1, AttemptState::Working);
+    a.usage.turns = 4;
+    // The worker's last round started with 0 of the 4 turns left.
+    let from_the_worker = AttemptOutcome::BudgetLimited {
+        budget: "turns".into(),
+        limit: "0".into(),
+        used: "0".into(),
+    };
+    assert_eq!(
+        whole_life(from_the_worker, &budget, a.spent()),
+        AttemptOutcome::BudgetLimited {
+            budget: "turns".into(),
+            limit: "4".into(),
+            used: "4".into(),
+        }
+    );
+    // Any other outcome, or a kind the goal file does not limit, is left as it is.
+    let blocked = AttemptOutcome::Blocked {
+        reason: "x".into(),
+        needs: "y".into(),
+    };
+    assert_eq!(whole_life(blocked.clone(), &budget, a.spent()), blocked);
+    let wall = AttemptOutcome::BudgetLimited {
+        budget: "wall".into(),
+        limit: "30s".into(),
+        used: "30.2s".into(),
+    };
+    assert_eq!(whole_life(wall.clone(), &budget, a.spent()), wall);
+}
+
+#[test]
+fn a_stop_after_the_same_finding_again_and_again_names_it_and_what_to_change() {
+    let calc = SentBack {
+        summary: "1 boundary violation (`calc.sh`)".into(),
+        paths: vec!["calc.sh".into()],
+    };
+    let other = SentBack {
+        summary: "1 of 1 checks failed".into(),
+        paths: vec![],
+    };
+    let why = "budget turns reached: used 4 of 4".to_owned();
+    assert_eq!(
+        explain_stop(why.clone(), &[other.clone(), calc.clone(), calc.clone()]),
+        "budget turns reached: used 4 of 4; the audit sent it back 2 times in a row for the same finding: 1 boundary violation (`calc.sh`); needs: the goal's boundaries to allow `calc.sh` (its Allowed or Forbidden paths), or an implementer that leaves them alone"
+    );
+    // Once, or different findings each time: nothing to add.
+    assert_eq!(explain_stop(why.clone(), std::slice::from_ref(&calc)), why);
+    assert_eq!(explain_stop(why.clone(), &[calc, other]), why);
+    assert_eq!(explain_stop(why.clone(), &[]), why);
 }

@@ -176,6 +176,7 @@ impl Scheduler<'_> {
             audited: None,
             audit_summary: String::new(),
             evidence: Vec::new(),
+            sent_back: Vec::new(),
             state: AttemptState::Working,
         });
         Ok(self.attempts.len() - 1)

@@ -133,6 +133,7 @@ impl Scheduler<'_> {
                 audited: None,
                 audit_summary: String::new(),
                 evidence: Vec::new(),
+                sent_back: Vec::new(),
                 state: AttemptState::Working,
             });
             self.queue_round(index, None, None)?;
@@ -254,6 +255,12 @@ impl Scheduler<'_> {
         if let Some(head) = result.head.as_deref().and_then(|h| Oid::from_str(h).ok()) {
             a.head = Some(head);
         }
+        let outcome = decide::whole_life(
+            result.outcome.clone(),
+            &self.plan.settings.budget,
+            self.attempts[i].spent(),
+        );
+        let result = WorkerResult { outcome, ..result };
         let (state, outcome_text, next) = decide::after_round(&result.outcome);
         let candidate = match &result.outcome {
             AttemptOutcome::Candidate { commit, .. } => Some(commit.as_str()),
@@ -341,6 +348,7 @@ impl Scheduler<'_> {
         } else {
             AttemptStatus::Blocked
         };
+        let why = decide::explain_stop(why, &self.attempts[i].sent_back);
         self.store
             .set_attempt_state(&self.run_id, &phase_id, n, state)?;
         self.report(RunEvent::AttemptStopped {

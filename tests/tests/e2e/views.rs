@@ -75,3 +75,36 @@ fn status_report_and_stop_report_of_a_run_with_a_merged_and_a_blocked_phase() {
         insta::assert_snapshot!("run_output", run.stdout);
     });
 }
+
+#[test]
+fn a_budget_stop_after_the_same_audit_finding_each_round_names_the_budget_the_finding_and_the_path()
+{
+    let env = calc_env();
+    let sub = env.write("sub.sh", CALC_SUB);
+    // Right about `sub`, but it also rewrites `calc.sh`, outside the allowed paths, every
+    // round; the reviewer approves each time.
+    let implementer =
+        r##"cp "$SUB" ops/sub.sh; echo "# rewritten $GOALPOST_ITERATION" >> calc.sh"##;
+    let reviewer = "echo 'Fine.'; echo 'VERDICT: approve'";
+    env.write(
+        "goal.md",
+        &format!(
+            "+++\nrelease = \"main\"\n\n[budget]\nturns = 4\n\n[agents.coder]\nadapter = \"command\"\ncommand = [\"sh\", \"-c\", {}]\nenv = {{ SUB = {} }}\n\n[agents.critic]\nadapter = \"command\"\ncommand = [\"sh\", \"-c\", {}]\n\n[roles]\nimplementer = \"coder\"\nreviewer = \"critic\"\n+++\n\n# Goal: calc subtracts\n\n## Outcome\n`sh calc.sh sub 5 3` prints 2.\n\n## Verification surface\n- `sh calc.sh sub 5 3 | grep -qx 2`\n\n## Boundaries\n- Allowed paths: ops/\n",
+            quoted(implementer),
+            quoted(sub.to_str().unwrap()),
+            quoted(reviewer),
+        ),
+    );
+    let run = env.goalpost(["-C", "calc", "run", "goal.md"]);
+    run.assert_code(4);
+    let status = env.goalpost(["-C", "calc", "status"]);
+    status.assert_code(0);
+    assert!(
+        status.stdout.contains("budget turns reached: used 4 of 4"),
+        "{status}"
+    );
+    assert!(!status.stdout.contains("used 0 of 0"), "{status}");
+    filtered(&env, || {
+        insta::assert_snapshot!("repeated_finding_status", status.stdout)
+    });
+}
