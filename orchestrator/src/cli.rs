@@ -97,7 +97,7 @@ Example:
     Audit(AuditArgs),
 
     /// Move the release branch of a run that waits for human approval
-    Approve(StatusArgs),
+    Approve(ApproveArgs),
 
     /// Ask the running run to stop after its running turns (or at once with --now)
     #[command(long_about = "\
@@ -185,6 +185,10 @@ pub struct ResumeArgs {
     /// kernel cannot confine them and you trust every agent of the plan
     #[arg(long)]
     pub unconfined: bool,
+
+    /// How to show the run's progress (see `goalpost run --help`)
+    #[arg(long, value_enum, default_value_t = ProgressArg::Plain)]
+    pub progress: ProgressArg,
 }
 
 #[derive(Debug, Args)]
@@ -218,6 +222,28 @@ pub struct RunArgs {
     /// kernel cannot confine them and you trust every agent of the plan
     #[arg(long)]
     pub unconfined: bool,
+
+    /// How to show the run's progress: `plain` lines, or every event as a JSON line on
+    /// stdout (`json`, for CI and scripts; the other lines go to stderr)
+    #[arg(long, value_enum, default_value_t = ProgressArg::Plain)]
+    pub progress: ProgressArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressArg {
+    /// One line per event a person follows
+    Plain,
+    /// Every event as one JSON object a line (the shape is in the state crate's docs)
+    Json,
+}
+
+impl From<ProgressArg> for goalpost_orchestrator::reporter::Progress {
+    fn from(p: ProgressArg) -> Self {
+        match p {
+            ProgressArg::Plain => Self::Plain,
+            ProgressArg::Json => Self::Json,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -229,6 +255,18 @@ pub struct StatusArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+
+    /// Then follow the run from another terminal: every event as it is recorded (one line
+    /// each, or with --json the JSON lines of `run --progress json`), until the run ends
+    #[arg(long)]
+    pub watch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The run (default: the most recent)
+    #[arg(long)]
+    pub run: Option<String>,
 }
 
 #[derive(Debug, Args)]

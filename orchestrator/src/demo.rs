@@ -8,6 +8,7 @@ use goalpost_shared::exit::ExitCode;
 use goalpost_state::{RunView, Store};
 
 use crate::attempt::sibling_binary;
+use crate::reporter::Progress;
 use crate::run_cmd::{self, RunError, Workspace};
 
 /// Creates the demo under `dir` (default: a new directory in the system temp dir, kept
@@ -52,7 +53,7 @@ pub fn demo(dir: Option<PathBuf>) -> Result<ExitCode, RunError> {
     println!("demo repository: {}", demo.repo.display());
     println!("goal file:       {}", demo.plan.display());
     println!();
-    let code = run_cmd::run(&demo.plan, &demo.repo, false)?;
+    let code = run_cmd::run(&demo.plan, &demo.repo, false, Progress::Plain)?;
     println!();
     let ws = Workspace::open(&demo.repo)?;
     let store = Store::open_existing(&ws.layout.store())?;

@@ -12,6 +12,7 @@ use goalpost_state::{RunRow, RunState, Store, StoreError};
 
 use crate::control;
 use crate::lock::{self, RunLock};
+use crate::reporter::Progress;
 use crate::run_cmd::{self, RunError, Workspace};
 use crate::schedule::Scheduler;
 
@@ -75,6 +76,7 @@ pub fn resume(
     run: Option<&str>,
     budgets: &[String],
     unconfined: bool,
+    progress: Progress,
 ) -> Result<ExitCode, RunError> {
     let ws = Workspace::open(dir)?;
     let store = open_store(&ws)?;
@@ -113,7 +115,7 @@ pub fn resume(
     store.set_run_state(&row.id, RunState::Active, None)?;
     let release_start = ws.repo.resolve(&row.release_start)?;
     let plan_rel = crate::audit::plan_in_repo(Path::new(&row.plan_path), &ws.workdir);
-    println!("run {}: resuming", row.id);
+    progress.say(&format!("run {}: resuming", row.id));
     let mut scheduler = Scheduler::new(
         &ws.repo,
         &store,
@@ -127,7 +129,8 @@ pub fn resume(
     );
     scheduler.unconfined = unconfined;
     scheduler.restore()?;
-    run_cmd::drive(&mut scheduler, &store, &ws, lock)
+    let mut scheduler = scheduler.with_reporter(progress.reporter());
+    run_cmd::drive(&mut scheduler, &store, &ws, lock, progress)
 }
 
 /// Applies `KIND=+N` (raise by N) or `KIND=N` (set to N) to the limits of `budget`

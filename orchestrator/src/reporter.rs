@@ -1,16 +1,64 @@
 //! The reporter: the one way the run loop tells what happens. Every event goes to the
-//! run's event log in the store, which `status`, a dashboard or a `--progress json`
-//! reader follow, and to a [`Reporter`] for whoever watches: [`PlainLines`] writes the
-//! events a person follows as one line each on stdout. The loop never prints itself.
+//! run's event log in the store, which `status` or a dashboard follow, and to a
+//! [`Reporter`] for whoever watches: [`PlainLines`] writes the events a person follows as
+//! one line each on stdout; [`JsonLines`] (`--progress json`) writes every event as one
+//! JSON object a line, as the state crate documents them, for CI and scripts. The loop
+//! never prints itself.
 
 use std::fmt::Debug;
 use std::io::Write as _;
 
-use goalpost_state::{AttemptStatus, AuditKind, Event};
+use goalpost_state::{AttemptStatus, AuditKind, Event, EventRecord};
 
 /// Where the run's events go, besides the event log.
 pub trait Reporter: Debug {
-    fn report(&mut self, event: &Event);
+    fn report(&mut self, record: &EventRecord);
+}
+
+/// How `goalpost run` and `resume` show the run's progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Progress {
+    /// One plain line per event a person follows.
+    #[default]
+    Plain,
+    /// Every event as a JSON line on stdout; the other lines a run prints go to stderr.
+    Json,
+}
+
+impl Progress {
+    pub fn reporter(self) -> Box<dyn Reporter> {
+        match self {
+            Progress::Plain => Box::new(PlainLines),
+            Progress::Json => Box::new(JsonLines),
+        }
+    }
+
+    /// Prints one of the lines a run says besides its events (where it starts, how it
+    /// ended): on stdout, unless stdout carries the JSON event stream.
+    pub fn say(self, line: &str) {
+        match self {
+            Progress::Plain => println!("{line}"),
+            Progress::Json => eprintln!("{line}"),
+        }
+    }
+}
+
+/// Every event as one JSON object a line on stdout.
+#[derive(Debug, Default)]
+pub struct JsonLines;
+
+impl Reporter for JsonLines {
+    fn report(&mut self, record: &EventRecord) {
+        match serde_json::to_string(record) {
+            Ok(json) => {
+                let mut out = std::io::stdout().lock();
+                // stdout gone (a closed pipe) is no reason to stop the run.
+                let _ = writeln!(out, "{json}");
+                let _ = out.flush();
+            }
+            Err(e) => tracing::warn!("cannot write event {} as JSON: {e}", record.seq),
+        }
+    }
 }
 
 /// One line per event a person follows, on stdout.
@@ -18,8 +66,8 @@ pub trait Reporter: Debug {
 pub struct PlainLines;
 
 impl Reporter for PlainLines {
-    fn report(&mut self, event: &Event) {
-        if let Some(line) = line(event) {
+    fn report(&mut self, record: &EventRecord) {
+        if let Some(line) = line(&record.event) {
             let mut out = std::io::stdout().lock();
             // stdout gone (a closed pipe) is no reason to stop the run.
             let _ = writeln!(out, "{line}");
@@ -132,6 +180,14 @@ pub fn line(event: &Event) -> Option<String> {
             state,
             why: Some(_),
         } => format!("phase {phase}: {state}"),
+        Event::RunEnded {
+            state,
+            blocker: None,
+        } => format!("run ended: {state}"),
+        Event::RunEnded {
+            state,
+            blocker: Some(why),
+        } => format!("run ended: {state}: {why}"),
         _ => return None,
     })
 }

@@ -13,6 +13,7 @@ use goalpost_state::{Event, RunState, RunView, Store, StoreError};
 use crate::attempt;
 use crate::layout::{self, Layout};
 use crate::lock::{LockError, RunLock};
+use crate::reporter::{JsonLines, Progress, Reporter as _};
 use crate::schedule::{RunEnd, ScheduleError, Scheduler, short};
 
 /// Why `goalpost run` (or another command on a repository) could not go on.
@@ -327,7 +328,12 @@ pub fn check_confinement(unconfined: bool) -> Result<(), RunError> {
 }
 
 /// `goalpost run FILE [-C DIR] [--unconfined]`.
-pub fn run(plan_path: &Path, dir: &Path, unconfined: bool) -> Result<ExitCode, RunError> {
+pub fn run(
+    plan_path: &Path,
+    dir: &Path,
+    unconfined: bool,
+    progress: Progress,
+) -> Result<ExitCode, RunError> {
     let checked = preflight(plan_path, dir)?;
     check_confinement(unconfined)?;
     let Checked {
@@ -385,11 +391,11 @@ pub fn run(plan_path: &Path, dir: &Path, unconfined: bool) -> Result<ExitCode, R
     for (i, phase) in plan.phases.iter().enumerate() {
         store.insert_phase(&run_id, &phase.id.value, i)?;
     }
-    println!(
+    progress.say(&format!(
         "run {run_id}: {} phase(s) on {release} at {}",
         plan.phases.len(),
         short(release_tip)
-    );
+    ));
     let mut scheduler = Scheduler::new(
         &ws.repo,
         &store,
@@ -402,7 +408,8 @@ pub fn run(plan_path: &Path, dir: &Path, unconfined: bool) -> Result<ExitCode, R
         plan_rel.into_iter().collect(),
     );
     scheduler.unconfined = unconfined;
-    drive(&mut scheduler, &store, &ws, lock)
+    let mut scheduler = scheduler.with_reporter(progress.reporter());
+    drive(&mut scheduler, &store, &ws, lock, progress)
 }
 
 /// Runs `scheduler` to its end, records how it ended, writes the stop report, and gives
@@ -412,6 +419,7 @@ pub fn drive(
     store: &Store,
     ws: &Workspace,
     lock: RunLock,
+    progress: Progress,
 ) -> Result<ExitCode, RunError> {
     let run_id = scheduler.run_id.clone();
     let release = scheduler.release.clone();
@@ -449,13 +457,16 @@ pub fn drive(
         ),
     };
     store.set_run_state(&run_id, state, blocker.as_deref())?;
-    store.append_event(
+    let ended = store.append_event_record(
         &run_id,
         &Event::RunEnded {
             state,
             blocker: blocker.clone(),
         },
     )?;
+    if progress == Progress::Json {
+        JsonLines.report(&ended);
+    }
     let report_path = ws.layout.stop_report(&run_id);
     if let Some(view) = RunView::load(store, Some(&run_id))? {
         let written = report_path
@@ -472,9 +483,11 @@ pub fn drive(
     drop(lock);
     end?;
     match &blocker {
-        None => println!("run {run_id}: complete; {release} now holds every phase"),
-        Some(b) => println!("run {run_id}: {state}: {b}"),
+        None => progress.say(&format!(
+            "run {run_id}: complete; {release} now holds every phase"
+        )),
+        Some(b) => progress.say(&format!("run {run_id}: {state}: {b}")),
     }
-    println!("report: {}", report_path.display());
+    progress.say(&format!("report: {}", report_path.display()));
     Ok(code)
 }

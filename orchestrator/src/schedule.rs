@@ -352,8 +352,8 @@ impl<'a> Scheduler<'a> {
 
     /// Records `event` in the run's event log and tells the reporter.
     fn report(&mut self, event: RunEvent) -> Result<(), ScheduleError> {
-        self.store.append_event(&self.run_id, &event)?;
-        self.reporter.report(&event);
+        let record = self.store.append_event_record(&self.run_id, &event)?;
+        self.reporter.report(&record);
         Ok(())
     }
 

@@ -225,7 +225,14 @@ fn now_ms() -> i64 {
 impl Store {
     /// Appends `event` to run `run`'s log and returns its sequence number.
     pub fn append_event(&self, run: &str, event: &Event) -> Result<u64> {
+        self.append_event_record(run, event).map(|r| r.seq)
+    }
+
+    /// Appends `event` to run `run`'s log, like [`Store::append_event`], and gives back the
+    /// record as written: its number and time with the event.
+    pub fn append_event_record(&self, run: &str, event: &Event) -> Result<EventRecord> {
         let payload = serde_json::to_value(event)?;
+        let at_ms = now_ms();
         // The kind is spelt once, by serde's tag.
         let kind = payload
             .get("kind")
@@ -238,11 +245,15 @@ impl Store {
                  VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE run_id = ?1),
                          ?2, ?3, ?4)
                  RETURNING seq",
-                params![run, now_ms(), kind, payload.to_string()],
+                params![run, at_ms, kind, payload.to_string()],
                 |r| r.get::<_, i64>(0),
             )
             // Numbered from 1 up: never negative.
-            .map(|seq| seq as u64)
+            .map(|seq| EventRecord {
+                seq: seq as u64,
+                at_ms,
+                event: event.clone(),
+            })
             .map_err(|e| self.err(e))
     }
 

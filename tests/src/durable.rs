@@ -94,6 +94,11 @@ impl Running {
         self.child.id()
     }
 
+    /// What it has printed on stdout so far.
+    pub fn stdout_so_far(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
     /// What it did, once it has exited (`None` while it runs).
     pub fn finished(&mut self) -> Option<Run> {
         let status = self.child.try_wait().unwrap()?;

@@ -106,19 +106,6 @@ fn version(exe: &Path, dir: &Path, agent: &AgentSpec) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A word of a command line as a shell would need it.
-fn shell_word(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c));
-    if plain {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
 fn text(rows: &[Value]) -> String {
     let mut out = String::new();
     for row in rows {
@@ -132,7 +119,12 @@ fn text(rows: &[Value]) -> String {
         };
         let argv: Vec<String> = row["command"]
             .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).map(shell_word).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(process::shell_quote)
+                    .collect()
+            })
             .unwrap_or_default();
         out.push_str(&format!(
             "{}  [{}]  {state}\n    runs: {}\n",

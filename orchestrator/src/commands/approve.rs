@@ -5,9 +5,9 @@ use std::path::Path;
 use goalpost_orchestrator::approve;
 use goalpost_shared::exit::ExitCode;
 
-use crate::cli::StatusArgs;
+use crate::cli::ApproveArgs;
 use crate::error::Error;
 
-pub fn run(args: &StatusArgs, dir: &Path) -> Result<ExitCode, Error> {
+pub fn run(args: &ApproveArgs, dir: &Path) -> Result<ExitCode, Error> {
     Ok(approve::approve(dir, args.run.as_deref())?)
 }

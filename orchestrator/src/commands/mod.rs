@@ -45,6 +45,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
 /// The view of run `run` (the last one without it) of the repository at `dir`, for the
 /// commands that read a recorded run.
 fn load_view(dir: &Path, run: Option<&str>) -> Result<RunView, Error> {
+    Ok(open_run(dir, run)?.1)
+}
+
+/// The state store of the repository at `dir` and the view of run `run` in it (the last
+/// one without it), with the repository's layout.
+fn open_run(dir: &Path, run: Option<&str>) -> Result<(Store, RunView, Workspace), Error> {
     let ws = Workspace::open(dir)?;
     let no_runs = || {
         RunError::bad(
@@ -59,7 +65,8 @@ fn load_view(dir: &Path, run: Option<&str>) -> Result<RunView, Error> {
     let store = Store::open_existing(&ws.layout.store())
         .map_err(RunError::from)?
         .ok_or_else(no_runs)?;
-    Ok(RunView::load(&store, run)
+    let view = RunView::load(&store, run)
         .map_err(RunError::from)?
-        .ok_or_else(no_runs)?)
+        .ok_or_else(no_runs)?;
+    Ok((store, view, ws))
 }

@@ -14,5 +14,6 @@ pub fn run(args: &ResumeArgs, dir: &Path) -> Result<ExitCode, Error> {
         args.run.as_deref(),
         &args.budgets,
         args.unconfined,
+        args.progress.into(),
     )?)
 }

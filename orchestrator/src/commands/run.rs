@@ -10,5 +10,10 @@ use crate::cli::RunArgs;
 use crate::error::Error;
 
 pub fn run(args: &RunArgs, dir: &Path) -> Result<ExitCode, Error> {
-    Ok(run_cmd::run(&args.file, dir, args.unconfined)?)
+    Ok(run_cmd::run(
+        &args.file,
+        dir,
+        args.unconfined,
+        args.progress.into(),
+    )?)
 }

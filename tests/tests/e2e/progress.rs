@@ -72,8 +72,10 @@ fn the_readmes_first_command_runs_the_demo_from_the_root_of_a_clone() {
     );
 }
 
-#[test]
-fn status_shows_a_running_attempts_iteration_and_usage_while_its_agent_works() {
+/// The calc project and a goal whose implementer writes a wrong `sub` in iteration 1 and,
+/// in iteration 2, waits for the file it returns (the release) before writing the right
+/// one. Each turn reports its tokens.
+fn gated_goal() -> (TestEnv, std::path::PathBuf) {
     let env = calc_env();
     let release = env.dir().join("release-iteration-2");
     let sub = env.write("sub.sh", CALC_SUB);
@@ -101,6 +103,12 @@ echo 'USAGE: tokens_in=500 tokens_out=20'
             quoted(sub.to_str().unwrap()),
         ),
     );
+    (env, release)
+}
+
+#[test]
+fn status_shows_a_running_attempts_iteration_and_usage_while_its_agent_works() {
+    let (env, release) = gated_goal();
     let mut running = env.spawn_goalpost(["-C", "calc", "run", "goal.md"], &[]);
 
     let live = wait_for("the attempt at work in iteration 2", DEADLINE, || {
@@ -139,4 +147,91 @@ echo 'USAGE: tokens_in=500 tokens_out=20'
     assert_eq!(after["live"], serde_json::json!([]), "{after}");
     assert_eq!(after["attempts"][0]["usage"]["tokens_in"], 1000);
     assert_eq!(after["attempts"][0]["state"], "merged");
+}
+
+#[test]
+fn status_watch_follows_the_run_from_another_terminal_until_it_ends() {
+    let (env, release) = gated_goal();
+    let mut running = env.spawn_goalpost(["-C", "calc", "run", "goal.md"], &[]);
+    // The run holds the repository once its first round is under way.
+    wait_for("the run's first round", DEADLINE, || {
+        if let Some(run) = running.finished() {
+            panic!("the run ended early\n{run}");
+        }
+        running
+            .stdout_so_far()
+            .contains("round 1 from iteration 1")
+            .then_some(())
+    });
+    let watch = env.spawn_goalpost(["-C", "calc", "status", "--watch"], &[]);
+    wait_for("the watch to print the status", DEADLINE, || {
+        watch.stdout_so_far().contains("at work now:").then_some(())
+    });
+    std::fs::write(&release, "go\n").unwrap();
+    running.wait().assert_code(0);
+    let watched = watch.wait();
+    watched.assert_code(0);
+    // After the status it printed at the start: what happened next, as `run` prints it.
+    let after = watched.stdout.split("at work now:").nth(1).unwrap();
+    for line in [
+        "phase goal: attempt 1 proposes ",
+        "phase goal: attempt 1 audit says merge",
+        "phase goal: merged attempt 1 at ",
+        "whole goal: audit says merge",
+        "run ended: complete",
+    ] {
+        assert!(after.contains(line), "no `{line}` in\n{watched}");
+    }
+}
+
+#[test]
+fn run_progress_json_writes_every_event_as_a_json_line_on_stdout() {
+    let env = calc_env();
+    let sub = env.write("sub.sh", CALC_SUB);
+    env.write(
+        "goal.md",
+        &format!(
+            "+++\nrelease = \"main\"\n\n[agents.coder]\nadapter = \"command\"\ncommand = [\"sh\", \"-c\", {}]\n\n[roles]\nimplementer = \"coder\"\n+++\n\n# Goal: calc subtracts\n\n## Outcome\n`sh calc.sh sub 5 3` prints 2.\n\n## Verification surface\n- `sh calc.sh sub 5 3 | grep -qx 2`\n\n## Boundaries\n- Allowed paths: ops/\n",
+            quoted(&format!("cp {} ops/sub.sh; echo 'USAGE: tokens_in=7 tokens_out=3'", sub.display())),
+        ),
+    );
+    let run = env.goalpost(["-C", "calc", "run", "goal.md", "--progress", "json"]);
+    run.assert_code(0);
+    let events: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}\n{run}")))
+        .collect();
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>(), "{run}");
+    assert!(events.iter().all(|e| e["at_ms"].as_i64().unwrap() > 0));
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "run_started",
+            "phase_started",
+            "attempt_round_started",
+            "turn_started",
+            "turn_finished",
+            "checks_finished",
+            "candidate_proposed",
+            "audit_finished",
+            "phase_merged",
+            "audit_started",
+            "audit_finished",
+            "run_ended",
+        ],
+        "{run}"
+    );
+    let turn = &events[4];
+    assert_eq!(turn["usage"]["tokens_in"], 7);
+    assert_eq!(turn["attempt_usage"]["tokens_out"], 3);
+    assert_eq!(events[9]["purpose"], "goal");
+    assert_eq!(events[11]["state"], "complete");
+    // The lines a person reads go to stderr, so stdout stays JSON.
+    run.assert_stderr_has("run ").assert_stderr_has("report: ");
+    // The event log in the store holds the same events.
+    let status = env.goalpost(["-C", "calc", "status", "--json"]).json();
+    assert_eq!(status["run"]["state"], "complete");
 }
