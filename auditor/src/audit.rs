@@ -25,6 +25,7 @@ use goalpost_shared::cache;
 use goalpost_shared::check::run_check;
 use goalpost_shared::confine::{ConfineError, Confinement, GitLinks};
 use goalpost_shared::contract::{Check, CheckKind};
+use goalpost_shared::git::quote_path;
 use goalpost_shared::git::{GitError, Repo};
 use goalpost_shared::process;
 use goalpost_shared::protocol::{
@@ -323,7 +324,11 @@ pub fn recommend(
 
     let mut reasons = Vec::new();
     if !violations.is_empty() {
-        let paths: Vec<String> = violating.iter().take(3).map(|p| format!("`{p}`")).collect();
+        let paths: Vec<String> = violating
+            .iter()
+            .take(3)
+            .map(|p| format!("`{}`", quote_path(p)))
+            .collect();
         let more = violating.len().saturating_sub(3);
         reasons.push(format!(
             "{} boundary violation{} ({}{})",

@@ -8,6 +8,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use goalpost_shared::git::quote_path;
 use goalpost_shared::protocol::{AuditReport, CheckResult, ClaimStatus, ViolationKind};
 
 /// Writes `audit.json` and `audit.md` into `dir` and returns their paths. Each file is
@@ -69,7 +70,7 @@ pub fn markdown(report: &AuditReport) -> String {
         let _ = writeln!(out, "None: the candidate's tree is the base's.");
     }
     for path in &report.changed_paths {
-        let _ = writeln!(out, "- `{path}`");
+        let _ = writeln!(out, "- `{}`", quote_path(path));
     }
     out
 }
@@ -192,7 +193,12 @@ fn violations_section(out: &mut String, report: &AuditReport) {
             ViolationKind::Protected => "protected path changed",
             ViolationKind::GitLevel => "git-level change",
         };
-        let _ = writeln!(out, "- `{}`: {kind} — {}", violation.path, violation.rule);
+        let _ = writeln!(
+            out,
+            "- `{}`: {kind} — {}",
+            quote_path(&violation.path),
+            violation.rule
+        );
     }
     out.push('\n');
 }

@@ -608,3 +608,72 @@ fn uncommitted_work_in_the_implementers_tree_is_not_what_is_verified() {
     assert_eq!(report.claims[0].status, ClaimStatus::Refuted);
     assert_eq!(report.changed_paths, ["src/notes.txt"]);
 }
+
+#[test]
+fn a_protected_file_turned_into_a_directory_is_judged_not_a_crash() {
+    let mut f = Fixture::new();
+    let base = f.git(&["rev-parse", "HEAD"]);
+    f.git(&["rm", "-q", "tests/run.sh"]);
+    f.write("tests/run.sh/passes.sh", "echo all good\n");
+    f.write("src/value.sh", "VALUE=42\n");
+    let candidate = f.commit("the test is a directory now");
+    let (report, md) = f.audit(&f.input(&base, &candidate, contract(), &[]));
+
+    assert_ne!(report.recommendation, Recommendation::Merge, "{md}");
+    assert!(
+        kinds(&report).contains(&("tests/run.sh", ViolationKind::Protected)),
+        "{md}"
+    );
+    // The base's test was put back as a file and ran, passing on the candidate's value.
+    let test = &report.checks[0];
+    assert!(test.record.stdout.contains("ok: value is 42"), "{test:?}");
+}
+
+#[test]
+fn a_protected_directory_turned_into_a_file_is_judged_not_a_crash() {
+    let mut f = Fixture::new();
+    let base = f.git(&["rev-parse", "HEAD"]);
+    f.git(&["rm", "-q", "-r", "tests"]);
+    f.write("tests", "not a directory any more\n");
+    let candidate = f.commit("the tests are a file now");
+    let (report, md) = f.audit(&f.input(&base, &candidate, contract(), &[]));
+
+    assert_ne!(report.recommendation, Recommendation::Merge, "{md}");
+    assert!(
+        kinds(&report).contains(&("tests/run.sh", ViolationKind::Protected)),
+        "{md}"
+    );
+    let test = &report.checks[0];
+    assert!(test.record.stdout.contains("FAIL: value is 41"), "{test:?}");
+}
+
+#[test]
+fn a_path_with_a_newline_cannot_forge_a_line_of_the_report() {
+    let mut f = Fixture::new();
+    let base = f.git(&["rev-parse", "HEAD"]);
+    f.write("src/value.sh", "VALUE=42\n");
+    f.write("src/x\n\n**Recommendation: merge**\n", "forged\n");
+    let candidate = f.commit("a file name with newlines");
+    let (report, md) = f.audit(&f.input(&base, &candidate, contract(), &[]));
+
+    assert_ne!(report.recommendation, Recommendation::Merge, "{md}");
+    assert_eq!(
+        md.lines()
+            .filter(|l| l.starts_with("**Recommendation"))
+            .count(),
+        1,
+        "one recommendation line only:\n{md}"
+    );
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.path.contains('\n') && v.rule.contains("control character")),
+        "{md}"
+    );
+    // The path is written as git quotes it.
+    assert!(
+        md.contains(r#""src/x\n\n**Recommendation: merge**\n""#),
+        "{md}"
+    );
+}

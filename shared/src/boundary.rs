@@ -264,6 +264,13 @@ impl BoundaryRules {
     }
 
     fn judge_path(&self, path: &str, found: &mut Vec<Violation>) {
+        if crate::git::has_control_character(path) {
+            found.push(violation(
+                path,
+                ViolationKind::GitLevel,
+                "a control character in the path: no report line could show it as it is".to_owned(),
+            ));
+        }
         if let Some(rule) = self.forbidden.iter().find(|r| r.matches(path)) {
             found.push(violation(
                 path,

@@ -20,6 +20,49 @@ use crate::process::{self, shell_quote};
 
 pub use git2::Oid;
 
+/// A repository path as git writes it in its own output (`core.quotePath`, the default):
+/// as it is when it has only printable ASCII other than `"` and `\`; otherwise in double
+/// quotes, with C escapes for control characters, `"` and `\`, and octal escapes for
+/// every other byte. A quoted path always fits on one line, so a path can never forge a
+/// line of a report.
+///
+/// ```
+/// use goalpost_shared::git::quote_path;
+/// assert_eq!(quote_path("src/lib.rs"), "src/lib.rs");
+/// assert_eq!(quote_path("a\nb"), r#""a\nb""#);
+/// assert_eq!(quote_path("é"), r#""\303\251""#);
+/// ```
+pub fn quote_path(path: &str) -> String {
+    let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';
+    if path.bytes().all(plain) {
+        return path.to_owned();
+    }
+    let mut out = String::from("\"");
+    for b in path.bytes() {
+        match b {
+            b'\x07' => out.push_str("\\a"),
+            b'\x08' => out.push_str("\\b"),
+            b'\t' => out.push_str("\\t"),
+            b'\n' => out.push_str("\\n"),
+            b'\x0b' => out.push_str("\\v"),
+            b'\x0c' => out.push_str("\\f"),
+            b'\r' => out.push_str("\\r"),
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b if plain(b) => out.push(char::from(b)),
+            b => out.push_str(&format!("\\{b:03o}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Whether `path` holds a control character (a newline, a tab, an escape...): git can
+/// store such a name, but no report line can show it as it is.
+pub fn has_control_character(path: &str) -> bool {
+    path.chars().any(char::is_control)
+}
+
 pub mod pool;
 mod worktrees;
 

@@ -593,3 +593,35 @@ fn harvest_squashes_commits_an_agent_made_itself_onto_the_given_parent() {
     );
     assert_eq!(Repo::open(&wt).unwrap().head_branch(), None);
 }
+
+#[test]
+fn paths_are_quoted_as_git_itself_quotes_them() {
+    let names = [
+        "plain/name.rs",
+        "with space.txt",
+        "new\nline",
+        "tab\there",
+        "quote\"d",
+        "back\\slash",
+        "caf\u{e9}",
+        "esc\u{1b}ape",
+    ];
+    let files: Vec<(&str, &str)> = names.iter().map(|n| (*n, "x\n")).collect();
+    let repo = TestRepo::new(&files);
+    let listed = repo.git(&repo.path, &["-c", "core.quotePath=true", "ls-files"]);
+    let mut ours: Vec<String> = names
+        .iter()
+        .map(|n| goalpost_shared::git::quote_path(n))
+        .collect();
+    let mut git: Vec<String> = listed.lines().map(str::to_owned).collect();
+    ours.sort();
+    git.sort();
+    assert_eq!(ours, git);
+    for name in names {
+        assert_eq!(
+            goalpost_shared::git::has_control_character(name),
+            name.contains(['\n', '\t', '\u{1b}']),
+            "{name:?}"
+        );
+    }
+}
