@@ -126,10 +126,18 @@ pub fn for_spec(spec: &AgentSpec) -> Box<dyn Adapter> {
     }
 }
 
-/// Runs one turn of `spec`'s agent. A turn whose CLI reports no cost is priced from the
-/// goal file's `[prices]` entry for the agent's model, when there is one.
+/// Runs one turn of `spec`'s agent. Usage no turn can have (a negative cost, say) is put
+/// right and the turn says so in its error. A turn whose
+/// CLI reports no cost is priced from the goal file's `[prices]` entry for the agent's
+/// model, when there is one.
 pub fn run_turn(spec: &AgentSpec, request: &TurnRequest<'_>) -> Turn {
     let mut turn = for_spec(spec).run_turn(request);
+    if let Some(why) = usage::refuse_impossible(&mut turn.record.usage) {
+        turn.record.error = Some(match turn.record.error.take() {
+            Some(error) => format!("{error}; {why}"),
+            None => why,
+        });
+    }
     if let Some(price) = &spec.price {
         price_usage(price, &mut turn.record.usage);
     }

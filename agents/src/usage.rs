@@ -19,6 +19,48 @@ pub fn price_usage(price: &plan::Price, usage: &mut Usage) {
         / 1_000_000.0;
 }
 
+/// More than any one turn can use: figures above these are not believed.
+const MAX_TOKENS: u64 = 1_000_000_000_000;
+const MAX_COST_USD: f64 = 1_000_000.0;
+const MAX_COUNT: u64 = 1_000_000;
+
+/// Puts right what a turn's usage cannot be, and says what it was: a cost below zero or
+/// not a number counts as no cost (a negative one would pay back what other turns spent);
+/// figures larger than any turn can use stay as reported, so the budget they cross stops
+/// the attempt. `None` when every figure is possible.
+pub fn refuse_impossible(usage: &mut Usage) -> Option<String> {
+    let mut wrong = Vec::new();
+    if !usage.cost_usd.is_finite() || usage.cost_usd < 0.0 {
+        wrong.push(format!("cost_usd {} (counted as 0)", usage.cost_usd));
+        usage.cost_usd = 0.0;
+    } else if usage.cost_usd > MAX_COST_USD {
+        wrong.push(format!("cost_usd {}", usage.cost_usd));
+    }
+    for (name, value) in [
+        ("tokens_in", usage.tokens_in),
+        ("tokens_out", usage.tokens_out),
+        ("tokens_cached", usage.tokens_cached),
+    ] {
+        if value > MAX_TOKENS {
+            wrong.push(format!("{name} {value}"));
+        }
+    }
+    for (name, value) in [
+        ("turns", u64::from(usage.turns)),
+        ("tool_calls", usage.tool_calls),
+    ] {
+        if value > MAX_COUNT {
+            wrong.push(format!("{name} {value}"));
+        }
+    }
+    (!wrong.is_empty()).then(|| {
+        format!(
+            "the agent reported usage no turn can have: {}",
+            wrong.join(", ")
+        )
+    })
+}
+
 /// Usage from the last `USAGE:` line of a `command` agent's output; fields it does not
 /// name stay 0, words it does not know are ignored.
 pub fn parse_usage(output: &str) -> Usage {
@@ -56,6 +98,44 @@ pub fn parse_usage(output: &str) -> Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn impossible_usage_is_refused_and_a_negative_cost_pays_nothing_back() {
+        let mut fine = Usage {
+            tokens_in: 5_000,
+            cost_usd: 0.25,
+            ..Usage::default()
+        };
+        assert_eq!(refuse_impossible(&mut fine), None);
+        assert_eq!(fine.cost_usd, 0.25);
+        for cost in [-5.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let mut usage = Usage {
+                cost_usd: cost,
+                ..Usage::default()
+            };
+            let why = refuse_impossible(&mut usage).unwrap_or_default();
+            assert!(why.contains("cost_usd"), "{cost}: {why}");
+            assert_eq!(usage.cost_usd, 0.0, "{cost}");
+        }
+        let mut huge = Usage {
+            tokens_out: u64::MAX,
+            tool_calls: 10_000_000,
+            ..Usage::default()
+        };
+        let why = refuse_impossible(&mut huge).unwrap_or_default();
+        assert!(why.contains("tokens_out 18446744073709551615"), "{why}");
+        assert!(why.contains("tool_calls 10000000"), "{why}");
+        // Kept as reported: the budget it crosses stops the attempt.
+        assert_eq!(huge.tokens_out, u64::MAX);
+    }
+
+    #[test]
+    fn a_usage_line_with_a_negative_cost_is_refused_by_the_turn() {
+        let mut usage = parse_usage("done\nUSAGE: tokens_in=10 cost_usd=-3.5\n");
+        assert_eq!(usage.cost_usd, -3.5, "parsed as written");
+        assert!(refuse_impossible(&mut usage).is_some());
+        assert_eq!(usage.cost_usd, 0.0);
+    }
 
     #[test]
     fn a_price_covers_fresh_cached_and_output_tokens_but_never_overrides_a_reported_cost() {

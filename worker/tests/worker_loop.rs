@@ -746,3 +746,23 @@ fn the_round_reports_each_turn_and_check_as_it_happens() {
     assert_eq!(so_far, [600, 600, 1200, 1200]);
     assert_eq!(result.usage.tokens_in, 1200);
 }
+
+#[test]
+fn a_negative_cost_reported_by_an_agent_pays_nothing_back_and_the_turn_says_so() {
+    let f = Fixture::new();
+    let implementer = r#"echo hi > file; echo 'USAGE: tokens_in=10 cost_usd=-100'"#;
+    let mut input = f.input(implementer, None, &["test -f file"]);
+    input.budget.cost_usd = Some(Spanned::new(0.5, 1, 1));
+    let result = f.run(&input);
+    assert_eq!(result.usage.cost_usd, 0.0);
+    assert_eq!(result.usage.tokens_in, 10);
+    let error = result.iterations[0]
+        .implementer
+        .error
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        error.contains("the agent reported usage no turn can have: cost_usd -100"),
+        "{error}"
+    );
+}
