@@ -3,6 +3,8 @@
 //! Every stop says why; no turn starts after a budget is crossed, and a round never
 //! continues on the strength of turns that changed nothing.
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -61,14 +63,19 @@ impl AttemptError {
 pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptError> {
     let tmpdir = input.private_dir.join("tmp");
     let state_dir = input.private_dir.join("state");
-    for dir in [&tmpdir, &state_dir] {
+    // The checks' own temp dir: writable to them (a build or a test runner needs one),
+    // and not the agents', so nothing an agent leaves in its temp dir is in the checks' way.
+    let check_tmp = input.private_dir.join("check-tmp");
+    for dir in [&tmpdir, &state_dir, &check_tmp] {
         fs::create_dir_all(dir).map_err(|source| AttemptError::PrivateDir {
             path: dir.clone(),
             source,
         })?;
     }
     let mut lineage = Lineage::open(input)?;
-    let confine = confinement(input, &[&tmpdir, &state_dir])?;
+    let confine = confinement(input, &[&tmpdir, &state_dir, &check_tmp])?;
+    let mut check_env = agents::allowed_env(&input.env_allow);
+    check_env.insert("TMPDIR".into(), check_tmp.into_os_string());
     let links = GitLinks::read(&input.worktree).ok();
     if let Some(Feedback::Conflict {
         previous_candidate, ..
@@ -81,6 +88,7 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
         stop,
         tmpdir,
         state_dir,
+        check_env,
         confine,
         links,
         lineage,
@@ -119,6 +127,8 @@ struct Round<'a> {
     tmpdir: PathBuf,
     /// The agents' own state directory (`GOALPOST_STATE_DIR`), kept across turns.
     state_dir: PathBuf,
+    /// The checks' environment: the allow-list, with a temp dir of their own.
+    check_env: BTreeMap<OsString, OsString>,
     /// Where agents and checks may write; `None` when the run is unconfined.
     confine: Option<Confinement>,
     /// The worktree's git links as the round found them (see [`GitLinks`]).
@@ -308,7 +318,7 @@ impl Round<'_> {
         let mut checks = check::run_checks(
             &self.input.contract,
             self.lineage.worktree(),
-            &agents::allowed_env(&self.input.env_allow),
+            &self.check_env,
             self.meter.timeout(),
             CHECK_OUTPUT_CAP,
             self.confine.as_ref(),

@@ -766,3 +766,20 @@ fn a_negative_cost_reported_by_an_agent_pays_nothing_back_and_the_turn_says_so()
         "{error}"
     );
 }
+
+#[test]
+fn the_workers_checks_get_a_writable_temp_dir_of_their_own() {
+    let f = Fixture::new();
+    let implementer = r#"echo hi > file; echo agent > "$TMPDIR/left-by-the-agent""#;
+    // A test runner's temp file, and proof that the agents' temp dir is not this one.
+    let check = r#"t=$(mktemp) && echo ok > "$t" && test ! -e "$(dirname "$t")/left-by-the-agent""#;
+    let input = f.input(implementer, None, &[check]);
+    let result = f.run(&input);
+    let checks = &result.iterations[0].checks;
+    assert!(checks[0].passed, "{:?}", checks[0].record);
+    assert!(
+        matches!(result.outcome, AttemptOutcome::Candidate { .. }),
+        "{:?}",
+        result.outcome
+    );
+}
