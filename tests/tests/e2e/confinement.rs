@@ -615,3 +615,93 @@ fn resume_refuses_without_landlock_too_unless_unconfined() {
     resumed.assert_stdout_has("resuming");
     assert_ne!(resumed.code, 2, "{resumed}");
 }
+
+// ---------------------------------------------------------------------------------------
+// The sandbox: nothing reaches goalpost, nothing outlives its turn
+
+#[test]
+fn without_bwrap_goalpost_refuses_to_run_agents() {
+    let corpus = Corpus::new();
+    let plan = corpus.write_goal(&script(&[], ""), "60s");
+    let before = Snapshot::take(&corpus);
+    let without = [("GOALPOST_BWRAP", "/nonexistent")];
+    let run = corpus.goalpost(&["run", plan], &without);
+    run.assert_code(2)
+        .assert_stderr_has("refusing to run agents unconfined")
+        .assert_stderr_has("apt-get install bubblewrap")
+        .assert_stderr_has("kernel.unprivileged_userns_clone")
+        .assert_stderr_has("--unconfined");
+    assert_eq!(Snapshot::take(&corpus), before);
+    assert!(!corpus.repo().join(".git/goalpost/runs").exists(), "{run}");
+}
+
+#[test]
+fn an_agent_cannot_kill_or_stop_goalpost() {
+    let corpus = Corpus::new();
+    // Every ancestor above the agent, and every process named goalpost it can see, gets
+    // SIGSTOP and SIGKILL. In the sandbox there is none: the chain ends at its pid 1.
+    let attack = "p=$PPID; seen=''; \
+         while p=$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$p/status) && [ \"$p\" -gt 1 ]; do \
+           seen=\"$seen $p\"; kill -STOP $p; kill -KILL $p; done; \
+         for f in /proc/[0-9]*/comm; do case $(cat $f) in goalpost*) \
+           p=${f#/proc/}; p=${p%/comm}; seen=\"$seen $p\"; kill -STOP $p; kill -KILL $p;; \
+         esac; done; \
+         [ -n \"${GOALPOST_PARENT_PID:-}\" ] && kill -KILL \"$GOALPOST_PARENT_PID\"; \
+         echo \"seen:$seen\" > \"$TMPDIR/seen\"";
+    let plan = corpus.write_goal(&script(&[run(attack)], ""), "60s");
+    let run = run_goal(&corpus, plan, AWAITING_APPROVAL);
+    let seen = std::fs::read_to_string(corpus.attempt_tmp().join("seen")).expect("it ran");
+    assert_eq!(seen.trim(), "seen:", "{run}");
+    let merged: Vec<String> = corpus.integration_files().into_keys().collect();
+    assert_eq!(merged, base_plus_note(), "{run}");
+}
+
+#[test]
+fn an_agent_sees_nothing_of_goalposts_environment() {
+    const SECRET: &str = "sk-goalpost-test-secret-4f1c9a";
+    let corpus = Corpus::new();
+    // Every environment it can find, goalpost's by its pid if it knows it, on its output
+    // and in a file of its temp dir.
+    let attack = "{ for f in /proc/[0-9]*/environ /proc/${GOALPOST_PARENT_PID:-0}/environ; do \
+           tr '\\0' '\\n' < $f; done; } 2>/dev/null | tee \"$TMPDIR/environ\"";
+    let plan = corpus.write_goal(&script(&[run(attack)], ""), "60s");
+    let before = Snapshot::take(&corpus);
+    let run = corpus.goalpost(&["run", plan], &[("GOALPOST_TEST_SECRET", SECRET)]);
+    run.assert_code(AWAITING_APPROVAL);
+    assert_eq!(Snapshot::take(&corpus), before, "{run}");
+    let dump = std::fs::read_to_string(corpus.attempt_tmp().join("environ")).unwrap();
+    assert!(
+        dump.contains("TMPDIR="),
+        "it read its own environment: {dump}"
+    );
+    assert!(!dump.contains(SECRET), "{dump}");
+    let output = std::fs::read_to_string(worker_out(&corpus)).unwrap();
+    assert!(output.contains("TMPDIR="), "{output}");
+    assert!(!output.contains(SECRET), "{output}");
+    for (path, text) in corpus.integration_files() {
+        assert!(!text.contains(SECRET), "{path}");
+    }
+    assert!(
+        !run.stdout.contains(SECRET) && !run.stderr.contains(SECRET),
+        "{run}"
+    );
+}
+
+#[test]
+fn a_setsid_daemon_that_cleared_its_environment_is_gone_when_its_turn_ends() {
+    let corpus = Corpus::new();
+    // Double-forked, its own session, an empty environment: neither the group nor the tag
+    // finds it. Its command line holds the path of its pid file, which the test finds.
+    let daemon = run(
+        "( setsid env -i /bin/sh -c \"echo \\$\\$ > $TMPDIR/daemon.pid; \
+         while :; do sleep 0.1; done\" < /dev/null > /dev/null 2>&1 & ) ; \
+         until [ -s \"$TMPDIR/daemon.pid\" ]; do sleep 0.05; done",
+    );
+    let plan = corpus.write_goal(&script(&[daemon], ""), "60s");
+    let run = run_goal(&corpus, plan, AWAITING_APPROVAL);
+    let pid_file = corpus.attempt_tmp().join("daemon.pid");
+    pid_in(&pid_file).expect("the daemon started");
+    let marker = format!("{}", pid_file.display()).into_bytes();
+    let left = holding_after(&marker, Duration::from_secs(5));
+    assert!(left.is_empty(), "{left:?} outlived its turn\n{run}");
+}
