@@ -37,7 +37,8 @@ $quick && bench_args=(-- --quick)
 $quick && export GOALPOST_BENCH_ITERS=10
 
 echo "building the release binaries..." >&2
-cargo build --release -q -p goalpost-orchestrator -p goalpost-worker -p goalpost-auditor
+cargo build --release -q -p goalpost-orchestrator -p goalpost-worker -p goalpost-auditor \
+    -p goalpost-shared
 
 declare -A value
 measure() {
@@ -54,6 +55,7 @@ measure -p goalpost-orchestrator --bench worktree "${bench_args[@]}"
 measure -p goalpost-orchestrator --bench audit "${bench_args[@]}"
 measure -p goalpost-orchestrator --bench run "${bench_args[@]}"
 measure -p goalpost-shared --bench parse
+measure -p goalpost-shared --bench sandbox
 
 recorded() {
     [[ -f "$baseline_file" ]] && awk -v n="$1" '$1 == n { print $2 }' "$baseline_file" | tail -n 1
@@ -71,6 +73,9 @@ rows=(
     "P4 re-audit|p4_reaudit_s|p4_first_s|s|<= 0.05"
     "P5 peak RSS|p5_peak_rss_mb|p5_budget_mb|MB|<= 1.0"
     "parse 500|parse_ms|parse_recorded_ms|ms|abs < 50"
+    # The sandbox's start cost per turn: the ms a confined `true` adds to an unconfined
+    # one (the baseline column), median; the bench prints the confined/unconfined ratio.
+    "sandbox turn|sandbox_added_ms|sandbox_unconfined_ms|ms|abs < 10"
 )
 printf '\n%-13s | %10s | %10s | %4s | %7s | %s\n' figure goalpost baseline unit ratio target
 printf '%s\n' "--------------+------------+------------+------+---------+----------------"

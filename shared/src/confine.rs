@@ -5,10 +5,16 @@
 //! the object store and the private directories it was given. The repository's refs,
 //! `packed-refs`, config, hooks and every other worktree stay read-only to it.
 //!
-//! The ruleset is built here, in the parent, with the `landlock` crate; the child only
-//! applies it between fork and exec (see `process::sys`), with two system calls and
-//! nothing else, so the rules hold from the child's first instruction and are inherited by
-//! everything it starts.
+//! Landlock is the second layer, inside the bubblewrap sandbox of `process::sandbox`
+//! (which makes the file system outside those directories read-only as well). Where the
+//! kernel has them (ABI 6), the signal and abstract-unix-socket scopes keep the child
+//! from signalling, or connecting to an abstract socket of, any process not under its
+//! rules.
+//!
+//! The ruleset is built here, in the parent, with the `landlock` crate; it reaches the
+//! sandbox as an open descriptor, and the sandbox's entry point (`goalpost-sandbox`)
+//! applies it with two system calls just before it execs the program, so the rules hold
+//! from the program's first instruction and are inherited by everything it starts.
 //!
 //! ```no_run
 //! use goalpost_shared::confine::{self, Confinement};
@@ -26,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use landlock::{
     ABI, Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
-    RulesetCreatedAttr,
+    RulesetCreatedAttr, Scope,
 };
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +64,11 @@ pub enum ConfineError {
          checks with it (Linux 6.2 or later, Landlock ABI {MIN_ABI} or later)"
     )]
     Unavailable { why: String },
+    #[error(
+        "no sandbox can be made on this system ({why}); goalpost runs agents and checks \
+         in a bubblewrap sandbox with user and PID namespaces of its own"
+    )]
+    NoSandbox { why: String },
     #[error("{} is the repository's main working tree, not a worktree of its own", .0.display())]
     MainWorktree(PathBuf),
     #[error("finding the git metadata of {}: {source}", .path.display())]
@@ -77,10 +88,20 @@ pub enum ConfineError {
 impl ConfineError {
     /// The hint to print under the error, for a user who has no Landlock.
     pub fn hint(&self) -> Option<&'static str> {
-        matches!(self, ConfineError::Unavailable { .. }).then_some(
-            "run on a kernel with Landlock enabled (lsm=landlock), or pass --unconfined \
-             to run agents and checks with all of your rights",
-        )
+        match self {
+            ConfineError::Unavailable { .. } => Some(
+                "run on a kernel with Landlock enabled (lsm=landlock), or pass --unconfined \
+                 to run agents and checks with all of your rights",
+            ),
+            ConfineError::NoSandbox { .. } => Some(
+                "install bubblewrap (`apt-get install bubblewrap`) and allow unprivileged \
+                 user namespaces (sysctl kernel.unprivileged_userns_clone=1, \
+                 user.max_user_namespaces > 0, and on Ubuntu \
+                 kernel.apparmor_restrict_unprivileged_userns=0), or pass --unconfined to \
+                 run agents and checks with all of your rights",
+            ),
+            _ => None,
+        }
     }
 }
 
@@ -95,8 +116,17 @@ impl fmt::Display for Abi {
 }
 
 /// Checks that this system can confine children: Landlock enabled, with ABI
-/// [`MIN_ABI`] or later. Honours the [`LANDLOCK_VAR`] test hook.
+/// [`MIN_ABI`] or later, and a bubblewrap sandbox can be made (see
+/// [`crate::process::sandbox::probe`]). Honours the [`LANDLOCK_VAR`] and
+/// [`crate::process::sandbox::BWRAP_VAR`] test hooks.
 pub fn probe() -> Result<Abi, ConfineError> {
+    let abi = landlock_abi()?;
+    crate::process::sandbox::probe()?;
+    Ok(abi)
+}
+
+/// The Landlock ABI the kernel offers, if it is [`MIN_ABI`] or later.
+fn landlock_abi() -> Result<Abi, ConfineError> {
     if std::env::var_os(LANDLOCK_VAR).as_deref() == Some(OsStr::new("unavailable")) {
         return Err(ConfineError::Unavailable {
             why: format!("{LANDLOCK_VAR}=unavailable"),
@@ -175,13 +205,18 @@ impl Confinement {
 
     /// The Landlock ruleset for these rules, ready for `landlock_restrict_self(2)` in a
     /// child. Fails unless the kernel enforces every right goalpost asks for.
+    /// Where the kernel has them (ABI 6), the signal and abstract-unix-socket scopes
+    /// are set too: the child can signal, and connect to abstract sockets of, only
+    /// processes under the same rules.
     pub fn ruleset(&self) -> Result<OwnedFd, ConfineError> {
-        probe()?;
+        landlock_abi()?;
         let abi = ABI::V3;
         let write = AccessFs::from_write(abi);
         let mut ruleset = Ruleset::default()
             .set_compatibility(CompatLevel::HardRequirement)
             .handle_access(write)?
+            .set_compatibility(CompatLevel::BestEffort)
+            .scope(Scope::Signal | Scope::AbstractUnixSocket)?
             .create()?;
         for dir in &self.writable {
             let fd = PathFd::new(dir).map_err(|source| ConfineError::Path {
@@ -312,7 +347,8 @@ mod tests {
                       (echo out > outside/new) || echo refused-write >&2; \
                       truncate -s 0 outside/kept || echo refused-truncate >&2; \
                       rm -f outside/kept || echo refused-rm >&2; \
-                      mv inside/new outside/moved || echo refused-mv >&2";
+                      mv inside/new outside/moved || echo refused-mv >&2; \
+                      (echo landlock > /dev/probe) || echo refused-dev >&2";
         let cmd = crate::process::Command::new("/bin/sh", root.path())
             .args(["-c", script])
             .confine(Some(Confinement::new([inside.clone()])));
@@ -323,9 +359,11 @@ mod tests {
             "refused-truncate",
             "refused-rm",
             "refused-mv",
+            "refused-dev",
         ] {
             assert!(stderr.contains(refused), "{refused} missing: {stderr}");
         }
+        // The sandbox's /dev is a writable tmpfs: only Landlock, inside, refuses there.
         assert!(stderr.contains("Permission denied"), "{stderr}");
         assert!(!stderr.contains("refused-null"), "{stderr}");
         assert!(stderr.contains("through-the-pipe"), "{stderr}");

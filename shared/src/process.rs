@@ -16,10 +16,12 @@
 //!   started outlives it;
 //! - a process that left the group (a daemon that called `setsid`) and still holds the
 //!   output pipes is not waited for longer than [`Command::pipe_wait`];
-//! - with a [`Command::confine`] confinement the child runs under Landlock, writing only
-//!   where its [`Confinement`] allows (see [`crate::confine`]), and carries a tag in its
-//!   environment: once it has exited, any process still carrying the tag (a daemon that
-//!   left the group) is killed.
+//! - with a [`Command::confine`] confinement the child runs in a bubblewrap sandbox of its
+//!   own (see [`sandbox`]): its own PID namespace, so it can signal nothing outside and
+//!   nothing it starts outlives it, its own `/proc`, a read-only file system but for the
+//!   writable directories of its [`Confinement`], and under Landlock inside that (see
+//!   [`crate::confine`]). It also carries a tag in its environment: once it has exited,
+//!   any process still carrying the tag is killed.
 //!
 //! Everything here is synchronous (std threads, no runtime) so the worker and auditor
 //! stay small; async callers use `spawn_blocking`.
@@ -59,6 +61,7 @@ use crate::confine::{ConfineError, Confinement};
 
 mod cancel;
 mod output;
+pub mod sandbox;
 mod sweep;
 mod sys;
 
@@ -400,10 +403,28 @@ pub fn spawn(cmd: &Command) -> Result<Running, ProcessError> {
     }
     let path = resolve(&program, &cmd.cwd, &cmd.env)?;
 
-    let mut std_cmd = std::process::Command::new(&path);
+    // Built here, in the parent; it must stay open until the child has exec'd, which
+    // `spawn` has waited for by the time it returns.
+    let ruleset = match &cmd.confine {
+        Some(rules) => Some(rules.ruleset().map_err(|source| ProcessError::Confine {
+            program: program.clone(),
+            source: Box::new(source),
+        })?),
+        None => None,
+    };
+    let mut std_cmd = match (&cmd.confine, &ruleset) {
+        (Some(rules), Some(fd)) => sandbox::command(&path, &cmd.argv, &cmd.cwd, rules, fd)
+            .map_err(|source| ProcessError::Confine {
+                program: program.clone(),
+                source: Box::new(source),
+            })?,
+        _ => {
+            let mut plain = std::process::Command::new(&path);
+            plain.arg0(&program).args(&cmd.argv[1..]);
+            plain
+        }
+    };
     std_cmd
-        .arg0(&program)
-        .args(&cmd.argv[1..])
         .current_dir(&cmd.cwd)
         .env_clear()
         .envs(&cmd.env)
@@ -415,23 +436,10 @@ pub fn spawn(cmd: &Command) -> Result<Running, ProcessError> {
         .stderr(Stdio::piped())
         .process_group(0);
     sys::default_signals_on_exec(&mut std_cmd);
-    // Built here, in the parent; it must stay open until the child has exec'd, which
-    // `spawn` has waited for by the time it returns.
     let tag = cmd.confine.as_ref().map(|_| sweep::new_tag());
     if let Some(tag) = &tag {
         std_cmd.env(sweep::TAG_VAR, tag);
     }
-    let ruleset = match &cmd.confine {
-        Some(rules) => {
-            let fd = rules.ruleset().map_err(|source| ProcessError::Confine {
-                program: program.clone(),
-                source: Box::new(source),
-            })?;
-            sys::restrict_on_exec(&mut std_cmd, &fd);
-            Some(fd)
-        }
-        None => None,
-    };
 
     let mut child = std_cmd.spawn().map_err(|source| match source.kind() {
         io::ErrorKind::PermissionDenied => ProcessError::PermissionDenied {

@@ -311,8 +311,50 @@ pub fn gone_within(pid: u32, limit: Duration) -> bool {
     !alive(pid)
 }
 
+/// The live processes (zombies aside) whose command line or environment holds `needle`.
+/// A pid a turn writes down is its pid in the turn's own PID namespace and names nothing
+/// outside it, so the tests find a turn's processes by what they carry instead.
+pub fn processes_holding(needle: &[u8]) -> Vec<u32> {
+    let own = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let holds = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != own && alive(pid))
+        .filter(|pid| {
+            ["cmdline", "environ"].iter().any(|file| {
+                std::fs::read(format!("/proc/{pid}/{file}")).is_ok_and(|bytes| holds(&bytes))
+            })
+        })
+        .collect()
+}
+
+/// Waits up to `limit` until no process holds `needle` (see [`processes_holding`]); the
+/// ones still holding it.
+pub fn holding_after(needle: &[u8], limit: Duration) -> Vec<u32> {
+    let end = std::time::Instant::now() + limit;
+    loop {
+        let left = processes_holding(needle);
+        if left.is_empty() || std::time::Instant::now() >= end {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What every process of a turn whose temp dir is `tmp` carries, unless it cleared its
+/// environment: `TMPDIR=<tmp>`.
+pub fn turn_marker(tmp: &Path) -> Vec<u8> {
+    format!("TMPDIR={}", tmp.display()).into_bytes()
+}
+
 /// Whether `text` shows the kernel refusing an access: EACCES or EPERM as a shell, git or
-/// coreutils print them.
+/// coreutils print them, or EROFS, as the sandbox's read-only file system answers.
 pub fn refused(text: &str) -> bool {
-    text.contains("Permission denied") || text.contains("Operation not permitted")
+    text.contains("Permission denied")
+        || text.contains("Operation not permitted")
+        || text.contains("Read-only file system")
 }

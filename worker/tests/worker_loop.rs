@@ -608,7 +608,6 @@ fn sigterm_ends_the_running_turn_harvests_and_writes_the_result() {
         assert!(Instant::now() < deadline, "the agent never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let agent_pid = fs::read_to_string(&pid_file).unwrap().trim().to_owned();
     let stopped_at = Instant::now();
     let kill = Command::new("kill")
         .args(["-TERM", &worker.id().to_string()])
@@ -633,13 +632,29 @@ fn sigterm_ends_the_running_turn_harvests_and_writes_the_result() {
     assert_eq!(f.ref_target(), commit);
     assert!(result.iterations[0].reviewer.is_none());
     assert!(f.prompt("reviewer-1.md").is_none());
-    // The agent did not outlive the worker.
-    let alive = Command::new("kill")
-        .args(["-0", &agent_pid])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(!alive.success(), "agent {agent_pid} still runs");
+    // The agent did not outlive the worker. The pid it wrote is its pid in the turn's own
+    // PID namespace, so it is found by the temp dir in its environment instead.
+    let marker = format!("TMPDIR={}", f.private_dir().join("tmp").display()).into_bytes();
+    let carries = |pid: &str| {
+        fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == marker.as_slice()))
+            && fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|stat| !stat.contains(") Z "))
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let left = loop {
+        let left: Vec<String> = fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.parse::<u32>().is_ok() && carries(name))
+            .collect();
+        if left.is_empty() || Instant::now() >= deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(left.is_empty(), "agent {left:?} still runs");
 }
 
 #[test]

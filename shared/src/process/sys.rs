@@ -3,7 +3,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 
 /// `kill(-pgid, signal)`; `Ok(false)` if there is no such group.
@@ -81,30 +81,58 @@ pub(super) fn die_with_parent(signal: i32, parent: u32) -> io::Result<bool> {
     Ok(u32::try_from(now).ok() != Some(parent))
 }
 
-/// Makes the child confine itself to the Landlock ruleset `ruleset` just before exec.
-/// The descriptor must stay open until the child has started (the kernel opened it
-/// close-on-exec, so the program run never sees it).
-pub(super) fn restrict_on_exec(cmd: &mut std::process::Command, ruleset: &OwnedFd) {
-    let fd = ruleset.as_raw_fd();
-    let restrict = move || {
-        // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) takes integers only. Landlock requires it
-        // for an unprivileged process, and it keeps a set-uid program from shedding the
-        // rules.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+/// Prepares the child that execs bwrap: the Landlock ruleset descriptor `ruleset` stays
+/// open across exec (the kernel opened it close-on-exec) so the sandbox's entry point can
+/// apply it, and `RLIMIT_NPROC` is lowered to `max_processes` unless it is lower already.
+/// The descriptor must stay open in the parent until the child has started.
+pub(super) fn sandbox_on_exec(cmd: &mut std::process::Command, ruleset: RawFd, max_processes: u64) {
+    let prepare = move || {
+        // SAFETY: fcntl(F_SETFD) takes integers only; it clears close-on-exec on this
+        // forked child's copy of the descriptor, the parent's is untouched.
+        if unsafe { libc::fcntl(ruleset, libc::F_SETFD, 0) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: landlock_restrict_self(2) takes the ruleset descriptor, open in this
-        // forked child as in its parent, and a flags word; it touches no memory of ours.
-        if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, fd, 0) } != 0 {
+        // SAFETY: rlimit is a plain C struct; all-zero bytes are a valid value of it.
+        let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+        // SAFETY: getrlimit(2) writes only to `limit`, live and writable for the call.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut limit) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let max = max_processes as libc::rlim_t;
+        limit.rlim_cur = limit.rlim_cur.min(max);
+        limit.rlim_max = limit.rlim_max.min(max);
+        // SAFETY: setrlimit(2) reads only `limit`, live for the call; lowering a limit
+        // needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &limit) } != 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(())
     };
-    // SAFETY: `restrict` runs in the forked child before exec, where only async-signal-
-    // safe calls are allowed: it makes two raw system calls and reads errno; it allocates
-    // nothing (an `io::Error` from an OS error code is a plain integer), takes no lock and
-    // shares no state with the parent but a copied integer.
-    unsafe { cmd.pre_exec(restrict) };
+    // SAFETY: `prepare` runs in the forked child before exec, where only async-signal-
+    // safe calls are allowed: it makes three raw system calls and reads errno; it
+    // allocates nothing, takes no lock and shares no state with the parent but copied
+    // integers.
+    unsafe { cmd.pre_exec(prepare) };
+}
+
+/// Confines the calling process, and all it starts from now on, to the Landlock ruleset
+/// open as descriptor `ruleset`, then closes it. For the sandbox's entry point, just
+/// before it execs the program.
+pub(super) fn restrict_self(ruleset: RawFd) -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) takes integers only. Landlock requires it for an
+    // unprivileged process, and it keeps a set-uid program from shedding the rules.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: landlock_restrict_self(2) takes the ruleset descriptor and a flags word; it
+    // touches no memory of ours.
+    if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: close(2) on the descriptor goalpost left open for this process and that
+    // nothing else here owns; the program run next must not inherit it.
+    unsafe { libc::close(ruleset) };
+    Ok(())
 }
 
 /// `kill(pid, signal)` to one process; `Ok(false)` if there is no such process. Refuses

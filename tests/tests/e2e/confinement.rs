@@ -40,7 +40,9 @@ use std::time::{Duration, Instant};
 
 use goalpost_shared::process::shell_quote;
 use goalpost_tests::Run;
-use goalpost_tests::corpus::{Corpus, FILES, Snapshot, gone_within, pid_in, refused, toml_str};
+use goalpost_tests::corpus::{
+    Corpus, FILES, Snapshot, holding_after, pid_in, refused, toml_str, turn_marker,
+};
 
 /// Exit codes (README "Exit codes"). A turn ended by the wall budget changed nothing, so
 /// its attempt ends blocked.
@@ -428,11 +430,9 @@ fn a_background_process_does_not_outlive_the_turn() {
     );
     let plan = corpus.write_goal(&script(&[daemon], ""), "60s");
     let run = run_goal(&corpus, plan, AWAITING_APPROVAL);
-    let pid = pid_in(&corpus.attempt_tmp().join("bg.pid")).expect("the daemon's pid");
-    assert!(
-        gone_within(pid, Duration::from_secs(5)),
-        "{pid} outlived its turn\n{run}"
-    );
+    pid_in(&corpus.attempt_tmp().join("bg.pid")).expect("the daemon's pid");
+    let left = holding_after(&turn_marker(&corpus.attempt_tmp()), Duration::from_secs(5));
+    assert!(left.is_empty(), "{left:?} outlived its turn\n{run}");
 }
 
 #[test]
@@ -462,14 +462,20 @@ fn a_daemon_that_leaves_the_group_is_killed_or_stays_confined() {
     let started = Instant::now();
     let run = run_goal(&corpus, plan, AWAITING_APPROVAL);
     let tmp = corpus.attempt_tmp();
-    let tagged = pid_in(&tmp.join("tagged.pid")).expect("the tagged daemon's pid");
-    assert!(gone_within(tagged, Duration::from_secs(1)), "{run}");
-    let scrubbed = pid_in(&tmp.join("scrubbed.pid")).expect("the other daemon's pid");
-    assert!(gone_within(scrubbed, Duration::from_secs(20)), "{run}");
+    pid_in(&tmp.join("tagged.pid")).expect("the tagged daemon's pid");
+    pid_in(&tmp.join("scrubbed.pid")).expect("the other daemon's pid");
+    // Both kept `TMPDIR`; the sandbox's PID namespace ends them with the turn.
+    let left = holding_after(&turn_marker(&tmp), Duration::from_secs(1));
+    assert!(left.is_empty(), "{left:?} outlived the turn\n{run}");
     assert!(started.elapsed() < Duration::from_secs(30), "{run}");
     assert_eq!(corpus.evidence("tagged-evidence"), "", "{run}");
     assert!(!home.join("tagged-escape").exists(), "{run}");
-    assert_refused(&corpus, "scrubbed-evidence", &run);
+    // Killed before it wrote, or refused when it did.
+    let scrubbed = corpus.evidence("scrubbed-evidence");
+    assert!(
+        scrubbed.is_empty() || refused(&scrubbed),
+        "{scrubbed:?}\n{run}"
+    );
     assert!(!home.join("scrubbed-escape").exists(), "{run}");
 }
 
@@ -486,12 +492,10 @@ fn an_agent_that_ignores_sigterm_is_killed_after_the_grace_period() {
     assert!(started.elapsed() < Duration::from_secs(40), "{run}");
     assert_timed_out(&corpus, &run);
     for name in ["agent.pid", "shell.pid"] {
-        let pid = pid_in(&corpus.attempt_tmp().join(name)).expect(name);
-        assert!(
-            gone_within(pid, Duration::from_secs(5)),
-            "{name} {pid} survived\n{run}"
-        );
+        pid_in(&corpus.attempt_tmp().join(name)).expect(name);
     }
+    let left = holding_after(&turn_marker(&corpus.attempt_tmp()), Duration::from_secs(5));
+    assert!(left.is_empty(), "{left:?} survived\n{run}");
 }
 
 #[test]
@@ -516,8 +520,9 @@ fn a_hang_is_ended_by_the_wall_budget() {
     let run = run_goal(&corpus, plan, BLOCKED);
     assert!(started.elapsed() < Duration::from_secs(30), "{run}");
     assert_timed_out(&corpus, &run);
-    let pid = pid_in(&corpus.attempt_tmp().join("hang.pid")).expect("the pid");
-    assert!(gone_within(pid, Duration::from_secs(5)), "{run}");
+    pid_in(&corpus.attempt_tmp().join("hang.pid")).expect("the pid");
+    let left = holding_after(&turn_marker(&corpus.attempt_tmp()), Duration::from_secs(5));
+    assert!(left.is_empty(), "{left:?} survived\n{run}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -609,4 +614,94 @@ fn resume_refuses_without_landlock_too_unless_unconfined() {
     let resumed = corpus.goalpost(&["resume", "--unconfined"], &without);
     resumed.assert_stdout_has("resuming");
     assert_ne!(resumed.code, 2, "{resumed}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The sandbox: nothing reaches goalpost, nothing outlives its turn
+
+#[test]
+fn without_bwrap_goalpost_refuses_to_run_agents() {
+    let corpus = Corpus::new();
+    let plan = corpus.write_goal(&script(&[], ""), "60s");
+    let before = Snapshot::take(&corpus);
+    let without = [("GOALPOST_BWRAP", "/nonexistent")];
+    let run = corpus.goalpost(&["run", plan], &without);
+    run.assert_code(2)
+        .assert_stderr_has("refusing to run agents unconfined")
+        .assert_stderr_has("apt-get install bubblewrap")
+        .assert_stderr_has("kernel.unprivileged_userns_clone")
+        .assert_stderr_has("--unconfined");
+    assert_eq!(Snapshot::take(&corpus), before);
+    assert!(!corpus.repo().join(".git/goalpost/runs").exists(), "{run}");
+}
+
+#[test]
+fn an_agent_cannot_kill_or_stop_goalpost() {
+    let corpus = Corpus::new();
+    // Every ancestor above the agent, and every process named goalpost it can see, gets
+    // SIGSTOP and SIGKILL. In the sandbox there is none: the chain ends at its pid 1.
+    let attack = "p=$PPID; seen=''; \
+         while p=$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$p/status) && [ \"$p\" -gt 1 ]; do \
+           seen=\"$seen $p\"; kill -STOP $p; kill -KILL $p; done; \
+         for f in /proc/[0-9]*/comm; do case $(cat $f) in goalpost*) \
+           p=${f#/proc/}; p=${p%/comm}; seen=\"$seen $p\"; kill -STOP $p; kill -KILL $p;; \
+         esac; done; \
+         [ -n \"${GOALPOST_PARENT_PID:-}\" ] && kill -KILL \"$GOALPOST_PARENT_PID\"; \
+         echo \"seen:$seen\" > \"$TMPDIR/seen\"";
+    let plan = corpus.write_goal(&script(&[run(attack)], ""), "60s");
+    let run = run_goal(&corpus, plan, AWAITING_APPROVAL);
+    let seen = std::fs::read_to_string(corpus.attempt_tmp().join("seen")).expect("it ran");
+    assert_eq!(seen.trim(), "seen:", "{run}");
+    let merged: Vec<String> = corpus.integration_files().into_keys().collect();
+    assert_eq!(merged, base_plus_note(), "{run}");
+}
+
+#[test]
+fn an_agent_sees_nothing_of_goalposts_environment() {
+    const SECRET: &str = "sk-goalpost-test-secret-4f1c9a";
+    let corpus = Corpus::new();
+    // Every environment it can find, goalpost's by its pid if it knows it, on its output
+    // and in a file of its temp dir.
+    let attack = "{ for f in /proc/[0-9]*/environ /proc/${GOALPOST_PARENT_PID:-0}/environ; do \
+           tr '\\0' '\\n' < $f; done; } 2>/dev/null | tee \"$TMPDIR/environ\"";
+    let plan = corpus.write_goal(&script(&[run(attack)], ""), "60s");
+    let before = Snapshot::take(&corpus);
+    let run = corpus.goalpost(&["run", plan], &[("GOALPOST_TEST_SECRET", SECRET)]);
+    run.assert_code(AWAITING_APPROVAL);
+    assert_eq!(Snapshot::take(&corpus), before, "{run}");
+    let dump = std::fs::read_to_string(corpus.attempt_tmp().join("environ")).unwrap();
+    assert!(
+        dump.contains("TMPDIR="),
+        "it read its own environment: {dump}"
+    );
+    assert!(!dump.contains(SECRET), "{dump}");
+    let output = std::fs::read_to_string(worker_out(&corpus)).unwrap();
+    assert!(output.contains("TMPDIR="), "{output}");
+    assert!(!output.contains(SECRET), "{output}");
+    for (path, text) in corpus.integration_files() {
+        assert!(!text.contains(SECRET), "{path}");
+    }
+    assert!(
+        !run.stdout.contains(SECRET) && !run.stderr.contains(SECRET),
+        "{run}"
+    );
+}
+
+#[test]
+fn a_setsid_daemon_that_cleared_its_environment_is_gone_when_its_turn_ends() {
+    let corpus = Corpus::new();
+    // Double-forked, its own session, an empty environment: neither the group nor the tag
+    // finds it. Its command line holds the path of its pid file, which the test finds.
+    let daemon = run(
+        "( setsid env -i /bin/sh -c \"echo \\$\\$ > $TMPDIR/daemon.pid; \
+         while :; do sleep 0.1; done\" < /dev/null > /dev/null 2>&1 & ) ; \
+         until [ -s \"$TMPDIR/daemon.pid\" ]; do sleep 0.05; done",
+    );
+    let plan = corpus.write_goal(&script(&[daemon], ""), "60s");
+    let run = run_goal(&corpus, plan, AWAITING_APPROVAL);
+    let pid_file = corpus.attempt_tmp().join("daemon.pid");
+    pid_in(&pid_file).expect("the daemon started");
+    let marker = format!("{}", pid_file.display()).into_bytes();
+    let left = holding_after(&marker, Duration::from_secs(5));
+    assert!(left.is_empty(), "{left:?} outlived its turn\n{run}");
 }
