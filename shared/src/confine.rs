@@ -330,6 +330,36 @@ mod tests {
         assert_eq!(GitLinks::read(&wt).unwrap(), links);
     }
 
+    /// Files in the host's `/dev/shm` stay readable (not writable) in the sandbox, whose
+    /// `/dev` is its own, and a writable directory there is writable.
+    #[test]
+    fn a_confined_child_sees_the_hosts_dev_shm_read_only() {
+        if probe().is_err() || !Path::new("/dev/shm").is_dir() {
+            return;
+        }
+        let Ok(root) = tempfile::tempdir_in("/dev/shm") else {
+            return;
+        };
+        let inside = root.path().join("inside");
+        std::fs::create_dir_all(&inside).unwrap();
+        std::fs::write(root.path().join("script.sh"), "echo from-shm\n").unwrap();
+        let script = "sh ../script.sh; echo in > new; (echo out > ../new) || echo refused >&2";
+        let cmd = crate::process::Command::new("/bin/sh", &inside)
+            .args(["-c", script])
+            .confine(Some(Confinement::new([inside.clone()])));
+        let outcome = crate::process::run(&cmd, None).unwrap();
+        assert!(
+            outcome.stdout.text_lossy().contains("from-shm"),
+            "{outcome:?}"
+        );
+        assert!(
+            outcome.stderr.text_lossy().contains("refused"),
+            "{outcome:?}"
+        );
+        assert!(inside.join("new").is_file());
+        assert!(!root.path().join("new").exists());
+    }
+
     /// Skipped (passes) where the kernel cannot confine: the refusal is tested end to end.
     #[test]
     fn a_confined_child_writes_only_where_it_may() {

@@ -49,6 +49,11 @@ const BASE: &[&str] = &[
     "/proc",
     "--dev",
     "/dev",
+    // The new /dev hides the host's shared-memory file system, where files (a repository,
+    // an agent's script) may live like anywhere else: read-only, as the rest of `/`.
+    "--ro-bind-try",
+    "/dev/shm",
+    "/dev/shm",
 ];
 
 /// The `bwrap` to run: [`BWRAP_VAR`], else the first `bwrap` on goalpost's own `PATH`.
