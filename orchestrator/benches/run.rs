@@ -9,6 +9,8 @@
 //! - P3, makespan of 64 independent phases (32) whose agents sleep 1 s with
 //!   `max_parallel = 16`, against the ideal: phases × 1 s / 16. Prints `p3_makespan_s`,
 //!   `p3_ideal_s`, `p3_ratio`.
+//! - The same two runs with `--unconfined` (no sandbox, no Landlock), to show what the
+//!   sandbox costs of each: `p2_unconfined_s` (per phase) and `p3_unconfined_s`.
 //! - P5, peak resident memory of the `goalpost` process during P3's run (16 attempts in
 //!   flight), from `VmHWM` in `/proc/<pid>/status`. Prints `p5_peak_rss_mb`.
 
@@ -33,7 +35,8 @@ echo "wrote out/$GOALPOST_PHASE.txt"
 fn main() {
     let quick = quick();
     let (phases, files) = if quick { (20, 1_000) } else { (100, 5_000) };
-    let goalpost = time_goalpost_chain(phases, files);
+    let goalpost = time_goalpost_chain(phases, files, Confined::Yes);
+    let unconfined = time_goalpost_chain(phases, files, Confined::No);
     let shell = time_shell_chain(phases, files);
     let per = |d: Duration| d / phases as u32;
     println!(
@@ -44,13 +47,15 @@ fn main() {
     );
     figure("p2_goalpost_s", secs(per(goalpost)));
     figure("p2_shell_s", secs(per(shell)));
+    figure("p2_unconfined_s", secs(per(unconfined)));
     figure(
         "p2_ratio",
         format!("{:.3}", goalpost.as_secs_f64() / shell.as_secs_f64()),
     );
 
     let independent = if quick { 32 } else { 64 };
-    let (makespan, peak_kb) = time_parallel(independent, 16);
+    let (makespan, peak_kb) = time_parallel(independent, 16, Confined::Yes);
+    let (unconfined, _) = time_parallel(independent, 16, Confined::No);
     let ideal = Duration::from_secs(independent as u64 / 16);
     println!(
         "P3: {independent} independent phases, agents sleep 1 s, max_parallel = 16: \
@@ -61,6 +66,7 @@ fn main() {
     );
     figure("p3_makespan_s", secs(makespan));
     figure("p3_ideal_s", secs(ideal));
+    figure("p3_unconfined_s", secs(unconfined));
     figure(
         "p3_ratio",
         format!("{:.3}", makespan.as_secs_f64() / ideal.as_secs_f64()),
@@ -118,19 +124,29 @@ fn prepare(files: usize, plan_text: impl FnOnce(&Path) -> String) -> Scratch {
     scratch
 }
 
-fn run_goalpost(scratch: &Scratch) -> std::process::Child {
-    scratch
-        .command(binary("goalpost"), scratch.dir.path())
-        .args(["run", "goal.md", "-C", "repo"])
+/// Whether a run confines its agents and checks (the default) or passes `--unconfined`.
+#[derive(Clone, Copy, PartialEq)]
+enum Confined {
+    Yes,
+    No,
+}
+
+fn run_goalpost(scratch: &Scratch, confined: Confined) -> std::process::Child {
+    let mut cmd = scratch.command(binary("goalpost"), scratch.dir.path());
+    cmd.args(["run", "goal.md", "-C", "repo"]);
+    if confined == Confined::No {
+        cmd.arg("--unconfined");
+    }
+    cmd
         .stdout(fs::File::create(scratch.path("goalpost.out")).unwrap())
         .stderr(fs::File::create(scratch.path("goalpost.err")).unwrap())
         .spawn()
         .expect("goalpost starts")
 }
 
-fn time_goalpost_chain(phases: usize, files: usize) -> Duration {
+fn time_goalpost_chain(phases: usize, files: usize, confined: Confined) -> Duration {
     let scratch = prepare(files, |agent| plan(agent, phases, true, 4, 0));
-    let (t, status) = time(|| run_goalpost(&scratch).wait().unwrap());
+    let (t, status) = time(|| run_goalpost(&scratch, confined).wait().unwrap());
     assert!(
         status.success(),
         "goalpost run (chain): {status}\n{}",
@@ -169,10 +185,10 @@ done
 }
 
 /// The makespan of `phases` independent phases and the goalpost process's peak RSS in KiB.
-fn time_parallel(phases: usize, max_parallel: usize) -> (Duration, u64) {
+fn time_parallel(phases: usize, max_parallel: usize, confined: Confined) -> (Duration, u64) {
     let scratch = prepare(200, |agent| plan(agent, phases, false, max_parallel, 1));
     let start = Instant::now();
-    let mut child = run_goalpost(&scratch);
+    let mut child = run_goalpost(&scratch, confined);
     let status_file = format!("/proc/{}/status", child.id());
     let mut peak_kb = 0;
     let status = loop {
