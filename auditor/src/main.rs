@@ -18,6 +18,7 @@
 mod audit;
 mod checkout;
 mod claims;
+mod protected;
 mod report;
 
 use std::path::PathBuf;
@@ -57,6 +58,9 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    // The audit decides a merge: every object it reads is hashed again (README
+    // "Performance", P4, for what that costs).
+    goalpost_shared::git::verify_object_reads();
     // An audit outlives no orchestrator: one that crashed re-audits on `resume`.
     if let Some(parent) = parent_pid()
         && let Ok(false) = process::die_with_parent(process::Signal::Kill, parent)

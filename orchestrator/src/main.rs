@@ -25,6 +25,8 @@ fn main() -> std::process::ExitCode {
         }
     };
     init_logging(cli.verbose);
+    // The gate decides merges here: every object it reads is hashed again.
+    goalpost_shared::git::verify_object_reads();
     match commands::run(cli) {
         Ok(code) => code.into(),
         Err(e) => {

@@ -110,6 +110,9 @@ pub enum GitError {
     /// The git CLI printed something this module cannot read.
     #[error("`{command}` printed unexpected output: {output:?}")]
     Output { command: String, output: String },
+    /// An object's content does not hash to its id: the object store was tampered with.
+    #[error("{what}: object {oid} does not match its content; the object store is corrupt")]
+    Corrupt { oid: Oid, what: String },
     /// libgit2 failed.
     #[error("{context}: {source}")]
     Git2 {
@@ -573,11 +576,25 @@ impl Repo {
         if entry.kind() != Some(ObjectType::Blob) {
             return Ok(None);
         }
+        self.verified_blob(entry.id(), &format!("{path} in {commit}"))
+            .map(Some)
+    }
+
+    /// The content of blob `oid`, hashed again and refused unless it matches the id, so
+    /// a file goalpost writes or judges is never one an object store could have swapped.
+    pub fn verified_blob(&self, oid: Oid, what: &str) -> Result<Vec<u8>, GitError> {
         let blob = self
             .repo
-            .find_blob(entry.id())
-            .context(|| format!("reading {path} in {commit}"))?;
-        Ok(Some(blob.content().to_vec()))
+            .find_blob(oid)
+            .context(|| format!("reading {what}"))?;
+        let content = blob.content().to_vec();
+        if Oid::hash_object(ObjectType::Blob, &content).ok() != Some(oid) {
+            return Err(GitError::Corrupt {
+                oid,
+                what: format!("reading {what}"),
+            });
+        }
+        Ok(content)
     }
 
     /// The unified diff from `base` to `candidate` (renames detected), cut after about
@@ -728,6 +745,15 @@ fn tune_libgit2() {
         git2::opts::strict_object_creation(false);
         git2::opts::strict_hash_verification(false);
     });
+}
+
+/// From now on, libgit2 hashes every object this process reads again and fails the read
+/// when it does not match its id. For the processes where a merge is decided (the auditor,
+/// the gate): what they judge is then exactly what the ids say, whoever could write the
+/// object store.
+pub fn verify_object_reads() {
+    tune_libgit2();
+    git2::opts::strict_hash_verification(true);
 }
 
 /// Variables that would point the git CLI at another repository than `cwd`'s.

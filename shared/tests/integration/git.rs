@@ -625,3 +625,58 @@ fn paths_are_quoted_as_git_itself_quotes_them() {
         );
     }
 }
+
+/// The loose object file of `oid` in `repo`'s store.
+fn loose_object(repo: &TestRepo, oid: Oid) -> PathBuf {
+    let hex = oid.to_string();
+    repo.path
+        .join(".git/objects")
+        .join(&hex[..2])
+        .join(&hex[2..])
+}
+
+#[test]
+fn a_blob_whose_content_does_not_match_its_id_is_refused() {
+    let t = TestRepo::new(&[("tests/check.sh", "exit 1\n"), ("forged.sh", "exit 0\n")]);
+    let base = t.rev("HEAD");
+    let repo = t.open();
+    let id = |path: &str| {
+        let tree = repo.git2().find_commit(base).unwrap().tree().unwrap();
+        tree.get_path(Path::new(path)).unwrap().id()
+    };
+    let (protected, forged) = (id("tests/check.sh"), id("forged.sh"));
+    assert_eq!(
+        repo.read_blob_at(base, "tests/check.sh").unwrap().unwrap(),
+        b"exit 1\n"
+    );
+    drop(repo);
+
+    // The protected blob's object file now holds the other blob: same name, other content.
+    let target = loose_object(&t, protected);
+    let mut perms = fs::metadata(&target).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    fs::set_permissions(&target, perms).unwrap();
+    fs::copy(loose_object(&t, forged), &target).unwrap();
+
+    let repo = t.open();
+    let err = repo.read_blob_at(base, "tests/check.sh").unwrap_err();
+    assert!(
+        matches!(err, GitError::Corrupt { oid, .. } if oid == protected),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("tests/check.sh") && err.to_string().contains("corrupt"),
+        "{err}"
+    );
+    assert_eq!(
+        repo.verified_blob(forged, "forged.sh").unwrap(),
+        b"exit 0\n",
+        "an intact object reads as before"
+    );
+
+    // With every read verified, libgit2 itself refuses the object too.
+    goalpost_shared::git::verify_object_reads();
+    let repo = t.open();
+    assert!(repo.git2().find_blob(protected).is_err());
+}
