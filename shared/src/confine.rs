@@ -50,10 +50,16 @@ pub const LANDLOCK_VAR: &str = "GOALPOST_LANDLOCK";
 /// of course; writing to them reaches no file of anyone's.
 const DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full"];
 
-/// What a confined child may write: these directories and everything under them.
+/// What a confined child may write: these directories and everything under them, except
+/// the `read_only` files in them (the protected files of an audit).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confinement {
     pub writable: Vec<PathBuf>,
+    /// Files under the writable directories that stay read-only: the sandbox binds each
+    /// read-only over itself, so a write, a truncation, a removal or a rename of one
+    /// fails.
+    #[serde(default)]
+    pub read_only: Vec<PathBuf>,
 }
 
 /// Why a child cannot be confined, or confinement cannot be offered at all.
@@ -166,6 +172,7 @@ impl Confinement {
     pub fn new(writable: impl IntoIterator<Item = PathBuf>) -> Confinement {
         Confinement {
             writable: writable.into_iter().collect(),
+            read_only: Vec::new(),
         }
     }
 
@@ -190,7 +197,10 @@ impl Confinement {
             })?;
             writable.push(canonical(dir)?);
         }
-        Ok(Confinement { writable })
+        Ok(Confinement {
+            writable,
+            read_only: Vec::new(),
+        })
     }
 
     /// Also writable: `dir` (created if missing).
@@ -201,6 +211,13 @@ impl Confinement {
         })?;
         self.writable.push(canonical(dir)?);
         Ok(self)
+    }
+
+    /// Also read-only: `files`, absolute paths of existing files under the writable
+    /// directories.
+    pub fn with_read_only(mut self, files: impl IntoIterator<Item = PathBuf>) -> Confinement {
+        self.read_only.extend(files);
+        self
     }
 
     /// The Landlock ruleset for these rules, ready for `landlock_restrict_self(2)` in a
@@ -358,6 +375,47 @@ mod tests {
         );
         assert!(inside.join("new").is_file());
         assert!(!root.path().join("new").exists());
+    }
+
+    /// A read-only file inside a writable directory cannot be written, emptied, removed,
+    /// replaced or made writable; its neighbours can. Skipped where no sandbox can be made.
+    #[test]
+    fn a_read_only_file_stays_as_it_is_inside_a_writable_directory() {
+        if probe().is_err() {
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("wt");
+        std::fs::create_dir_all(dir.join("tests")).unwrap();
+        let guarded = dir.join("tests/check.sh");
+        std::fs::write(&guarded, "exit 1\n").unwrap();
+        let script = "(echo 'exit 0' > tests/check.sh) || echo refused-write >&2; \
+                      truncate -s 0 tests/check.sh || echo refused-truncate >&2; \
+                      rm -f tests/check.sh || echo refused-rm >&2; \
+                      echo 'exit 0' > other; mv other tests/check.sh || echo refused-mv >&2; \
+                      chmod 777 tests/check.sh || echo refused-chmod >&2; \
+                      echo fine > tests/neighbour";
+        let rules = Confinement::new([dir.canonicalize().unwrap()])
+            .with_read_only([guarded.canonicalize().unwrap()]);
+        let cmd = crate::process::Command::new("/bin/sh", &dir)
+            .args(["-c", script])
+            .confine(Some(rules));
+        let outcome = crate::process::run(&cmd, None).unwrap();
+        let stderr = outcome.stderr.text_lossy();
+        for refused in [
+            "refused-write",
+            "refused-truncate",
+            "refused-rm",
+            "refused-mv",
+            "refused-chmod",
+        ] {
+            assert!(stderr.contains(refused), "{refused} missing: {stderr}");
+        }
+        assert_eq!(std::fs::read_to_string(&guarded).unwrap(), "exit 1\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("tests/neighbour")).unwrap(),
+            "fine\n"
+        );
     }
 
     /// Skipped (passes) where the kernel cannot confine: the refusal is tested end to end.

@@ -3,7 +3,8 @@
 //! sandbox's first process ends every process in it is gone, `setsid` daemons included),
 //! a new session (no `TIOCSTI` into the user's terminal), its own `/proc` and `/dev`, and
 //! a file system that is read-only but for the [`Confinement`]'s writable directories,
-//! bound read-write at their own paths. The network is left as it is.
+//! bound read-write at their own paths (its read-only files bound read-only over
+//! themselves inside them). The network is left as it is.
 //!
 //! Landlock forbids a restricted process to mount, so the Landlock ruleset cannot be
 //! applied before bwrap has set up its mounts. bwrap therefore execs `goalpost-sandbox`
@@ -141,6 +142,10 @@ pub(super) fn command(
     writable.sort_by_key(|dir| dir.components().count());
     for dir in writable {
         cmd.arg("--bind").arg(dir).arg(dir);
+    }
+    // After the writable binds, which they lie under.
+    for file in &rules.read_only {
+        cmd.arg("--ro-bind").arg(file).arg(file);
     }
     let fd = ruleset.as_raw_fd();
     cmd.arg("--chdir")
