@@ -35,6 +35,7 @@ use goalpost_shared::protocol::{
 
 use crate::checkout::{Checkout, CheckoutError};
 use crate::claims::{judge_claims, tail};
+use crate::protected::ProtectedFiles;
 
 /// Variables the checks get from the auditor's own (already allow-listed) environment;
 /// `HOME` and `TMPDIR` are always private directories of the audit.
@@ -98,7 +99,7 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
             .flatten()
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
     };
-    let violations = rules.judge(&changes, &link_target);
+    let mut violations = rules.judge(&changes, &link_target);
     let changed_paths: Vec<String> = changes
         .iter()
         .flat_map(|c| c.paths().map(str::to_owned).collect::<Vec<_>>())
@@ -150,7 +151,8 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
     if slots.iter().any(Option::is_none) {
         let checkout =
             Checkout::create_pooled(&repo, &input.worktree, candidate, reuse.pool.as_ref())?;
-        let restored = checkout.restore_protected(base, &changes, &rules)?;
+        let protected = ProtectedFiles::at_base(&repo, base, &rules)?;
+        let restored = checkout.own_protected(base, &changes, &rules, &protected)?;
         if !restored.is_empty() {
             tracing::info!(
                 ?restored,
@@ -160,9 +162,16 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         let timeout = Duration::from_secs(input.check_timeout_secs.max(1));
         // The candidate's own scripts run here: they may write in the checkout, its git
         // metadata, the object store and the audit's private home and temp, nowhere else.
-        let confine = (!input.unconfined)
-            .then(|| Confinement::for_worktree(checkout.path(), &[scratch.path()]))
-            .transpose()?;
+        // The protected files are read-only to them even there.
+        let confine = if input.unconfined {
+            None
+        } else {
+            let read_only = protected.read_only_paths(&canonical(checkout.path())?);
+            Some(
+                Confinement::for_worktree(checkout.path(), &[scratch.path()])?
+                    .with_read_only(read_only),
+            )
+        };
         // A check may rewrite the checkout's git links; they are put back before the
         // checkout is removed or recycled by git commands that follow them.
         let links = GitLinks::read(checkout.path()).ok();
@@ -183,6 +192,7 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
             cap_output(&mut result);
             *slot = Some(result);
         }
+        violations.extend(protected.modified(checkout.path()));
         if let Some(Err(err)) = links.as_ref().map(GitLinks::restore) {
             tracing::warn!("cannot put back the audit worktree's git links: {err}");
         }
@@ -225,6 +235,14 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         claims,
         changed_paths,
         cache,
+    })
+}
+
+fn canonical(path: &std::path::Path) -> Result<PathBuf, AuditError> {
+    path.canonicalize().map_err(|source| AuditError::Io {
+        what: "resolving",
+        path: path.to_path_buf(),
+        source,
     })
 }
 

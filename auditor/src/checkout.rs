@@ -27,6 +27,8 @@ use goalpost_shared::git::pool::{Put, WorktreePool};
 use goalpost_shared::git::{EntryMode, GitError, Oid, PathChange, Repo};
 use goalpost_shared::protocol::PoolSpec;
 
+use crate::protected::ProtectedFiles;
+
 /// Why the candidate could not be checked out as the audit needs it.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
@@ -111,6 +113,27 @@ impl<'r> Checkout<'r> {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Makes the auditor the author of every protected file: the protected paths the
+    /// candidate touched are put back as at `base` (see [`Checkout::restore_protected`]),
+    /// and every other protected file of `base` in `protected` is written again from its
+    /// verified blob, so nothing a pooled checkout or the checkout itself left there
+    /// counts. Returns the paths the candidate had touched, sorted.
+    pub fn own_protected(
+        &self,
+        base: Oid,
+        changes: &[PathChange],
+        rules: &BoundaryRules,
+        protected: &ProtectedFiles,
+    ) -> Result<Vec<String>, CheckoutError> {
+        let restored = self.restore_protected(base, changes, rules)?;
+        for file in &protected.files {
+            if restored.binary_search(&file.path).is_err() {
+                self.restore(base, &file.path)?;
+            }
+        }
+        Ok(restored)
     }
 
     /// Puts every protected path the candidate touched back as it is at `base`: changed
@@ -253,7 +276,7 @@ fn mode_at(repo: &Repo, commit: Oid, path: &str) -> Result<Option<EntryMode>, Ch
 }
 
 /// A tree entry's raw git mode as an [`EntryMode`].
-fn entry_mode(raw: i32) -> EntryMode {
+pub(crate) fn entry_mode(raw: i32) -> EntryMode {
     match raw {
         0o100755 => EntryMode::Executable,
         0o120000 => EntryMode::Symlink,

@@ -192,6 +192,7 @@ fn violations_section(out: &mut String, report: &AuditReport) {
             ViolationKind::NotAllowed => "outside the allowed paths",
             ViolationKind::Protected => "protected path changed",
             ViolationKind::GitLevel => "git-level change",
+            ViolationKind::ModifiedByCheck => "changed while the checks ran",
         };
         let _ = writeln!(
             out,

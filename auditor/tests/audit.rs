@@ -677,3 +677,77 @@ fn a_path_with_a_newline_cannot_forge_a_line_of_the_report() {
         "{md}"
     );
 }
+
+/// A candidate whose test would fail (the value stays 41) with a build script the check
+/// runs first: `attack` is what the script does to the protected test.
+fn build_script_candidate(f: &mut Fixture, attack: &str) -> (String, String, Contract) {
+    let base = f.git(&["rev-parse", "HEAD"]);
+    f.write("src/build.sh", &format!("{attack}\necho built\n"));
+    let candidate = f.commit("a build step");
+    let mut contract = contract();
+    contract.verification = vec![machine("sh src/build.sh; sh tests/run.sh", 7)];
+    (base, candidate, contract)
+}
+
+const FORGED_TEST: &str = "echo forged; exit 0";
+
+#[test]
+fn a_check_that_writes_to_a_protected_file_fails_the_audit_and_is_named() {
+    // Unconfined the build script writes the test directly; confined, where the file is
+    // read-only, it moves the test's directory away and writes a new one in its place.
+    let direct = format!("printf '{FORGED_TEST}\\n' > tests/run.sh");
+    let moved =
+        format!("mv tests tests.old && mkdir tests && printf '{FORGED_TEST}\\n' > tests/run.sh");
+    for (unconfined, attack) in [(true, direct), (false, moved)] {
+        let mut f = Fixture::new();
+        let (base, candidate, contract) = build_script_candidate(&mut f, &attack);
+        let mut input = f.input(&base, &candidate, contract, &["tests pass"]);
+        input.unconfined = unconfined;
+        let (report, md) = f.audit(&input);
+        let check = &report.checks[0];
+        assert!(
+            check.passed && check.record.stdout.contains("forged"),
+            "the forged test ran (unconfined: {unconfined}): {:?}",
+            check.record
+        );
+        assert_eq!(
+            report.recommendation,
+            Recommendation::Revise,
+            "unconfined: {unconfined}\n{md}"
+        );
+        assert_eq!(
+            kinds(&report),
+            [("tests/run.sh", ViolationKind::ModifiedByCheck)],
+            "unconfined: {unconfined}"
+        );
+        assert!(
+            md.contains("the check modified a protected file tests/run.sh"),
+            "{md}"
+        );
+    }
+}
+
+#[test]
+fn a_protected_test_rewritten_by_a_build_script_during_the_audit_stays_as_at_base() {
+    let mut f = Fixture::new();
+    let attack = format!(
+        "printf '{FORGED_TEST}\\n' > tests/run.sh; truncate -s 0 tests/run.sh; \
+         rm -f tests/run.sh; chmod 0777 tests/run.sh; ls tests"
+    );
+    let (base, candidate, contract) = build_script_candidate(&mut f, &attack);
+    let (report, md) = f.audit(&f.input(&base, &candidate, contract, &["tests pass"]));
+    let check = &report.checks[0];
+    assert!(!check.passed, "{:?}", check.record);
+    assert!(
+        check.record.stdout.contains("FAIL: value is 41"),
+        "the base's test ran: {:?}",
+        check.record
+    );
+    assert!(
+        check.record.stderr.contains("Read-only file system"),
+        "every write was refused: {:?}",
+        check.record
+    );
+    assert_eq!(report.recommendation, Recommendation::Revise, "{md}");
+    assert!(kinds(&report).is_empty(), "nothing was changed: {md}");
+}

@@ -364,6 +364,7 @@ fn rank(kind: ViolationKind) -> u8 {
         ViolationKind::NotAllowed => 1,
         ViolationKind::Protected => 2,
         ViolationKind::GitLevel => 3,
+        ViolationKind::ModifiedByCheck => 4,
     }
 }
 

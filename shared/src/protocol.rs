@@ -350,6 +350,8 @@ pub enum ViolationKind {
     /// A change git itself treats specially: `.gitmodules`, `.gitattributes`, a symlink
     /// out of the repository, a submodule.
     GitLevel,
+    /// A check of the audit changed a protected file the auditor had written from the base.
+    ModifiedByCheck,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
