@@ -11,8 +11,10 @@
 //! into the pool's directory, and the next audit takes it from there instead of adding a
 //! worktree: it is renamed to the new audit's path (a rename is atomic, so two auditors
 //! never take the same one), re-registered with `git worktree repair`, moved to the
-//! candidate with `git checkout --detach --force` (only files that differ are written)
-//! and stripped of every untracked file except the pool's cache directories. Only
+//! candidate with a fresh index (no skip-worktree or assume-unchanged bit of the last
+//! audit's checks survives), every tracked file hashed again and written where it differs,
+//! and every untracked file removed, ignored files and build caches included: the pool
+//! keeps no cache directory, so no artifact of one candidate's build meets the next. Only
 //! auditors write in that directory; no implementer's worktree ever enters it, so an agent
 //! cannot leave anything there for a later audit to run on. A pooled worktree that git
 //! does not know any more, or whose HEAD cannot be read, is removed, never reused.
@@ -223,7 +225,9 @@ impl Drop for Checkout<'_> {
 
 /// The pool `spec` names, over `repo`.
 fn worktree_pool<'r>(repo: &'r Repo, spec: &PoolSpec) -> WorktreePool<'r> {
-    WorktreePool::new(repo, spec.dir.clone(), spec.size, spec.cache_dirs.clone())
+    // The checks ran the candidate's code in every pooled checkout: nothing of it may
+    // carry over, so no cache directory is kept whatever the spec says.
+    WorktreePool::new(repo, spec.dir.clone(), spec.size, Vec::new()).verified()
 }
 
 /// Puts the finished checkout at `path` into the pool, or removes it when the pool is full.

@@ -181,13 +181,14 @@ pub fn pool_dir(layout: &Layout, run: &str) -> PathBuf {
 }
 
 /// The auditor's pool of `run` of `max_parallel` jobs at once: its own directory, next to
-/// the implementers' but never shared with them.
+/// the implementers' but never shared with them. It keeps no cache directory: what one
+/// candidate's build left there must not meet the next candidate's checks.
 pub fn audit_pool(layout: &Layout, run: &str, max_parallel: usize) -> PoolSpec {
     let config = PoolConfig::from_env(max_parallel);
     PoolSpec {
         dir: layout.worktree_root.join(run).join("audit-pool"),
         size: config.size,
-        cache_dirs: config.cache_dirs,
+        cache_dirs: Vec::new(),
     }
 }
 

@@ -433,7 +433,8 @@ pub struct PoolSpec {
     /// Idle worktrees kept at most.
     pub size: usize,
     /// gitignore-style patterns of untracked directories a recycled worktree keeps (build
-    /// caches such as `target/`).
+    /// caches such as `target/`). The auditor keeps none, whatever this says: each of its
+    /// checkouts ran a candidate's code.
     pub cache_dirs: Vec<String>,
 }
 

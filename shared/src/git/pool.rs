@@ -36,6 +36,9 @@ pub struct WorktreePool<'r> {
     size: usize,
     /// gitignore-style patterns of untracked directories a recycled worktree keeps.
     cache_dirs: Vec<String>,
+    /// Whether a worktree taken is brought back with [`Repo::worktree_recycle_verified`]
+    /// (and keeps no cache directory) rather than [`Repo::worktree_recycle`].
+    verified: bool,
 }
 
 impl<'r> WorktreePool<'r> {
@@ -45,7 +48,16 @@ impl<'r> WorktreePool<'r> {
             dir,
             size,
             cache_dirs,
+            verified: false,
         }
+    }
+
+    /// The same pool, whose worktrees held code under audit: each one taken gets a fresh
+    /// index, every tracked file is verified by hash and nothing untracked is kept, cache
+    /// directories included.
+    pub fn verified(mut self) -> Self {
+        self.verified = true;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -73,7 +85,12 @@ impl<'r> WorktreePool<'r> {
             if fs::rename(&entry, path).is_err() {
                 continue;
             }
-            match self.repo.worktree_recycle(path, commit, &self.cache_dirs) {
+            let recycled = if self.verified {
+                self.repo.worktree_recycle_verified(path, commit)
+            } else {
+                self.repo.worktree_recycle(path, commit, &self.cache_dirs)
+            };
+            match recycled {
                 Ok(()) => return true,
                 Err(err) => {
                     tracing::warn!("not reusing pooled worktree {}: {err}", entry.display());

@@ -179,6 +179,41 @@ impl Repo {
         Ok(())
     }
 
+    /// Makes the pooled worktree now at `path`, where code under audit ran, a checkout of
+    /// `commit` that owes nothing to what ran in it: a fresh index read from `commit`'s tree
+    /// (no skip-worktree or assume-unchanged bit, no stat data of the old one), every
+    /// tracked file hashed again against it and written anew where it differs, and every
+    /// untracked file removed, ignored ones and build caches included. Fails when the
+    /// worktree is in an unknown state; the caller then discards it.
+    pub fn worktree_recycle_verified(&self, path: &Path, commit: Oid) -> Result<(), GitError> {
+        self.worktree_repair(path)?;
+        let tree = Repo::open(path)?;
+        if tree.common_dir() != self.common_dir() {
+            return Err(GitError::NotARepository {
+                path: path.to_path_buf(),
+            });
+        }
+        let index = tree.git_dir().join("index");
+        match fs::remove_file(&index) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(GitError::Git2 {
+                    context: format!("removing the index {}", index.display()),
+                    source: git2::Error::from_str(&err.to_string()),
+                });
+            }
+        }
+        let hex = commit.to_string();
+        self.run_git(path, ["read-tree", &hex])?;
+        // The new index has no stat data: git hashes every file to fill it in, and those
+        // that differ from `commit` stay stale for the checkout to write.
+        self.run_git(path, ["update-index", "-q", "--refresh"])?;
+        self.run_git(path, ["checkout", "--quiet", "--detach", "--force", &hex])?;
+        self.run_git(path, ["clean", "-ffdxq"])?;
+        Ok(())
+    }
+
     /// Points git's record of the linked worktree now at `path` back at it after a rename:
     /// what `git worktree repair <path>` does for a moved worktree, without starting git. The
     /// worktree's `.git` file names its administrative directory, which must be one of this

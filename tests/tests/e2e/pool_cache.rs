@@ -296,13 +296,14 @@ fn a_pooled_audit_checkout_verifies_what_a_fresh_one_does() {
 
     let (recycled, md) = f.audit(&base, &candidate, list, &path, &pooled);
     assert!(recycled.checks[0].passed, "{md}");
-    // The same files, the protected check as at base; the cache kept, the junk gone
-    // (`target/c` is listed by the check: it is a file in the checkout).
-    let fresh_out = fresh.checks[0].record.stdout.replace("./target/c\n", "");
-    let recycled_out = recycled.checks[0].record.stdout.replace("./target/c\n", "");
-    assert_eq!(recycled_out, fresh_out);
+    // The same files, the protected check as at base; the junk gone, and the cache too:
+    // the auditor's pool keeps none, whatever the spec says (`target/c` is listed by the
+    // check: it is a file in the checkout).
+    let fresh_out = &fresh.checks[0].record.stdout;
+    assert_eq!(&recycled.checks[0].record.stdout, fresh_out);
     assert!(fresh_out.contains("od -An"), "{fresh_out}");
     assert!(!fresh_out.contains("junk.txt"));
+    assert!(!fresh_out.contains("./target/c"), "{fresh_out}");
     let slot = fs::read_dir(&pool_dir)
         .unwrap()
         .flatten()
@@ -311,6 +312,132 @@ fn a_pooled_audit_checkout_verifies_what_a_fresh_one_does() {
         .path();
     assert_eq!(
         fs::read_to_string(slot.join("target/c")).unwrap(),
-        "cached\ncached\n"
+        "cached\n"
+    );
+}
+
+/// The index flags of the checkout at `dir` that are not plain `H` (tracked, cached):
+/// `S` for skip-worktree, a lower-case tag for assume-unchanged.
+fn index_flags(f: &Fixture, dir: &std::path::Path) -> Vec<String> {
+    let out = hermetic_command(&mut Command::new("git"), &f.path("home"))
+        .args(["ls-files", "-v"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("H "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The one idle checkout of the pool at `dir`.
+fn idle_slot(dir: &std::path::Path) -> PathBuf {
+    let idle: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(idle.len(), 1, "one checkout waits in the pool: {idle:?}");
+    idle[0].clone()
+}
+
+#[test]
+fn a_poisoned_audit_checkout_never_influences_the_next_audit() {
+    let mut f = Fixture::new();
+    // The protected check builds `target/out` from `src/value.txt` unless it is newer
+    // (as `make` would) and passes when the build says good; the candidate's build step
+    // runs first.
+    f.write(
+        "tests/check.sh",
+        "sh ./build.sh
+         mkdir -p target
+         [ target/out -nt src/value.txt ] || cp src/value.txt target/out
+         cat target/out src/value.txt
+         grep -qx good target/out && grep -qx good src/value.txt
+",
+    );
+    f.write(
+        "build.sh", "true
+",
+    );
+    f.write(
+        "src/value.txt",
+        "broken
+",
+    );
+    let base = f.commit();
+    // A good candidate whose build step poisons the checkout it runs in: an artifact
+    // dated in the future, and the source and the protected check marked skip-worktree
+    // and assume-unchanged with other content in them.
+    f.write(
+        "src/value.txt",
+        "good
+",
+    );
+    f.write(
+        "build.sh",
+        "mkdir -p target && echo good > target/out && touch -d 2100-01-01 target/out
+         git update-index --skip-worktree src/value.txt
+         git update-index --assume-unchanged tests/check.sh
+         echo unrelated > .poison
+",
+    );
+    let good = f.commit();
+    // The broken candidate after it: its value is broken, its build step does nothing.
+    f.write(
+        "src/value.txt",
+        "broken
+",
+    );
+    f.write(
+        "build.sh", "true
+",
+    );
+    let broken = f.commit();
+
+    let pool_dir = f.path("wt/audit-pool");
+    let pooled = AuditReuse {
+        cached_checks: Vec::new(),
+        pool: Some(PoolSpec {
+            dir: pool_dir.clone(),
+            size: 2,
+            cache_dirs: vec!["target/".to_owned()],
+        }),
+    };
+    let path = system_path();
+    let (first, md) = f.audit(&base, &good, CHECK, &path, &pooled);
+    assert!(first.checks[0].passed, "{md}");
+    let poisoned = idle_slot(&pool_dir);
+    assert_eq!(
+        index_flags(&f, &poisoned),
+        ["S src/value.txt", "h tests/check.sh"],
+        "the first audit's check poisoned its checkout"
+    );
+    assert!(poisoned.join("target/out").exists());
+    let admin = fs::read_to_string(poisoned.join(".git")).unwrap();
+
+    let (second, md) = f.audit(&base, &broken, CHECK, &path, &pooled);
+    let recycled = idle_slot(&pool_dir);
+    assert_eq!(
+        fs::read_to_string(recycled.join(".git")).unwrap(),
+        admin,
+        "the second audit ran in the poisoned checkout"
+    );
+    assert!(!second.checks[0].passed, "{md}");
+    assert_eq!(second.checks[0].record.stdout, "broken\nbroken\n", "{md}");
+    assert_ne!(
+        second.recommendation,
+        goalpost_shared::protocol::Recommendation::Merge
+    );
+    assert_eq!(index_flags(&f, &recycled), Vec::<String>::new());
+    assert!(!recycled.join(".poison").exists());
+
+    // The same audit in a fresh checkout says the same.
+    let (fresh, _) = f.audit(&base, &broken, CHECK, &path, &AuditReuse::default());
+    assert_eq!(
+        fresh.checks[0].record.stdout,
+        second.checks[0].record.stdout
     );
 }
