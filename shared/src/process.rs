@@ -64,6 +64,7 @@ mod output;
 pub mod sandbox;
 mod sweep;
 mod sys;
+pub mod watch;
 
 pub use cancel::CancelToken;
 use output::Reader;
