@@ -153,6 +153,7 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
             Checkout::create_pooled(&repo, &input.worktree, candidate, reuse.pool.as_ref())?;
         let protected = ProtectedFiles::at_base(&repo, base, &rules)?;
         let restored = checkout.own_protected(base, &changes, &rules, &protected)?;
+        let root = canonical(checkout.path())?;
         if !restored.is_empty() {
             tracing::info!(
                 ?restored,
@@ -166,7 +167,7 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         let confine = if input.unconfined {
             None
         } else {
-            let read_only = protected.read_only_paths(&canonical(checkout.path())?);
+            let read_only = protected.read_only_paths(&root);
             Some(
                 Confinement::for_worktree(checkout.path(), &[scratch.path()])?
                     .with_read_only(read_only),
@@ -175,6 +176,7 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         // A check may rewrite the checkout's git links; they are put back before the
         // checkout is removed or recycled by git commands that follow them.
         let links = GitLinks::read(checkout.path()).ok();
+        let mut watch = protected.watch(&root);
         for (slot, check) in slots.iter_mut().zip(&machine) {
             if slot.is_some() {
                 continue;
@@ -192,7 +194,7 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
             cap_output(&mut result);
             *slot = Some(result);
         }
-        violations.extend(protected.modified(checkout.path()));
+        violations.extend(protected.modified(&root, watch.as_mut()));
         if let Some(Err(err)) = links.as_ref().map(GitLinks::restore) {
             tracing::warn!("cannot put back the audit worktree's git links: {err}");
         }

@@ -1,11 +1,14 @@
 //! The protected files the auditor owns in its checkout: every file of the base that the
 //! boundaries protect (not only those the diff shows changed) is written from a blob whose
 //! content was hashed again against its id, is read-only to the checks (a read-only bind
-//! in their sandbox), and is hashed again once the checks are done. A file that differs
-//! then was changed by something the checks ran (a build script, a test of the candidate's
-//! that got past the bind by moving its directory, or any write when the checks run
-//! unconfined): a violation.
+//! in their sandbox), is watched while they run (inotify: the file changed, or it or a
+//! directory on its way moved or went, even if put back before the checks end), and is
+//! hashed again once the checks are done. A file changed, watched or found changed, was
+//! changed by something the checks ran (a build script, a test of the candidate's that got
+//! past the bind by moving its directory, or any write when the checks run unconfined): a
+//! violation.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -13,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use goalpost_shared::boundary::BoundaryRules;
 use goalpost_shared::git::{EntryMode, GitError, Oid, Repo, quote_path};
+use goalpost_shared::process::watch::{ChangeWatch, Watched};
 use goalpost_shared::protocol::{Violation, ViolationKind};
 
 use crate::checkout::entry_mode;
@@ -76,12 +80,53 @@ impl ProtectedFiles {
             .collect()
     }
 
+    /// A watch of every protected file under `root` and of every directory on the way to
+    /// one, `root` included. `None`, with a warning, when the kernel refuses one (too many
+    /// watches): the files are still hashed again afterwards.
+    pub fn watch(&self, root: &Path) -> Option<ChangeWatch> {
+        let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+        let watched = ChangeWatch::new().and_then(|mut watch| {
+            for file in &self.files {
+                let path = root.join(&file.path);
+                let mut dir = path.parent();
+                while let Some(d) = dir.filter(|d| d.starts_with(root)) {
+                    if dirs.insert(d.to_path_buf()) {
+                        watch.add(d, Watched::Directory)?;
+                    }
+                    dir = d.parent();
+                }
+                watch.add(&path, Watched::File)?;
+            }
+            Ok(watch)
+        });
+        match watched {
+            Ok(watch) => Some(watch),
+            Err(err) => {
+                tracing::warn!("cannot watch the protected files while the checks run: {err}");
+                None
+            }
+        }
+    }
+
     /// A violation for each protected file under `root` that is no longer as the auditor
-    /// wrote it: another content, another kind of file, the executable bit changed, or gone.
-    pub fn modified(&self, root: &Path) -> Vec<Violation> {
+    /// wrote it (another content, another kind of file, the executable bit changed, or
+    /// gone), or that `watch` saw changed, moved or removed, itself or a directory on its
+    /// way, since it started.
+    pub fn modified(&self, root: &Path, watch: Option<&mut ChangeWatch>) -> Vec<Violation> {
+        let seen: Vec<PathBuf> = match watch.map(|w| w.changed()) {
+            Some(Ok(seen)) => seen,
+            Some(Err(err)) => {
+                tracing::warn!("cannot read the watch of the protected files: {err}");
+                vec![root.to_path_buf()]
+            }
+            None => Vec::new(),
+        };
         self.files
             .iter()
-            .filter(|f| !is_intact(&root.join(&f.path), f))
+            .filter(|f| {
+                let path = root.join(&f.path);
+                seen.iter().any(|s| path.starts_with(s)) || !is_intact(&path, f)
+            })
             .map(|f| Violation {
                 kind: ViolationKind::ModifiedByCheck,
                 path: f.path.clone(),
@@ -181,7 +226,7 @@ mod tests {
         fs::remove_file(root.join("tests/golden/a.txt")).unwrap();
         fs::remove_file(root.join("tests/golden/link")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", root.join("tests/golden/link")).unwrap();
-        assert_eq!(protected.modified(&root).len(), 3);
+        assert_eq!(protected.modified(&root, None).len(), 3);
         let restored = checkout
             .own_protected(base, &[], &rules, &protected)
             .unwrap();
@@ -198,7 +243,7 @@ mod tests {
             fs::read_link(root.join("tests/golden/link")).unwrap(),
             Path::new("a.txt")
         );
-        assert_eq!(protected.modified(&root), []);
+        assert_eq!(protected.modified(&root, None), []);
         assert_eq!(
             protected.read_only_paths(&root),
             [
@@ -213,7 +258,7 @@ mod tests {
         fs::set_permissions(root.join("tests/run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
         fs::write(root.join("src.txt"), "not protected\n").unwrap();
         let named: Vec<String> = protected
-            .modified(&root)
+            .modified(&root, None)
             .into_iter()
             .map(|v| {
                 assert_eq!(v.kind, ViolationKind::ModifiedByCheck);

@@ -751,3 +751,35 @@ fn a_protected_test_rewritten_by_a_build_script_during_the_audit_stays_as_at_bas
     assert_eq!(report.recommendation, Recommendation::Revise, "{md}");
     assert!(kinds(&report).is_empty(), "nothing was changed: {md}");
 }
+
+#[test]
+fn a_protected_test_swapped_for_the_check_and_put_back_afterwards_is_named() {
+    // The check's build step moves the protected test's directory away and forges one in
+    // its place; its clean step puts the original back, so afterwards all looks as it was.
+    let mut f = Fixture::new();
+    let base = f.git(&["rev-parse", "HEAD"]);
+    f.write(
+        "src/build.sh",
+        &format!("mv tests tests.old && mkdir tests && printf '{FORGED_TEST}\\n' > tests/run.sh\n"),
+    );
+    f.write("src/clean.sh", "rm -rf tests && mv tests.old tests\n");
+    let candidate = f.commit("build and clean steps");
+    let mut contract = contract();
+    contract.verification = vec![machine(
+        "sh src/build.sh && sh tests/run.sh && sh src/clean.sh",
+        7,
+    )];
+    let (report, md) = f.audit(&f.input(&base, &candidate, contract, &["tests pass"]));
+    let check = &report.checks[0];
+    assert!(
+        check.passed && check.record.stdout.contains("forged"),
+        "the forged test ran: {:?}",
+        check.record
+    );
+    assert_eq!(report.recommendation, Recommendation::Revise, "{md}");
+    assert_eq!(
+        kinds(&report),
+        [("tests/run.sh", ViolationKind::ModifiedByCheck)],
+        "{md}"
+    );
+}
