@@ -700,7 +700,9 @@ fn a_check_that_writes_to_a_protected_file_fails_the_audit_and_is_named() {
         format!("mv tests tests.old && mkdir tests && printf '{FORGED_TEST}\\n' > tests/run.sh");
     for (unconfined, attack) in [(true, direct), (false, moved)] {
         let mut f = Fixture::new();
-        let (base, candidate, contract) = build_script_candidate(&mut f, &attack);
+        let (base, candidate, mut contract) = build_script_candidate(&mut f, &attack);
+        // The test alone is protected, so its directory is not bound read-only as a whole.
+        contract.boundaries.protected = globs(&["tests/run.sh"], 13);
         let mut input = f.input(&base, &candidate, contract, &["tests pass"]);
         input.unconfined = unconfined;
         let (report, md) = f.audit(&input);
@@ -732,7 +734,8 @@ fn a_protected_test_rewritten_by_a_build_script_during_the_audit_stays_as_at_bas
     let mut f = Fixture::new();
     let attack = format!(
         "printf '{FORGED_TEST}\\n' > tests/run.sh; truncate -s 0 tests/run.sh; \
-         rm -f tests/run.sh; chmod 0777 tests/run.sh; ls tests"
+         rm -f tests/run.sh; chmod 0777 tests/run.sh; echo new > tests/new.sh; \
+         mv tests tests.old; ls tests"
     );
     let (base, candidate, contract) = build_script_candidate(&mut f, &attack);
     let (report, md) = f.audit(&f.input(&base, &candidate, contract, &["tests pass"]));
@@ -746,6 +749,11 @@ fn a_protected_test_rewritten_by_a_build_script_during_the_audit_stays_as_at_bas
     assert!(
         check.record.stderr.contains("Read-only file system"),
         "every write was refused: {:?}",
+        check.record
+    );
+    assert!(
+        check.record.stderr.contains("busy"),
+        "the protected directory cannot be moved: {:?}",
         check.record
     );
     assert_eq!(report.recommendation, Recommendation::Revise, "{md}");
@@ -769,6 +777,7 @@ fn a_protected_test_swapped_for_the_check_and_put_back_afterwards_is_named() {
         "sh src/build.sh && sh tests/run.sh && sh src/clean.sh",
         7,
     )];
+    contract.boundaries.protected = globs(&["tests/run.sh"], 13);
     let (report, md) = f.audit(&f.input(&base, &candidate, contract, &["tests pass"]));
     let check = &report.checks[0];
     assert!(

@@ -26,7 +26,7 @@
 //! | add a symlink pointing outside | auditor | `git_level` violation |
 //! | lie about the checks | auditor | check fails in a fresh checkout, claim refuted |
 //! | a candidate's check writes outside during the audit | kernel + auditor | EACCES in the audit's evidence, no file |
-//! | a candidate's code run by the check rewrites the protected test during the audit | sandbox (read-only bind) + auditor (hashed again after the checks) | EROFS in the audit's evidence, `modified_by_check` violation, nothing merged |
+//! | a candidate's code run by the check rewrites the protected test during the audit | sandbox (read-only bind of the protected directory) | EROFS and EBUSY in the audit's evidence, nothing merged |
 //! | a background process outliving the turn | process group | its pid is gone |
 //! | a `setsid` daemon holding the output | tag sweep, else bounded pipe wait + kernel | killed at the turn's end; one that cleared its environment has its late write refused |
 //! | an agent ignoring SIGTERM | process group (SIGKILL after grace) | its pid is gone within the wall budget + grace |
@@ -405,24 +405,20 @@ fn a_candidates_check_that_writes_outside_during_the_audit_is_refused() {
 #[test]
 fn a_protected_test_rewritten_by_the_candidates_code_during_the_audit_is_rejected() {
     // Harmless in the implementer's worktree; in the audit it tries to rewrite the
-    // protected check (refused: the file is read-only to the checks), then moves the
-    // check's directory away and writes a new one in its place.
+    // protected check and to move the check's directory away to write a new one in its
+    // place: the protected directory is read-only to the checks, and cannot be moved.
     let app = "#!/bin/sh\ncase \"$HOME\" in *goalpost-audit-*)\n  \
                printf 'exit 0\\n' > tests/check.sh\n  \
                mv tests tests.old && mkdir tests && printf 'exit 0\\n' > tests/check.sh\n  \
                ;;\nesac\necho hello\n";
-    let corpus = assert_auditor_stops(
-        &[write("app.sh", app)],
-        "",
-        "modified_by_check",
-        "tests/check.sh",
-    );
+    let corpus = Corpus::new();
+    let plan = corpus.write_goal(&script(&[write("app.sh", app)], ""), "60s");
+    let run = run_goal(&corpus, plan, BLOCKED);
+    let merged: Vec<String> = corpus.integration_files().into_keys().collect();
+    assert_eq!(merged, base_files(), "{run}");
     let reports = corpus.audit_reports();
     assert!(reports.contains("Read-only file system"), "{reports}");
-    assert!(
-        reports.contains("the check modified a protected file tests/check.sh"),
-        "{reports}"
-    );
+    assert!(reports.contains("Device or resource busy"), "{reports}");
 }
 
 // ---------------------------------------------------------------------------------------
