@@ -680,3 +680,56 @@ fn a_blob_whose_content_does_not_match_its_id_is_refused() {
     let repo = t.open();
     assert!(repo.git2().find_blob(protected).is_err());
 }
+
+#[test]
+fn a_verified_recycle_owes_nothing_to_what_ran_in_the_worktree() {
+    let t = TestRepo::new(&[
+        (".gitignore", "target/\n"),
+        ("src/value.txt", "good\n"),
+        ("src/other.txt", "other\n"),
+    ]);
+    let base = t.rev("HEAD");
+    let candidate = t.commit(&[("src/other.txt", Some("changed\n"))], "candidate");
+    let repo = t.open();
+    let wt = t.root.join("wt");
+    repo.worktree_add_detached(&wt, base).unwrap();
+    // What a check could leave: a file changed behind skip-worktree and assume-unchanged
+    // bits, an ignored build artifact dated in the future, an untracked file.
+    t.git(&wt, &["update-index", "--skip-worktree", "src/value.txt"]);
+    t.git(&wt, &["update-index", "--assume-unchanged", ".gitignore"]);
+    fs::write(wt.join("src/value.txt"), "poisoned\n").unwrap();
+    fs::write(wt.join(".gitignore"), "*\n").unwrap();
+    fs::create_dir_all(wt.join("target")).unwrap();
+    fs::write(wt.join("target/out"), "stale\n").unwrap();
+    let far = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(4_102_444_800);
+    fs::File::options()
+        .write(true)
+        .open(wt.join("target/out"))
+        .unwrap()
+        .set_modified(far)
+        .unwrap();
+    fs::write(wt.join("junk.txt"), "junk\n").unwrap();
+
+    repo.worktree_recycle_verified(&wt, candidate).unwrap();
+    assert_eq!(
+        fs::read_to_string(wt.join("src/value.txt")).unwrap(),
+        "good\n"
+    );
+    assert_eq!(
+        fs::read_to_string(wt.join(".gitignore")).unwrap(),
+        "target/\n"
+    );
+    assert_eq!(
+        fs::read_to_string(wt.join("src/other.txt")).unwrap(),
+        "changed\n"
+    );
+    assert!(!wt.join("target").exists());
+    assert!(!wt.join("junk.txt").exists());
+    let flags = t.git(&wt, &["ls-files", "-v"]);
+    assert!(flags.lines().all(|l| l.starts_with("H ")), "{flags}");
+    assert_eq!(t.git(&wt, &["status", "--porcelain", "--ignored"]), "");
+    assert_eq!(
+        t.git(&wt, &["rev-parse", "HEAD"]).trim(),
+        candidate.to_string()
+    );
+}
