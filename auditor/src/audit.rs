@@ -159,9 +159,16 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         }
         let timeout = Duration::from_secs(input.check_timeout_secs.max(1));
         // The candidate's own scripts run here: they may write in the checkout, its git
-        // metadata, the object store and the audit's private home and temp, nowhere else.
+        // metadata, the object store and the audit's private home and temp (a capped file
+        // system of each check's own), nowhere else, and see nothing of goalpost's.
+        let sandbox = &input.sandbox;
         let confine = (!input.unconfined)
-            .then(|| Confinement::for_worktree(checkout.path(), &[scratch.path()]))
+            .then(|| {
+                Confinement::for_worktree(checkout.path(), &[scratch.path()])?
+                    .hiding(&sandbox.hidden)
+                    .offline(sandbox.offline_checks)
+                    .with_scratch(&scratch.path().join("tmp"), sandbox.tmp_bytes())
+            })
             .transpose()?;
         // A check may rewrite the checkout's git links; they are put back before the
         // checkout is removed or recycled by git commands that follow them.

@@ -110,6 +110,9 @@ pub enum GitError {
     /// The git CLI printed something this module cannot read.
     #[error("`{command}` printed unexpected output: {output:?}")]
     Output { command: String, output: String },
+    /// A lock on the repository's records is held by something else.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     /// libgit2 failed.
     #[error("{context}: {source}")]
     Git2 {

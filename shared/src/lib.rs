@@ -11,6 +11,7 @@ pub mod contract;
 pub mod dag;
 pub mod exit;
 pub mod git;
+pub mod lock;
 pub mod goal;
 pub mod plan;
 pub mod process;

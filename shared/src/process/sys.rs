@@ -3,6 +3,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
+use std::path::Path;
 use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 
@@ -132,6 +133,50 @@ pub(super) fn restrict_self(ruleset: RawFd) -> io::Result<()> {
     // SAFETY: close(2) on the descriptor goalpost left open for this process and that
     // nothing else here owns; the program run next must not inherit it.
     unsafe { libc::close(ruleset) };
+    Ok(())
+}
+
+/// Adds to the Landlock ruleset open as descriptor `ruleset` a rule that allows `access`
+/// (a mask of `LANDLOCK_ACCESS_FS_*` rights) beneath `dir`, as this process sees it. For
+/// the sandbox's entry point: a file system mounted inside the sandbox (its temp dir) has
+/// inodes the parent could not name.
+pub(super) fn allow_beneath(ruleset: RawFd, dir: &Path, access: u64) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    /// `struct landlock_path_beneath_attr` of `<linux/landlock.h>`.
+    #[repr(C, packed)]
+    struct PathBeneathAttr {
+        allowed_access: u64,
+        parent_fd: i32,
+    }
+    const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: open(2) reads the NUL-terminated path, live for the call.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let attr = PathBeneathAttr {
+        allowed_access: access,
+        parent_fd: fd,
+    };
+    // SAFETY: landlock_add_rule(2) reads `attr`, a live struct of the layout the kernel
+    // defines, and the two descriptors; it writes no memory of ours.
+    let added = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset,
+            LANDLOCK_RULE_PATH_BENEATH,
+            &attr as *const PathBeneathAttr,
+            0,
+        )
+    };
+    let err = io::Error::last_os_error();
+    // SAFETY: close(2) on the descriptor opened above, owned by nothing else.
+    unsafe { libc::close(fd) };
+    if added != 0 {
+        return Err(err);
+    }
     Ok(())
 }
 
