@@ -162,15 +162,19 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         }
         let timeout = Duration::from_secs(input.check_timeout_secs.max(1));
         // The candidate's own scripts run here: they may write in the checkout, its git
-        // metadata, the object store and the audit's private home and temp, nowhere else.
-        // The protected files are read-only to them even there.
+        // metadata, the object store and the audit's private home and temp (a capped file
+        // system of each check's own), nowhere else, and see nothing of goalpost's. The
+        // protected files are read-only to them even in the checkout.
+        let sandbox = &input.sandbox;
         let confine = if input.unconfined {
             None
         } else {
-            let read_only = protected.read_only_paths(&root);
             Some(
                 Confinement::for_worktree(checkout.path(), &[scratch.path()])?
-                    .with_read_only(read_only),
+                    .hiding(&sandbox.hidden)
+                    .offline(sandbox.offline_checks)
+                    .with_scratch(&scratch.path().join("tmp"), sandbox.tmp_bytes())?
+                    .with_read_only(protected.read_only_paths(&root)),
             )
         };
         // A check may rewrite the checkout's git links; they are put back before the

@@ -116,6 +116,7 @@ impl Fixture {
             report_dir: self.path("report"),
             check_timeout_secs: 30,
             unconfined: false,
+            sandbox: Default::default(),
         }
     }
 

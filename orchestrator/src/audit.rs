@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use goalpost_shared::contract::Contract;
 use goalpost_shared::git::Oid;
 use goalpost_shared::plan::Plan;
-use goalpost_shared::protocol::AuditInput;
+use goalpost_shared::protocol::{AuditInput, SandboxSpec};
+
+use crate::layout::Layout;
 
 /// All the auditor and the checks it runs inherit from goalpost's environment.
 pub const AUDITOR_ENV_ALLOW: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ"];
@@ -26,6 +28,7 @@ pub struct AuditSetup {
     pub always_protected: Vec<String>,
     pub check_timeout_secs: u64,
     pub unconfined: bool,
+    pub sandbox: SandboxSpec,
 }
 
 /// What one audit judges.
@@ -47,18 +50,20 @@ impl AuditSetup {
     /// long as the per-attempt wall budget.
     pub fn for_run(
         run_id: &str,
+        layout: &Layout,
         workdir: &Path,
         plan: &Plan,
         plan_path: &Path,
         unconfined: bool,
     ) -> Self {
         let always_protected = plan_in_repo(plan_path, workdir).into_iter().collect();
-        Self::new(run_id, workdir, plan, always_protected, unconfined)
+        Self::new(run_id, layout, workdir, plan, always_protected, unconfined)
     }
 
     /// As [`AuditSetup::for_run`], with the always protected paths given.
     pub fn new(
         run_id: &str,
+        layout: &Layout,
         workdir: &Path,
         plan: &Plan,
         always_protected: Vec<String>,
@@ -76,6 +81,7 @@ impl AuditSetup {
                 .map(|w| w.value.duration.as_secs().max(1))
                 .unwrap_or(DEFAULT_CHECK_TIMEOUT_SECS),
             unconfined,
+            sandbox: layout.sandbox(plan),
         }
     }
 
@@ -94,6 +100,7 @@ impl AuditSetup {
             report_dir: of.report_dir,
             check_timeout_secs: self.check_timeout_secs,
             unconfined: self.unconfined,
+            sandbox: self.sandbox.clone(),
         }
     }
 }
@@ -126,7 +133,8 @@ mod tests {
         }
         let plan = goalpost_shared::goal::parse(&inside, GOAL).unwrap();
 
-        let setup = AuditSetup::for_run("r1", &repo, &plan, &inside, false);
+        let layout = Layout::new(&repo.join(".git"), &repo);
+        let setup = AuditSetup::for_run("r1", &layout, &repo, &plan, &inside, false);
         assert_eq!(setup.always_protected, ["plans/goal.md"]);
         assert_eq!(setup.check_timeout_secs, 90);
         let input = setup.input(AuditOf {
@@ -141,8 +149,14 @@ mod tests {
         assert_eq!(input.always_protected, ["plans/goal.md"]);
         assert_eq!(input.check_timeout_secs, 90);
         assert_eq!(input.claims, ["tests pass"]);
+        // Goalpost's state and worktrees are hidden from the checks.
+        assert_eq!(
+            input.sandbox.hidden,
+            [layout.state_dir.clone(), layout.worktree_root.clone()]
+        );
+        assert!(!input.sandbox.offline_checks);
 
-        let setup = AuditSetup::for_run("r1", &repo, &plan, &outside, true);
+        let setup = AuditSetup::for_run("r1", &layout, &repo, &plan, &outside, true);
         assert!(setup.always_protected.is_empty());
         assert!(setup.unconfined);
     }

@@ -17,6 +17,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use goalpost_shared::budget::DEFAULT_TURN_TIMEOUT;
 use goalpost_shared::process::{self, ProcessError};
 use goalpost_shared::protocol::{
     AuditInput, AuditReport, SelectInput, SelectResult, WorkerInput, WorkerResult,
@@ -82,6 +83,18 @@ pub enum JobError {
         role: Role,
         #[source]
         source: ProcessError,
+    },
+    /// It ran past its deadline and was ended (a frozen or runaway process).
+    #[error(
+        "the {} did not finish within its deadline of {}s and was stopped{}",
+        role.process(),
+        after.as_secs(),
+        LogNote(log)
+    )]
+    Deadline {
+        role: Role,
+        after: Duration,
+        log: Option<PathBuf>,
     },
     /// It ran and failed: killed, crashed, or refused its input.
     #[error("the {} exited with {status}{}: {stderr_tail}", role.process(), LogNote(log))]
@@ -288,6 +301,13 @@ fn run_role<I: Serialize, T: DeserializeOwned>(
             p.log.display()
         );
     }
+    if let (true, Some(after)) = (outcome.timed_out, p.timeout) {
+        return Err(JobError::Deadline {
+            role,
+            after,
+            log: p.name_log.then_some(p.log),
+        });
+    }
     if !outcome.success() {
         return Err(JobError::Exited {
             role,
@@ -340,16 +360,50 @@ pub fn run_worker(
         output_path: Some(out.clone()),
         args: Vec::new(),
         env: worker_env(Some(&input.run_id)),
-        // The worker enforces the wall budget itself; this is the backstop.
-        timeout: input
-            .budget
-            .wall
-            .as_ref()
-            .map(|wall| wall.value.duration + Duration::from_secs(60)),
+        // The worker enforces its budgets itself; this is the backstop.
+        timeout: Some(worker_deadline(input)),
         log: dir.join(format!("worker-{round}.log")),
         name_log: true,
     };
     run_role(p, input, &out, started)
+}
+
+/// What a role process gets beyond the sum of its own time limits: starting, git work,
+/// writing its result.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(10 * 60);
+
+/// The latest a worker round may end: its wall budget, or without one every iteration's
+/// implementer and reviewer turns and each of its checks at their own time limit, and
+/// [`DEADLINE_MARGIN`].
+pub fn worker_deadline(input: &WorkerInput) -> Duration {
+    let own = match &input.budget.wall {
+        Some(wall) => wall.value.duration,
+        None => {
+            let turns = 1 + u32::from(input.reviewer.is_some());
+            let per_iteration = turns + machine_checks(&input.contract);
+            DEFAULT_TURN_TIMEOUT
+                .saturating_mul(input.max_iterations.max(1).saturating_mul(per_iteration))
+        }
+    };
+    own.saturating_add(DEADLINE_MARGIN)
+}
+
+/// The latest an audit may end: each machine check at its time limit three times (the
+/// candidate's run and those the audit compares it with), and [`DEADLINE_MARGIN`].
+pub fn auditor_deadline(input: &AuditInput) -> Duration {
+    let runs = machine_checks(&input.contract).saturating_mul(3).max(1);
+    Duration::from_secs(input.check_timeout_secs.max(1))
+        .saturating_mul(runs)
+        .saturating_add(DEADLINE_MARGIN)
+}
+
+fn machine_checks(contract: &goalpost_shared::contract::Contract) -> u32 {
+    let n = contract
+        .verification
+        .iter()
+        .filter(|check| check.command().is_some())
+        .count();
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Runs the worker's selection turn (`Select: review`) and reads its result.
@@ -384,7 +438,7 @@ pub fn run_auditor(input: &AuditInput) -> Result<AuditReport, JobError> {
         output_path: None,
         args: Vec::new(),
         env,
-        timeout: None,
+        timeout: Some(auditor_deadline(input)),
         log: dir.join("auditor.log"),
         name_log: false,
     };

@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use goalpost_shared::plan::{Network, Plan};
+use goalpost_shared::protocol::SandboxSpec;
+
 /// The paths of one repository's goalpost files.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -45,6 +48,23 @@ impl Layout {
         Layout {
             state_dir,
             worktree_root,
+        }
+    }
+
+    /// The sandbox every agent turn and check of a run of `plan` gets: goalpost's state
+    /// and its worktrees hidden (a child still sees what it may write inside them), the
+    /// temp dirs capped at the plan's `tmp_mb`, and the checks offline with
+    /// `network = "none"`.
+    pub fn sandbox(&self, plan: &Plan) -> SandboxSpec {
+        SandboxSpec {
+            hidden: vec![self.state_dir.clone(), self.worktree_root.clone()],
+            tmp_bytes: plan
+                .settings
+                .budget
+                .tmp_mb
+                .as_ref()
+                .map_or(0, |mb| mb.value.saturating_mul(1 << 20)),
+            offline_checks: plan.settings.network.value == Network::None,
         }
     }
 

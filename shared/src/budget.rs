@@ -9,6 +9,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::contract::Spanned;
+
+/// How long one agent turn, or one check of the worker's, may run when the budget sets
+/// no wall time.
+pub const DEFAULT_TURN_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 use crate::plan::{Budget, WallTime};
 use crate::protocol::Usage;
 
@@ -226,6 +230,7 @@ pub fn remaining(budget: &Budget, spent: Spent<'_>) -> Budget {
         cost_usd: left(&budget.cost_usd, u.cost_usd),
         tool_calls: left(&budget.tool_calls, u.tool_calls),
         iterations: left(&budget.iterations, spent.iterations.unwrap_or(0)),
+        tmp_mb: budget.tmp_mb.clone(),
     }
 }
 

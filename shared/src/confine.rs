@@ -46,21 +46,54 @@ pub const MIN_ABI: u32 = 3;
 /// missing, as on a kernel without it, so the refusal can be tested on any machine.
 pub const LANDLOCK_VAR: &str = "GOALPOST_LANDLOCK";
 
+/// The ABI whose write rights the ruleset handles.
+const RULES_ABI: ABI = ABI::V3;
+
+/// The rights a writable directory's rule allows, as the kernel's bit mask.
+pub(crate) fn write_access() -> u64 {
+    AccessFs::from_write(RULES_ABI).bits()
+}
+
 /// Files outside every writable directory that programs open for writing as a matter
 /// of course; writing to them reaches no file of anyone's.
 const DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full"];
 
-/// What a confined child may write: these directories and everything under them, except
-/// the `read_only` files in them (the protected files of an audit).
+/// What a confined child may write: these directories and everything under them; and
+/// what it does not see at all.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confinement {
     pub writable: Vec<PathBuf>,
-    /// Files under the writable directories that stay read-only: the sandbox binds each
-    /// read-only over itself, so a write, a truncation, a removal or a rename of one
-    /// fails.
+    /// Directories the child does not see: each is an empty, read-only directory in its
+    /// sandbox (goalpost's state dir with its store, locks, prompts and results; the root
+    /// of goalpost's worktrees). A writable directory inside one stays visible.
     #[serde(default)]
-    pub read_only: Vec<PathBuf>,
+    pub hidden: Vec<PathBuf>,
+    /// Visible again, read-only, inside a hidden directory (the turn's prompt files); or
+    /// read-only inside a writable one (an audit's protected files): each is bound
+    /// read-only over itself after the directories it lies in, so a write, a truncation, a
+    /// removal or a rename of it fails.
+    #[serde(default)]
+    pub readable: Vec<PathBuf>,
+    /// The child's temp dir: a file system of its own at this path, empty when the child
+    /// starts, at most `bytes` large (a write beyond fails with "no space left"), gone
+    /// when the child's sandbox ends.
+    #[serde(default)]
+    pub scratch: Option<Scratch>,
+    /// No network: the child gets a network namespace of its own, with only a loopback
+    /// device of its own (`network = "none"` in the goal file, for checks).
+    #[serde(default)]
+    pub offline: bool,
 }
+
+/// A size-capped temp dir of a sandbox (see [`Confinement::scratch`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scratch {
+    pub path: PathBuf,
+    pub bytes: u64,
+}
+
+/// The temp dir's size cap when the goal file gives none (`tmp_mb` in `[budget]`).
+pub const DEFAULT_SCRATCH_BYTES: u64 = 1 << 30;
 
 /// Why a child cannot be confined, or confinement cannot be offered at all.
 #[derive(Debug, thiserror::Error)]
@@ -172,7 +205,7 @@ impl Confinement {
     pub fn new(writable: impl IntoIterator<Item = PathBuf>) -> Confinement {
         Confinement {
             writable: writable.into_iter().collect(),
-            read_only: Vec::new(),
+            ..Confinement::default()
         }
     }
 
@@ -197,10 +230,43 @@ impl Confinement {
             })?;
             writable.push(canonical(dir)?);
         }
-        Ok(Confinement {
-            writable,
-            read_only: Vec::new(),
-        })
+        Ok(Confinement::new(writable))
+    }
+
+    /// Also hidden: each of `dirs` that exists (see [`Confinement::hidden`]).
+    pub fn hiding(mut self, dirs: &[PathBuf]) -> Confinement {
+        self.hidden
+            .extend(dirs.iter().filter_map(|dir| dir.canonicalize().ok()));
+        self
+    }
+
+    /// Also readable inside a hidden directory: `path`, if it exists.
+    pub fn showing(mut self, path: &Path) -> Confinement {
+        self.readable.extend(path.canonicalize().ok());
+        self
+    }
+
+    /// The child's temp dir `dir` (created if missing) becomes a fresh file system of at
+    /// most `bytes`; it is writable to the child, and no longer one of its
+    /// [`writable`](Confinement::writable) binds.
+    pub fn with_scratch(mut self, dir: &Path, bytes: u64) -> Result<Confinement, ConfineError> {
+        std::fs::create_dir_all(dir).map_err(|source| ConfineError::Path {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = canonical(dir)?;
+        self.writable.retain(|w| *w != path);
+        self.scratch = Some(Scratch {
+            path,
+            bytes: bytes.max(1 << 20),
+        });
+        Ok(self)
+    }
+
+    /// Without network (see [`Confinement::offline`]) when `offline`.
+    pub fn offline(mut self, offline: bool) -> Confinement {
+        self.offline = offline;
+        self
     }
 
     /// Also writable: `dir` (created if missing).
@@ -213,10 +279,10 @@ impl Confinement {
         Ok(self)
     }
 
-    /// Also read-only: `files`, absolute paths of existing files under the writable
-    /// directories.
-    pub fn with_read_only(mut self, files: impl IntoIterator<Item = PathBuf>) -> Confinement {
-        self.read_only.extend(files);
+    /// Also read-only: `paths`, absolute paths of existing files or directories under the
+    /// writable directories (see [`Confinement::readable`]).
+    pub fn with_read_only(mut self, paths: impl IntoIterator<Item = PathBuf>) -> Confinement {
+        self.readable.extend(paths);
         self
     }
 
@@ -227,14 +293,14 @@ impl Confinement {
     /// processes under the same rules.
     pub fn ruleset(&self) -> Result<OwnedFd, ConfineError> {
         landlock_abi()?;
-        let abi = ABI::V3;
-        let write = AccessFs::from_write(abi);
+        let write = AccessFs::from_write(RULES_ABI);
         let mut ruleset = Ruleset::default()
             .set_compatibility(CompatLevel::HardRequirement)
             .handle_access(write)?
             .set_compatibility(CompatLevel::BestEffort)
             .scope(Scope::Signal | Scope::AbstractUnixSocket)?
             .create()?;
+        // The scratch dir's own rule is added inside the sandbox, where its file system is.
         for dir in &self.writable {
             let fd = PathFd::new(dir).map_err(|source| ConfineError::Path {
                 path: dir.clone(),

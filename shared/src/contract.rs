@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A value together with where it was written in the goal file (1-based line and column).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Spanned<T> {
     pub value: T,
     pub line: u32,

@@ -342,23 +342,14 @@ fn dot_quote(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::contract::{Contract, Spanned};
-    use crate::plan::{Approval, Budget, Phase, Roles, Selection, Settings};
+    use crate::plan::{Phase, Selection, Settings};
 
     /// A plan from `(id, title, deps)` triples.
     fn plan(phases: &[(&str, &str, &[&str])]) -> Plan {
         Plan {
             path: "goal.md".into(),
             title: None,
-            settings: Settings {
-                release: None,
-                max_parallel: Spanned::new(4, 0, 0),
-                budget: Budget::default(),
-                run_budget: Budget::default(),
-                agents: Default::default(),
-                roles: Roles::default(),
-                approval: Spanned::new(Approval::Auto, 0, 0),
-                prices: Default::default(),
-            },
+            settings: Settings::default(),
             contract: Contract::default(),
             phases: phases
                 .iter()

@@ -113,6 +113,9 @@ pub enum GitError {
     /// An object's content does not hash to its id: the object store was tampered with.
     #[error("{what}: object {oid} does not match its content; the object store is corrupt")]
     Corrupt { oid: Oid, what: String },
+    /// A lock on the repository's records is held by something else.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     /// libgit2 failed.
     #[error("{context}: {source}")]
     Git2 {

@@ -51,6 +51,9 @@ pub struct Settings {
     pub approval: Spanned<Approval>,
     /// Prices per million tokens, by model name, for adapters whose CLI reports no cost.
     pub prices: BTreeMap<String, Price>,
+    /// Whether checks may use the network (`network = "none"`: they may not).
+    #[serde(default)]
+    pub network: Spanned<Network>,
 }
 
 pub const DEFAULT_MAX_PARALLEL: u32 = 4;
@@ -81,6 +84,7 @@ impl Default for Settings {
             roles: Roles::default(),
             approval: Spanned::new(Approval::Auto, 0, 0),
             prices: BTreeMap::new(),
+            network: Spanned::new(Network::Open, 0, 0),
         }
     }
 }
@@ -100,6 +104,11 @@ pub struct Budget {
     pub tool_calls: Option<Spanned<u64>>,
     /// Implementer iterations of one attempt.
     pub iterations: Option<Spanned<u32>>,
+    /// The size cap of the temp dir of each agent turn and each check, in MiB (see
+    /// [`crate::confine::DEFAULT_SCRATCH_BYTES`] for the default). Not a spend: it is
+    /// the same in every round.
+    #[serde(default)]
+    pub tmp_mb: Option<Spanned<u64>>,
 }
 
 /// A duration as written in the goal file.
@@ -211,6 +220,18 @@ pub enum Approval {
     Auto,
     /// The run stops before the release move until `goalpost approve`.
     Human,
+}
+
+/// What network the checks have (`network` in the front matter). Agent turns always
+/// have the network: they talk to their model's API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Network {
+    /// The machine's network, as goalpost has it.
+    #[default]
+    Open,
+    /// None: each check gets a network of its own with only a loopback device.
+    None,
 }
 
 /// One unit of the plan.

@@ -115,6 +115,35 @@ pub struct WorkerInput {
     /// attempt's temp and state directories (see [`crate::confine`]).
     #[serde(default)]
     pub unconfined: bool,
+    /// What the sandboxes of its agent turns and checks hide, and their temp dirs' size.
+    #[serde(default)]
+    pub sandbox: SandboxSpec,
+}
+
+/// How the orchestrator wants every sandbox of a worker, an auditor or a selection made,
+/// beyond where it may write (see [`crate::confine::Confinement`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    /// Directories no agent turn or check sees: goalpost's state dir (its store, locks,
+    /// prompts, inputs and results) and the root of goalpost's worktrees (the other
+    /// attempts' and the audits'). What a child may write inside them stays visible.
+    pub hidden: Vec<PathBuf>,
+    /// The size cap of each turn's and each check's temp dir, in bytes; 0 for
+    /// [`crate::confine::DEFAULT_SCRATCH_BYTES`].
+    pub tmp_bytes: u64,
+    /// Checks run with no network but a loopback device of their own (`network = "none"`).
+    pub offline_checks: bool,
+}
+
+impl SandboxSpec {
+    /// The temp dirs' size cap in bytes.
+    pub fn tmp_bytes(&self) -> u64 {
+        if self.tmp_bytes == 0 {
+            crate::confine::DEFAULT_SCRATCH_BYTES
+        } else {
+            self.tmp_bytes
+        }
+    }
 }
 
 /// One command goalpost ran, as evidence.
@@ -318,6 +347,9 @@ pub struct AuditInput {
     /// audit's private home and temp directories.
     #[serde(default)]
     pub unconfined: bool,
+    /// What the sandboxes of its agent turns and checks hide, and their temp dirs' size.
+    #[serde(default)]
+    pub sandbox: SandboxSpec,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -486,6 +518,9 @@ pub struct SelectInput {
     /// write only in its temp and state directories.
     #[serde(default)]
     pub unconfined: bool,
+    /// What the sandboxes of its agent turns and checks hide, and their temp dirs' size.
+    #[serde(default)]
+    pub sandbox: SandboxSpec,
 }
 
 /// Output of `goalpost-worker --select`.

@@ -160,9 +160,17 @@ Stop after 1 iteration with no improvement.
         run.join("attempts/goal.1/tmp")
     }
 
-    /// A file the agent left in its temp dir, or "" when there is none.
+    /// The state dir of the first attempt of the last run (`GOALPOST_STATE_DIR`), where
+    /// a scripted agent keeps what the test reads after the run: its temp dir is a file
+    /// system of the turn's own, gone when the turn ends.
+    pub fn attempt_state(&self) -> PathBuf {
+        let run = self.run_dirs().pop().expect("a run directory");
+        run.join("attempts/goal.1/state")
+    }
+
+    /// A file the agent left in its state dir, or "" when there is none.
     pub fn evidence(&self, name: &str) -> String {
-        std::fs::read_to_string(self.attempt_tmp().join(name)).unwrap_or_default()
+        std::fs::read_to_string(self.attempt_state().join(name)).unwrap_or_default()
     }
 
     /// Every audit report (`audit.json`) of every run, concatenated.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use goalpost_agents::{self as agents, Turn, TurnRequest};
 use goalpost_shared::check;
@@ -66,14 +66,29 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
     // The checks' own temp dir: writable to them (a build or a test runner needs one),
     // and not the agents', so nothing an agent leaves in its temp dir is in the checks' way.
     let check_tmp = input.private_dir.join("check-tmp");
-    for dir in [&tmpdir, &state_dir, &check_tmp] {
+    let prompts = input.private_dir.join("prompts");
+    for dir in [&tmpdir, &state_dir, &check_tmp, &prompts] {
         fs::create_dir_all(dir).map_err(|source| AttemptError::PrivateDir {
             path: dir.clone(),
             source,
         })?;
     }
     let mut lineage = Lineage::open(input)?;
-    let confine = confinement(input, &[&tmpdir, &state_dir, &check_tmp])?;
+    let (confine, check_confine) = match confinement(input)? {
+        Some(rules) => {
+            let spec = &input.sandbox;
+            let turn = rules
+                .clone()
+                .with_writable(&state_dir)?
+                .showing(&prompts)
+                .with_scratch(&tmpdir, spec.tmp_bytes())?;
+            let check = rules
+                .with_scratch(&check_tmp, spec.tmp_bytes())?
+                .offline(spec.offline_checks);
+            (Some(turn), Some(check))
+        }
+        None => (None, None),
+    };
     let mut check_env = agents::allowed_env(&input.env_allow);
     check_env.insert("TMPDIR".into(), check_tmp.into_os_string());
     let links = GitLinks::read(&input.worktree).ok();
@@ -90,6 +105,7 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
         state_dir,
         check_env,
         confine,
+        check_confine,
         links,
         lineage,
         meter: Meter::new(input.budget.clone()),
@@ -107,18 +123,17 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
     })
 }
 
-/// Where the attempt's agents and checks may write: the worktree, its git metadata, the
-/// object store and `private` (temp and state directories); `None` when unconfined. A
-/// kernel that cannot confine is an error here, before any agent starts.
-fn confinement(
-    input: &WorkerInput,
-    private: &[&Path],
-) -> Result<Option<Confinement>, ConfineError> {
+/// What the attempt's agents and checks share: they may write in the worktree, its git
+/// metadata and the object store, and do not see goalpost's state or its other worktrees
+/// (what they may write there stays visible); `None` when unconfined. A kernel that
+/// cannot confine is an error here, before any agent starts.
+fn confinement(input: &WorkerInput) -> Result<Option<Confinement>, ConfineError> {
     if input.unconfined {
         return Ok(None);
     }
     confine::probe()?;
-    Confinement::for_worktree(&input.worktree, private).map(Some)
+    Confinement::for_worktree(&input.worktree, &[])
+        .map(|rules| Some(rules.hiding(&input.sandbox.hidden)))
 }
 
 struct Round<'a> {
@@ -129,8 +144,12 @@ struct Round<'a> {
     state_dir: PathBuf,
     /// The checks' environment: the allow-list, with a temp dir of their own.
     check_env: BTreeMap<OsString, OsString>,
-    /// Where agents and checks may write; `None` when the run is unconfined.
+    /// The sandbox of the agents' turns: the shared rules, their state dir, their prompt
+    /// files read-only and a temp dir of their own; `None` when the run is unconfined.
     confine: Option<Confinement>,
+    /// The sandbox of the checks: the shared rules and a temp dir of their own, offline
+    /// with `network = "none"`; `None` when the run is unconfined.
+    check_confine: Option<Confinement>,
     /// The worktree's git links as the round found them (see [`GitLinks`]).
     links: Option<GitLinks>,
     lineage: Lineage,
@@ -321,7 +340,7 @@ impl Round<'_> {
             &self.check_env,
             self.meter.timeout(),
             CHECK_OUTPUT_CAP,
-            self.confine.as_ref(),
+            self.check_confine.as_ref(),
         );
         self.restore_links();
         for c in &mut checks {

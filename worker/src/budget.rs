@@ -9,8 +9,7 @@ use goalpost_shared::budget::{self, Spent};
 use goalpost_shared::plan::Budget;
 use goalpost_shared::protocol::Usage;
 
-/// Per-turn timeout when the budget sets no wall time.
-pub const DEFAULT_TURN_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub use goalpost_shared::budget::DEFAULT_TURN_TIMEOUT;
 
 /// What this round has used so far, against what was left when it started.
 #[derive(Debug)]

@@ -92,6 +92,7 @@ fn input() -> WorkerInput {
         env_allow: vec![],
         agent_env: BTreeMap::new(),
         unconfined: false,
+        sandbox: Default::default(),
     }
 }
 

@@ -20,10 +20,17 @@ pub const SELECT_ATTEMPT: &str = "0";
 /// Runs the selection turn.
 pub fn run(input: &SelectInput) -> std::io::Result<SelectResult> {
     let tmpdir = input.private_dir.join("tmp");
-    fs::create_dir_all(&tmpdir)?;
-    let confine = confinement(input, &tmpdir)?;
+    let state = input.private_dir.join("state");
+    let prompts = input.private_dir.join("prompts");
+    for dir in [&tmpdir, &state, &prompts] {
+        fs::create_dir_all(dir)?;
+    }
+    let confine = confinement(input, &tmpdir, &state, &prompts)?;
     let mut env = agents::allowed_env(&input.env_allow);
     env.insert("TMPDIR".into(), tmpdir.into());
+    // The agent's CLI home, made before the turn: not in the temp dir, which the turn's
+    // sandbox starts empty.
+    env.insert("GOALPOST_STATE_DIR".into(), state.into());
     for (key, value) in &input.reviewer.env {
         env.insert(key.into(), value.into());
     }
@@ -63,16 +70,22 @@ pub fn run(input: &SelectInput) -> std::io::Result<SelectResult> {
     })
 }
 
-/// The selection turn may write only in its temp and state directories (its cwd holds
-/// the worker's own input and output); `None` when the run is unconfined.
-fn confinement(input: &SelectInput, tmpdir: &Path) -> std::io::Result<Option<Confinement>> {
+/// The selection turn may write only in its state directory and a temp dir of its own,
+/// reads its prompt, and sees nothing else of goalpost's (its cwd holds the worker's own
+/// input and output); `None` when the run is unconfined.
+fn confinement(
+    input: &SelectInput,
+    tmpdir: &Path,
+    state: &Path,
+    prompts: &Path,
+) -> std::io::Result<Option<Confinement>> {
     if input.unconfined {
         return Ok(None);
     }
-    let state = input.private_dir.join("state");
     confine::probe()
-        .and_then(|_| Confinement::default().with_writable(tmpdir))
-        .and_then(|rules| rules.with_writable(&state))
+        .and_then(|_| Confinement::default().with_writable(state))
+        .map(|rules| rules.hiding(&input.sandbox.hidden).showing(prompts))
+        .and_then(|rules| rules.with_scratch(tmpdir, input.sandbox.tmp_bytes()))
         .map(Some)
         .map_err(std::io::Error::other)
 }

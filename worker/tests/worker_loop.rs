@@ -135,6 +135,7 @@ impl Fixture {
             env_allow: vec!["PATH".into(), "HOME".into()],
             agent_env: BTreeMap::from([("FROM_RUN".into(), "run-env".into())]),
             unconfined: false,
+            sandbox: Default::default(),
         }
     }
 
@@ -194,9 +195,9 @@ const APPROVE: &str = "echo 'Looks fine.'; echo 'VERDICT: approve'";
 fn candidate_on_the_attempt_ref_with_claims() {
     let f = Fixture::new();
     let implementer = r#"
-        cat > "$TMPDIR/stdin"
-        cp "$GOALPOST_PROMPT_FILE" "$TMPDIR/prompt-file"
-        env > "$TMPDIR/env"
+        cat > "$GOALPOST_STATE_DIR/stdin"
+        cp "$GOALPOST_PROMPT_FILE" "$GOALPOST_STATE_DIR/prompt-file"
+        env > "$GOALPOST_STATE_DIR/env"
         echo hi > file
         printf 'Done.\nClaims:\n- file written\n- README untouched\n'
     "#;
@@ -229,12 +230,14 @@ fn candidate_on_the_attempt_ref_with_claims() {
 
     // The prompt reached the agent on stdin and in the prompt file, and the agent saw the
     // allow-listed environment plus goalpost's variables, nothing else of the worker's.
+    // (Kept in the agent's state dir: its temp dir is a file system of the turn's own.)
     let tmp = f.private_dir().join("tmp");
-    let stdin = fs::read_to_string(tmp.join("stdin")).unwrap();
-    assert_eq!(stdin, fs::read_to_string(tmp.join("prompt-file")).unwrap());
+    let kept = f.private_dir().join("state");
+    let stdin = fs::read_to_string(kept.join("stdin")).unwrap();
+    assert_eq!(stdin, fs::read_to_string(kept.join("prompt-file")).unwrap());
     assert_eq!(Some(stdin.clone()), f.prompt("implementer-1.md"));
     assert!(stdin.contains("`test -f file` must exit 0"));
-    let env = fs::read_to_string(tmp.join("env")).unwrap();
+    let env = fs::read_to_string(kept.join("env")).unwrap();
     for line in [
         "GOALPOST_ROLE=implementer",
         "GOALPOST_PHASE=p1",
@@ -587,7 +590,7 @@ fn a_turn_is_cut_at_the_wall_budget_and_no_turn_follows() {
 #[test]
 fn sigterm_ends_the_running_turn_harvests_and_writes_the_result() {
     let f = Fixture::new();
-    let implementer = r#"echo $$ > "$TMPDIR/agent.pid"; echo started > file; sleep 60"#;
+    let implementer = r#"echo $$ > "$GOALPOST_STATE_DIR/agent.pid"; echo started > file; sleep 60"#;
     let input = f.input(implementer, Some(APPROVE), &["true"]);
     let in_path = f.root.join("in.json");
     let out_path = f.root.join("out.json");
@@ -602,7 +605,7 @@ fn sigterm_ends_the_running_turn_harvests_and_writes_the_result() {
     let worker = cmd.spawn().unwrap();
 
     // Wait (with a deadline) until the agent is running, then stop the worker.
-    let pid_file = f.private_dir().join("tmp").join("agent.pid");
+    let pid_file = f.private_dir().join("state").join("agent.pid");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !(pid_file.exists() && f.worktree.join("file").exists()) {
         assert!(Instant::now() < deadline, "the agent never started");

@@ -40,7 +40,7 @@ pub fn run(args: &AuditArgs, dir: &Path) -> Result<ExitCode, Error> {
     let base = resolve(&args.base)?;
     let candidate = resolve(&args.candidate)?;
     let label = format!("adhoc-{}", goalpost_orchestrator::run_cmd::new_run_id());
-    let setup = AuditSetup::for_run(&label, &ws.workdir, &plan, &args.plan, false);
+    let setup = AuditSetup::for_run(&label, &ws.layout, &ws.workdir, &plan, &args.plan, false);
     let input = setup.input(AuditOf {
         phase: args.phase.clone().unwrap_or_else(|| "goal".into()),
         contract,

@@ -201,6 +201,7 @@ impl Scheduler<'_> {
             env_allow: WORKER_ENV_ALLOW.iter().map(|s| (*s).to_owned()).collect(),
             agent_env: Default::default(),
             unconfined: self.unconfined,
+            sandbox: self.layout.sandbox(self.plan),
         };
         let started = RunEvent::AttemptRoundStarted {
             phase: phase.id.value.clone(),

@@ -118,6 +118,7 @@ impl Scheduler<'_> {
                 .as_ref()
                 .map_or(30 * 60, |w| w.value.duration.as_secs().max(1)),
             unconfined: self.unconfined,
+            sandbox: self.layout.sandbox(self.plan),
         };
         let choosing = RunEvent::ReviewerChoosing {
             phase: phase.id.value.clone(),

@@ -33,9 +33,10 @@ pub(super) struct RecordsLock {
 }
 
 impl Repo {
-    /// Waits for, then takes, the lock on this repository's worktree records. Not
-    /// reentrant: one git command at a time under it.
-    pub(super) fn lock_worktree_records(&self) -> RecordsLock {
+    /// Waits for, then takes, the lock on this repository's worktree records; an error
+    /// when something else holds it past [`crate::lock::wait_limit`]. Not reentrant: one
+    /// git command at a time under it.
+    pub(super) fn lock_worktree_records(&self) -> Result<RecordsLock, GitError> {
         let dir = self.common_dir().join("goalpost");
         let path = dir.join("worktrees.lock");
         let file = fs::create_dir_all(&dir).and_then(|()| {
@@ -49,22 +50,19 @@ impl Repo {
             Ok(file) => file,
             Err(err) => {
                 tracing::warn!("cannot open {}: {err}; not locking", path.display());
-                return RecordsLock { _file: None };
+                return Ok(RecordsLock { _file: None });
             }
         };
-        loop {
-            match file.lock() {
-                Ok(()) => return RecordsLock { _file: Some(file) },
-                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(err) => {
-                    tracing::warn!("cannot lock {}: {err}; not locking", path.display());
-                    return RecordsLock { _file: None };
-                }
+        match crate::lock::exclusive(&file, &path, crate::lock::wait_limit()) {
+            Ok(()) => Ok(RecordsLock { _file: Some(file) }),
+            Err(crate::lock::LockError::Io { source, .. }) => {
+                tracing::warn!("cannot lock {}: {source}; not locking", path.display());
+                Ok(RecordsLock { _file: None })
             }
+            Err(err @ crate::lock::LockError::Held { .. }) => Err(GitError::Lock(err)),
         }
     }
 
-    /// Adds a linked worktree at `path` with a detached HEAD at `commit`.
     pub fn worktree_add_detached(&self, path: &Path, commit: Oid) -> Result<(), GitError> {
         let hex = commit.to_string();
         let args: [&OsStr; 5] = [
@@ -74,7 +72,7 @@ impl Repo {
             path.as_os_str(),
             hex.as_ref(),
         ];
-        let _lock = self.lock_worktree_records();
+        let _lock = self.lock_worktree_records()?;
         self.run_git(self.cli_dir(), args).map(drop)
     }
 
@@ -87,13 +85,13 @@ impl Repo {
             args.extend([OsStr::new("--force"), OsStr::new("--force")]);
         }
         args.push(path.as_os_str());
-        let _lock = self.lock_worktree_records();
+        let _lock = self.lock_worktree_records()?;
         self.run_git(self.cli_dir(), args).map(drop)
     }
 
     /// Forgets worktrees whose directories are gone.
     pub fn worktree_prune(&self) -> Result<(), GitError> {
-        let _lock = self.lock_worktree_records();
+        let _lock = self.lock_worktree_records()?;
         self.run_git(self.cli_dir(), ["worktree", "prune"])
             .map(drop)
     }
@@ -101,7 +99,7 @@ impl Repo {
     /// Every worktree of the repository, the main one first.
     pub fn worktree_list(&self) -> Result<Vec<Worktree>, GitError> {
         let out = {
-            let _lock = self.lock_worktree_records();
+            let _lock = self.lock_worktree_records()?;
             self.run_git(self.cli_dir(), ["worktree", "list", "--porcelain", "-z"])?
         };
         let mut list = Vec::new();
@@ -237,7 +235,7 @@ impl Repo {
             return Err(unknown());
         }
         // Written aside and renamed over, so git never reads a half-written record.
-        let _lock = self.lock_worktree_records();
+        let _lock = self.lock_worktree_records()?;
         let next = admin.join("gitdir.goalpost-new");
         fs::write(&next, format!("{}\n", dotgit.display())).map_err(|_| unknown())?;
         fs::rename(&next, admin.join("gitdir")).map_err(|_| unknown())

@@ -10,7 +10,7 @@ use toml::de::{DeTable, DeValue};
 use super::front_matter::{Toml, Value};
 use super::one_of;
 use crate::contract::Spanned;
-use crate::plan::{Adapter, AgentDef, Approval, Budget, Price, Roles, Settings, WallTime};
+use crate::plan::{Adapter, AgentDef, Approval, Budget, Network, Price, Roles, Settings, WallTime};
 
 pub(crate) const TOP_KEYS: &[&str] = &[
     "release",
@@ -21,6 +21,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "roles",
     "approval",
     "prices",
+    "network",
 ];
 pub(crate) const BUDGET_KEYS: &[&str] = &[
     "turns",
@@ -32,6 +33,7 @@ pub(crate) const BUDGET_KEYS: &[&str] = &[
     "cost_usd",
     "tool_calls",
     "iterations",
+    "tmp_mb",
 ];
 pub(crate) const AGENT_KEYS: &[&str] = &["adapter", "command", "args", "model", "env"];
 pub(crate) const ROLE_KEYS: &[&str] = &["implementer", "reviewer", "auditor"];
@@ -68,6 +70,19 @@ pub(crate) fn build(t: &mut Toml<'_, '_>, root: &DeTable<'_>) -> Settings {
                 }
             }
             "prices" => s.prices = prices(t, v),
+            "network" => {
+                if let Some(n) = t.string("network", v) {
+                    match n.value.as_str() {
+                        "open" => s.network = Spanned::new(Network::Open, n.line, n.col),
+                        "none" => s.network = Spanned::new(Network::None, n.line, n.col),
+                        other => t.error(
+                            v.span(),
+                            format!("unknown network \"{other}\""),
+                            "\"open\" (checks use the machine's network, the default) or \"none\" (each check runs with only a loopback device of its own)",
+                        ),
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -91,6 +106,12 @@ fn budget(t: &mut Toml<'_, '_>, name: &str, v: &Value<'_>) -> Budget {
             "tokens_out" => b.tokens_out = t.positive_int(&path, v),
             "tokens_cached" => b.tokens_cached = t.positive_int(&path, v),
             "tool_calls" => b.tool_calls = t.positive_int(&path, v),
+            "tmp_mb" if name == "run_budget" => t.error(
+                v.span(),
+                "\"run_budget.tmp_mb\" caps nothing: the temp dir cap is per turn and check",
+                "put `tmp_mb` in `[budget]`",
+            ),
+            "tmp_mb" => b.tmp_mb = t.positive_int(&path, v),
             "cost_usd" => b.cost_usd = t.non_negative(&path, v),
             "wall" => {
                 if let DeValue::String(text) = v.get_ref()

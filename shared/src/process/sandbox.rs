@@ -137,32 +137,96 @@ pub(super) fn command(
 ) -> Result<std::process::Command, ConfineError> {
     let mut cmd = std::process::Command::new(bwrap()?);
     cmd.args(BASE);
-    // Outer directories first, so a bind never hides one made inside it.
-    let mut writable: Vec<&PathBuf> = rules.writable.iter().collect();
-    writable.sort_by_key(|dir| dir.components().count());
-    for dir in writable {
-        cmd.arg("--bind").arg(dir).arg(dir);
+    if rules.offline {
+        cmd.arg("--unshare-net");
     }
-    // After the writable binds, which they lie under.
-    for file in &rules.read_only {
-        cmd.arg("--ro-bind").arg(file).arg(file);
-    }
+    cmd.args(mounts(rules));
     let fd = ruleset.as_raw_fd();
     cmd.arg("--chdir")
         .arg(cwd)
         .arg("--")
         .arg(entry()?)
-        .arg(fd.to_string())
-        .arg(path)
-        .args(argv);
+        .arg(fd.to_string());
+    if let Some(scratch) = &rules.scratch {
+        cmd.arg(SCRATCH_FLAG)
+            .arg(crate::confine::write_access().to_string())
+            .arg(&scratch.path);
+    }
+    cmd.arg(path).args(argv);
     sys::sandbox_on_exec(&mut cmd, fd, MAX_PROCESSES);
     Ok(cmd)
 }
 
+/// Most bytes a hidden directory's stand-in holds: it is read-only once the binds inside
+/// it are made, and until then only bwrap writes there (their mount points).
+const HIDDEN_BYTES: u64 = 64 * 1024;
+
+/// bwrap's mount options for `rules`, in an order where no mount hides one made inside
+/// it: outer paths first, and at one depth a hidden directory's stand-in before the binds
+/// that go into it. The stand-ins become read-only last.
+fn mounts(rules: &Confinement) -> Vec<OsString> {
+    enum Mount<'a> {
+        Hidden(&'a Path),
+        Writable(&'a Path),
+        Scratch(&'a Path, u64),
+        Readable(&'a Path),
+    }
+    let mut mounts: Vec<(usize, u8, Mount<'_>)> = Vec::new();
+    let depth = |p: &Path| p.components().count();
+    for dir in &rules.hidden {
+        mounts.push((depth(dir), 0, Mount::Hidden(dir)));
+    }
+    for dir in &rules.writable {
+        mounts.push((depth(dir), 1, Mount::Writable(dir)));
+    }
+    if let Some(scratch) = &rules.scratch {
+        let dir = &scratch.path;
+        mounts.push((depth(dir), 1, Mount::Scratch(dir, scratch.bytes)));
+    }
+    for path in &rules.readable {
+        mounts.push((depth(path), 2, Mount::Readable(path)));
+    }
+    mounts.sort_by_key(|&(depth, order, _)| (depth, order));
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |words: &[&OsStr]| args.extend(words.iter().map(|w| w.to_os_string()));
+    for (_, _, mount) in &mounts {
+        match *mount {
+            Mount::Hidden(dir) => push(&[
+                "--size".as_ref(),
+                HIDDEN_BYTES.to_string().as_ref(),
+                "--tmpfs".as_ref(),
+                dir.as_os_str(),
+            ]),
+            Mount::Writable(dir) => push(&["--bind".as_ref(), dir.as_os_str(), dir.as_os_str()]),
+            Mount::Scratch(dir, bytes) => push(&[
+                "--size".as_ref(),
+                bytes.to_string().as_ref(),
+                "--tmpfs".as_ref(),
+                dir.as_os_str(),
+            ]),
+            Mount::Readable(path) => {
+                push(&["--ro-bind".as_ref(), path.as_os_str(), path.as_os_str()])
+            }
+        }
+    }
+    for dir in &rules.hidden {
+        push(&["--remount-ro".as_ref(), dir.as_os_str()]);
+    }
+    args
+}
+
+/// The entry point's option that names the sandbox's temp dir and the rights to allow
+/// in it: its file system is mounted inside the sandbox, so only the entry point can name
+/// it in a Landlock rule.
+const SCRATCH_FLAG: &str = "--scratch";
+
 /// Why [`enter`] could not run the program.
 #[derive(Debug, thiserror::Error)]
 pub enum EnterError {
-    #[error("usage: {ENTRY_NAME} RULESET-FD PROGRAM ARGV0 [ARG...] (run by goalpost, not by hand)")]
+    #[error(
+        "usage: {ENTRY_NAME} RULESET-FD [{SCRATCH_FLAG} ACCESS DIR] PROGRAM ARGV0 [ARG...] \
+         (run by goalpost, not by hand)"
+    )]
     Usage,
     #[error("applying the Landlock ruleset: {0}")]
     Restrict(io::Error),
@@ -174,12 +238,26 @@ pub enum EnterError {
 /// program's path, its `argv[0]` and its arguments. Restricts this process to the ruleset,
 /// closes it, and execs the program with the environment, working directory and stdio it
 /// was given. Returns only if that failed.
-pub fn enter(mut args: impl Iterator<Item = OsString>) -> EnterError {
+pub fn enter(args: impl Iterator<Item = OsString>) -> EnterError {
+    let mut args = args.peekable();
     let fd = args
         .next()
         .and_then(|fd| fd.to_str().and_then(|s| s.parse::<RawFd>().ok()))
         .filter(|&fd| fd > 2);
-    let (Some(fd), Some(path), Some(arg0)) = (fd, args.next(), args.next()) else {
+    let Some(fd) = fd else {
+        return EnterError::Usage;
+    };
+    if args.peek().is_some_and(|a| a == SCRATCH_FLAG) {
+        args.next();
+        let access = args.next().and_then(|a| a.to_str()?.parse::<u64>().ok());
+        let (Some(access), Some(dir)) = (access, args.next()) else {
+            return EnterError::Usage;
+        };
+        if let Err(err) = sys::allow_beneath(fd, Path::new(&dir), access) {
+            return EnterError::Restrict(err);
+        }
+    }
+    let (Some(path), Some(arg0)) = (args.next(), args.next()) else {
         return EnterError::Usage;
     };
     if let Err(err) = sys::restrict_self(fd) {
@@ -191,4 +269,125 @@ pub fn enter(mut args: impl Iterator<Item = OsString>) -> EnterError {
         .args(args)
         .exec();
     EnterError::Exec { path, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::confine::{self, Confinement};
+    use crate::process::{Command, Outcome, run};
+
+    /// Whether a sandbox can be made here; under CI it must be.
+    fn can_sandbox() -> bool {
+        let ok = confine::probe().is_ok();
+        assert!(
+            ok || std::env::var_os("CI").is_none(),
+            "CI must be able to make a sandbox"
+        );
+        ok
+    }
+
+    fn sh(cwd: &Path, script: &str, rules: Confinement) -> Outcome {
+        let cmd = Command::new("/bin/sh", cwd)
+            .args(["-c", script])
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .confine(Some(rules));
+        run(&cmd, None).unwrap()
+    }
+
+    #[test]
+    fn a_hidden_directory_is_empty_and_read_only_but_for_what_is_bound_inside_it() {
+        if !can_sandbox() {
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let state = root.path().join("state");
+        let mine = state.join("runs/r/attempts/p.1");
+        let prompts = mine.join("prompts");
+        let tmp = mine.join("tmp");
+        std::fs::create_dir_all(&prompts).unwrap();
+        std::fs::create_dir_all(&tmp).unwrap();
+        std::fs::write(state.join("state.db"), "secret").unwrap();
+        std::fs::write(state.join("worktrees.lock"), "").unwrap();
+        std::fs::write(prompts.join("implementer-1.md"), "the prompt").unwrap();
+        let rules = Confinement::new([tmp.canonicalize().unwrap()])
+            .hiding(std::slice::from_ref(&state))
+            .showing(&prompts);
+        let script = "ls -A ../../../..; cat ../../../../state.db || echo no-db >&2; \
+                      cat prompts/implementer-1.md; echo; \
+                      (echo x > prompts/new) || echo prompts-read-only >&2; \
+                      (echo x > ../../../../planted) || echo hidden-read-only >&2; \
+                      echo ok > tmp/new";
+        let out = sh(&mine, script, rules);
+        let (stdout, stderr) = (out.stdout.text_lossy(), out.stderr.text_lossy());
+        assert!(!stdout.contains("state.db"), "{stdout}");
+        assert!(!stdout.contains("worktrees.lock"), "{stdout}");
+        assert!(stdout.contains("the prompt"), "{stdout}");
+        for refused in ["no-db", "prompts-read-only", "hidden-read-only"] {
+            assert!(stderr.contains(refused), "{refused}: {stderr}");
+        }
+        assert_eq!(std::fs::read_to_string(tmp.join("new")).unwrap(), "ok\n");
+        assert!(!state.join("planted").exists());
+        assert!(!prompts.join("new").exists());
+    }
+
+    #[test]
+    fn a_scratch_dir_starts_empty_is_capped_and_leaves_nothing_behind() {
+        if !can_sandbox() {
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let work = root.path().join("work");
+        let tmp = root.path().join("tmp");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::create_dir_all(&tmp).unwrap();
+        std::fs::write(tmp.join("left-before"), "old").unwrap();
+        let rules = Confinement::new([work.canonicalize().unwrap()])
+            .with_scratch(&tmp, 2 << 20)
+            .unwrap();
+        let script = format!(
+            "ls -A {tmp}; echo small > {tmp}/small && echo small-ok; \
+             head -c 8388608 /dev/zero > {tmp}/big || echo big-refused >&2; \
+             echo made > made",
+            tmp = tmp.display()
+        );
+        let out = sh(&work, &script, rules);
+        let (stdout, stderr) = (out.stdout.text_lossy(), out.stderr.text_lossy());
+        assert!(!stdout.contains("left-before"), "{stdout}");
+        assert!(stdout.contains("small-ok"), "{out:?}");
+        assert!(stderr.contains("big-refused"), "{stderr}");
+        assert!(stderr.contains("No space left"), "{stderr}");
+        assert!(work.join("made").is_file(), "{stderr}");
+        // The host's directory is as it was: nothing of the sandbox's file system on it.
+        let names: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn an_offline_child_cannot_reach_a_loopback_server_outside_and_an_online_one_can() {
+        if !can_sandbox() || !Path::new("/bin/bash").is_file() {
+            return;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let work = tempfile::tempdir().unwrap();
+        let writable = work.path().canonicalize().unwrap();
+        let script = format!(
+            "bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}' && echo connected || echo refused"
+        );
+        let online = sh(work.path(), &script, Confinement::new([writable.clone()]));
+        assert!(
+            online.stdout.text_lossy().contains("connected"),
+            "{online:?}"
+        );
+        let offline = sh(
+            work.path(),
+            &script,
+            Confinement::new([writable]).offline(true),
+        );
+        assert!(
+            offline.stdout.text_lossy().contains("refused"),
+            "{offline:?}"
+        );
+    }
 }

@@ -5,6 +5,7 @@
 use std::io;
 use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 
 /// `kill(-pgid, signal)`; `Ok(false)` if there is no such group.
 pub(super) fn signal_group(pgid: u32, signal: i32) -> io::Result<bool> {
@@ -135,6 +136,50 @@ pub(super) fn restrict_self(ruleset: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Adds to the Landlock ruleset open as descriptor `ruleset` a rule that allows `access`
+/// (a mask of `LANDLOCK_ACCESS_FS_*` rights) beneath `dir`, as this process sees it. For
+/// the sandbox's entry point: a file system mounted inside the sandbox (its temp dir) has
+/// inodes the parent could not name.
+pub(super) fn allow_beneath(ruleset: RawFd, dir: &Path, access: u64) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    /// `struct landlock_path_beneath_attr` of `<linux/landlock.h>`.
+    #[repr(C, packed)]
+    struct PathBeneathAttr {
+        allowed_access: u64,
+        parent_fd: i32,
+    }
+    const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: open(2) reads the NUL-terminated path, live for the call.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let attr = PathBeneathAttr {
+        allowed_access: access,
+        parent_fd: fd,
+    };
+    // SAFETY: landlock_add_rule(2) reads `attr`, a live struct of the layout the kernel
+    // defines, and the two descriptors; it writes no memory of ours.
+    let added = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset,
+            LANDLOCK_RULE_PATH_BENEATH,
+            &attr as *const PathBeneathAttr,
+            0,
+        )
+    };
+    let err = io::Error::last_os_error();
+    // SAFETY: close(2) on the descriptor opened above, owned by nothing else.
+    unsafe { libc::close(fd) };
+    if added != 0 {
+        return Err(err);
+    }
+    Ok(())
+}
+
 /// `kill(pid, signal)` to one process; `Ok(false)` if there is no such process. Refuses
 /// pids 0 and 1.
 pub(super) fn signal_process(pid: u32, signal: i32) -> io::Result<bool> {
@@ -172,7 +217,7 @@ pub(super) fn inotify_init() -> io::Result<std::os::fd::OwnedFd> {
 /// Adds a watch of `mask` on `path` to the inotify instance `fd`; returns its descriptor.
 pub(super) fn inotify_add_watch(
     fd: &std::os::fd::OwnedFd,
-    path: &std::path::Path,
+    path: &Path,
     mask: u32,
 ) -> io::Result<i32> {
     use std::os::fd::AsRawFd;

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use goalpost_shared::contract::{Contract, Spanned};
 use goalpost_shared::dag::{PhaseDag, find_cycle};
-use goalpost_shared::plan::{Approval, Budget, Phase, Plan, Roles, Selection, Settings};
+use goalpost_shared::plan::{Phase, Plan, Selection, Settings};
 use petgraph::graph::DiGraph;
 use proptest::prelude::*;
 
@@ -16,16 +16,7 @@ fn plan(deps: &[Vec<usize>]) -> Plan {
     Plan {
         path: "goal.md".into(),
         title: None,
-        settings: Settings {
-            release: None,
-            max_parallel: Spanned::new(4, 0, 0),
-            budget: Budget::default(),
-            run_budget: Budget::default(),
-            agents: Default::default(),
-            roles: Roles::default(),
-            approval: Spanned::new(Approval::Auto, 0, 0),
-            prices: Default::default(),
-        },
+        settings: Settings::default(),
         contract: Contract::default(),
         phases: deps
             .iter()

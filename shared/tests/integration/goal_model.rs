@@ -7,7 +7,7 @@ use std::path::Path;
 
 use goalpost_shared::contract::{CheckKind, MetricOp};
 use goalpost_shared::goal::{self, Diagnostic};
-use goalpost_shared::plan::{Adapter, Approval, IMPLICIT_PHASE, Plan, Selection};
+use goalpost_shared::plan::{Adapter, Approval, IMPLICIT_PHASE, Network, Plan, Selection};
 
 fn parse(text: &str) -> Plan {
     goal::parse(Path::new("goal.md"), text).unwrap_or_else(|e| panic!("{e}"))
@@ -394,4 +394,28 @@ fn a_line_after_an_inline_check_is_context() {
     let c = &plan.phase("a").unwrap().contract;
     assert_eq!(c.verification.len(), 1);
     assert_eq!(c.context[0].body, "Run it twice.");
+}
+
+#[test]
+fn the_sandbox_settings_network_and_the_temp_dir_cap() {
+    let plan = parse(
+        "+++\nnetwork = \"none\"\n\n[budget]\ntmp_mb = 64\n+++\n\
+         # T\n\n## Outcome\nDone.\n\n## Verification\n- `true`\n",
+    );
+    assert_eq!(plan.settings.network.value, Network::None);
+    assert_eq!(plan.settings.network.line, 2);
+    assert_eq!(plan.settings.budget.tmp_mb.as_ref().unwrap().value, 64);
+    assert_eq!(parse(PHASED).settings.network.value, Network::Open);
+
+    let errs = errors(
+        "+++\nnetwork = \"off\"\n\n[run_budget]\ntmp_mb = 64\n+++\n\
+         # T\n\n## Outcome\nx\n\n## Verification\n- `t`\n",
+    );
+    assert_eq!(
+        errs,
+        [
+            "goal.md:2:11: unknown network \"off\"; \"open\" (checks use the machine's network, the default) or \"none\" (each check runs with only a loopback device of its own)",
+            "goal.md:5:10: \"run_budget.tmp_mb\" caps nothing: the temp dir cap is per turn and check; put `tmp_mb` in `[budget]`",
+        ]
+    );
 }

@@ -79,9 +79,11 @@ fn run(command: &str) -> String {
     format!("{{ run = {} }}", toml_str(command))
 }
 
-/// An action that tries `attack` and keeps what it printed on stderr in `$TMPDIR/name`.
+/// An action that tries `attack` and keeps what it printed on stderr in `$GOALPOST_STATE_DIR/name`.
 fn attempt(name: &str, attack: &str) -> String {
-    run(&format!("{{ {attack} ; }} 2> \"$TMPDIR/{name}\""))
+    run(&format!(
+        "{{ {attack} ; }} 2> \"$GOALPOST_STATE_DIR/{name}\""
+    ))
 }
 
 fn write(path: &str, content: &str) -> String {
@@ -268,9 +270,9 @@ fn redirecting_the_worktrees_git_link_does_not_reach_the_worker() {
     let corpus = Corpus::new();
     let home = corpus.env.home();
     let hijack = run(&format!(
-        "git init -q \"$TMPDIR/fake\" && \
-         git -C \"$TMPDIR/fake\" config core.fsmonitor \"echo pwned > '{}/fsmonitor-escape'; false\" && \
-         printf 'gitdir: %s\\n' \"$TMPDIR/fake/.git\" > .git",
+        "git init -q \"$GOALPOST_STATE_DIR/fake\" && \
+         git -C \"$GOALPOST_STATE_DIR/fake\" config core.fsmonitor \"echo pwned > '{}/fsmonitor-escape'; false\" && \
+         printf 'gitdir: %s\\n' \"$GOALPOST_STATE_DIR/fake/.git\" > .git",
         home.display()
     ));
     let plan = corpus.write_goal(&script(&[hijack], ""), "60s");
@@ -445,12 +447,12 @@ fn a_background_process_does_not_outlive_the_turn() {
     let corpus = Corpus::new();
     // Double-forked, still in the turn's process group.
     let daemon = run(
-        "( sh -c 'echo $$ > \"$TMPDIR/bg.pid\"; exec sleep 60' > /dev/null 2>&1 & ) ; \
-         until [ -s \"$TMPDIR/bg.pid\" ]; do sleep 0.05; done",
+        "( sh -c 'echo $$ > \"$GOALPOST_STATE_DIR/bg.pid\"; exec sleep 60' > /dev/null 2>&1 & ) ; \
+         until [ -s \"$GOALPOST_STATE_DIR/bg.pid\" ]; do sleep 0.05; done",
     );
     let plan = corpus.write_goal(&script(&[daemon], ""), "60s");
     let run = run_goal(&corpus, plan, AWAITING_APPROVAL);
-    pid_in(&corpus.attempt_tmp().join("bg.pid")).expect("the daemon's pid");
+    pid_in(&corpus.attempt_state().join("bg.pid")).expect("the daemon's pid");
     let left = holding_after(&turn_marker(&corpus.attempt_tmp()), Duration::from_secs(5));
     assert!(left.is_empty(), "{left:?} outlived its turn\n{run}");
 }
@@ -468,22 +470,26 @@ fn a_daemon_that_leaves_the_group_is_killed_or_stays_confined() {
             "{prefix}setsid sh -c 'echo $$ > \"{tmp}/{name}.pid\"; sleep 3; \
              {{ echo late > \"{home}/{name}-escape\"; }} 2> \"{tmp}/{name}-evidence\"' \
              > /proc/$PPID/fd/1 2> /dev/null < /dev/null &",
-            tmp = "$TMPDIR",
+            tmp = "$GOALPOST_STATE_DIR",
             home = home.display(),
         )
     };
     let actions = [run(&format!(
-        "{} {} until [ -s \"$TMPDIR/tagged.pid\" ] && [ -s \"$TMPDIR/scrubbed.pid\" ]; \
+        "{} {} until [ -s \"$GOALPOST_STATE_DIR/tagged.pid\" ] && [ -s \"$GOALPOST_STATE_DIR/scrubbed.pid\" ]; \
          do sleep 0.05; done; sleep 0.2",
         daemon("tagged", ""),
-        daemon("scrubbed", "env -i TMPDIR=\"$TMPDIR\" PATH=\"$PATH\" ")
+        daemon(
+            "scrubbed",
+            "env -i TMPDIR=\"$TMPDIR\" GOALPOST_STATE_DIR=\"$GOALPOST_STATE_DIR\" PATH=\"$PATH\" "
+        )
     ))];
     let plan = corpus.write_goal(&script(&actions, ""), "60s");
     let started = Instant::now();
     let run = run_goal(&corpus, plan, AWAITING_APPROVAL);
+    let state = corpus.attempt_state();
+    pid_in(&state.join("tagged.pid")).expect("the tagged daemon's pid");
+    pid_in(&state.join("scrubbed.pid")).expect("the other daemon's pid");
     let tmp = corpus.attempt_tmp();
-    pid_in(&tmp.join("tagged.pid")).expect("the tagged daemon's pid");
-    pid_in(&tmp.join("scrubbed.pid")).expect("the other daemon's pid");
     // Both kept `TMPDIR`; the sandbox's PID namespace ends them with the turn.
     let left = holding_after(&turn_marker(&tmp), Duration::from_secs(1));
     assert!(left.is_empty(), "{left:?} outlived the turn\n{run}");
@@ -503,7 +509,7 @@ fn a_daemon_that_leaves_the_group_is_killed_or_stays_confined() {
 fn an_agent_that_ignores_sigterm_is_killed_after_the_grace_period() {
     let corpus = Corpus::new();
     let stubborn = run(
-        "echo $PPID > \"$TMPDIR/agent.pid\"; echo $$ > \"$TMPDIR/shell.pid\"; \
+        "echo $PPID > \"$GOALPOST_STATE_DIR/agent.pid\"; echo $$ > \"$GOALPOST_STATE_DIR/shell.pid\"; \
          while :; do sleep 1; done",
     );
     let plan = corpus.write_goal_with(&script(&[stubborn], ""), "5s", "trap '' TERM; exec \"$0\"");
@@ -512,7 +518,7 @@ fn an_agent_that_ignores_sigterm_is_killed_after_the_grace_period() {
     assert!(started.elapsed() < Duration::from_secs(40), "{run}");
     assert_timed_out(&corpus, &run);
     for name in ["agent.pid", "shell.pid"] {
-        pid_in(&corpus.attempt_tmp().join(name)).expect(name);
+        pid_in(&corpus.attempt_state().join(name)).expect(name);
     }
     let left = holding_after(&turn_marker(&corpus.attempt_tmp()), Duration::from_secs(5));
     assert!(left.is_empty(), "{left:?} survived\n{run}");
@@ -534,13 +540,13 @@ fn a_gigabyte_of_output_is_streamed_past_the_cap() {
 #[test]
 fn a_hang_is_ended_by_the_wall_budget() {
     let corpus = Corpus::new();
-    let hang = run("echo $$ > \"$TMPDIR/hang.pid\"; exec sleep 600");
+    let hang = run("echo $$ > \"$GOALPOST_STATE_DIR/hang.pid\"; exec sleep 600");
     let plan = corpus.write_goal(&script(&[hang], ""), "4s");
     let started = Instant::now();
     let run = run_goal(&corpus, plan, BLOCKED);
     assert!(started.elapsed() < Duration::from_secs(30), "{run}");
     assert_timed_out(&corpus, &run);
-    pid_in(&corpus.attempt_tmp().join("hang.pid")).expect("the pid");
+    pid_in(&corpus.attempt_state().join("hang.pid")).expect("the pid");
     let left = holding_after(&turn_marker(&corpus.attempt_tmp()), Duration::from_secs(5));
     assert!(left.is_empty(), "{left:?} survived\n{run}");
 }
@@ -667,10 +673,10 @@ fn an_agent_cannot_kill_or_stop_goalpost() {
            p=${f#/proc/}; p=${p%/comm}; seen=\"$seen $p\"; kill -STOP $p; kill -KILL $p;; \
          esac; done; \
          [ -n \"${GOALPOST_PARENT_PID:-}\" ] && kill -KILL \"$GOALPOST_PARENT_PID\"; \
-         echo \"seen:$seen\" > \"$TMPDIR/seen\"";
+         echo \"seen:$seen\" > \"$GOALPOST_STATE_DIR/seen\"";
     let plan = corpus.write_goal(&script(&[run(attack)], ""), "60s");
     let run = run_goal(&corpus, plan, AWAITING_APPROVAL);
-    let seen = std::fs::read_to_string(corpus.attempt_tmp().join("seen")).expect("it ran");
+    let seen = std::fs::read_to_string(corpus.attempt_state().join("seen")).expect("it ran");
     assert_eq!(seen.trim(), "seen:", "{run}");
     let merged: Vec<String> = corpus.integration_files().into_keys().collect();
     assert_eq!(merged, base_plus_note(), "{run}");
@@ -683,13 +689,13 @@ fn an_agent_sees_nothing_of_goalposts_environment() {
     // Every environment it can find, goalpost's by its pid if it knows it, on its output
     // and in a file of its temp dir.
     let attack = "{ for f in /proc/[0-9]*/environ /proc/${GOALPOST_PARENT_PID:-0}/environ; do \
-           tr '\\0' '\\n' < $f; done; } 2>/dev/null | tee \"$TMPDIR/environ\"";
+           tr '\\0' '\\n' < $f; done; } 2>/dev/null | tee \"$GOALPOST_STATE_DIR/environ\"";
     let plan = corpus.write_goal(&script(&[run(attack)], ""), "60s");
     let before = Snapshot::take(&corpus);
     let run = corpus.goalpost(&["run", plan], &[("GOALPOST_TEST_SECRET", SECRET)]);
     run.assert_code(AWAITING_APPROVAL);
     assert_eq!(Snapshot::take(&corpus), before, "{run}");
-    let dump = std::fs::read_to_string(corpus.attempt_tmp().join("environ")).unwrap();
+    let dump = std::fs::read_to_string(corpus.attempt_state().join("environ")).unwrap();
     assert!(
         dump.contains("TMPDIR="),
         "it read its own environment: {dump}"
@@ -713,13 +719,13 @@ fn a_setsid_daemon_that_cleared_its_environment_is_gone_when_its_turn_ends() {
     // Double-forked, its own session, an empty environment: neither the group nor the tag
     // finds it. Its command line holds the path of its pid file, which the test finds.
     let daemon = run(
-        "( setsid env -i /bin/sh -c \"echo \\$\\$ > $TMPDIR/daemon.pid; \
+        "( setsid env -i /bin/sh -c \"echo \\$\\$ > $GOALPOST_STATE_DIR/daemon.pid; \
          while :; do sleep 0.1; done\" < /dev/null > /dev/null 2>&1 & ) ; \
-         until [ -s \"$TMPDIR/daemon.pid\" ]; do sleep 0.05; done",
+         until [ -s \"$GOALPOST_STATE_DIR/daemon.pid\" ]; do sleep 0.05; done",
     );
     let plan = corpus.write_goal(&script(&[daemon], ""), "60s");
     let run = run_goal(&corpus, plan, AWAITING_APPROVAL);
-    let pid_file = corpus.attempt_tmp().join("daemon.pid");
+    let pid_file = corpus.attempt_state().join("daemon.pid");
     pid_in(&pid_file).expect("the daemon started");
     let marker = format!("{}", pid_file.display()).into_bytes();
     let left = holding_after(&marker, Duration::from_secs(5));
