@@ -114,7 +114,14 @@ fn audit_merge(
     let run = row.id.as_str();
     let label = format!("approve-{k}");
     // The same setup as the run's own audits: the goal file stays protected.
-    let setup = AuditSetup::for_run(run, &ws.layout, &ws.workdir, plan, Path::new(&row.plan_path), false);
+    let setup = AuditSetup::for_run(
+        run,
+        &ws.layout,
+        &ws.workdir,
+        plan,
+        Path::new(&row.plan_path),
+        false,
+    );
     let input = setup.input(AuditOf {
         phase: "goal".to_owned(),
         contract: final_contract(plan),

@@ -62,7 +62,7 @@ impl Scheduler<'_> {
         let k = self.audits_started;
         let setup = AuditSetup::new(
             &self.run_id,
-            &self.layout,
+            self.layout,
             &self.workdir,
             self.plan,
             self.always_protected.clone(),

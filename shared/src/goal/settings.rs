@@ -10,9 +10,7 @@ use toml::de::{DeTable, DeValue};
 use super::front_matter::{Toml, Value};
 use super::one_of;
 use crate::contract::Spanned;
-use crate::plan::{
-    Adapter, AgentDef, Approval, Budget, Network, Price, Roles, Settings, WallTime,
-};
+use crate::plan::{Adapter, AgentDef, Approval, Budget, Network, Price, Roles, Settings, WallTime};
 
 pub(crate) const TOP_KEYS: &[&str] = &[
     "release",
