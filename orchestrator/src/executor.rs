@@ -369,12 +369,22 @@ pub fn run_worker(
 }
 
 /// What a role process gets beyond the sum of its own time limits: starting, git work,
-/// writing its result.
+/// writing its result; [`DEADLINE_MARGIN_VAR`] (seconds) sets another.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(10 * 60);
+
+/// Override of [`DEADLINE_MARGIN`], in seconds (a test hook).
+pub const DEADLINE_MARGIN_VAR: &str = "GOALPOST_DEADLINE_MARGIN";
+
+fn deadline_margin() -> Duration {
+    std::env::var(DEADLINE_MARGIN_VAR)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map_or(DEADLINE_MARGIN, Duration::from_secs)
+}
 
 /// The latest a worker round may end: its wall budget, or without one every iteration's
 /// implementer and reviewer turns and each of its checks at their own time limit, and
-/// [`DEADLINE_MARGIN`].
+/// the margin.
 pub fn worker_deadline(input: &WorkerInput) -> Duration {
     let own = match &input.budget.wall {
         Some(wall) => wall.value.duration,
@@ -385,16 +395,16 @@ pub fn worker_deadline(input: &WorkerInput) -> Duration {
                 .saturating_mul(input.max_iterations.max(1).saturating_mul(per_iteration))
         }
     };
-    own.saturating_add(DEADLINE_MARGIN)
+    own.saturating_add(deadline_margin())
 }
 
 /// The latest an audit may end: each machine check at its time limit three times (the
-/// candidate's run and those the audit compares it with), and [`DEADLINE_MARGIN`].
+/// candidate's run and those the audit compares it with), and the margin.
 pub fn auditor_deadline(input: &AuditInput) -> Duration {
     let runs = machine_checks(&input.contract).saturating_mul(3).max(1);
     Duration::from_secs(input.check_timeout_secs.max(1))
         .saturating_mul(runs)
-        .saturating_add(DEADLINE_MARGIN)
+        .saturating_add(deadline_margin())
 }
 
 fn machine_checks(contract: &goalpost_shared::contract::Contract) -> u32 {

@@ -83,6 +83,10 @@ pub struct Confinement {
     /// device of its own (`network = "none"` in the goal file, for checks).
     #[serde(default)]
     pub offline: bool,
+    /// The most processes the child's sandbox may have; `None` for
+    /// [`crate::process::sandbox::MAX_PROCESSES`].
+    #[serde(default)]
+    pub max_processes: Option<u64>,
 }
 
 /// A size-capped temp dir of a sandbox (see [`Confinement::scratch`]).

@@ -60,6 +60,7 @@ use serde::{Deserialize, Serialize};
 use crate::confine::{ConfineError, Confinement};
 
 mod cancel;
+mod cgroup;
 mod output;
 pub mod sandbox;
 mod sweep;

@@ -164,13 +164,21 @@ pub fn check(out: &Output, what: &str) {
     );
 }
 
+/// The directory of the goalpost binaries to measure instead of this build's.
+pub const BIN_DIR_VAR: &str = "GOALPOST_BENCH_BIN_DIR";
+
 /// A release binary of the workspace (`goalpost`, `goalpost-worker`, ...), next to this
-/// benchmark's own directory: `bench/run.sh` builds them first.
+/// benchmark's own directory (`bench/run.sh` builds them first), or in [`BIN_DIR_VAR`].
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("own path");
     let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     if dir.ends_with("deps") {
         dir.pop();
+    }
+    // Another build's binaries (an older commit's `target/release`), to measure two
+    // builds side by side with the same benchmark.
+    if let Some(other) = std::env::var_os(BIN_DIR_VAR) {
+        dir = PathBuf::from(other);
     }
     let path = dir.join(name);
     assert!(

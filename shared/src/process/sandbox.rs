@@ -32,10 +32,11 @@ pub const ENTRY_VAR: &str = "GOALPOST_SANDBOX_ENTRY";
 /// The name of the entry point binary bwrap execs inside the sandbox.
 pub const ENTRY_NAME: &str = "goalpost-sandbox";
 
-/// The most processes the user may have while a confined child runs: `RLIMIT_NPROC` is
-/// lowered to this (never raised) for bwrap and all it starts, so a fork bomb stops here.
-/// The kernel counts every process of the user, not only the sandbox's, and does not
-/// enforce the limit on root.
+/// The most processes a sandbox may have. Where goalpost may make cgroups (root, or a
+/// delegated cgroup tree) each sandbox gets a `pids` cgroup of its own with this limit;
+/// and `RLIMIT_NPROC` is lowered to it (never raised) for bwrap and all it starts, which
+/// counts every process of the user, not only the sandbox's, and which the kernel does
+/// not enforce on root. So a fork bomb stops here.
 pub const MAX_PROCESSES: u64 = 4096;
 
 /// The options every sandbox gets, before the writable binds.
@@ -153,7 +154,12 @@ pub(super) fn command(
             .arg(&scratch.path);
     }
     cmd.arg(path).args(argv);
-    sys::sandbox_on_exec(&mut cmd, fd, MAX_PROCESSES);
+    let max = rules.max_processes.unwrap_or(MAX_PROCESSES);
+    let procs = super::cgroup::make(max).and_then(|procs| {
+        use std::os::unix::ffi::OsStrExt;
+        std::ffi::CString::new(procs.as_os_str().as_bytes()).ok()
+    });
+    sys::sandbox_on_exec(&mut cmd, fd, max, procs);
     Ok(cmd)
 }
 
@@ -276,6 +282,7 @@ mod tests {
     use super::*;
     use crate::confine::{self, Confinement};
     use crate::process::{Command, Outcome, run};
+    use std::time::Duration;
 
     /// Whether a sandbox can be made here; under CI it must be.
     fn can_sandbox() -> bool {
@@ -389,5 +396,43 @@ mod tests {
             offline.stdout.text_lossy().contains("refused"),
             "{offline:?}"
         );
+    }
+
+    #[test]
+    fn a_fork_bomb_stops_at_the_sandboxs_process_limit() {
+        if !can_sandbox() {
+            return;
+        }
+        let work = tempfile::tempdir().unwrap();
+        let writable = work.path().canonicalize().unwrap();
+        // Forks until the kernel refuses; each child waits for its end with the sandbox.
+        let bomb = "import os, time\n\
+                    n = 0\n\
+                    try:\n    \
+                        while n < 1000:\n        \
+                            if os.fork() == 0:\n            \
+                                time.sleep(60)\n            \
+                                os._exit(0)\n        \
+                            n += 1\n\
+                    except OSError as e:\n    \
+                        print('refused', e.strerror)\n\
+                    print('forked', n, flush=True)\n\
+                    os._exit(0)\n";
+        std::fs::write(work.path().join("bomb.py"), bomb).unwrap();
+        let rules = Confinement {
+            max_processes: Some(32),
+            ..Confinement::new([writable])
+        };
+        let out = sh(work.path(), "/usr/bin/python3 bomb.py", rules);
+        let stdout = out.stdout.text_lossy();
+        assert!(stdout.contains("refused"), "{out:?}");
+        let forked: u32 = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("forked "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{out:?}"));
+        assert!(forked < 32, "{forked} processes: {out:?}");
+        // The sandbox ended, and every child with it, well before their sleep.
+        assert!(out.duration < Duration::from_secs(30), "{out:?}");
     }
 }

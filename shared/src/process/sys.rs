@@ -86,8 +86,16 @@ pub(super) fn die_with_parent(signal: i32, parent: u32) -> io::Result<bool> {
 /// open across exec (the kernel opened it close-on-exec) so the sandbox's entry point can
 /// apply it, and `RLIMIT_NPROC` is lowered to `max_processes` unless it is lower already.
 /// The descriptor must stay open in the parent until the child has started.
-pub(super) fn sandbox_on_exec(cmd: &mut std::process::Command, ruleset: RawFd, max_processes: u64) {
+pub(super) fn sandbox_on_exec(
+    cmd: &mut std::process::Command,
+    ruleset: RawFd,
+    max_processes: u64,
+    cgroup_procs: Option<std::ffi::CString>,
+) {
     let prepare = move || {
+        if let Some(procs) = &cgroup_procs {
+            join_cgroup(procs);
+        }
         // SAFETY: fcntl(F_SETFD) takes integers only; it clears close-on-exec on this
         // forked child's copy of the descriptor, the parent's is untouched.
         if unsafe { libc::fcntl(ruleset, libc::F_SETFD, 0) } != 0 {
@@ -114,6 +122,22 @@ pub(super) fn sandbox_on_exec(cmd: &mut std::process::Command, ruleset: RawFd, m
     // allocates nothing, takes no lock and shares no state with the parent but copied
     // integers.
     unsafe { cmd.pre_exec(prepare) };
+}
+
+/// Moves the calling process into the cgroup whose `cgroup.procs` file is `procs` (writing
+/// "0" names the writer). Best effort: a process that cannot join keeps `RLIMIT_NPROC`
+/// as its only limit. Async-signal-safe: open, write, close.
+fn join_cgroup(procs: &std::ffi::CStr) {
+    // SAFETY: open(2) reads the NUL-terminated path, live for the call.
+    let fd = unsafe { libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd >= 0 {
+        // SAFETY: write(2) reads one byte of a static buffer; close(2) on the descriptor
+        // just opened.
+        unsafe {
+            libc::write(fd, b"0".as_ptr().cast(), 1);
+            libc::close(fd);
+        }
+    }
 }
 
 /// Confines the calling process, and all it starts from now on, to the Landlock ruleset

@@ -731,3 +731,94 @@ fn a_setsid_daemon_that_cleared_its_environment_is_gone_when_its_turn_ends() {
     let left = holding_after(&marker, Duration::from_secs(5));
     assert!(left.is_empty(), "{left:?} outlived its turn\n{run}");
 }
+
+#[test]
+fn an_agent_cannot_trace_signal_read_or_connect_to_a_process_outside() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixListener};
+    // A process outside the sandbox (this test) with an abstract unix socket, as a local
+    // service would have one; the agent is told its pid and the socket's name.
+    let name = format!("goalpost-test-{}", std::process::id());
+    let listener =
+        UnixListener::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let pid = std::process::id();
+    let tries = format!(
+        r#"import ctypes, os, socket
+out = []
+libc = ctypes.CDLL(None, use_errno=True)
+out.append("ptrace:%d:%s" % (libc.ptrace(16, {pid}, 0, 0), os.strerror(ctypes.get_errno())))
+for what, act in [("signal", lambda: os.kill({pid}, 0)),
+                  ("mem", lambda: open("/proc/{pid}/mem", "rb").read(1)),
+                  ("fds", lambda: os.listdir("/proc/{pid}/fd")),
+                  ("environ", lambda: open("/proc/{pid}/environ", "rb").read(1))]:
+    try:
+        act()
+        out.append(what + ":done")
+    except OSError as e:
+        out.append(what + ":" + e.strerror)
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect("\0{name}")
+    out.append("socket:connected")
+except OSError as e:
+    out.append("socket:" + e.strerror)
+open(os.environ["GOALPOST_STATE_DIR"] + "/tried", "w").write("\n".join(out) + "\n")
+"#
+    );
+    let corpus = Corpus::new();
+    let attack = run(&format!("/usr/bin/python3 -c {}", shell_quote(&tries)));
+    let plan = corpus.write_goal(&script(&[attack], ""), "60s");
+    let run = run_goal(&corpus, plan, AWAITING_APPROVAL);
+    let tried = corpus.evidence("tried");
+    assert!(!tried.is_empty(), "the attack ran\n{run}");
+    for line in tried.lines() {
+        let (what, result) = line.split_once(':').unwrap();
+        assert!(
+            !result.ends_with("done") && !result.ends_with("connected") && result != "0:Success",
+            "{what} reached the process outside: {tried}\n{run}"
+        );
+    }
+    assert!(tried.contains("ptrace:-1:"), "{tried}");
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the socket outside was connected to: {tried}"
+    );
+    let merged: Vec<String> = corpus.integration_files().into_keys().collect();
+    assert_eq!(merged, base_plus_note(), "{run}");
+}
+
+#[test]
+fn a_frozen_auditor_is_stopped_at_its_deadline_and_its_attempt_interrupted() {
+    let corpus = Corpus::new();
+    // An auditor that never answers, as one stopped or stuck would be.
+    let frozen = corpus
+        .env
+        .write("frozen-auditor", "#!/bin/sh\nexec sleep 600\n");
+    std::fs::set_permissions(&frozen, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let plan = corpus.write_goal(&script(&[], ""), "3s");
+    let started = Instant::now();
+    let run = corpus.goalpost(
+        &["run", plan],
+        &[
+            ("GOALPOST_AUDITOR_BIN", frozen.to_str().unwrap()),
+            ("GOALPOST_DEADLINE_MARGIN", "1"),
+        ],
+    );
+    // One check of at most 3 s, three times, and the margin: stopped after 10 s.
+    assert!(started.elapsed() < Duration::from_secs(60), "{run}");
+    assert!(
+        run.stdout
+            .contains("did not finish within its deadline of 10s")
+            || run
+                .stderr
+                .contains("did not finish within its deadline of 10s"),
+        "{run}"
+    );
+    assert_ne!(run.code, 0, "{run}");
+    // Nothing unaudited merged.
+    assert!(
+        !corpus.integration_files().contains_key("docs/notes.md"),
+        "{run}"
+    );
+}
