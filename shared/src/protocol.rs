@@ -170,6 +170,10 @@ pub struct CheckResult {
     pub passed: bool,
     /// Why it failed, in a few words ("exit status 1", "p95_ms=91 is not below 80", ...).
     pub failure: Option<String>,
+    /// The auditor's canary and test census for this check (see [`crate::integrity`]);
+    /// absent from the worker's informational runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<crate::integrity::CheckIntegrity>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
