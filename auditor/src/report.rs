@@ -62,6 +62,7 @@ pub fn markdown(report: &AuditReport) -> String {
     );
     cache_note(&mut out, report);
     checks_section(&mut out, &report.checks, &reused_checks(report));
+    crate::integrity::markdown(&mut out, &report.checks);
     violations_section(&mut out, report);
     claims_section(&mut out, report);
     unverifiable_section(&mut out, report);

@@ -1,0 +1,319 @@
+//! The audit's integrity step for each machine check: its canary (can it still fail?) and
+//! its test census against the base's (does it still run what it ran?). A passing check
+//! whose canary passes too, or that runs fewer tests or skips more than at the base, is
+//! failed with the reason; the findings ride on the check's result, so the verification
+//! cache keeps them with it.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use git2::Oid;
+use goalpost_shared::cache;
+use goalpost_shared::check::run_check;
+use goalpost_shared::confine::Confinement;
+use goalpost_shared::contract::Check;
+use goalpost_shared::git::Repo;
+use goalpost_shared::integrity::{
+    CanaryOutcome, CanaryStatus, Census, CensusComparison, CheckIntegrity,
+};
+use goalpost_shared::protocol::{CachedCheck, CheckResult, PoolSpec};
+
+use crate::canary::{self, Plan};
+use crate::census;
+use crate::checkout::{Checkout, CheckoutError};
+use crate::runner::{self, CommitFiles, Kind, Runner};
+
+/// What the integrity step needs to know of one check before anything runs.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The runners the command starts, at the candidate or at the base: a candidate that
+    /// rewrites a Makefile recipe to `@true` still gets the base recipe's canary.
+    pub runners: Vec<Runner>,
+    pub canary: Plan,
+    /// Whether the census is compared with the base's.
+    pub census: bool,
+}
+
+impl Prepared {
+    fn kinds(&self) -> Vec<Kind> {
+        let mut kinds: Vec<Kind> = self.runners.iter().map(|r| r.kind).collect();
+        kinds.dedup();
+        kinds
+    }
+
+    fn wants_census(&self) -> bool {
+        self.census && !self.runners.is_empty()
+    }
+
+    /// The check's cache key: its verdict depends on the base when its census is compared.
+    pub fn key(&self, key: String, base_tree: &str) -> String {
+        if self.wants_census() {
+            cache::with_base(&key, base_tree)
+        } else {
+            key
+        }
+    }
+}
+
+/// Prepares every check of `machine` from the files of `candidate` and `base`.
+pub fn prepare(repo: &Repo, base: Oid, candidate: Oid, machine: &[&Check]) -> Vec<Prepared> {
+    let mut files: Option<(CommitFiles, CommitFiles)> = None;
+    machine
+        .iter()
+        .map(|check| {
+            let settings = check.integrity();
+            let command = check.command().unwrap_or_default();
+            let (cand, base) = files.get_or_insert_with(|| {
+                (
+                    CommitFiles::new(repo, candidate),
+                    CommitFiles::new(repo, base),
+                )
+            });
+            let mut runners = runner::recognise(command, cand);
+            runners.extend(runner::recognise(command, base));
+            runners.sort();
+            runners.dedup();
+            Prepared {
+                canary: canary::plan(&settings.canary, &runners, cand),
+                runners,
+                census: settings.census,
+            }
+        })
+        .collect()
+}
+
+/// Runs the canary of each check in `fresh` that passed, in `checkout` (where every
+/// reported check has already run), and records it on the result.
+#[allow(clippy::too_many_arguments)]
+pub fn run_canaries(
+    prepared: &[Prepared],
+    machine: &[&Check],
+    slots: &mut [Option<CheckResult>],
+    fresh: &[bool],
+    checkout: &Path,
+    env: &BTreeMap<OsString, OsString>,
+    timeout: Duration,
+    confine: Option<&Confinement>,
+) {
+    for (i, slot) in slots.iter_mut().enumerate() {
+        let Some(result) = slot.as_mut().filter(|_| fresh[i]) else {
+            continue;
+        };
+        let outcome = if result.passed {
+            canary::run(
+                &prepared[i].canary,
+                machine[i],
+                checkout,
+                env,
+                timeout,
+                confine,
+            )
+        } else {
+            CanaryOutcome {
+                status: CanaryStatus::NotNeeded,
+                detail: "the check failed on its own".to_owned(),
+                planted: Vec::new(),
+                exit_code: None,
+                duration_ms: 0,
+                output: String::new(),
+            }
+        };
+        if outcome.status == CanaryStatus::Passed {
+            result.passed = false;
+            result.failure = Some(format!(
+                "passed with a failing canary test added: it cannot fail ({})",
+                outcome.detail
+            ));
+        }
+        result.integrity = Some(CheckIntegrity {
+            canary: outcome,
+            census: None,
+        });
+    }
+}
+
+/// Where the base's census is taken from.
+pub struct BaseRun<'a> {
+    pub repo: &'a Repo,
+    pub base: Oid,
+    pub base_tree: String,
+    /// Where a checkout of the base may be added.
+    pub worktree: PathBuf,
+    pub pool: Option<&'a PoolSpec>,
+    /// Evidence recorded earlier, among which the base's own runs.
+    pub cached: &'a [CachedCheck],
+    pub unconfined: bool,
+    pub scratch: &'a Path,
+}
+
+/// Reads the census of each check in `fresh` that still passes, and compares it with the
+/// base's: from an earlier run on the base's exact tree when there is one, else from a run
+/// in a checkout of the base.
+#[allow(clippy::too_many_arguments)]
+pub fn compare_censuses(
+    prepared: &[Prepared],
+    machine: &[&Check],
+    slots: &mut [Option<CheckResult>],
+    fresh: &[bool],
+    at_base: &BaseRun,
+    env: &BTreeMap<OsString, OsString>,
+    timeout: Duration,
+    output_cap: usize,
+) -> Result<(), CheckoutError> {
+    let wanted: Vec<usize> = (0..slots.len())
+        .filter(|&i| fresh[i] && prepared[i].wants_census())
+        .filter(|&i| slots[i].as_ref().is_some_and(|r| r.integrity.is_some()))
+        .collect();
+    let mut base: BTreeMap<usize, (Option<Census>, Option<String>)> = BTreeMap::new();
+    let mut to_run = Vec::new();
+    for &i in &wanted {
+        let kinds = prepared[i].kinds();
+        let cached = at_base.cached.iter().find(|c| {
+            c.result.command == machine[i].command().unwrap_or_default()
+                && c.result.record.tree.as_deref() == Some(at_base.base_tree.as_str())
+                && c.result
+                    .integrity
+                    .as_ref()
+                    .and_then(|g| g.census.as_ref())
+                    .is_some()
+        });
+        match cached {
+            Some(c) => {
+                let output = format!("{}{}", c.result.record.stdout, c.result.record.stderr);
+                // The stored figures are the base's own; its output, capped for the report,
+                // may no longer hold the summary.
+                let figures = c
+                    .result
+                    .integrity
+                    .as_ref()
+                    .and_then(|g| g.census.as_ref())
+                    .and_then(|g| g.candidate)
+                    .or_else(|| census::read(&kinds, &output));
+                base.insert(i, (figures, Some(c.source.clone())));
+            }
+            // A check that failed on its own has nothing to compare; one failed by its
+            // canary still gets its census, as more evidence.
+            None if passed_on_its_own(slots[i].as_ref()) => to_run.push(i),
+            None => {}
+        }
+    }
+    if !to_run.is_empty() {
+        let checkout =
+            Checkout::create_pooled(at_base.repo, &at_base.worktree, at_base.base, at_base.pool)?;
+        let confine = if at_base.unconfined {
+            None
+        } else {
+            match Confinement::for_worktree(checkout.path(), &[at_base.scratch]) {
+                Ok(c) => Some(c),
+                Err(err) => {
+                    tracing::warn!("cannot confine the base's checks: {err}");
+                    return Ok(());
+                }
+            }
+        };
+        for &i in &to_run {
+            let result = run_check(
+                machine[i],
+                checkout.path(),
+                env,
+                timeout,
+                output_cap,
+                confine.as_ref(),
+            );
+            let output = format!("{}{}", result.record.stdout, result.record.stderr);
+            base.insert(i, (census::read(&prepared[i].kinds(), &output), None));
+        }
+        if let Err(err) = checkout.remove() {
+            tracing::warn!("could not remove the base's audit worktree: {err}");
+        }
+    }
+    for &i in &wanted {
+        let Some(result) = slots[i].as_mut() else {
+            continue;
+        };
+        let kinds = prepared[i].kinds();
+        let output = format!("{}{}", result.record.stdout, result.record.stderr);
+        let candidate = census::read(&kinds, &output);
+        let (base_census, base_from) = base.remove(&i).unwrap_or((None, None));
+        let violation = census::judge(&result.command, candidate, base_census);
+        if result.passed
+            && let Some(why) = &violation
+        {
+            result.passed = false;
+            result.failure = Some(why.clone());
+        }
+        if let Some(integrity) = result.integrity.as_mut() {
+            integrity.census = Some(CensusComparison {
+                runners: kinds.iter().map(|k| k.as_str().to_owned()).collect(),
+                candidate,
+                base: base_census,
+                base_from,
+                violation,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn passed_on_its_own(result: Option<&CheckResult>) -> bool {
+    result
+        .and_then(|r| r.integrity.as_ref())
+        .is_some_and(|g| g.canary.status != CanaryStatus::NotNeeded)
+}
+
+/// The `## Integrity` section of `audit.md`: each check's canary and census.
+pub fn markdown(out: &mut String, checks: &[CheckResult]) {
+    let with: Vec<(usize, &CheckResult, &CheckIntegrity)> = checks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| Some((i + 1, c, c.integrity.as_ref()?)))
+        .collect();
+    if with.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Integrity\n");
+    let _ = writeln!(
+        out,
+        "| check | canary | census (ran / passed / failed / skipped) | at the base |"
+    );
+    let _ = writeln!(out, "| --- | --- | --- | --- |");
+    for (n, check, integrity) in with {
+        let figures = |c: Option<Census>| match c {
+            Some(c) => format!("{} / {} / {} / {}", c.ran, c.passed, c.failed, c.skipped),
+            None => "no summary".to_owned(),
+        };
+        let (cand, base) = match &integrity.census {
+            Some(g) => (
+                format!(
+                    "{}{}",
+                    figures(g.candidate),
+                    g.violation
+                        .as_ref()
+                        .map(|v| format!(" — **{v}**"))
+                        .unwrap_or_default()
+                ),
+                format!(
+                    "{}{}",
+                    figures(g.base),
+                    if g.base_from.is_some() {
+                        " (cached)"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            None => ("–".to_owned(), "–".to_owned()),
+        };
+        let _ = writeln!(
+            out,
+            "| {n}. `{}` | {}: {} | {cand} | {base} |",
+            check.command.replace('|', "\\|"),
+            integrity.canary.status.as_str(),
+            integrity.canary.detail.replace('|', "\\|"),
+        );
+    }
+    out.push('\n');
+}
