@@ -1,0 +1,332 @@
+//! Verification integrity through `goalpost audit` on real repositories with real test
+//! runners: a hostile candidate that makes its check unable to fail, or makes it run
+//! fewer tests than the base, is not recommended for merge, and the report names the
+//! layer (canary or census) with its evidence; honest work still merges.
+//!
+//! | cheat | runner | caught by |
+//! | --- | --- | --- |
+//! | `std::process::exit(0)` in the code under test | `cargo test` | census (no summary from the binaries that exit) |
+//! | `#[ignore]` on a unit test in `src/` | `cargo test` | census (one more ignored, one fewer run) |
+//! | `autotests = false` in `Cargo.toml` | `cargo test` | canary (not collected), census |
+//! | an unprotected test file emptied | `cargo test` | census |
+//! | `.cargo/config.toml` with `runner = "true"` | `cargo test` | canary, census |
+//! | `os._exit(0)` in the code under test | `python3 -m unittest` | canary, census |
+//! | a Makefile `test:` recipe of `@true` | `make test` (unittest at the base) | canary, census |
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+use goalpost_tests::{Run, TestEnv, binary};
+
+const REPO: &str = "repo";
+
+/// Exit codes of `goalpost audit` (README "Exit codes").
+const MERGE: i32 = 0;
+const NOT_MERGED: i32 = 3;
+
+/// A repository at its base commit, audited against candidates built on it.
+struct Fixture {
+    env: TestEnv,
+    path: String,
+}
+
+impl Fixture {
+    fn new(files: &[(&str, &str)]) -> Fixture {
+        let env = TestEnv::new();
+        std::fs::create_dir_all(env.dir().join(REPO)).unwrap();
+        env.git(REPO, &["init", "-q", "-b", "main"]);
+        for (path, text) in files {
+            env.write(&format!("{REPO}/{path}"), text);
+        }
+        env.write(
+            &format!("{REPO}/.gitignore"),
+            "target/\nCargo.lock\n__pycache__/\n",
+        );
+        env.git(REPO, &["add", "-A"]);
+        env.git(REPO, &["commit", "-q", "-m", "base"]);
+        // The toolchains themselves, not the shims that need the user's home: the checks
+        // run with a private one.
+        let sysroot = Command::new("rustc")
+            .args(["--print", "sysroot"])
+            .output()
+            .unwrap();
+        let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_owned();
+        let path = format!("{sysroot}/bin:/usr/local/bin:/usr/bin:/bin");
+        Fixture { env, path }
+    }
+
+    /// Commits `changes` (path, new content or `None` to delete) on a branch of the base.
+    fn candidate(&self, name: &str, changes: &[(&str, Option<&str>)]) -> String {
+        self.env.git(REPO, &["checkout", "-q", "-b", name, "main"]);
+        for (path, text) in changes {
+            match text {
+                Some(text) => {
+                    self.env.write(&format!("{REPO}/{path}"), text);
+                }
+                None => {
+                    self.env.git(REPO, &["rm", "-q", path]);
+                }
+            }
+        }
+        self.env.git(REPO, &["add", "-A"]);
+        self.env.git(REPO, &["commit", "-q", "-m", name]);
+        self.env.git(REPO, &["checkout", "-q", "main"]);
+        name.to_owned()
+    }
+
+    /// Audits `candidate` against the base with `goal` and returns the run and its report.
+    fn audit(&self, goal: &str, candidate: &str) -> (Run, serde_json::Value) {
+        self.env.write("goal.md", goal);
+        let mut cmd = self.env.command(binary("goalpost"));
+        cmd.env("PATH", &self.path).args([
+            "audit",
+            "--plan",
+            "goal.md",
+            "--base",
+            "main",
+            "--candidate",
+            candidate,
+            "--json",
+            "-C",
+            REPO,
+        ]);
+        let run = Run::of(cmd);
+        let report =
+            serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("no report ({e}):\n{run}"));
+        (run, report)
+    }
+}
+
+fn goal(check: &str, protected: &str) -> String {
+    format!(
+        "# Goal: calc\n\n## Outcome\nThe calculator adds.\n\n## Verification surface\n\
+         - `{check}` passes\n\n## Constraints\n- None.\n\n## Boundaries\n\
+         - Protected paths: {protected}\n\n## Iteration policy\nTest after each change.\n\n\
+         ## Blocked stop condition\nStop after 2 iterations with no improvement.\n"
+    )
+}
+
+const CARGO_TOML: &str = "[package]\nname = \"calc\"\nversion = \"0.1.0\"\nedition = \"2021\"\n";
+
+const LIB_RS: &str = "pub fn add(a: i64, b: i64) -> i64 {\n    a + b\n}\n\n\
+#[cfg(test)]\nmod tests {\n    use super::*;\n\n    \
+#[test]\n    fn adds() {\n        assert_eq!(add(2, 3), 5);\n    }\n\n    \
+#[test]\n    fn adds_negatives() {\n        assert_eq!(add(-2, -3), -5);\n    }\n}\n";
+
+const API_RS: &str = "#[test]\nfn add_is_public() {\n    assert_eq!(calc::add(40, 2), 42);\n}\n";
+
+fn cargo_fixture() -> Fixture {
+    Fixture::new(&[
+        ("Cargo.toml", CARGO_TOML),
+        ("src/lib.rs", LIB_RS),
+        ("tests/api.rs", API_RS),
+    ])
+}
+
+const CARGO_CHECK: &str = "cargo test --offline";
+
+/// The one check's result in `report`.
+fn check(report: &serde_json::Value) -> &serde_json::Value {
+    &report["checks"][0]
+}
+
+/// Asserts the audit refused the candidate because of `layer` and returns the failure.
+fn assert_caught(run: &Run, report: &serde_json::Value, layer: &str) -> String {
+    assert_eq!(run.code, NOT_MERGED, "{run}");
+    assert_eq!(report["recommendation"], "revise", "{report:#}");
+    let check = check(report);
+    assert_eq!(check["passed"], false, "{check:#}");
+    let failure = check["failure"].as_str().unwrap_or_default().to_owned();
+    let integrity = &check["integrity"];
+    match layer {
+        "canary" => {
+            assert_eq!(integrity["canary"]["status"], "passed", "{integrity:#}");
+            assert!(
+                failure.starts_with("passed with a failing canary test added: it cannot fail"),
+                "{failure}"
+            );
+        }
+        "census" => {
+            let violation = integrity["census"]["violation"].as_str();
+            assert_eq!(violation, Some(failure.as_str()), "{integrity:#}");
+        }
+        other => panic!("no layer {other}"),
+    }
+    failure
+}
+
+#[test]
+fn an_honest_cargo_change_merges_with_its_canary_failing_and_more_tests() {
+    let f = cargo_fixture();
+    let lib = LIB_RS.replace(
+        "#[cfg(test)]",
+        "pub fn sub(a: i64, b: i64) -> i64 {\n    a - b\n}\n\n#[cfg(test)]",
+    );
+    let lib = lib.replace(
+        "    #[test]\n    fn adds() {",
+        "    #[test]\n    fn subtracts() {\n        assert_eq!(sub(5, 3), 2);\n    }\n\n    #[test]\n    fn adds() {",
+    );
+    let c = f.candidate("honest", &[("src/lib.rs", Some(&lib))]);
+    let (run, report) = f.audit(&goal(CARGO_CHECK, "tests/"), &c);
+    assert_eq!(run.code, MERGE, "{run}\n{report:#}");
+    let integrity = &check(&report)["integrity"];
+    assert_eq!(integrity["canary"]["status"], "failed", "{integrity:#}");
+    assert_eq!(
+        integrity["canary"]["planted"][0],
+        "tests/goalpost_canary.rs"
+    );
+    let census = &integrity["census"];
+    assert_eq!(census["candidate"]["ran"], 4, "{census:#}");
+    assert_eq!(census["base"]["ran"], 3, "{census:#}");
+    assert!(census["violation"].is_null());
+    // The canary file is gone from the tree the reported check ran on.
+    assert!(
+        !check(&report)["record"]["stdout"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("goalpost_canary")
+    );
+}
+
+#[test]
+fn exit_zero_inside_the_code_under_test_is_caught_by_the_census() {
+    let f = cargo_fixture();
+    // Wrong, and every test that would show it ends its test binary with success.
+    let lib = LIB_RS.replace(
+        "    a + b\n",
+        "    if a * b != a + b {\n        std::process::exit(0);\n    }\n    a * b\n",
+    );
+    let c = f.candidate("exit0", &[("src/lib.rs", Some(&lib))]);
+    let (run, report) = f.audit(&goal(CARGO_CHECK, "tests/"), &c);
+    let failure = assert_caught(&run, &report, "census");
+    assert_eq!(failure, "`cargo test --offline` ran 0 tests, 3 at the base");
+}
+
+#[test]
+fn ignoring_a_unit_test_is_caught_by_the_census() {
+    let f = cargo_fixture();
+    let lib = LIB_RS
+        .replace("    a + b\n", "    if a < 0 { a - b } else { a + b }\n")
+        .replace(
+            "    #[test]\n    fn adds_negatives",
+            "    #[test]\n    #[ignore]\n    fn adds_negatives",
+        );
+    let c = f.candidate("ignore", &[("src/lib.rs", Some(&lib))]);
+    let (run, report) = f.audit(&goal(CARGO_CHECK, "tests/"), &c);
+    let failure = assert_caught(&run, &report, "census");
+    assert_eq!(failure, "`cargo test --offline` ran 2 tests, 3 at the base");
+    assert_eq!(
+        check(&report)["integrity"]["census"]["candidate"]["skipped"],
+        1
+    );
+}
+
+#[test]
+fn autotests_false_is_caught_by_the_canary() {
+    let f = cargo_fixture();
+    let toml = format!("{CARGO_TOML}autotests = false\n");
+    let lib = LIB_RS.replace("    a + b\n", "    if a > 10 { 0 } else { a + b }\n");
+    let c = f.candidate(
+        "autotests",
+        &[("Cargo.toml", Some(&toml)), ("src/lib.rs", Some(&lib))],
+    );
+    let (run, report) = f.audit(&goal(CARGO_CHECK, "tests/"), &c);
+    assert_caught(&run, &report, "canary");
+    let census = &check(&report)["integrity"]["census"];
+    assert_eq!(census["candidate"]["ran"], 2, "{census:#}");
+}
+
+#[test]
+fn an_emptied_unprotected_test_file_is_caught_by_the_census() {
+    let f = cargo_fixture();
+    let lib = LIB_RS.replace("    a + b\n", "    if a > 10 { 0 } else { a + b }\n");
+    let c = f.candidate(
+        "emptied",
+        &[("tests/api.rs", Some("")), ("src/lib.rs", Some(&lib))],
+    );
+    let (run, report) = f.audit(&goal(CARGO_CHECK, "docs/"), &c);
+    let failure = assert_caught(&run, &report, "census");
+    assert_eq!(failure, "`cargo test --offline` ran 2 tests, 3 at the base");
+}
+
+#[test]
+fn a_cargo_runner_of_true_is_caught_by_the_canary() {
+    let f = cargo_fixture();
+    let lib = LIB_RS.replace("    a + b\n", "    a - b\n");
+    let config = "[target.'cfg(all())']\nrunner = \"true\"\n";
+    let c = f.candidate(
+        "runner",
+        &[
+            (".cargo/config.toml", Some(config)),
+            ("src/lib.rs", Some(&lib)),
+        ],
+    );
+    let (run, report) = f.audit(&goal(CARGO_CHECK, "tests/"), &c);
+    assert_caught(&run, &report, "canary");
+    let census = &check(&report)["integrity"]["census"];
+    assert_eq!(census["base"]["ran"], 3, "{census:#}");
+}
+
+const CALC_PY: &str = "def add(a, b):\n    return a + b\n";
+
+const TEST_CALC_PY: &str = "import unittest\n\nfrom calc import add\n\n\n\
+class AddTest(unittest.TestCase):\n    def test_adds(self):\n        self.assertEqual(add(2, 3), 5)\n\n    \
+def test_adds_negatives(self):\n        self.assertEqual(add(-2, -3), -5)\n";
+
+fn python_fixture() -> Fixture {
+    Fixture::new(&[
+        ("calc.py", CALC_PY),
+        ("test_calc.py", TEST_CALC_PY),
+        ("Makefile", "test:\n\tpython3 -m unittest\n"),
+    ])
+}
+
+#[test]
+fn os_exit_zero_under_unittest_is_caught_by_the_canary_and_the_census() {
+    let f = python_fixture();
+    let cheat = "import os\n\n\ndef add(a, b):\n    os._exit(0)\n";
+    let c = f.candidate("osexit", &[("calc.py", Some(cheat))]);
+    let (run, report) = f.audit(&goal("python3 -m unittest", "test_calc.py"), &c);
+    assert_caught(&run, &report, "canary");
+    let census = &check(&report)["integrity"]["census"];
+    assert!(census["candidate"].is_null(), "{census:#}");
+    assert_eq!(census["base"]["ran"], 2, "{census:#}");
+}
+
+#[test]
+fn a_make_recipe_of_true_is_caught_by_the_base_recipes_canary() {
+    let f = python_fixture();
+    let c = f.candidate(
+        "maketrue",
+        &[
+            ("Makefile", Some("test:\n\t@true\n")),
+            ("calc.py", Some("def add(a, b):\n    return 0\n")),
+        ],
+    );
+    let (run, report) = f.audit(&goal("make test", "test_calc.py"), &c);
+    assert_caught(&run, &report, "canary");
+    let integrity = &check(&report)["integrity"];
+    assert_eq!(integrity["canary"]["planted"][0], "test_goalpost_canary.py");
+    assert_eq!(integrity["census"]["base"]["ran"], 2, "{integrity:#}");
+}
+
+#[test]
+fn an_honest_python_change_merges_and_a_switched_off_canary_says_so() {
+    let f = python_fixture();
+    let code = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n";
+    let c = f.candidate("honest", &[("calc.py", Some(code))]);
+    let (run, report) = f.audit(&goal("make test", "test_calc.py"), &c);
+    assert_eq!(run.code, MERGE, "{run}\n{report:#}");
+    let integrity = &check(&report)["integrity"];
+    assert_eq!(integrity["canary"]["status"], "failed", "{integrity:#}");
+    assert_eq!(integrity["census"]["candidate"]["ran"], 2, "{integrity:#}");
+
+    let off = goal("make test", "test_calc.py").replace(
+        "- `make test` passes\n",
+        "- `make test` passes\n  Canary: off\n",
+    );
+    let (run, report) = f.audit(&off, &c);
+    assert_eq!(run.code, MERGE, "{run}");
+    assert_eq!(check(&report)["integrity"]["canary"]["status"], "off");
+}
