@@ -17,6 +17,11 @@
 
 use std::process::Command;
 
+use goalpost_shared::contract::{Check, CheckKind, Contract, Spanned};
+use goalpost_shared::integrity::CanaryStatus;
+use goalpost_shared::protocol::{
+    AUDIT_REUSE_FILE, AuditReport, AuditReuse, CachedCheck, Recommendation,
+};
 use goalpost_tests::{Run, TestEnv, binary};
 
 const REPO: &str = "repo";
@@ -329,4 +334,109 @@ fn an_honest_python_change_merges_and_a_switched_off_canary_says_so() {
     let (run, report) = f.audit(&off, &c);
     assert_eq!(run.code, MERGE, "{run}");
     assert_eq!(check(&report)["integrity"]["canary"]["status"], "off");
+}
+
+/// The auditor itself on `base`..`candidate` with one `cargo test` check and `reuse`
+/// offered, as a run's scheduler starts it.
+fn audit_with_reuse(
+    f: &Fixture,
+    label: &str,
+    base: &str,
+    candidate: &str,
+    reuse: &AuditReuse,
+) -> AuditReport {
+    let rev = |r: &str| f.env.git_out(REPO, &["rev-parse", r]);
+    let report_dir = f.env.dir().join("reports").join(label);
+    std::fs::create_dir_all(&report_dir).unwrap();
+    std::fs::write(
+        report_dir.join(AUDIT_REUSE_FILE),
+        serde_json::to_vec(reuse).unwrap(),
+    )
+    .unwrap();
+    let contract = Contract {
+        verification: vec![Check {
+            text: Spanned::new(format!("`{CARGO_CHECK}` passes"), 5, 3),
+            kind: CheckKind::Machine {
+                command: CARGO_CHECK.to_owned(),
+                metric: None,
+            },
+        }],
+        ..Contract::default()
+    };
+    let input = serde_json::json!({
+        "run_id": "run1",
+        "phase": "p",
+        "repo": f.env.dir().join(REPO),
+        "worktree": f.env.dir().join("wt").join(label),
+        "base": rev(base),
+        "candidate": rev(candidate),
+        "contract": contract,
+        "always_protected": ["goal.md"],
+        "claims": [],
+        "report_dir": report_dir,
+        "check_timeout_secs": 120,
+    });
+    let input_path = report_dir.join("audit-input.json");
+    std::fs::write(&input_path, serde_json::to_vec(&input).unwrap()).unwrap();
+    let mut cmd = f.env.command(binary("goalpost-auditor"));
+    cmd.env("PATH", &f.path)
+        .arg("--input")
+        .arg(&input_path)
+        .current_dir(f.env.dir().join(REPO));
+    Run::of(cmd).assert_code(0);
+    serde_json::from_slice(&std::fs::read(report_dir.join("audit.json")).unwrap()).unwrap()
+}
+
+/// What the scheduler offers after `report`: its passing checks, as it caches them.
+fn offer(reports: &[(&AuditReport, &str)]) -> AuditReuse {
+    let mut reuse = AuditReuse::default();
+    for (report, source) in reports {
+        for note in &report.cache {
+            let result = report.checks[note.check].clone();
+            if result.passed {
+                reuse.cached_checks.push(CachedCheck {
+                    key: note.key.clone(),
+                    result,
+                    source: (*source).to_owned(),
+                });
+            }
+        }
+    }
+    reuse
+}
+
+#[test]
+fn canaries_and_the_base_census_are_reused_by_tree() {
+    let f = cargo_fixture();
+    let lib = format!("{LIB_RS}\npub fn twice(a: i64) -> i64 {{\n    add(a, a)\n}}\n");
+    let c = f.candidate("honest", &[("src/lib.rs", Some(&lib))]);
+
+    // The base audited as a candidate of its own, as the merge that made it was.
+    let at_base = audit_with_reuse(&f, "base", "main", "main", &AuditReuse::default());
+    let base_census = at_base.checks[0].integrity.as_ref().unwrap().census.clone();
+    assert_eq!(
+        base_census.and_then(|c| c.candidate).map(|c| c.ran),
+        Some(3)
+    );
+
+    // The candidate: its own check and canary run, the base's census comes from the cache.
+    let first = audit_with_reuse(&f, "first", "main", &c, &offer(&[(&at_base, "at-base")]));
+    assert_eq!(first.recommendation, Recommendation::Merge, "{first:#?}");
+    assert_eq!(first.cache[0].reused_from, None);
+    let integrity = first.checks[0].integrity.as_ref().unwrap();
+    assert_eq!(integrity.canary.status, CanaryStatus::Failed);
+    let census = integrity.census.as_ref().unwrap();
+    assert_eq!(census.base_from.as_deref(), Some("at-base"));
+    assert_eq!(census.base.map(|c| c.ran), Some(3));
+
+    // Re-audited: nothing runs, the canary's finding is the cached one.
+    let again = audit_with_reuse(&f, "again", "main", &c, &offer(&[(&first, "first")]));
+    assert_eq!(again.recommendation, Recommendation::Merge);
+    assert_eq!(again.cache[0].reused_from.as_deref(), Some("first"));
+    assert_eq!(again.checks[0].integrity, first.checks[0].integrity);
+    assert_eq!(again.checks[0].record, first.checks[0].record);
+
+    // Against another base the verdict may differ: the candidate's evidence is not reused.
+    let other = audit_with_reuse(&f, "other", &c, &c, &offer(&[(&first, "first")]));
+    assert_eq!(other.cache[0].reused_from, None);
 }
