@@ -440,3 +440,52 @@ fn canaries_and_the_base_census_are_reused_by_tree() {
     let other = audit_with_reuse(&f, "other", &c, &c, &offer(&[(&first, "first")]));
     assert_eq!(other.cache[0].reused_from, None);
 }
+
+const CALC_MJS: &str = "export function add(a, b) {\n  return a + b;\n}\n";
+
+const CALC_TEST_MJS: &str = "import test from 'node:test';\nimport assert from 'node:assert';\n\
+import { add } from '../calc.mjs';\n\n\
+test('adds', () => assert.strictEqual(add(2, 3), 5));\n\
+test('adds negatives', () => assert.strictEqual(add(-2, -3), -5));\n";
+
+fn node_fixture() -> Fixture {
+    Fixture::new(&[
+        ("calc.mjs", CALC_MJS),
+        ("test/calc.test.mjs", CALC_TEST_MJS),
+        (
+            "package.json",
+            "{\"scripts\": {\"test\": \"node --test\"}}\n",
+        ),
+    ])
+}
+
+#[test]
+fn npm_test_through_node_test_merges_honest_work_and_refuses_an_or_true() {
+    let f = node_fixture();
+    let code = format!("{CALC_MJS}\nexport function sub(a, b) {{\n  return a - b;\n}}\n");
+    let honest = f.candidate("honest", &[("calc.mjs", Some(&code))]);
+    let (run, report) = f.audit(&goal("npm test", "test/"), &honest);
+    assert_eq!(run.code, MERGE, "{run}\n{report:#}");
+    let integrity = &check(&report)["integrity"];
+    assert_eq!(
+        integrity["canary"]["planted"][0],
+        "goalpost-canary.test.mjs"
+    );
+    assert_eq!(integrity["census"]["candidate"]["ran"], 2, "{integrity:#}");
+
+    let cheat = f.candidate(
+        "ortrue",
+        &[
+            (
+                "calc.mjs",
+                Some("export function add(a, b) {\n  return a * b;\n}\n"),
+            ),
+            (
+                "package.json",
+                Some("{\"scripts\": {\"test\": \"node --test || true\"}}\n"),
+            ),
+        ],
+    );
+    let (run, report) = f.audit(&goal("npm test", "test/"), &cheat);
+    assert_caught(&run, &report, "canary");
+}
