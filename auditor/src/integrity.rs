@@ -123,10 +123,15 @@ pub fn run_canaries(
         };
         if outcome.status == CanaryStatus::Passed {
             result.passed = false;
-            result.failure = Some(format!(
-                "passed with a failing canary test added: it cannot fail ({})",
-                outcome.detail
-            ));
+            let planted: Vec<String> = outcome.planted.iter().map(|p| format!("`{p}`")).collect();
+            result.failure = Some(if planted.is_empty() {
+                outcome.detail.clone()
+            } else {
+                format!(
+                    "passed with a failing canary test added: it cannot fail ({})",
+                    planted.join(", ")
+                )
+            });
         }
         result.integrity = Some(CheckIntegrity {
             canary: outcome,
@@ -292,7 +297,7 @@ pub fn markdown(out: &mut String, checks: &[CheckResult]) {
                     figures(g.candidate),
                     g.violation
                         .as_ref()
-                        .map(|v| format!(" — **{v}**"))
+                        .map(|v| format!(" — **{}**", v.replace('|', r"\|")))
                         .unwrap_or_default()
                 ),
                 format!(
@@ -316,4 +321,115 @@ pub fn markdown(out: &mut String, checks: &[CheckResult]) {
         );
     }
     out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::tests::result;
+
+    fn outcome(status: CanaryStatus, detail: &str, planted: &[&str]) -> CanaryOutcome {
+        CanaryOutcome {
+            status,
+            detail: detail.to_owned(),
+            planted: planted.iter().map(|p| (*p).to_owned()).collect(),
+            exit_code: Some(101),
+            duration_ms: 900,
+            output: "test goalpost_canary ... FAILED\n".to_owned(),
+        }
+    }
+
+    fn census(ran: u64, skipped: u64) -> Option<Census> {
+        Some(Census {
+            ran,
+            passed: ran,
+            failed: 0,
+            skipped,
+        })
+    }
+
+    fn checks() -> Vec<CheckResult> {
+        let mut honest = result("cargo test", None, "");
+        honest.integrity = Some(CheckIntegrity {
+            canary: outcome(
+                CanaryStatus::Failed,
+                "the check failed with `tests/goalpost_canary.rs` added (exit status 101)",
+                &["tests/goalpost_canary.rs"],
+            ),
+            census: Some(CensusComparison {
+                runners: vec!["cargo test".to_owned()],
+                candidate: census(4, 0),
+                base: census(3, 0),
+                base_from: Some("/state/audits/a1".to_owned()),
+                violation: None,
+            }),
+        });
+        let mut cannot_fail = result(
+            "make test",
+            Some("passed with a failing canary test added: it cannot fail"),
+            "",
+        );
+        cannot_fail.integrity = Some(CheckIntegrity {
+            canary: outcome(
+                CanaryStatus::Passed,
+                "the check passed with `test_goalpost_canary.py` added: it cannot fail",
+                &["test_goalpost_canary.py"],
+            ),
+            census: Some(CensusComparison {
+                runners: vec!["unittest".to_owned()],
+                candidate: None,
+                base: census(2, 0),
+                base_from: None,
+                violation: Some(
+                    "`make test` printed no test summary (it ran no test to its end), 2 tests \
+                     at the base"
+                        .to_owned(),
+                ),
+            }),
+        });
+        let mut fewer = result(
+            "pytest | cat",
+            Some("`pytest | cat` ran 2 tests, 3 at the base"),
+            "",
+        );
+        fewer.integrity = Some(CheckIntegrity {
+            canary: outcome(CanaryStatus::Off, "switched off by the goal file", &[]),
+            census: Some(CensusComparison {
+                runners: vec!["pytest".to_owned()],
+                candidate: census(2, 1),
+                base: census(3, 0),
+                base_from: None,
+                violation: Some("`pytest | cat` ran 2 tests, 3 at the base".to_owned()),
+            }),
+        });
+        let mut bench = result("./bench.sh", None, "");
+        bench.integrity = Some(CheckIntegrity {
+            canary: outcome(
+                CanaryStatus::NotRun,
+                "the command starts no test runner the auditor knows",
+                &[],
+            ),
+            census: None,
+        });
+        vec![honest, cannot_fail, fewer, bench, result("true", None, "")]
+    }
+
+    #[test]
+    fn the_integrity_table_reads_well() {
+        let mut out = String::new();
+        markdown(&mut out, &checks());
+        insta::assert_snapshot!(out);
+    }
+
+    #[test]
+    fn the_integrity_findings_in_audit_json() {
+        insta::assert_json_snapshot!(checks()[1].integrity);
+    }
+
+    #[test]
+    fn no_table_without_findings() {
+        let mut out = String::new();
+        markdown(&mut out, &[result("true", None, "")]);
+        assert_eq!(out, "");
+    }
 }
