@@ -22,7 +22,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use goalpost_shared::check::run_check;
+use goalpost_shared::check::{cannot_run, run_check};
 use goalpost_shared::confine::Confinement;
 use goalpost_shared::contract::{Check, CheckKind, Spanned};
 use goalpost_shared::integrity::{CanaryOutcome, CanarySetting, CanaryStatus};
@@ -161,9 +161,20 @@ pub fn run(
         Plan::Command(command) => format!("after `{command}`"),
         _ => format!("with {} added", code_list(&outcome.planted)),
     };
+    // Only a runner that ran to its end and reported failure shows the check can fail: a
+    // check that hangs, is killed or cannot start once a canary is there shows nothing.
+    let reported_failure = !result.record.timed_out
+        && !cannot_run(&result)
+        && result.record.exit_code.is_some_and(|code| code != 0);
     if result.passed {
         outcome.status = CanaryStatus::Passed;
         outcome.detail = format!("the check passed {added}: it cannot fail");
+    } else if !reported_failure {
+        outcome.status = CanaryStatus::Passed;
+        outcome.detail = format!(
+            "the check did not fail {added} but ended otherwise ({}): it was not shown to be able to fail",
+            result.failure.as_deref().unwrap_or("no exit status")
+        );
     } else {
         outcome.status = CanaryStatus::Failed;
         outcome.detail = format!(
@@ -979,6 +990,104 @@ mod tests {
         assert_eq!(
             planted("make test", &files),
             Ok(vec!["test_goalpost_canary.py".to_owned()])
+        );
+    }
+
+    fn shell_check(command: &str) -> Check {
+        Check {
+            text: Spanned::new(format!("`{command}` passes"), 4, 3),
+            kind: CheckKind::Machine {
+                command: command.to_owned(),
+                metric: None,
+            },
+        }
+    }
+
+    /// Runs `command` as a check with a canary file `t/canary.txt` planted.
+    fn canary_of(command: &str, timeout: Duration) -> (CanaryOutcome, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let env = goalpost_shared::process::env_allowlist(&["PATH"]);
+        let plan = Plan::Plant(vec![("t/canary.txt".to_owned(), "x\n".to_owned())]);
+        let outcome = run(
+            &plan,
+            &shell_check(command),
+            dir.path(),
+            &env,
+            timeout,
+            None,
+        );
+        (outcome, dir.keep())
+    }
+
+    #[test]
+    fn a_check_that_fails_with_its_canary_is_sound_and_the_canary_is_removed() {
+        let (outcome, dir) = canary_of("test ! -f t/canary.txt", Duration::from_secs(30));
+        assert_eq!(outcome.status, CanaryStatus::Failed, "{outcome:?}");
+        assert_eq!(outcome.planted, ["t/canary.txt"]);
+        assert_eq!(outcome.exit_code, Some(1));
+        assert!(
+            !dir.join("t").exists(),
+            "the canary and its directory are gone"
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_check_that_passes_hangs_or_is_killed_with_its_canary_cannot_fail() {
+        let (outcome, dir) = canary_of("cat t/canary.txt", Duration::from_secs(30));
+        assert_eq!(outcome.status, CanaryStatus::Passed, "{outcome:?}");
+        assert_eq!(
+            outcome.detail,
+            "the check passed with `t/canary.txt` added: it cannot fail"
+        );
+        fs::remove_dir_all(dir).unwrap();
+        let (outcome, dir) = canary_of(
+            "test -f t/canary.txt && sleep 30",
+            Duration::from_millis(300),
+        );
+        assert_eq!(outcome.status, CanaryStatus::Passed, "{outcome:?}");
+        assert!(outcome.detail.contains("timed out"), "{}", outcome.detail);
+        fs::remove_dir_all(dir).unwrap();
+        let (outcome, dir) = canary_of(
+            "test -f t/canary.txt && kill -9 $$",
+            Duration::from_secs(30),
+        );
+        assert_eq!(outcome.status, CanaryStatus::Passed, "{outcome:?}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_failing_canary_command_does_not_count_as_a_canary() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = goalpost_shared::process::env_allowlist(&["PATH"]);
+        let plan = Plan::Command("exit 4".to_owned());
+        let outcome = run(
+            &plan,
+            &shell_check("false"),
+            dir.path(),
+            &env,
+            Duration::from_secs(30),
+            None,
+        );
+        assert_eq!(outcome.status, CanaryStatus::Passed, "{outcome:?}");
+        assert!(
+            outcome
+                .detail
+                .starts_with("the canary command `exit 4` failed (exit status 4)")
+        );
+        let plan = Plan::Command("touch planted".to_owned());
+        let outcome = run(
+            &plan,
+            &shell_check("test ! -f planted"),
+            dir.path(),
+            &env,
+            Duration::from_secs(30),
+            None,
+        );
+        assert_eq!(outcome.status, CanaryStatus::Failed, "{outcome:?}");
+        assert_eq!(
+            outcome.detail,
+            "the check failed after `touch planted` (exit status 1)"
         );
     }
 
