@@ -489,3 +489,117 @@ fn npm_test_through_node_test_merges_honest_work_and_refuses_an_or_true() {
     let (run, report) = f.audit(&goal("npm test", "test/"), &cheat);
     assert_caught(&run, &report, "canary");
 }
+
+#[test]
+fn patching_unittests_result_to_success_is_caught_by_the_canary() {
+    let f = python_fixture();
+    // Imported by the tests at discovery, before any of them runs: every failure vanishes.
+    let cheat = "import unittest\n\nunittest.TestResult.addFailure = lambda self, test, err: None\n\n\n\
+                 def add(a, b):\n    return a * b\n";
+    let c = f.candidate("patched", &[("calc.py", Some(cheat))]);
+    let (run, report) = f.audit(&goal("python3 -m unittest", "test_calc.py"), &c);
+    assert_caught(&run, &report, "canary");
+    // The census alone sees nothing wrong: as many tests ran as at the base.
+    let census = &check(&report)["integrity"]["census"];
+    assert_eq!(census["candidate"]["ran"], 2, "{census:#}");
+    assert!(census["violation"].is_null(), "{census:#}");
+}
+
+/// The directory of a Python interpreter that has pytest, or `None` after saying loudly
+/// why the test is skipped (a failure under `CI=true`).
+fn python_with_pytest() -> Option<String> {
+    let out = Command::new("python3")
+        .args(["-c", "import sys, pytest; print(sys.executable)"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    let found = out.map(|o| {
+        let exe = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+        exe.rsplit_once('/')
+            .map(|(d, _)| d.to_owned())
+            .unwrap_or_default()
+    });
+    if found.is_none() {
+        let why = "pytest is not installed for python3: pip install pytest";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{why}");
+        }
+        eprintln!("\n*** SKIPPED: {why} ***\n");
+    }
+    found
+}
+
+const TESTS_PY: &str = "from calc import add\n\n\ndef test_adds():\n    assert add(2, 3) == 5\n\n\n\
+def test_adds_negatives():\n    assert add(-2, -3) == -5\n\n\ndef test_adds_zero():\n    assert add(0, 7) == 7\n";
+
+fn pytest_fixture(python_dir: &str) -> Fixture {
+    let mut f = Fixture::new(&[
+        ("calc.py", CALC_PY),
+        ("tests/test_calc.py", TESTS_PY),
+        (
+            "pytest.ini",
+            "[pytest]\ntestpaths = tests\npythonpath = .\n",
+        ),
+    ]);
+    f.path = format!("{python_dir}:{}", f.path);
+    f
+}
+
+#[test]
+fn pytest_honest_work_merges_and_a_conftest_forcing_passes_is_caught_by_the_canary() {
+    let Some(python) = python_with_pytest() else {
+        return;
+    };
+    let f = pytest_fixture(&python);
+    let code = format!("{CALC_PY}\n\ndef sub(a, b):\n    return a - b\n");
+    let honest = f.candidate("honest", &[("calc.py", Some(&code))]);
+    let (run, report) = f.audit(&goal("python3 -m pytest -q", "tests/"), &honest);
+    assert_eq!(run.code, MERGE, "{run}\n{report:#}");
+    let integrity = &check(&report)["integrity"];
+    assert_eq!(
+        integrity["canary"]["planted"][0],
+        "tests/test_goalpost_canary.py"
+    );
+    assert_eq!(integrity["census"]["candidate"]["ran"], 3, "{integrity:#}");
+
+    let conftest = "import pytest\n\n\n@pytest.hookimpl(hookwrapper=True)\n\
+                    def pytest_runtest_makereport(item, call):\n    outcome = yield\n    \
+                    outcome.get_result().outcome = \"passed\"\n";
+    let cheat = f.candidate(
+        "conftest",
+        &[
+            ("conftest.py", Some(conftest)),
+            ("calc.py", Some("def add(a, b):\n    return a * b\n")),
+        ],
+    );
+    let (run, report) = f.audit(&goal("python3 -m pytest -q", "tests/"), &cheat);
+    assert_caught(&run, &report, "canary");
+}
+
+#[test]
+fn pytest_tests_skipped_by_a_conftest_are_caught_by_the_census() {
+    let Some(python) = python_with_pytest() else {
+        return;
+    };
+    let f = pytest_fixture(&python);
+    let conftest = "import pytest\n\n\ndef pytest_collection_modifyitems(items):\n    \
+                    for item in items:\n        if \"negatives\" in item.name:\n            \
+                    item.add_marker(pytest.mark.skip(reason=\"flaky\"))\n";
+    let cheat = f.candidate(
+        "skips",
+        &[
+            ("conftest.py", Some(conftest)),
+            (
+                "calc.py",
+                Some("def add(a, b):\n    return abs(a) + abs(b)\n"),
+            ),
+        ],
+    );
+    let (run, report) = f.audit(&goal("python3 -m pytest -q", "tests/"), &cheat);
+    let failure = assert_caught(&run, &report, "census");
+    assert_eq!(failure, "`python3 -m pytest -q` ran 2 tests, 3 at the base");
+    assert_eq!(
+        check(&report)["integrity"]["census"]["candidate"]["skipped"],
+        1
+    );
+}
