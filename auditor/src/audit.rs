@@ -7,7 +7,9 @@
 //! - Any boundary violation: `abandon` when every changed path breaks a boundary (nothing
 //!   allowed would remain once the violations are undone), otherwise `revise` (the
 //!   implementer can undo them).
-//! - Otherwise, a failing machine check or a refuted claim: `revise`.
+//! - Otherwise, a failing machine check or a refuted claim: `revise`. A check that passes
+//!   but still passes with a failing canary test added, or runs fewer tests or skips more
+//!   than at the base, is a failing check (see `integrity`).
 //! - Otherwise, with at least one machine check, all passing: `merge`. Unverifiable claims
 //!   and human-language checks are listed but do not block.
 //! - A contract without machine checks never yields `merge`: `revise`, saying nothing

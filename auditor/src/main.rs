@@ -21,6 +21,7 @@ mod census;
 mod checkout;
 mod claims;
 mod integrity;
+mod placement;
 mod report;
 mod runner;
 
