@@ -321,6 +321,16 @@ pub fn markdown(out: &mut String, checks: &[CheckResult]) {
         );
     }
     out.push('\n');
+    // The evidence of a check that cannot fail: what it printed with its canary there.
+    for check in checks {
+        let Some(canary) = check.integrity.as_ref().map(|g| &g.canary) else {
+            continue;
+        };
+        if canary.status == CanaryStatus::Passed && !canary.output.trim().is_empty() {
+            let _ = writeln!(out, "`{}` with its canary, output tail:\n", check.command);
+            crate::report::fenced(out, &canary.output);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -335,7 +345,10 @@ mod tests {
             planted: planted.iter().map(|p| (*p).to_owned()).collect(),
             exit_code: Some(101),
             duration_ms: 900,
-            output: "test goalpost_canary ... FAILED\n".to_owned(),
+            output: match status {
+                CanaryStatus::Passed => "Ran 3 tests in 0.001s\n\nOK\n".to_owned(),
+                _ => "test goalpost_canary ... FAILED\n".to_owned(),
+            },
         }
     }
 

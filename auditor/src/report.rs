@@ -271,7 +271,7 @@ fn evidence(out: &mut String, text: &str) {
 }
 
 /// `text` in a fenced block whose fence is longer than any backtick run inside it.
-fn fenced(out: &mut String, text: &str) {
+pub(crate) fn fenced(out: &mut String, text: &str) {
     let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest.max(2) + 1);
     let _ = writeln!(

@@ -603,3 +603,24 @@ fn pytest_tests_skipped_by_a_conftest_are_caught_by_the_census() {
         1
     );
 }
+
+#[test]
+fn a_filtered_cargo_check_gets_a_canary_its_filter_selects() {
+    let f = cargo_fixture();
+    let lib = LIB_RS.replace("    a + b\n", "    a.wrapping_add(b)\n");
+    let c = f.candidate("filtered", &[("src/lib.rs", Some(&lib))]);
+    let (run, report) = f.audit(&goal("cargo test --offline adds", "tests/"), &c);
+    assert_eq!(run.code, MERGE, "{run}\n{report:#}");
+    let integrity = &check(&report)["integrity"];
+    assert_eq!(integrity["canary"]["status"], "failed", "{integrity:#}");
+    assert!(
+        integrity["canary"]["output"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("adds::goalpost_canary"),
+        "{integrity:#}"
+    );
+    // Only the two unit tests match the filter, at the base as on the candidate.
+    assert_eq!(integrity["census"]["base"]["ran"], 2, "{integrity:#}");
+    assert_eq!(integrity["census"]["candidate"]["ran"], 2, "{integrity:#}");
+}
