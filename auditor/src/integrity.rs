@@ -343,7 +343,11 @@ mod tests {
             status,
             detail: detail.to_owned(),
             planted: planted.iter().map(|p| (*p).to_owned()).collect(),
-            exit_code: Some(101),
+            exit_code: Some(if status == CanaryStatus::Passed {
+                0
+            } else {
+                101
+            }),
             duration_ms: 900,
             output: match status {
                 CanaryStatus::Passed => "Ran 3 tests in 0.001s\n\nOK\n".to_owned(),
