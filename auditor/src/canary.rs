@@ -134,7 +134,13 @@ pub fn run(
                     Ok(()) => outcome.planted.push(path.clone()),
                     Err(err) => {
                         remove(checkout, &outcome.planted, &created);
-                        outcome.detail = format!("cannot add `{path}`: {err}");
+                        // The candidate's tree decides whether the path can be written (a
+                        // directory there, a file where a directory must be): a canary it
+                        // keeps out shows nothing.
+                        outcome.status = CanaryStatus::Passed;
+                        outcome.detail = format!(
+                            "cannot add `{path}` ({err}), so the check was not shown to be able to fail"
+                        );
                         return outcome;
                     }
                 }
@@ -416,6 +422,44 @@ mod tests {
         );
         assert_eq!(outcome.status, CanaryStatus::Passed, "{outcome:?}");
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_canary_the_tree_keeps_out_does_not_count_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("t"),
+            "a file where the canary's directory goes",
+        )
+        .unwrap();
+        let env = goalpost_shared::process::env_allowlist(&["PATH"]);
+        let plan = Plan::Plant(vec![("t/canary.txt".to_owned(), "x\n".to_owned())]);
+        let check = shell_check("false");
+        let outcome = run(
+            &plan,
+            &check,
+            dir.path(),
+            &env,
+            Duration::from_secs(30),
+            None,
+        );
+        assert_eq!(outcome.status, CanaryStatus::Passed, "{outcome:?}");
+        assert!(
+            outcome.detail.starts_with("cannot add `t/canary.txt`"),
+            "{}",
+            outcome.detail
+        );
+        fs::remove_file(dir.path().join("t")).unwrap();
+        fs::create_dir_all(dir.path().join("t/canary.txt")).unwrap();
+        let outcome = run(
+            &plan,
+            &check,
+            dir.path(),
+            &env,
+            Duration::from_secs(30),
+            None,
+        );
+        assert_eq!(outcome.status, CanaryStatus::Passed, "{outcome:?}");
     }
 
     #[test]
