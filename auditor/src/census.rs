@@ -8,7 +8,9 @@ use crate::runner::Kind;
 
 /// The census of one run's output, summed over the summaries of `kinds`; `None` when the
 /// output holds none of them (a runner that never got to its summary, or never ran).
-pub fn read(kinds: &[Kind], output: &str) -> Option<Census> {
+/// `truncated` says the output was cut in its middle: figures read from summaries spread
+/// over the whole output are then [`Census::partial`].
+pub fn read(kinds: &[Kind], output: &str, truncated: bool) -> Option<Census> {
     let mut total: Option<Census> = None;
     let mut seen = Vec::new();
     for &kind in kinds {
@@ -23,13 +25,21 @@ pub fn read(kinds: &[Kind], output: &str) -> Option<Census> {
         }
         seen.push(family);
         let found = match family {
-            Kind::Cargo => cargo(output).or_else(|| nextest(output)),
+            Kind::Cargo => cargo(output)
+                .map(|c| Census {
+                    partial: truncated,
+                    ..c
+                })
+                .or_else(|| nextest(output)),
             Kind::Pytest => pytest(output),
             Kind::Unittest => unittest(output),
             Kind::NodeTest => node(output),
             Kind::Jest => jest(output),
             Kind::Vitest => vitest(output),
-            Kind::Go => go(output),
+            Kind::Go => go(output).map(|c| Census {
+                partial: truncated,
+                ..c
+            }),
             Kind::Nextest => None,
         };
         if let Some(c) = found {
@@ -38,6 +48,7 @@ pub fn read(kinds: &[Kind], output: &str) -> Option<Census> {
             t.passed += c.passed;
             t.failed += c.failed;
             t.skipped += c.skipped;
+            t.partial |= c.partial;
         }
     }
     total
@@ -55,6 +66,17 @@ pub fn judge(command: &str, candidate: Option<Census>, base: Option<Census>) -> 
             )
         });
     };
+    if candidate.partial {
+        // Summaries were lost in the cut: fewer counted proves nothing, unless the base's
+        // output was whole, and then nothing shows the candidate ran as many.
+        return (!base.partial).then(|| {
+            format!(
+                "`{command}` printed more than the audit keeps, so its test summaries cannot all \
+                 be read ({} at the base)",
+                tests(base.ran)
+            )
+        });
+    }
     if candidate.ran < base.ran {
         return Some(format!(
             "`{command}` ran {}, {} at the base",
@@ -122,6 +144,7 @@ fn nextest(output: &str) -> Option<Census> {
         passed: count_before(tail, "passed").unwrap_or(0),
         failed,
         skipped: count_before(tail, "skipped").unwrap_or(0),
+        ..Census::default()
     })
 }
 
@@ -160,6 +183,7 @@ fn pytest(output: &str) -> Option<Census> {
         passed,
         failed,
         skipped: n("skipped") + n("xfailed"),
+        ..Census::default()
     })
 }
 
@@ -191,6 +215,7 @@ fn unittest(output: &str) -> Option<Census> {
         passed: ran.saturating_sub(failed),
         failed,
         skipped,
+        ..Census::default()
     })
 }
 
@@ -216,6 +241,7 @@ fn node(output: &str) -> Option<Census> {
         passed: value("pass").unwrap_or(0),
         failed,
         skipped,
+        ..Census::default()
     })
 }
 
@@ -232,6 +258,7 @@ fn jest(output: &str) -> Option<Census> {
         passed: n("passed"),
         failed: n("failed"),
         skipped,
+        ..Census::default()
     })
 }
 
@@ -248,6 +275,7 @@ fn vitest(output: &str) -> Option<Census> {
         passed,
         failed,
         skipped: n("skipped") + n("todo"),
+        ..Census::default()
     })
 }
 
@@ -266,6 +294,7 @@ fn go(output: &str) -> Option<Census> {
         passed,
         failed,
         skipped,
+        ..Census::default()
     })
 }
 
@@ -279,6 +308,7 @@ mod tests {
             passed,
             failed,
             skipped,
+            ..Census::default()
         })
     }
 
@@ -290,69 +320,101 @@ mod tests {
                    test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 4 filtered out; finished in 0.00s\n\
                    Doc-tests x\nrunning 0 tests\n\
                    test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n";
-        assert_eq!(read(&[Kind::Cargo], out), c(4, 3, 1, 1));
-        assert_eq!(read(&[Kind::Cargo], "running 3 tests\n"), None);
-        assert_eq!(read(&[Kind::Cargo], "   Compiling x\n"), None);
+        assert_eq!(read(&[Kind::Cargo], out, false), c(4, 3, 1, 1));
+        assert_eq!(read(&[Kind::Cargo], "running 3 tests\n", false), None);
+        assert_eq!(read(&[Kind::Cargo], "   Compiling x\n", false), None);
     }
 
     #[test]
     fn nextest_reads_its_summary() {
         let out = "    Starting 5 tests across 2 binaries (2 tests skipped)\n\
                    ------------\n     Summary [   0.017s] 5 tests run: 4 passed, 1 failed, 2 skipped\n";
-        assert_eq!(read(&[Kind::Nextest], out), c(5, 4, 1, 2));
+        assert_eq!(read(&[Kind::Nextest], out, false), c(5, 4, 1, 2));
         let out = "     Summary [   0.017s] 1 test run: 1 passed, 0 skipped\n";
-        assert_eq!(read(&[Kind::Nextest], out), c(1, 1, 0, 0));
+        assert_eq!(read(&[Kind::Nextest], out, false), c(1, 1, 0, 0));
     }
 
     #[test]
     fn pytest_reads_its_last_summary_line() {
         let out = "tests/test_a.py ..s.F\n\
                    ========= 1 failed, 3 passed, 1 skipped, 1 xfailed, 2 warnings in 0.12s =========\n";
-        assert_eq!(read(&[Kind::Pytest], out), c(4, 3, 1, 2));
-        assert_eq!(read(&[Kind::Pytest], "3 passed in 0.01s\n"), c(3, 3, 0, 0));
+        assert_eq!(read(&[Kind::Pytest], out, false), c(4, 3, 1, 2));
         assert_eq!(
-            read(&[Kind::Pytest], "==== no tests ran in 0.01s ====\n"),
+            read(&[Kind::Pytest], "3 passed in 0.01s\n", false),
+            c(3, 3, 0, 0)
+        );
+        assert_eq!(
+            read(&[Kind::Pytest], "==== no tests ran in 0.01s ====\n", false),
             c(0, 0, 0, 0)
         );
-        assert_eq!(read(&[Kind::Pytest], "collected 3 items\n"), None);
+        assert_eq!(read(&[Kind::Pytest], "collected 3 items\n", false), None);
     }
 
     #[test]
     fn unittest_counts_skipped_tests_apart() {
         let out = "..s\n----------------------------------------------------------------------\n\
                    Ran 3 tests in 0.001s\n\nOK (skipped=1)\n";
-        assert_eq!(read(&[Kind::Unittest], out), c(2, 2, 0, 1));
+        assert_eq!(read(&[Kind::Unittest], out, false), c(2, 2, 0, 1));
         let out = "Ran 4 tests in 0.001s\n\nFAILED (failures=1, errors=1)\n";
-        assert_eq!(read(&[Kind::Unittest], out), c(4, 2, 2, 0));
+        assert_eq!(read(&[Kind::Unittest], out, false), c(4, 2, 2, 0));
         assert_eq!(
-            read(&[Kind::Unittest], "Ran 1 test in 0.000s\n\nOK\n"),
+            read(&[Kind::Unittest], "Ran 1 test in 0.000s\n\nOK\n", false),
             c(1, 1, 0, 0)
         );
-        assert_eq!(read(&[Kind::Unittest], "F\n"), None);
+        assert_eq!(read(&[Kind::Unittest], "F\n", false), None);
     }
 
     #[test]
     fn node_jest_vitest_and_go() {
         let tap =
             "# tests 4\n# suites 0\n# pass 2\n# fail 1\n# cancelled 0\n# skipped 1\n# todo 0\n";
-        assert_eq!(read(&[Kind::NodeTest], tap), c(3, 2, 1, 1));
+        assert_eq!(read(&[Kind::NodeTest], tap, false), c(3, 2, 1, 1));
         let spec = "ℹ tests 2\nℹ pass 2\nℹ fail 0\nℹ skipped 0\n";
-        assert_eq!(read(&[Kind::NodeTest], spec), c(2, 2, 0, 0));
+        assert_eq!(read(&[Kind::NodeTest], spec, false), c(2, 2, 0, 0));
         let out = "Tests:       1 failed, 1 skipped, 3 passed, 5 total\n";
-        assert_eq!(read(&[Kind::Jest], out), c(4, 3, 1, 1));
+        assert_eq!(read(&[Kind::Jest], out, false), c(4, 3, 1, 1));
         let out = "      Tests  3 passed | 1 skipped (4)\n";
-        assert_eq!(read(&[Kind::Vitest], out), c(3, 3, 0, 1));
+        assert_eq!(read(&[Kind::Vitest], out, false), c(3, 3, 0, 1));
         let out =
             "=== RUN   TestA\n--- PASS: TestA (0.00s)\n--- SKIP: TestB (0.00s)\nok  \tx\t0.1s\n";
-        assert_eq!(read(&[Kind::Go], out), c(1, 1, 0, 1));
-        assert_eq!(read(&[Kind::Go], "ok  \tx\t0.1s\n"), None);
+        assert_eq!(read(&[Kind::Go], out, false), c(1, 1, 0, 1));
+        assert_eq!(read(&[Kind::Go], "ok  \tx\t0.1s\n", false), None);
     }
 
     #[test]
     fn two_runners_of_one_recipe_are_summed() {
         let out = "test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n\
                    Ran 3 tests in 0.001s\n\nOK\n";
-        assert_eq!(read(&[Kind::Cargo, Kind::Unittest], out), c(5, 5, 0, 0));
+        assert_eq!(
+            read(&[Kind::Cargo, Kind::Unittest], out, false),
+            c(5, 5, 0, 0)
+        );
+    }
+
+    #[test]
+    fn a_cut_output_makes_a_cargo_census_partial() {
+        let out = "test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n";
+        assert_eq!(
+            read(&[Kind::Cargo], out, true).map(|c| c.partial),
+            Some(true)
+        );
+        // unittest's summary is at the end, which a cut output keeps.
+        let out = "Ran 1 test in 0.000s\n\nOK\n";
+        assert_eq!(
+            read(&[Kind::Unittest], out, true).map(|c| c.partial),
+            Some(false)
+        );
+        let partial = Census {
+            partial: true,
+            ..c(2, 2, 0, 0).unwrap()
+        };
+        assert_eq!(
+            judge("cargo test", Some(partial), c(5, 5, 0, 0)).as_deref(),
+            Some(
+                "`cargo test` printed more than the audit keeps, so its test summaries cannot all be read (5 tests at the base)"
+            )
+        );
+        assert_eq!(judge("cargo test", Some(partial), Some(partial)), None);
     }
 
     #[test]

@@ -196,7 +196,7 @@ pub fn compare_censuses(
                     .as_ref()
                     .and_then(|g| g.census.as_ref())
                     .and_then(|g| g.candidate)
-                    .or_else(|| census::read(&kinds, &output));
+                    .or_else(|| census::read(&kinds, &output, c.result.record.truncated));
                 base.insert(i, (figures, Some(c.source.clone())));
             }
             // A check that failed on its own has nothing to compare; one failed by its
@@ -229,7 +229,8 @@ pub fn compare_censuses(
                 confine.as_ref(),
             );
             let output = format!("{}{}", result.record.stdout, result.record.stderr);
-            base.insert(i, (census::read(&prepared[i].kinds(), &output), None));
+            let figures = census::read(&prepared[i].kinds(), &output, result.record.truncated);
+            base.insert(i, (figures, None));
         }
         if let Err(err) = checkout.remove() {
             tracing::warn!("could not remove the base's audit worktree: {err}");
@@ -241,7 +242,7 @@ pub fn compare_censuses(
         };
         let kinds = prepared[i].kinds();
         let output = format!("{}{}", result.record.stdout, result.record.stderr);
-        let candidate = census::read(&kinds, &output);
+        let candidate = census::read(&kinds, &output, result.record.truncated);
         let (base_census, base_from) = base.remove(&i).unwrap_or((None, None));
         let violation = census::judge(&result.command, candidate, base_census);
         if result.passed
@@ -287,7 +288,14 @@ pub fn markdown(out: &mut String, checks: &[CheckResult]) {
     let _ = writeln!(out, "| --- | --- | --- | --- |");
     for (n, check, integrity) in with {
         let figures = |c: Option<Census>| match c {
-            Some(c) => format!("{} / {} / {} / {}", c.ran, c.passed, c.failed, c.skipped),
+            Some(c) => format!(
+                "{} / {} / {} / {}{}",
+                c.ran,
+                c.passed,
+                c.failed,
+                c.skipped,
+                if c.partial { " (partial)" } else { "" }
+            ),
             None => "no summary".to_owned(),
         };
         let (cand, base) = match &integrity.census {
@@ -362,6 +370,7 @@ mod tests {
             passed: ran,
             failed: 0,
             skipped,
+            ..Census::default()
         })
     }
 

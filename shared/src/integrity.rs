@@ -207,6 +207,10 @@ pub struct Census {
     pub passed: u64,
     pub failed: u64,
     pub skipped: u64,
+    /// The output was cut in its middle and the runner prints a summary per test binary
+    /// (`cargo test`) or a line per test (`go test -v`): some of them may be missing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 /// A check's census on the candidate against the base's.
