@@ -220,6 +220,7 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
             cached: &reuse.cached_checks,
             unconfined: input.unconfined,
             scratch: scratch.path(),
+            changed: &changed_paths,
         };
         integrity::compare_censuses(
             &prepared,

@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use git2::Oid;
+use goalpost_shared::boundary::BoundaryRules;
 use goalpost_shared::cache;
 use goalpost_shared::check::run_check;
 use goalpost_shared::confine::Confinement;
-use goalpost_shared::contract::Check;
+use goalpost_shared::contract::{Boundaries, Check, Spanned};
 use goalpost_shared::git::Repo;
 use goalpost_shared::integrity::{
     CanaryOutcome, CanaryStatus, Census, CensusComparison, CheckIntegrity,
@@ -35,6 +36,8 @@ pub struct Prepared {
     pub canary: Plan,
     /// Whether the census is compared with the base's.
     pub census: bool,
+    /// Globs of paths whose change allows fewer tests or more skipped.
+    pub census_allow: Vec<String>,
 }
 
 impl Prepared {
@@ -80,6 +83,7 @@ pub fn prepare(repo: &Repo, base: Oid, candidate: Oid, machine: &[&Check]) -> Ve
                 canary: canary::plan(&settings.canary, &runners, cand),
                 runners,
                 census: settings.census,
+                census_allow: settings.census_allow,
             }
         })
         .collect()
@@ -152,6 +156,8 @@ pub struct BaseRun<'a> {
     pub cached: &'a [CachedCheck],
     pub unconfined: bool,
     pub scratch: &'a Path,
+    /// The paths the candidate changed, for `Census: allow`.
+    pub changed: &'a [String],
 }
 
 /// Reads the census of each check in `fresh` that still passes, and compares it with the
@@ -244,7 +250,14 @@ pub fn compare_censuses(
         let output = format!("{}{}", result.record.stdout, result.record.stderr);
         let candidate = census::read(&kinds, &output, result.record.truncated);
         let (base_census, base_from) = base.remove(&i).unwrap_or((None, None));
-        let violation = census::judge(&result.command, candidate, base_census);
+        let mut violation = census::judge(&result.command, candidate, base_census);
+        let mut allowed = None;
+        if let Some(why) = &violation
+            && let Some(path) = allowing_change(&prepared[i].census_allow, at_base.changed)
+        {
+            allowed = Some(format!("{why}: allowed, the candidate changed `{path}`"));
+            violation = None;
+        }
         if result.passed
             && let Some(why) = &violation
         {
@@ -258,10 +271,31 @@ pub fn compare_censuses(
                 base: base_census,
                 base_from,
                 violation,
+                allowed,
             });
         }
     }
     Ok(())
+}
+
+/// The first changed path a `Census: allow` glob matches (the same gitignore-like globs as
+/// the boundaries').
+fn allowing_change<'p>(globs: &[String], changed: &'p [String]) -> Option<&'p str> {
+    if globs.is_empty() {
+        return None;
+    }
+    let boundaries = Boundaries {
+        protected: globs
+            .iter()
+            .map(|g| Spanned::new(g.clone(), 0, 0))
+            .collect(),
+        ..Boundaries::default()
+    };
+    let rules = BoundaryRules::new(&boundaries, &[]).ok()?;
+    changed
+        .iter()
+        .find(|p| rules.is_protected(p))
+        .map(String::as_str)
 }
 
 fn passed_on_its_own(result: Option<&CheckResult>) -> bool {
@@ -303,10 +337,11 @@ pub fn markdown(out: &mut String, checks: &[CheckResult]) {
                 format!(
                     "{}{}",
                     figures(g.candidate),
-                    g.violation
-                        .as_ref()
-                        .map(|v| format!(" — **{}**", v.replace('|', r"\|")))
-                        .unwrap_or_default()
+                    match (&g.violation, &g.allowed) {
+                        (Some(v), _) => format!(" — **{}**", v.replace('|', r"\|")),
+                        (None, Some(a)) => format!(" — {}", a.replace('|', r"\|")),
+                        (None, None) => String::new(),
+                    }
                 ),
                 format!(
                     "{}{}",
@@ -388,6 +423,7 @@ mod tests {
                 base: census(3, 0),
                 base_from: Some("/state/audits/a1".to_owned()),
                 violation: None,
+                allowed: None,
             }),
         });
         let mut cannot_fail = result(
@@ -411,6 +447,7 @@ mod tests {
                      at the base"
                         .to_owned(),
                 ),
+                allowed: None,
             }),
         });
         let mut fewer = result(
@@ -426,6 +463,7 @@ mod tests {
                 base: census(3, 0),
                 base_from: None,
                 violation: Some("`pytest | cat` ran 2 tests, 3 at the base".to_owned()),
+                allowed: None,
             }),
         });
         let mut bench = result("./bench.sh", None, "");

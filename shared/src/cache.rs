@@ -74,6 +74,9 @@ pub fn check_key(
         "census",
         if settings.census { "on" } else { "off" },
     );
+    for glob in &settings.census_allow {
+        field(&mut text, "census-allow", glob);
+    }
     Some(hash(text.as_bytes()))
 }
 

@@ -44,11 +44,25 @@ pub struct Settings {
     pub canary: CanarySetting,
     /// Whether the check's test census is compared with the base's.
     pub census: bool,
+    /// Globs of paths whose change allows fewer tests or more skipped (`Census: allow
+    /// tests/old_api.rs, tests/legacy/`): a candidate that changes one of them may.
+    pub census_allow: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            canary: CanarySetting::Builtin,
+            census: true,
+            census_allow: Vec::new(),
+        }
+    }
 }
 
 const CANARY_EXPECTED: &str = "`Canary: off`, `Canary: `COMMAND`` (a command that adds a failing test) or `Canary: PATH` \
      (where the auditor writes its failing test)";
-const CENSUS_EXPECTED: &str = "`Census: off`";
+const CENSUS_EXPECTED: &str =
+    "`Census: off` or `Census: allow GLOB, GLOB` (paths whose change allows fewer tests)";
 
 /// Reads `Canary:` and `Census:` from a verification item (after its command).
 ///
@@ -62,22 +76,22 @@ const CENSUS_EXPECTED: &str = "`Census: off`";
 /// ```
 pub fn settings(text: &str) -> Result<Settings, CheckError> {
     let rest = code_span(text).map_or(text, |(_, after)| after);
-    let mut found = Settings {
-        canary: CanarySetting::Builtin,
-        census: true,
-    };
+    let mut found = Settings::default();
     if let Some(value) = value_of(rest, "canary:") {
         found.canary = canary_value(value)?;
     }
     if let Some(value) = value_of(rest, "census:") {
         let word = first_word(value);
-        if !matches!(word.to_ascii_lowercase().as_str(), "off" | "none") {
-            return Err(CheckError {
-                message: format!("unknown census setting \"{word}\""),
-                expected: CENSUS_EXPECTED.into(),
-            });
+        match word.to_ascii_lowercase().as_str() {
+            "off" | "none" => found.census = false,
+            "allow" => found.census_allow = census_allow(&value[word.len()..])?,
+            _ => {
+                return Err(CheckError {
+                    message: format!("unknown census setting \"{word}\""),
+                    expected: CENSUS_EXPECTED.into(),
+                });
+            }
         }
-        found.census = false;
     }
     Ok(found)
 }
@@ -85,11 +99,36 @@ pub fn settings(text: &str) -> Result<Settings, CheckError> {
 impl Check {
     /// The check's integrity settings; an item the parser refused has the defaults.
     pub fn integrity(&self) -> Settings {
-        settings(&self.text.value).unwrap_or(Settings {
-            canary: CanarySetting::Builtin,
-            census: true,
-        })
+        settings(&self.text.value).unwrap_or_default()
     }
+}
+
+/// The globs after `Census: allow`, up to the end of the item or a `;`.
+fn census_allow(value: &str) -> Result<Vec<String>, CheckError> {
+    let end = value.find(';').unwrap_or(value.len());
+    let value = &value[..end];
+    let end = value
+        .to_ascii_lowercase()
+        .find("canary:")
+        .unwrap_or(value.len());
+    let globs: Vec<String> = value[..end]
+        .split(',')
+        .map(|g| g.trim().trim_end_matches('.').trim_matches('`').to_owned())
+        .filter(|g| !g.is_empty())
+        .collect();
+    if globs.is_empty() {
+        return Err(CheckError {
+            message: "no paths after `Census: allow`".into(),
+            expected: CENSUS_EXPECTED.into(),
+        });
+    }
+    for glob in &globs {
+        crate::boundary::validate_pattern(glob).map_err(|why| CheckError {
+            message: format!("bad census path `{glob}`: {why}"),
+            expected: CENSUS_EXPECTED.into(),
+        })?;
+    }
+    Ok(globs)
 }
 
 /// What follows `key` (lower case, with its colon) in `text`, matched case-insensitively
@@ -228,6 +267,9 @@ pub struct CensusComparison {
     /// The violation, when the candidate runs fewer tests or skips more than the base.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub violation: Option<String>,
+    /// What would have been the violation, when `Census: allow` allows it, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<String>,
 }
 
 /// Everything the auditor found about a check's integrity.
@@ -279,6 +321,19 @@ mod tests {
         );
         assert!(canary("`x` Canary: `").is_err());
         assert!(canary("`x` Canary: notes.txt").is_err());
+    }
+
+    #[test]
+    fn the_census_may_allow_fewer_tests_for_named_paths() {
+        let s = settings("`x` passes; Census: allow tests/old.rs, `tests/legacy/`; Canary: off")
+            .unwrap();
+        assert_eq!(s.census_allow, ["tests/old.rs", "tests/legacy/"]);
+        assert_eq!(s.canary, CanarySetting::Off);
+        assert!(s.census);
+        assert_eq!(
+            settings("`x` Census: allow").unwrap_err().message,
+            "no paths after `Census: allow`"
+        );
     }
 
     #[test]

@@ -436,7 +436,8 @@ fn canary_and_census_settings_are_read_from_a_checks_item() {
             "goal.md:8:3: canary \"sometimes\" is neither `off`, a command nor a relative path; \
              `Canary: off`, `Canary: `COMMAND`` (a command that adds a failing test) or \
              `Canary: PATH` (where the auditor writes its failing test)",
-            "goal.md:10:3: unknown census setting \"partly\"; `Census: off`",
+            "goal.md:10:3: unknown census setting \"partly\"; `Census: off` or \
+             `Census: allow GLOB, GLOB` (paths whose change allows fewer tests)",
         ]
     );
 }

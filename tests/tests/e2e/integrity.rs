@@ -624,3 +624,26 @@ fn a_filtered_cargo_check_gets_a_canary_its_filter_selects() {
     assert_eq!(integrity["census"]["base"]["ran"], 2, "{integrity:#}");
     assert_eq!(integrity["census"]["candidate"]["ran"], 2, "{integrity:#}");
 }
+
+#[test]
+fn fewer_tests_merge_where_the_goal_file_allows_them_for_a_changed_path() {
+    let f = cargo_fixture();
+    // The public-API test goes; the goal file allows it for that file.
+    let c = f.candidate("dropped", &[("tests/api.rs", None)]);
+    let allowing = goal(CARGO_CHECK, "docs/").replace(
+        "- `cargo test --offline` passes\n",
+        "- `cargo test --offline` passes; Census: allow tests/api.rs\n",
+    );
+    let (run, report) = f.audit(&allowing, &c);
+    assert_eq!(run.code, MERGE, "{run}\n{report:#}");
+    let census = &check(&report)["integrity"]["census"];
+    assert_eq!(
+        census["allowed"],
+        "`cargo test --offline` ran 2 tests, 3 at the base: allowed, the candidate changed \
+         `tests/api.rs`",
+        "{census:#}"
+    );
+    // Without the allowance the same candidate is refused.
+    let (run, report) = f.audit(&goal(CARGO_CHECK, "docs/"), &c);
+    assert_caught(&run, &report, "census");
+}
