@@ -102,8 +102,13 @@ pub fn run_canaries(
     timeout: Duration,
     confine: Option<&Confinement>,
 ) {
-    for (i, slot) in slots.iter_mut().enumerate() {
-        let Some(result) = slot.as_mut().filter(|_| fresh[i]) else {
+    // A goal file's canary command may change anything in the checkout and nothing puts
+    // it back, while planted files are removed again: commands run after every planted
+    // canary, so none of those runs on what a command left behind.
+    let mut order: Vec<usize> = (0..slots.len()).collect();
+    order.sort_by_key(|&i| matches!(prepared[i].canary, Plan::Command(_)));
+    for i in order {
+        let Some(result) = slots[i].as_mut().filter(|_| fresh[i]) else {
             continue;
         };
         let outcome = if result.passed {

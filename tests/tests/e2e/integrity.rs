@@ -647,3 +647,36 @@ fn fewer_tests_merge_where_the_goal_file_allows_them_for_a_changed_path() {
     let (run, report) = f.audit(&goal(CARGO_CHECK, "docs/"), &c);
     assert_caught(&run, &report, "census");
 }
+
+#[test]
+fn a_goal_files_own_canary_command_covers_what_the_builtin_cannot() {
+    let f = cargo_fixture();
+    let lib = LIB_RS.replace("    a + b\n", "    b + a\n");
+    let c = f.candidate("lib", &[("src/lib.rs", Some(&lib))]);
+    // `--lib` runs only the unit tests: no new file under `tests/` is collected.
+    let (run, report) = f.audit(&goal("cargo test --offline --lib", "tests/"), &c);
+    assert_eq!(run.code, MERGE, "{run}\n{report:#}");
+    let canary = &check(&report)["integrity"]["canary"];
+    assert_eq!(canary["status"], "not_run", "{canary:#}");
+    assert_eq!(
+        canary["detail"],
+        "cargo test: `--lib` selects no new integration test"
+    );
+
+    let own = goal("cargo test --offline --lib", "tests/").replace(
+        "- `cargo test --offline --lib` passes\n",
+        "- `cargo test --offline --lib` passes\n  \
+         Canary: `printf '#[test] fn own_canary() { panic!() }' >> src/lib.rs`\n",
+    );
+    let (run, report) = f.audit(&own, &c);
+    assert_eq!(run.code, MERGE, "{run}\n{report:#}");
+    let canary = &check(&report)["integrity"]["canary"];
+    assert_eq!(canary["status"], "failed", "{canary:#}");
+    assert!(
+        canary["output"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("own_canary"),
+        "{canary:#}"
+    );
+}
