@@ -157,6 +157,7 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         })
         .collect();
     let fresh: Vec<bool> = slots.iter().map(Option::is_none).collect();
+    let mut base_censuses = Vec::new();
     if slots.iter().any(Option::is_none) {
         let checkout =
             Checkout::create_pooled(&repo, &input.worktree, candidate, reuse.pool.as_ref())?;
@@ -221,8 +222,10 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
             unconfined: input.unconfined,
             scratch: scratch.path(),
             changed: &changed_paths,
+            keys: &keys,
+            source: input.report_dir.display().to_string(),
         };
-        integrity::compare_censuses(
+        base_censuses = integrity::compare_censuses(
             &prepared,
             &machine,
             &mut slots,
@@ -271,6 +274,7 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         claims,
         changed_paths,
         cache,
+        base_censuses,
     })
 }
 

@@ -25,6 +25,7 @@ use goalpost_shared::protocol::{CachedCheck, CheckResult, PoolSpec};
 use crate::canary::{self, Plan};
 use crate::census;
 use crate::checkout::{Checkout, CheckoutError};
+use crate::claims::tail;
 use crate::runner::{self, CommitFiles, Kind, Runner};
 
 /// What the integrity step needs to know of one check before anything runs.
@@ -163,11 +164,15 @@ pub struct BaseRun<'a> {
     pub scratch: &'a Path,
     /// The paths the candidate changed, for `Census: allow`.
     pub changed: &'a [String],
+    /// Each check's cache key on the candidate, from which its base run's key is made.
+    pub keys: &'a [String],
+    /// This audit's report directory, where a base run's evidence is said to come from.
+    pub source: String,
 }
 
 /// Reads the census of each check in `fresh` that still passes, and compares it with the
 /// base's: from an earlier run on the base's exact tree when there is one, else from a run
-/// in a checkout of the base.
+/// in a checkout of the base. Returns those runs of the base, for the verification cache.
 #[allow(clippy::too_many_arguments)]
 pub fn compare_censuses(
     prepared: &[Prepared],
@@ -178,7 +183,7 @@ pub fn compare_censuses(
     env: &BTreeMap<OsString, OsString>,
     timeout: Duration,
     output_cap: usize,
-) -> Result<(), CheckoutError> {
+) -> Result<Vec<CachedCheck>, CheckoutError> {
     let wanted: Vec<usize> = (0..slots.len())
         .filter(|&i| fresh[i] && prepared[i].wants_census())
         .filter(|&i| slots[i].as_ref().is_some_and(|r| r.integrity.is_some()))
@@ -216,6 +221,7 @@ pub fn compare_censuses(
             None => {}
         }
     }
+    let mut base_runs = Vec::new();
     if !to_run.is_empty() {
         let checkout =
             Checkout::create_pooled(at_base.repo, &at_base.worktree, at_base.base, at_base.pool)?;
@@ -226,7 +232,7 @@ pub fn compare_censuses(
                 Ok(c) => Some(c),
                 Err(err) => {
                     tracing::warn!("cannot confine the base's checks: {err}");
-                    return Ok(());
+                    return Ok(Vec::new());
                 }
             }
         };
@@ -242,6 +248,7 @@ pub fn compare_censuses(
             let output = format!("{}{}", result.record.stdout, result.record.stderr);
             let figures = census::read(&prepared[i].kinds(), &output, result.record.truncated);
             base.insert(i, (figures, None));
+            base_runs.push(base_run(result, figures, &prepared[i], at_base, i));
         }
         if let Err(err) = checkout.remove() {
             tracing::warn!("could not remove the base's audit worktree: {err}");
@@ -280,7 +287,7 @@ pub fn compare_censuses(
             });
         }
     }
-    Ok(())
+    Ok(base_runs)
 }
 
 /// The first changed path a `Census: allow` glob matches (the same gitignore-like globs as
@@ -301,6 +308,55 @@ fn allowing_change<'p>(globs: &[String], changed: &'p [String]) -> Option<&'p st
         .iter()
         .find(|p| rules.is_protected(p))
         .map(String::as_str)
+}
+
+/// A run of check `i` on the base's exact tree as the verification cache keeps it: found
+/// by tree, command and census, under a key no candidate's check has.
+fn base_run(
+    mut result: CheckResult,
+    figures: Option<Census>,
+    prepared: &Prepared,
+    at_base: &BaseRun,
+    i: usize,
+) -> CachedCheck {
+    result.record.tree = Some(at_base.base_tree.clone());
+    // Its figures are kept; of its output, what a report keeps.
+    for text in [&mut result.record.stdout, &mut result.record.stderr] {
+        if text.len() > 4096 {
+            *text = tail(text, 4096);
+            result.record.truncated = true;
+        }
+    }
+    result.integrity = Some(CheckIntegrity {
+        canary: CanaryOutcome {
+            status: CanaryStatus::NotRun,
+            detail: "run on the base for its census only".to_owned(),
+            planted: Vec::new(),
+            exit_code: None,
+            duration_ms: 0,
+            output: String::new(),
+        },
+        census: Some(CensusComparison {
+            runners: prepared
+                .kinds()
+                .iter()
+                .map(|k| k.as_str().to_owned())
+                .collect(),
+            candidate: figures,
+            base: None,
+            base_from: None,
+            violation: None,
+            allowed: None,
+        }),
+    });
+    let key = at_base.keys.get(i).map_or_else(String::new, |k| {
+        cache::with_base(&format!("census of the base for {k}"), &at_base.base_tree)
+    });
+    CachedCheck {
+        key,
+        result,
+        source: at_base.source.clone(),
+    }
 }
 
 fn passed_on_its_own(result: Option<&CheckResult>) -> bool {

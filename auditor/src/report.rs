@@ -361,6 +361,7 @@ mod tests {
             ],
             changed_paths: vec!["src/parse.rs".to_owned(), "vendor/lib.c".to_owned()],
             cache: Vec::new(),
+            base_censuses: Vec::new(),
         }
     }
 

@@ -402,6 +402,11 @@ pub struct AuditReport {
     /// again because the same key already passed (see [`crate::cache`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cache: Vec<CheckCacheNote>,
+    /// The checks this audit ran on the base's tree for their test census, for the
+    /// verification cache: a later audit against the same base reads the base's census
+    /// from them instead of running it again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub base_censuses: Vec<CachedCheck>,
 }
 
 /// How the verification cache served one check of an audit.

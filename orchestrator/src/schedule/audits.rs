@@ -262,5 +262,20 @@ impl Scheduler<'_> {
                 tracing::warn!("could not cache the evidence of `{}`: {err}", check.command);
             }
         }
+        // The base's runs for a test census, under the base's tree.
+        for run in &report.base_censuses {
+            let Some(tree) = run.result.record.tree.as_deref() else {
+                continue;
+            };
+            if let Err(err) =
+                self.store
+                    .record_cached_check(&run.key, tree, &run.result, &run.source)
+            {
+                tracing::warn!(
+                    "could not cache the base's census of `{}`: {err}",
+                    run.result.command
+                );
+            }
+        }
     }
 }

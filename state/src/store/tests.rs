@@ -119,6 +119,7 @@ fn report(phase: &str, recommendation: Recommendation, candidate: char) -> Audit
         claims: Vec::new(),
         changed_paths: vec!["src/lib.rs".into()],
         cache: Vec::new(),
+        base_censuses: Vec::new(),
     }
 }
 

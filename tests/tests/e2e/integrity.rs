@@ -401,6 +401,9 @@ fn offer(reports: &[(&AuditReport, &str)]) -> AuditReuse {
                 });
             }
         }
+        reuse
+            .cached_checks
+            .extend(report.base_censuses.iter().cloned());
     }
     reuse
 }
@@ -678,5 +681,55 @@ fn a_goal_files_own_canary_command_covers_what_the_builtin_cannot() {
             .unwrap_or_default()
             .contains("own_canary"),
         "{canary:#}"
+    );
+}
+
+#[test]
+fn the_base_census_an_audit_ran_serves_the_next_candidate_on_that_base() {
+    let f = cargo_fixture();
+    let one = format!("{LIB_RS}\npub fn one() -> i64 {{\n    1\n}}\n");
+    let two = format!("{LIB_RS}\npub fn two() -> i64 {{\n    2\n}}\n");
+    let c1 = f.candidate("one", &[("src/lib.rs", Some(&one))]);
+    let c2 = f.candidate("two", &[("src/lib.rs", Some(&two))]);
+
+    let first = audit_with_reuse(&f, "one", "main", &c1, &AuditReuse::default());
+    let census = first.checks[0]
+        .integrity
+        .as_ref()
+        .unwrap()
+        .census
+        .as_ref()
+        .unwrap();
+    assert_eq!(census.base_from, None, "nothing cached: the base ran");
+    let base_tree = f.env.git_out(REPO, &["rev-parse", "main^{tree}"]);
+    assert_eq!(first.base_censuses.len(), 1, "{first:#?}");
+    assert_eq!(
+        first.base_censuses[0].result.record.tree.as_deref(),
+        Some(base_tree.as_str())
+    );
+
+    let second = audit_with_reuse(&f, "two", "main", &c2, &offer(&[(&first, "one")]));
+    let census = second.checks[0]
+        .integrity
+        .as_ref()
+        .unwrap()
+        .census
+        .as_ref()
+        .unwrap();
+    assert!(
+        census
+            .base_from
+            .as_deref()
+            .is_some_and(|s| s.ends_with("reports/one")),
+        "{census:#?}"
+    );
+    assert_eq!(census.base.map(|c| c.ran), Some(3));
+    assert!(
+        second.base_censuses.is_empty(),
+        "the base did not run again"
+    );
+    assert_eq!(
+        second.cache[0].reused_from, None,
+        "another tree: its own check ran"
     );
 }
