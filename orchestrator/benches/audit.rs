@@ -204,6 +204,12 @@ fn with_a_known_runner(auditor: &Path, rounds: usize) {
                     .record_cached_check(&note.key, &report.tree, check, &dir)
                     .unwrap();
             }
+            for run in &report.base_censuses {
+                let tree = run.result.record.tree.as_deref().unwrap();
+                store
+                    .record_cached_check(&run.key, tree, &run.result, &run.source)
+                    .unwrap();
+            }
             (t, report)
         };
         let off = contract("; Canary: off; Census: off");
