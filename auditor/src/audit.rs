@@ -7,7 +7,9 @@
 //! - Any boundary violation: `abandon` when every changed path breaks a boundary (nothing
 //!   allowed would remain once the violations are undone), otherwise `revise` (the
 //!   implementer can undo them).
-//! - Otherwise, a failing machine check or a refuted claim: `revise`.
+//! - Otherwise, a failing machine check or a refuted claim: `revise`. A check that passes
+//!   but still passes with a failing canary test added, or runs fewer tests or skips more
+//!   than at the base, is a failing check (see `integrity`).
 //! - Otherwise, with at least one machine check, all passing: `merge`. Unverifiable claims
 //!   and human-language checks are listed but do not block.
 //! - A contract without machine checks never yields `merge`: `revise`, saying nothing
@@ -35,6 +37,7 @@ use goalpost_shared::protocol::{
 
 use crate::checkout::{Checkout, CheckoutError};
 use crate::claims::{judge_claims, tail};
+use crate::integrity;
 use crate::protected::ProtectedFiles;
 
 /// Variables the checks get from the auditor's own (already allow-listed) environment;
@@ -127,7 +130,13 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         .iter()
         .filter(|c| c.command().is_some())
         .collect();
-    let keys = check_keys(&repo, base, &tree, input, &rules, &env, &machine)?;
+    let base_tree = repo.tree_of(base)?.to_string();
+    let prepared = integrity::prepare(&repo, base, candidate, &machine);
+    let keys: Vec<String> = check_keys(&repo, base, &tree, input, &rules, &env, &machine)?
+        .into_iter()
+        .zip(&prepared)
+        .map(|(key, p)| p.key(key, &base_tree))
+        .collect();
     let reused: Vec<Option<&CachedCheck>> = keys
         .iter()
         .map(|key| {
@@ -148,6 +157,8 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
             })
         })
         .collect();
+    let fresh: Vec<bool> = slots.iter().map(Option::is_none).collect();
+    let mut base_censuses = Vec::new();
     if slots.iter().any(Option::is_none) {
         let checkout =
             Checkout::create_pooled(&repo, &input.worktree, candidate, reuse.pool.as_ref())?;
@@ -195,10 +206,20 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
             );
             // What ran is the candidate's tree only when nothing had to be put back.
             result.record.tree = restored.is_empty().then(|| tree.clone());
-            cap_output(&mut result);
             *slot = Some(result);
         }
         violations.extend(protected.modified(&root, watch.as_mut()));
+        // Every reported check has run: the canaries may now change the checkout.
+        integrity::run_canaries(
+            &prepared,
+            &machine,
+            &mut slots,
+            &fresh,
+            checkout.path(),
+            &env,
+            timeout,
+            confine.as_ref(),
+        );
         if let Some(Err(err)) = links.as_ref().map(GitLinks::restore) {
             tracing::warn!("cannot put back the audit worktree's git links: {err}");
         }
@@ -206,6 +227,34 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
             // The evidence is in hand; a leftover directory is for `goalpost gc`, not a
             // reason to throw the audit away.
             tracing::warn!("could not remove the audit worktree: {err}");
+        }
+        let at_base = integrity::BaseRun {
+            repo: &repo,
+            base,
+            base_tree: base_tree.clone(),
+            worktree: PathBuf::from(format!("{}-base", input.worktree.display())),
+            pool: reuse.pool.as_ref(),
+            cached: &reuse.cached_checks,
+            unconfined: input.unconfined,
+            scratch: scratch.path(),
+            changed: &changed_paths,
+            keys: &keys,
+            source: input.report_dir.display().to_string(),
+        };
+        base_censuses = integrity::compare_censuses(
+            &prepared,
+            &machine,
+            &mut slots,
+            &fresh,
+            &at_base,
+            &env,
+            timeout,
+            RUN_OUTPUT_CAP,
+        )?;
+        for (slot, _) in slots.iter_mut().zip(&fresh).filter(|(_, fresh)| **fresh) {
+            if let Some(result) = slot {
+                cap_output(result);
+            }
         }
     }
     let checks: Vec<CheckResult> = slots.into_iter().flatten().collect();
@@ -241,6 +290,7 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         claims,
         changed_paths,
         cache,
+        base_censuses,
     })
 }
 

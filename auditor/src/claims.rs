@@ -449,6 +449,7 @@ pub(crate) mod tests {
             metric: None,
             passed: failure.is_none(),
             failure: failure.map(str::to_owned),
+            integrity: None,
         }
     }
 

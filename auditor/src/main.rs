@@ -16,10 +16,15 @@
 //!   a worktree path that already exists), 1 for anything else; the cause is on stderr.
 
 mod audit;
+mod canary;
+mod census;
 mod checkout;
 mod claims;
+mod integrity;
+mod placement;
 mod protected;
 mod report;
+mod runner;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -62,6 +62,7 @@ pub fn markdown(report: &AuditReport) -> String {
     );
     cache_note(&mut out, report);
     checks_section(&mut out, &report.checks, &reused_checks(report));
+    crate::integrity::markdown(&mut out, &report.checks);
     violations_section(&mut out, report);
     claims_section(&mut out, report);
     unverifiable_section(&mut out, report);
@@ -271,7 +272,7 @@ fn evidence(out: &mut String, text: &str) {
 }
 
 /// `text` in a fenced block whose fence is longer than any backtick run inside it.
-fn fenced(out: &mut String, text: &str) {
+pub(crate) fn fenced(out: &mut String, text: &str) {
     let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest.max(2) + 1);
     let _ = writeln!(
@@ -361,6 +362,7 @@ mod tests {
             ],
             changed_paths: vec!["src/parse.rs".to_owned(), "vendor/lib.c".to_owned()],
             cache: Vec::new(),
+            base_censuses: Vec::new(),
         }
     }
 

@@ -9,7 +9,10 @@
 //! - the names and values of the allowed environment (private per-audit directories such
 //!   as `HOME` and `TMPDIR` are left out by the caller: they are fresh every time);
 //! - the protected paths' tree: the protected globs and every entry (path, mode, object
-//!   id) of the base's tree that they match.
+//!   id) of the base's tree that they match;
+//! - the check's integrity settings (its canary and census, see [`crate::integrity`]),
+//!   and, for a check whose census is compared with the base's, the base's tree
+//!   ([`with_base`]): the verdict then depends on the base too.
 //!
 //! The key is a SHA-1 (git's object hash) over a length-prefixed encoding of the parts, so
 //! no two different sets of parts share an encoding.
@@ -48,7 +51,7 @@ pub fn check_key(
     protected_tree: &str,
 ) -> Option<String> {
     let command = check.command()?;
-    let mut text = String::from("goalpost check cache v1\n");
+    let mut text = String::from("goalpost check cache v2\n");
     field(&mut text, "tree", tree);
     field(&mut text, "command", command);
     match check.metric() {
@@ -64,7 +67,26 @@ pub fn check_key(
         field(&mut text, "env-value", value);
     }
     field(&mut text, "protected", protected_tree);
+    let settings = check.integrity();
+    field(&mut text, "canary", &settings.canary.as_key());
+    field(
+        &mut text,
+        "census",
+        if settings.census { "on" } else { "off" },
+    );
+    for glob in &settings.census_allow {
+        field(&mut text, "census-allow", glob);
+    }
     Some(hash(text.as_bytes()))
+}
+
+/// The key of a check whose verdict also depends on the base's tree (its test census is
+/// compared with the base's): `key` with `base_tree` added.
+pub fn with_base(key: &str, base_tree: &str) -> String {
+    let mut text = String::from("goalpost check cache with base v1\n");
+    field(&mut text, "key", key);
+    field(&mut text, "base", base_tree);
+    hash(text.as_bytes())
 }
 
 /// The protected paths' tree at `base`: a hash of the protected `patterns` (as written)
@@ -172,6 +194,13 @@ mod tests {
         let more = env(&[("PATH", "/usr/bin"), ("LANG", "C"), ("TZ", "UTC")]);
         assert_ne!(base, key("t1", &c, &more, "p1"), "env var set");
         assert_ne!(base, key("t1", &c, &e, "p2"), "protected tree");
+        let off = Check {
+            text: Spanned::new("`make test` passes; Canary: off".to_owned(), 1, 1),
+            ..c.clone()
+        };
+        assert_ne!(base, key("t1", &off, &e, "p1"), "canary setting");
+        assert_ne!(with_base(&base, "b1"), with_base(&base, "b2"), "base tree");
+        assert_ne!(with_base(&base, "b1"), base);
     }
 
     #[test]

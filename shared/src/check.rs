@@ -136,6 +136,7 @@ fn judge(
         metric,
         passed: failure.is_none(),
         failure,
+        integrity: None,
     }
 }
 
@@ -167,6 +168,7 @@ fn not_run(check: &Check, cwd: &Path, failure: String) -> CheckResult {
         metric: None,
         passed: false,
         failure: Some(failure),
+        integrity: None,
     }
 }
 

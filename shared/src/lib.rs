@@ -12,6 +12,7 @@ pub mod dag;
 pub mod exit;
 pub mod git;
 pub mod goal;
+pub mod integrity;
 pub mod lock;
 pub mod plan;
 pub mod process;

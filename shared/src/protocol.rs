@@ -199,6 +199,10 @@ pub struct CheckResult {
     pub passed: bool,
     /// Why it failed, in a few words ("exit status 1", "p95_ms=91 is not below 80", ...).
     pub failure: Option<String>,
+    /// The auditor's canary and test census for this check (see [`crate::integrity`]);
+    /// absent from the worker's informational runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<crate::integrity::CheckIntegrity>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -432,6 +436,11 @@ pub struct AuditReport {
     /// again because the same key already passed (see [`crate::cache`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cache: Vec<CheckCacheNote>,
+    /// The checks this audit ran on the base's tree for their test census, for the
+    /// verification cache: a later audit against the same base reads the base's census
+    /// from them instead of running it again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub base_censuses: Vec<CachedCheck>,
 }
 
 /// How the verification cache served one check of an audit.

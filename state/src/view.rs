@@ -185,6 +185,7 @@ mod tests {
             claims: Vec::new(),
             changed_paths: Vec::new(),
             cache: Vec::new(),
+            base_censuses: Vec::new(),
         };
         store
             .record_audit("r1", Some(1), &report, Path::new("/d"), &[])

@@ -176,6 +176,7 @@ mod tests {
             metric: None,
             passed,
             failure: (!passed).then(|| "exit status 127".into()),
+            integrity: None,
         }
     }
 

@@ -122,6 +122,7 @@ mod tests {
             }),
             passed,
             failure: (!passed).then(|| "exit status 1".into()),
+            integrity: None,
         }
     }
 

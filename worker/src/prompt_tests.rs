@@ -114,6 +114,7 @@ fn failing_check(command: &str, stdout: &str) -> CheckResult {
         metric: None,
         passed: false,
         failure: Some("exit status 1".into()),
+        integrity: None,
     }
 }
 

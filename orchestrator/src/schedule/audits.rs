@@ -210,24 +210,25 @@ impl Scheduler<'_> {
     }
 
     /// Offers an audit that is starting the evidence already recorded for its
-    /// candidate's tree, and the auditors' worktree pool. Without the offer the audit runs
-    /// every check in a fresh worktree, so a failure here costs time, never truth.
+    /// candidate's tree and for its base's (whose test census the candidate's is compared
+    /// with), and the auditors' worktree pool. Without the offer the audit runs every check
+    /// in a fresh worktree, so a failure here costs time, never truth.
     pub(super) fn offer_reuse(&self, input: &AuditInput) {
         let report_dir = &input.report_dir;
-        let tree = Oid::from_str(&input.candidate)
-            .ok()
-            .and_then(|candidate| self.repo.tree_of(candidate).ok());
-        let cached_checks = match tree {
-            Some(tree) => self
-                .store
-                .cached_checks(&tree.to_string())
-                .unwrap_or_else(|err| {
-                    // Not propagated: without the cache the audit runs every check itself.
-                    tracing::warn!("could not read the cached evidence of {tree}: {err}");
-                    Vec::new()
-                }),
-            None => Vec::new(),
-        };
+        let mut cached_checks = Vec::new();
+        for commit in [&input.candidate, &input.base] {
+            let Some(tree) = Oid::from_str(commit)
+                .ok()
+                .and_then(|commit| self.repo.tree_of(commit).ok())
+            else {
+                continue;
+            };
+            match self.store.cached_checks(&tree.to_string()) {
+                Ok(found) => cached_checks.extend(found),
+                // Not propagated: without the cache the audit runs every check itself.
+                Err(err) => tracing::warn!("could not read the cached evidence of {tree}: {err}"),
+            }
+        }
         let reuse = AuditReuse {
             cached_checks,
             pool: Some(worktree::audit_pool(
@@ -260,6 +261,21 @@ impl Scheduler<'_> {
                 )
             {
                 tracing::warn!("could not cache the evidence of `{}`: {err}", check.command);
+            }
+        }
+        // The base's runs for a test census, under the base's tree.
+        for run in &report.base_censuses {
+            let Some(tree) = run.result.record.tree.as_deref() else {
+                continue;
+            };
+            if let Err(err) =
+                self.store
+                    .record_cached_check(&run.key, tree, &run.result, &run.source)
+            {
+                tracing::warn!(
+                    "could not cache the base's census of `{}`: {err}",
+                    run.result.command
+                );
             }
         }
     }

@@ -7,7 +7,7 @@
 //! [`phases`] reads `## Phases` and lays each phase over the plan's contract, and
 //! [`validate`] checks what needs the whole plan in view.
 
-mod checks;
+pub(crate) mod checks;
 mod front_matter;
 mod markdown;
 mod phases;

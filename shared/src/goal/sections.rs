@@ -144,10 +144,17 @@ pub(crate) fn check(lines: &[Line], sink: &mut Sink) -> Option<Check> {
     let text: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
     let text = text.join(" ");
     match parse_check(&text) {
-        Ok(kind) => Some(Check {
-            text: Spanned::new(text, first.line, first.col),
-            kind,
-        }),
+        Ok(kind) => {
+            if let (Err(e), crate::contract::CheckKind::Machine { .. }) =
+                (crate::integrity::settings(&text), &kind)
+            {
+                sink.error(first.line, first.col, e.message, e.expected);
+            }
+            Some(Check {
+                text: Spanned::new(text, first.line, first.col),
+                kind,
+            })
+        }
         Err(e) => {
             sink.error(first.line, first.col, e.message, e.expected);
             // Kept as a machine check without its metric, so the error above is not

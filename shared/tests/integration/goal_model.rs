@@ -397,6 +397,52 @@ fn a_line_after_an_inline_check_is_context() {
 }
 
 #[test]
+fn canary_and_census_settings_are_read_from_a_checks_item() {
+    use goalpost_shared::integrity::CanarySetting;
+    let plan = parse(
+        "# T\n\n## Outcome\nx\n\n## Verification\n- `cargo test` passes\n  Canary: off\n\
+         - `make test` passes; Canary: `cp ci/canary.py tests/`; Census: off\n\
+         - `pytest` passes. Canary: tests/test_canary.py\n\
+         - `go test ./...` passes\n",
+    );
+    let settings: Vec<_> = plan
+        .contract
+        .verification
+        .iter()
+        .map(|c| {
+            let s = c.integrity();
+            (s.canary, s.census)
+        })
+        .collect();
+    assert_eq!(
+        settings,
+        [
+            (CanarySetting::Off, true),
+            (
+                CanarySetting::Command("cp ci/canary.py tests/".to_owned()),
+                false
+            ),
+            (CanarySetting::File("tests/test_canary.py".to_owned()), true),
+            (CanarySetting::Builtin, true),
+        ]
+    );
+    let errs = errors(
+        "# T\n\n## Outcome\nx\n\n## Verification\n- `t` passes\n- `u` passes\n  Canary: sometimes\n\
+         - `v` passes; Census: partly\n",
+    );
+    assert_eq!(
+        errs,
+        [
+            "goal.md:8:3: canary \"sometimes\" is neither `off`, a command nor a relative path; \
+             `Canary: off`, `Canary: `COMMAND`` (a command that adds a failing test) or \
+             `Canary: PATH` (where the auditor writes its failing test)",
+            "goal.md:10:3: unknown census setting \"partly\"; `Census: off` or \
+             `Census: allow GLOB, GLOB` (paths whose change allows fewer tests)",
+        ]
+    );
+}
+
+#[test]
 fn the_sandbox_settings_network_and_the_temp_dir_cap() {
     let plan = parse(
         "+++\nnetwork = \"none\"\n\n[budget]\ntmp_mb = 64\n+++\n\

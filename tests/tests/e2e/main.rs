@@ -6,6 +6,7 @@ mod approve;
 mod best_of_n;
 mod confinement;
 mod durable;
+mod integrity;
 mod lifecycle;
 mod plan_cli;
 mod pool_cache;
