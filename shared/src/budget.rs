@@ -226,6 +226,8 @@ pub fn remaining(budget: &Budget, spent: Spent<'_>) -> Budget {
         cost_usd: left(&budget.cost_usd, u.cost_usd),
         tool_calls: left(&budget.tool_calls, u.tool_calls),
         iterations: left(&budget.iterations, spent.iterations.unwrap_or(0)),
+        // A cap on what is held at once, not an amount spent.
+        objects_mb: budget.objects_mb.clone(),
     }
 }
 

@@ -32,6 +32,7 @@ pub(crate) const BUDGET_KEYS: &[&str] = &[
     "cost_usd",
     "tool_calls",
     "iterations",
+    "objects_mb",
 ];
 pub(crate) const AGENT_KEYS: &[&str] = &["adapter", "command", "args", "model", "env"];
 pub(crate) const ROLE_KEYS: &[&str] = &["implementer", "reviewer", "auditor"];
@@ -91,6 +92,7 @@ fn budget(t: &mut Toml<'_, '_>, name: &str, v: &Value<'_>) -> Budget {
             "tokens_out" => b.tokens_out = t.positive_int(&path, v),
             "tokens_cached" => b.tokens_cached = t.positive_int(&path, v),
             "tool_calls" => b.tool_calls = t.positive_int(&path, v),
+            "objects_mb" => b.objects_mb = t.positive_int(&path, v),
             "cost_usd" => b.cost_usd = t.non_negative(&path, v),
             "wall" => {
                 if let DeValue::String(text) = v.get_ref()
