@@ -26,7 +26,7 @@ use goalpost_shared::check::run_check;
 use goalpost_shared::confine::{ConfineError, Confinement, GitLinks};
 use goalpost_shared::contract::{Check, CheckKind};
 use goalpost_shared::git::quote_path;
-use goalpost_shared::git::{GitError, Repo};
+use goalpost_shared::git::{GitError, Quarantine, Repo};
 use goalpost_shared::process;
 use goalpost_shared::protocol::{
     AUDIT_REUSE_FILE, AuditInput, AuditReport, AuditReuse, CachedCheck, CheckCacheNote,
@@ -159,9 +159,18 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         }
         let timeout = Duration::from_secs(input.check_timeout_secs.max(1));
         // The candidate's own scripts run here: they may write in the checkout, its git
-        // metadata, the object store and the audit's private home and temp, nowhere else.
+        // metadata and the audit's private home, temp and object quarantine, nowhere else.
+        // Their git writes objects into that quarantine, which goes with the scratch dir.
+        let objects = scratch.path().join("objects");
+        let quarantine = Quarantine::create(&objects).map_err(|source| AuditError::Io {
+            what: "creating",
+            path: objects.clone(),
+            source,
+        })?;
+        let mut env = env.clone();
+        env.extend(quarantine.env(&repo));
         let confine = (!input.unconfined)
-            .then(|| Confinement::for_worktree(checkout.path(), &[scratch.path()]))
+            .then(|| Confinement::for_worktree(&repo, checkout.path(), &[scratch.path()]))
             .transpose()?;
         // A check may rewrite the checkout's git links; they are put back before the
         // checkout is removed or recycled by git commands that follow them.

@@ -137,8 +137,7 @@ fn run_goalpost(scratch: &Scratch, confined: Confined) -> std::process::Child {
     if confined == Confined::No {
         cmd.arg("--unconfined");
     }
-    cmd
-        .stdout(fs::File::create(scratch.path("goalpost.out")).unwrap())
+    cmd.stdout(fs::File::create(scratch.path("goalpost.out")).unwrap())
         .stderr(fs::File::create(scratch.path("goalpost.err")).unwrap())
         .spawn()
         .expect("goalpost starts")

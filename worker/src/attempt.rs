@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use goalpost_agents::{self as agents, Turn, TurnRequest};
 use goalpost_shared::check;
 use goalpost_shared::confine::{self, ConfineError, Confinement, GitLinks};
-use goalpost_shared::git::GitError;
+use goalpost_shared::git::{GitError, Quarantine, Repo};
 use goalpost_shared::protocol::{
     AgentSpec, AttemptOutcome, CheckResult, Feedback, IterationRecord, PROGRESS_FILE, Role,
     STOP_FILE, TurnRecord, Verdict, WorkerEvent, WorkerInput, WorkerResult,
@@ -73,9 +73,22 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
         })?;
     }
     let mut lineage = Lineage::open(input)?;
-    let confine = confinement(input, &[&tmpdir, &state_dir, &check_tmp])?;
+    // The agents' and checks' own object directory: what their git writes stays here,
+    // and goes with the round; the harvest alone brings objects into the repository.
+    let objects = input.private_dir.join("objects");
+    let quarantine = Quarantine::create(&objects).map_err(|source| AttemptError::PrivateDir {
+        path: objects.clone(),
+        source,
+    })?;
+    let confine = confinement(
+        input,
+        lineage.repo(),
+        &[&tmpdir, &state_dir, &check_tmp, quarantine.dir()],
+    )?;
+    let git_env = quarantine.env(lineage.repo());
     let mut check_env = agents::allowed_env(&input.env_allow);
     check_env.insert("TMPDIR".into(), check_tmp.into_os_string());
+    check_env.extend(git_env.iter().cloned());
     let links = GitLinks::read(&input.worktree).ok();
     if let Some(Feedback::Conflict {
         previous_candidate, ..
@@ -91,6 +104,9 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
         check_env,
         confine,
         links,
+        quarantine,
+        git_env,
+        over_cap: None,
         lineage,
         meter: Meter::new(input.budget.clone()),
         progress: Progress::default(),
@@ -98,7 +114,10 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
     };
     let outcome = round
         .run()
-        .unwrap_or_else(|err| outcome::worker_failed(&err));
+        .unwrap_or_else(|err| outcome::round_failed(&err));
+    if let Err(err) = round.quarantine.remove() {
+        tracing::warn!("cannot remove {}: {err}", round.quarantine.dir().display());
+    }
     Ok(WorkerResult {
         outcome,
         head: round.lineage.ref_value().map(|c| c.to_string()),
@@ -107,18 +126,19 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
     })
 }
 
-/// Where the attempt's agents and checks may write: the worktree, its git metadata, the
-/// object store and `private` (temp and state directories); `None` when unconfined. A
-/// kernel that cannot confine is an error here, before any agent starts.
+/// Where the attempt's agents and checks may write: the worktree, its git metadata and
+/// `private` (temp and state directories, the object quarantine); `None` when unconfined.
+/// A kernel that cannot confine is an error here, before any agent starts.
 fn confinement(
     input: &WorkerInput,
+    repo: &Repo,
     private: &[&Path],
 ) -> Result<Option<Confinement>, ConfineError> {
     if input.unconfined {
         return Ok(None);
     }
     confine::probe()?;
-    Confinement::for_worktree(&input.worktree, private).map(Some)
+    Confinement::for_worktree(repo, &input.worktree, private).map(Some)
 }
 
 struct Round<'a> {
@@ -133,6 +153,12 @@ struct Round<'a> {
     confine: Option<Confinement>,
     /// The worktree's git links as the round found them (see [`GitLinks`]).
     links: Option<GitLinks>,
+    /// Where the agents' and checks' git writes objects.
+    quarantine: Quarantine,
+    /// The environment that points their git there.
+    git_env: [(OsString, OsString); 2],
+    /// What the quarantine held when it was found over its cap.
+    over_cap: Option<u64>,
     lineage: Lineage,
     meter: Meter,
     progress: Progress,
@@ -324,6 +350,7 @@ impl Round<'_> {
             self.confine.as_ref(),
         );
         self.restore_links();
+        self.check_quarantine();
         for c in &mut checks {
             c.record.tree = Some(record.tree.clone());
         }
@@ -425,6 +452,7 @@ impl Round<'_> {
         let input = self.input;
         let mut env = agents::agent_env(input, spec, role, iteration, &self.tmpdir);
         env.insert("GOALPOST_STATE_DIR".into(), self.state_dir.clone().into());
+        env.extend(self.git_env.iter().cloned());
         let request = TurnRequest {
             role,
             iteration,
@@ -443,6 +471,7 @@ impl Round<'_> {
         self.report(&WorkerEvent::TurnStarted { iteration, role });
         let turn = agents::run_turn(spec, &request);
         self.restore_links();
+        self.check_quarantine();
         self.meter.record(&turn.record.usage);
         log_turn(&turn.record);
         self.report(&WorkerEvent::TurnFinished {
@@ -491,9 +520,34 @@ impl Round<'_> {
         }
     }
 
+    /// Empties the object quarantine when it holds more than the attempt's cap, and
+    /// remembers that for [`Round::stopped`]: the round stops at the next boundary.
+    fn check_quarantine(&mut self) {
+        let cap = self.input.budget.objects_bytes();
+        let bytes = self.quarantine.size();
+        if bytes <= cap {
+            return;
+        }
+        tracing::warn!(bytes, cap, "the object quarantine is over its cap");
+        if let Err(err) = self
+            .quarantine
+            .remove()
+            .and_then(|()| Quarantine::create(self.quarantine.dir()).map(drop))
+        {
+            tracing::warn!("cannot empty {}: {err}", self.quarantine.dir().display());
+        }
+        self.over_cap.get_or_insert(bytes);
+    }
+
     /// The outcome of a round the worker was told to stop: by a signal (the running turn
     /// was cut short), or by the stop file (checked between turns: a safe boundary).
     fn stopped(&self) -> Option<AttemptOutcome> {
+        if let Some(bytes) = self.over_cap {
+            return Some(outcome::objects_over_cap(
+                bytes,
+                self.input.budget.objects_bytes(),
+            ));
+        }
         let stop_file = self.input.private_dir.join(STOP_FILE);
         if let Ok(why) = fs::read_to_string(&stop_file) {
             return Some(AttemptOutcome::Stopped {

@@ -293,6 +293,9 @@ fn merge_in_memory_clean_and_conflicting() {
     assert!(!repo.is_dirty().unwrap(), "no working tree touched");
 }
 
+/// A harvest's cap on new objects in the tests: far above what they write.
+const CAP: u64 = 64 * 1024 * 1024;
+
 #[test]
 fn harvest_commits_every_change_without_moving_branches() {
     let t = TestRepo::new(&[
@@ -308,8 +311,14 @@ fn harvest_commits_every_change_without_moving_branches() {
     assert_eq!(fs::read_to_string(wt.join("keep.txt")).unwrap(), "keep\n");
 
     assert_eq!(
-        repo.commit_worktree(&wt, base, "nothing", &identity())
-            .unwrap(),
+        repo.commit_worktree(
+            &repo.worktree_view(&wt, &t.root.join("harvest")),
+            base,
+            "nothing",
+            &identity(),
+            CAP
+        )
+        .unwrap(),
         None,
         "no change, no commit"
     );
@@ -324,7 +333,13 @@ fn harvest_commits_every_change_without_moving_branches() {
         ],
     );
     let first = repo
-        .commit_worktree(&wt, base, "iteration 1", &identity())
+        .commit_worktree(
+            &repo.worktree_view(&wt, &t.root.join("harvest")),
+            base,
+            "iteration 1",
+            &identity(),
+            CAP,
+        )
         .unwrap()
         .expect("a commit");
     let commit = repo.git2().find_commit(first).unwrap();
@@ -358,13 +373,25 @@ fn harvest_commits_every_change_without_moving_branches() {
 
     // Nothing new since: no commit on top of the harvest.
     assert_eq!(
-        repo.commit_worktree(&wt, first, "again", &identity())
-            .unwrap(),
+        repo.commit_worktree(
+            &repo.worktree_view(&wt, &t.root.join("harvest")),
+            first,
+            "again",
+            &identity(),
+            CAP
+        )
+        .unwrap(),
         None
     );
     apply(&wt, &[("edit.txt", Some("newer\n"))]);
     let second = repo
-        .commit_worktree(&wt, first, "iteration 2", &identity())
+        .commit_worktree(
+            &repo.worktree_view(&wt, &t.root.join("harvest")),
+            first,
+            "iteration 2",
+            &identity(),
+            CAP,
+        )
         .unwrap()
         .unwrap();
     assert_eq!(repo.changed_paths(first, second).unwrap().len(), 1);
@@ -574,7 +601,13 @@ fn harvest_squashes_commits_an_agent_made_itself_onto_the_given_parent() {
     apply(&wt, &[("c.txt", Some("c\n"))]);
 
     let harvested = repo
-        .commit_worktree(&wt, base, "harvest", &identity())
+        .commit_worktree(
+            &repo.worktree_view(&wt, &t.root.join("harvest")),
+            base,
+            "harvest",
+            &identity(),
+            CAP,
+        )
         .unwrap()
         .unwrap();
     let commit = repo.git2().find_commit(harvested).unwrap();
