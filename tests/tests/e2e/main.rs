@@ -7,6 +7,7 @@ mod best_of_n;
 mod confinement;
 mod durable;
 mod lifecycle;
+mod objects;
 mod plan_cli;
 mod pool_cache;
 mod progress;
