@@ -8,6 +8,7 @@ use std::time::Duration;
 use goalpost_shared::exit::ExitCode;
 use goalpost_shared::git::{Identity, Repo};
 use goalpost_shared::plan::{Budget, Plan};
+use goalpost_shared::protocol::HARVEST_DIR;
 use goalpost_state::{RunRow, RunState, Store, StoreError};
 
 use crate::control;
@@ -184,7 +185,7 @@ pub fn clear(dir: &Path, run: Option<&str>, purge: bool, yes: bool) -> Result<Ex
         let harvest_dir = ws
             .layout
             .attempt_dir(&row.id, &a.phase_id, a.n)
-            .join("harvest");
+            .join(HARVEST_DIR);
         match harvest_leftovers(&ws.repo, path, &harvest_dir, &a.ref_name, a.base.as_deref()) {
             Ok(()) => {
                 if let Err(e) = ws.repo.worktree_remove(path, true) {
@@ -289,7 +290,7 @@ fn holds_work_off_ref(ws: &Workspace, run: &str, name: &str, path: &Path) -> boo
         Ok(Some(commit)) => commit,
         _ => return true,
     };
-    let harvest_dir = ws.layout.attempt_dir(run, phase, n).join("harvest");
+    let harvest_dir = ws.layout.attempt_dir(run, phase, n).join(HARVEST_DIR);
     ws.repo
         .worktree_view(path, &harvest_dir)
         .changes_from(on_ref)

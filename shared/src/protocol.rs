@@ -50,6 +50,12 @@ pub const STOP_FILE: &str = "stop";
 /// what it says is shown as progress, never used to decide anything.
 pub const PROGRESS_FILE: &str = "progress.jsonl";
 
+/// The folder of a worker's `private_dir` where goalpost keeps its own index of the
+/// attempt's worktree and stages a harvest's objects (see
+/// [`crate::git::WorktreeView`]); no agent can write there. The orchestrator's dirty
+/// scans of that worktree read the same index.
+pub const HARVEST_DIR: &str = "harvest";
+
 /// What a worker reports while its round goes on (see [`PROGRESS_FILE`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use goalpost_shared::git::{GitError, Identity, Oid, Repo, WorktreeView};
-use goalpost_shared::protocol::WorkerInput;
+use goalpost_shared::protocol::{HARVEST_DIR, WorkerInput};
 
 /// The attempt ref, the commit harvests build on, and the repository they live in.
 #[derive(Debug)]
@@ -62,7 +62,7 @@ impl Lineage {
         Ok(Lineage {
             repo,
             worktree: input.worktree.clone(),
-            harvest_dir: input.private_dir.join("harvest"),
+            harvest_dir: input.private_dir.join(HARVEST_DIR),
             objects_cap: input.budget.objects_bytes(),
             attempt_ref: input.attempt_ref.clone(),
             base,

@@ -2,6 +2,8 @@
 //! dispatched, given back as soon as no worker uses them, and removed at the run's end
 //! once their work is on refs.
 
+use goalpost_shared::protocol::HARVEST_DIR;
+
 use super::{AttemptState, ScheduleError, Scheduler};
 use crate::crash;
 use crate::worktree;
@@ -38,7 +40,7 @@ impl<'a> Scheduler<'a> {
                 AttemptState::Working | AttemptState::Interrupted { .. }
             );
             if done && a.worktree.join(".git").exists() {
-                let released = pool.release(&a.worktree, &a.dir.join("harvest"), &a.ref_name);
+                let released = pool.release(&a.worktree, &a.dir.join(HARVEST_DIR), &a.ref_name);
                 tracing::debug!(worktree = %a.worktree.display(), ?released, "recycling");
             }
         }
@@ -57,7 +59,9 @@ impl<'a> Scheduler<'a> {
                     continue;
                 }
             };
-            let view = self.repo.worktree_view(&a.worktree, &a.dir.join("harvest"));
+            let view = self
+                .repo
+                .worktree_view(&a.worktree, &a.dir.join(HARVEST_DIR));
             match view.changes_from(on_ref).map(|c| !c.is_empty()) {
                 // Its work is on its ref: the directory goes here, git's record of it with
                 // the one prune below, not one `git worktree remove` per attempt.

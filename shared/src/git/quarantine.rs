@@ -286,7 +286,7 @@ impl WorktreeView<'_> {
 }
 
 /// Writes `bytes` to a new file beside `path` and renames it over `path`.
-fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(super) fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut aside = path.as_os_str().to_owned();
     aside.push(".goalpost-new");
     let aside = PathBuf::from(aside);

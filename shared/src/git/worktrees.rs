@@ -180,17 +180,11 @@ impl Repo {
         }
         self.run_git_with(path, &env, clean)?;
         let head = admin.join("HEAD");
-        let aside = admin.join("HEAD.goalpost-new");
-        let _ = fs::remove_file(&aside);
-        let written = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&aside)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{hex}\n").as_bytes()))
-            .and_then(|()| fs::rename(&aside, &head));
-        written.map_err(|source| GitError::Io {
-            what: format!("writing {}", head.display()),
-            source,
+        super::quarantine::replace_file(&head, format!("{hex}\n").as_bytes()).map_err(|source| {
+            GitError::Io {
+                what: format!("writing {}", head.display()),
+                source,
+            }
         })
     }
 
