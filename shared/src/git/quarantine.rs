@@ -211,17 +211,22 @@ impl WorktreeView<'_> {
         ours: Oid,
         theirs: Oid,
     ) -> Result<(Oid, Vec<String>), GitError> {
+        // On the common dir: nothing of the worktree is needed, and nothing of it is
+        // followed.
+        let mut git_dir = OsString::from("--git-dir=");
+        git_dir.push(self.repo.common_dir());
         let out = self.repo.run_git_with_status(
-            &self.worktree,
+            self.repo.common_dir(),
             &[],
             [
-                "merge-tree",
-                "--write-tree",
-                "--name-only",
-                "--no-messages",
-                "-z",
-                &ours.to_string(),
-                &theirs.to_string(),
+                git_dir.as_os_str(),
+                OsStr::new("merge-tree"),
+                OsStr::new("--write-tree"),
+                OsStr::new("--name-only"),
+                OsStr::new("--no-messages"),
+                OsStr::new("-z"),
+                OsStr::new(&ours.to_string()),
+                OsStr::new(&theirs.to_string()),
             ],
             &[0, 1],
         )?;
