@@ -168,7 +168,9 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
             source,
         })?;
         let mut env = env.clone();
-        env.extend(quarantine.env(&repo));
+        if !input.unconfined {
+            env.extend(quarantine.env(&repo));
+        }
         let confine = (!input.unconfined)
             .then(|| Confinement::for_worktree(&repo, checkout.path(), &[scratch.path()]))
             .transpose()?;

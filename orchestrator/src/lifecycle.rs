@@ -273,26 +273,38 @@ fn harvest_leftovers(
     Ok(())
 }
 
-/// Whether the attempt worktree `name` (`<phase>.<n>`) of `run` at `path` holds files that
-/// are not on its attempt ref, read as files only against the ref's tree. One whose ref
-/// cannot be found holds work that is on no ref.
+/// Whether the worktree `name` (`<phase>.<n>` for an attempt's) of `run` at `path` holds
+/// files that are on no ref, read as files only: against its attempt ref's tree, or for a
+/// worktree with no attempt ref, the commit its `HEAD` names. One that names no commit
+/// holds work that is on no ref.
 fn holds_work_off_ref(ws: &Workspace, run: &str, name: &str, path: &Path) -> bool {
-    let Some((phase, n)) = name.rsplit_once('.') else {
-        return false;
+    let attempt = name
+        .rsplit_once('.')
+        .and_then(|(phase, n)| Some((phase, n.parse::<u32>().ok()?)));
+    let on_ref = attempt
+        .and_then(|(phase, n)| {
+            ws.repo
+                .ref_target(&crate::layout::attempt_ref(run, phase, n))
+                .ok()
+                .flatten()
+        })
+        .or_else(|| ws.repo.worktree_head(path));
+    let Some(on_ref) = on_ref else {
+        return true;
     };
-    let Ok(n) = n.parse::<u32>() else {
-        return false;
+    // The attempt's own index when its private dir is still there; else one of its own,
+    // for this scan only.
+    let harvest_dir = attempt
+        .map(|(phase, n)| ws.layout.attempt_dir(run, phase, n).join(HARVEST_DIR))
+        .filter(|dir| dir.parent().is_some_and(Path::is_dir));
+    let scratch = tempfile::tempdir();
+    let index_dir = match (&harvest_dir, &scratch) {
+        (Some(dir), _) => dir.clone(),
+        (None, Ok(scratch)) => scratch.path().to_path_buf(),
+        (None, Err(_)) => return true,
     };
-    let on_ref = match ws
-        .repo
-        .ref_target(&crate::layout::attempt_ref(run, phase, n))
-    {
-        Ok(Some(commit)) => commit,
-        _ => return true,
-    };
-    let harvest_dir = ws.layout.attempt_dir(run, phase, n).join(HARVEST_DIR);
     ws.repo
-        .worktree_view(path, &harvest_dir)
+        .worktree_view(path, &index_dir)
         .changes_from(on_ref)
         .map_or(true, |changes| !changes.is_empty())
 }

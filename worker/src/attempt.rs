@@ -85,7 +85,12 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
         lineage.repo(),
         &[&tmpdir, &state_dir, &check_tmp, quarantine.dir()],
     )?;
-    let git_env = quarantine.env(lineage.repo());
+    // Unconfined, the agents' git writes where it likes anyway: into the repository's
+    // store, as a user's git would, not into a quarantine that goes with the round.
+    let git_env: Vec<(OsString, OsString)> = match &confine {
+        Some(_) => quarantine.env(lineage.repo()).into(),
+        None => Vec::new(),
+    };
     let mut check_env = agents::allowed_env(&input.env_allow);
     check_env.insert("TMPDIR".into(), check_tmp.into_os_string());
     check_env.extend(git_env.iter().cloned());
@@ -156,7 +161,7 @@ struct Round<'a> {
     /// Where the agents' and checks' git writes objects.
     quarantine: Quarantine,
     /// The environment that points their git there.
-    git_env: [(OsString, OsString); 2],
+    git_env: Vec<(OsString, OsString)>,
     /// What the quarantine held when it was found over its cap.
     over_cap: Option<u64>,
     lineage: Lineage,

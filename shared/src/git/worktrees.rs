@@ -217,6 +217,21 @@ impl Repo {
         (back == root.join(".git")).then_some(admin)
     }
 
+    /// The commit the linked worktree at `path` has checked out, read from its private git
+    /// dir's `HEAD` as data (a commit id, or a ref resolved in this repository), `None`
+    /// when it names nothing this repository has. An agent may have written it: it says
+    /// where the worktree claims to be, never what its files hold.
+    pub fn worktree_head(&self, path: &Path) -> Option<Oid> {
+        let admin = self.worktree_admin_dir(path)?;
+        let text = fs::read_to_string(admin.join("HEAD")).ok()?;
+        let text = text.trim();
+        let commit = match text.strip_prefix("ref:") {
+            Some(name) => self.ref_target(name.trim()).ok()??,
+            None => Oid::from_str(text).ok()?,
+        };
+        self.git2().find_commit(commit).ok().map(|c| c.id())
+    }
+
     /// The worktree's canonical path and the admin dir its `.git` file names, if that is a
     /// directory right under this repository's `worktrees/`.
     fn admin_dir_named(&self, path: &Path) -> Option<(PathBuf, PathBuf)> {
