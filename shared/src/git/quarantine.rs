@@ -243,9 +243,12 @@ impl WorktreeView<'_> {
     /// data); a path it cannot vouch for is hashed.
     pub fn changes_from(&self, commit: Oid) -> Result<Changes, GitError> {
         self.ensure_index(commit)?;
-        // Refreshing rewrites only goalpost's index; it writes no object.
-        let _ = self.git(None, ["update-index", "-q", "--refresh"]);
         let hex = commit.to_string();
+        // The index holds the commit's tree, keeping the stat data of the entries that
+        // already match it; refreshing then hashes every file whose stat data changed.
+        // Both rewrite only goalpost's index and write no object.
+        self.git(None, ["read-tree", "--reset", &hex])?;
+        let _ = self.git(None, ["update-index", "-q", "--refresh"]);
         let list = |out: String| {
             let mut paths: Vec<String> = out
                 .split('\0')

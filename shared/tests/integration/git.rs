@@ -781,3 +781,21 @@ fn a_harvest_over_its_cap_imports_nothing() {
     assert!(repo.git2().odb().unwrap().exists(id));
     assert_eq!(repo.changed_paths(base, commit).unwrap().len(), 1);
 }
+
+#[test]
+fn a_dirty_scan_is_right_whatever_tree_goalposts_index_last_held() {
+    let t = TestRepo::new(&[("a.txt", "a\n"), ("b.txt", "b\n")]);
+    let base = t.rev("HEAD");
+    let next = t.commit(&[("a.txt", Some("a2\n"))], "next");
+    let repo = t.open();
+    let wt = t.root.join("attempt");
+    repo.worktree_add_detached(&wt, base).unwrap();
+    let view = repo.worktree_view(&wt, &t.root.join("harvest"));
+    assert!(view.changes_from(base).unwrap().is_empty());
+    // The worktree moves on without goalpost's index (the index still holds `base`).
+    t.git(&wt, &["checkout", "-q", "--detach", &next.to_string()]);
+    assert!(view.changes_from(next).unwrap().is_empty());
+    assert_eq!(view.changes_from(base).unwrap().tracked, ["a.txt"]);
+    fs::write(wt.join("b.txt"), "b2\n").unwrap();
+    assert_eq!(view.changes_from(next).unwrap().tracked, ["b.txt"]);
+}
