@@ -28,7 +28,7 @@ use goalpost_shared::check::run_check;
 use goalpost_shared::confine::{ConfineError, Confinement, GitLinks};
 use goalpost_shared::contract::{Check, CheckKind};
 use goalpost_shared::git::quote_path;
-use goalpost_shared::git::{GitError, Repo};
+use goalpost_shared::git::{GitError, Quarantine, Repo};
 use goalpost_shared::process;
 use goalpost_shared::protocol::{
     AUDIT_REUSE_FILE, AuditInput, AuditReport, AuditReuse, CachedCheck, CheckCacheNote,
@@ -173,15 +173,26 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         }
         let timeout = Duration::from_secs(input.check_timeout_secs.max(1));
         // The candidate's own scripts run here: they may write in the checkout, its git
-        // metadata, the object store and the audit's private home and temp (a capped file
-        // system of each check's own), nowhere else, and see nothing of goalpost's. The
-        // protected files are read-only to them even in the checkout.
+        // metadata and the audit's private home, temp (a capped file system of each
+        // check's own) and object quarantine, nowhere else, and see nothing of goalpost's.
+        // Their git writes objects into that quarantine, which goes with the scratch dir.
+        // The protected files are read-only to them even in the checkout.
+        let objects = scratch.path().join("objects");
+        let quarantine = Quarantine::create(&objects).map_err(|source| AuditError::Io {
+            what: "creating",
+            path: objects.clone(),
+            source,
+        })?;
+        let mut env = env.clone();
+        if !input.unconfined {
+            env.extend(quarantine.env(&repo));
+        }
         let sandbox = &input.sandbox;
         let confine = if input.unconfined {
             None
         } else {
             Some(
-                Confinement::for_worktree(checkout.path(), &[scratch.path()])?
+                Confinement::for_worktree(&repo, checkout.path(), &[scratch.path()])?
                     .hiding(&sandbox.hidden)
                     .offline(sandbox.offline_checks)
                     .with_scratch(&scratch.path().join("tmp"), sandbox.tmp_bytes())?

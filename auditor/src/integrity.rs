@@ -228,7 +228,7 @@ pub fn compare_censuses(
         let confine = if at_base.unconfined {
             None
         } else {
-            match Confinement::for_worktree(checkout.path(), &[at_base.scratch]) {
+            match Confinement::for_worktree(at_base.repo, checkout.path(), &[at_base.scratch]) {
                 Ok(c) => Some(c),
                 Err(err) => {
                     tracing::warn!("cannot confine the base's checks: {err}");

@@ -414,7 +414,19 @@ fn checks_see_only_the_allow_list_and_a_private_home_in_the_audit_worktree() {
     for name in &names {
         assert!(
             [
-                "PATH", "LC_ALL", "TZ", "LANG", "HOME", "TMPDIR", "PWD", "SHLVL", "_", "OLDPWD"
+                "PATH",
+                "LC_ALL",
+                "TZ",
+                "LANG",
+                "HOME",
+                "TMPDIR",
+                "PWD",
+                "SHLVL",
+                "_",
+                "OLDPWD",
+                // The audit's object quarantine, with the repository's store read-only.
+                "GIT_OBJECT_DIRECTORY",
+                "GIT_ALTERNATE_OBJECT_DIRECTORIES",
             ]
             .contains(name),
             "unexpected variable {name} in {env}"

@@ -47,7 +47,10 @@ fn main() {
     let attempt_ref = "refs/goalpost/bench/p/1";
     repo.update_ref_cas(attempt_ref, commits[0], None, "bench")
         .unwrap();
-    assert_eq!(pool.release(&seed, attempt_ref), Released::Pooled);
+    assert_eq!(
+        pool.release(&seed, &scratch.path("harvest"), attempt_ref),
+        Released::Pooled
+    );
 
     let (mut add, mut fresh, mut pooled) = (Vec::new(), Vec::new(), Vec::new());
     let mut on_ref = commits[0];
@@ -95,7 +98,10 @@ fn main() {
         repo.update_ref_cas(attempt_ref, target, Some(on_ref), "bench")
             .unwrap();
         on_ref = target;
-        assert_eq!(pool.release(&path, attempt_ref), Released::Pooled);
+        assert_eq!(
+            pool.release(&path, &scratch.path("harvest"), attempt_ref),
+            Released::Pooled
+        );
     }
     let (add, fresh, pooled) = (median(&add), median(&fresh), median(&pooled));
     println!(

@@ -8,6 +8,7 @@ use std::time::Duration;
 use goalpost_shared::exit::ExitCode;
 use goalpost_shared::git::{Identity, Repo};
 use goalpost_shared::plan::{Budget, Plan};
+use goalpost_shared::protocol::HARVEST_DIR;
 use goalpost_state::{RunRow, RunState, Store, StoreError};
 
 use crate::control;
@@ -181,7 +182,11 @@ pub fn clear(dir: &Path, run: Option<&str>, purge: bool, yes: bool) -> Result<Ex
         if !path.exists() {
             continue;
         }
-        match harvest_leftovers(&ws.repo, path, &a.ref_name) {
+        let harvest_dir = ws
+            .layout
+            .attempt_dir(&row.id, &a.phase_id, a.n)
+            .join(HARVEST_DIR);
+        match harvest_leftovers(&ws.repo, path, &harvest_dir, &a.ref_name, a.base.as_deref()) {
             Ok(()) => {
                 if let Err(e) = ws.repo.worktree_remove(path, true) {
                     kept.push(format!("{}: {e}", path.display()));
@@ -236,26 +241,72 @@ pub fn clear(dir: &Path, run: Option<&str>, purge: bool, yes: bool) -> Result<Ex
     Ok(ExitCode::Complete)
 }
 
-/// Commits whatever an interrupted agent left in `worktree` onto its attempt ref.
-fn harvest_leftovers(repo: &Repo, worktree: &Path, ref_name: &str) -> Result<(), RunError> {
-    let wt = Repo::open(worktree)?;
-    if !wt.is_dirty()? {
+/// Commits whatever an interrupted agent left in `worktree` onto its attempt ref, reading
+/// the worktree as files only (through the attempt's own index in `harvest_dir`).
+fn harvest_leftovers(
+    repo: &Repo,
+    worktree: &Path,
+    harvest_dir: &Path,
+    ref_name: &str,
+    base: Option<&str>,
+) -> Result<(), RunError> {
+    let current = repo.ref_target(ref_name)?;
+    let parent = match (current, base) {
+        (Some(c), _) => c,
+        (None, Some(base)) => repo.resolve(base)?,
+        // Never harvested and no base recorded: nothing of the attempt's to keep.
+        (None, None) => return Ok(()),
+    };
+    let view = repo.worktree_view(worktree, harvest_dir);
+    if view.changes_from(parent)?.is_empty() {
         return Ok(());
     }
-    let current = repo.ref_target(ref_name)?;
-    let parent = match current {
-        Some(c) => c,
-        None => wt.resolve("HEAD")?,
-    };
-    if let Some(commit) = wt.commit_worktree(
-        worktree,
+    if let Some(commit) = repo.commit_worktree(
+        &view,
         parent,
         "goalpost: harvest what an interrupted turn left",
         &Identity::goalpost(),
+        Budget::default().objects_bytes(),
     )? {
         repo.update_ref_cas(ref_name, commit, current, "goalpost: harvest on clear")?;
     }
     Ok(())
+}
+
+/// Whether the worktree `name` (`<phase>.<n>` for an attempt's) of `run` at `path` holds
+/// files that are on no ref, read as files only: against its attempt ref's tree, or for a
+/// worktree with no attempt ref, the commit its `HEAD` names. One that names no commit
+/// holds work that is on no ref.
+fn holds_work_off_ref(ws: &Workspace, run: &str, name: &str, path: &Path) -> bool {
+    let attempt = name
+        .rsplit_once('.')
+        .and_then(|(phase, n)| Some((phase, n.parse::<u32>().ok()?)));
+    let on_ref = attempt
+        .and_then(|(phase, n)| {
+            ws.repo
+                .ref_target(&crate::layout::attempt_ref(run, phase, n))
+                .ok()
+                .flatten()
+        })
+        .or_else(|| ws.repo.worktree_head(path));
+    let Some(on_ref) = on_ref else {
+        return true;
+    };
+    // The attempt's own index when its private dir is still there; else one of its own,
+    // for this scan only.
+    let harvest_dir = attempt
+        .map(|(phase, n)| ws.layout.attempt_dir(run, phase, n).join(HARVEST_DIR))
+        .filter(|dir| dir.parent().is_some_and(Path::is_dir));
+    let scratch = tempfile::tempdir();
+    let index_dir = match (&harvest_dir, &scratch) {
+        (Some(dir), _) => dir.clone(),
+        (None, Ok(scratch)) => scratch.path().to_path_buf(),
+        (None, Err(_)) => return true,
+    };
+    ws.repo
+        .worktree_view(path, &index_dir)
+        .changes_from(on_ref)
+        .map_or(true, |changes| !changes.is_empty())
 }
 
 /// `goalpost gc`: removes worktrees no live run needs, never one holding work that is not
@@ -294,9 +345,8 @@ pub fn gc(dir: &Path) -> Result<ExitCode, RunError> {
         };
         for wt in entries.flatten() {
             let path = wt.path();
-            let dirty = Repo::open(&path)
-                .and_then(|r| r.is_dirty())
-                .unwrap_or(false);
+            let name = wt.file_name().to_string_lossy().into_owned();
+            let dirty = holds_work_off_ref(&ws, &run, &name, &path);
             if dirty && !wt.file_name().to_string_lossy().starts_with("audit-") {
                 eprintln!(
                     "kept {}: it holds changes that are on no ref",

@@ -151,11 +151,13 @@ impl<'r> Pool<'r> {
         Ok(Ready::Added)
     }
 
-    /// Gives back the worktree at `path` of the attempt whose work is on `attempt_ref`:
-    /// pooled when its work is safe on the ref and the pool has room, removed when it is
-    /// safe and the pool is full, kept otherwise.
-    pub fn release(&self, path: &Path, attempt_ref: &str) -> Released {
-        if let Err(why) = work_is_on_ref(self.repo, path, attempt_ref, &self.config.cache_dirs) {
+    /// Gives back the worktree at `path` of the attempt whose work is on `attempt_ref`
+    /// (and whose own index of it is in `harvest_dir`): pooled when its work is safe on
+    /// the ref and the pool has room, removed when it is safe and the pool is full, kept
+    /// otherwise.
+    pub fn release(&self, path: &Path, harvest_dir: &Path, attempt_ref: &str) -> Released {
+        let cache_dirs = &self.config.cache_dirs;
+        if let Err(why) = work_is_on_ref(self.repo, path, harvest_dir, attempt_ref, cache_dirs) {
             return Released::Kept(why);
         }
         match self.pool.put(path) {
@@ -194,59 +196,36 @@ pub fn audit_pool(layout: &Layout, run: &str, max_parallel: usize) -> PoolSpec {
 
 pub use goalpost_shared::git::pool::drain_dir;
 
-/// Why the worktree at `path` may hold work that is not on `attempt_ref`, if it may.
+/// Why the worktree at `path` may hold work that is not on `attempt_ref`, if it may. The
+/// worktree is read as files only, against the ref's tree, through the attempt's own
+/// index in `harvest_dir`; nothing of its git links or metadata is followed.
 fn work_is_on_ref(
     repo: &Repo,
     path: &Path,
+    harvest_dir: &Path,
     attempt_ref: &str,
     cache_dirs: &[String],
 ) -> Result<(), String> {
-    let tree = Repo::open(path).map_err(|e| e.to_string())?;
-    if tree.common_dir() != repo.common_dir() {
-        return Err("it belongs to another repository".to_owned());
-    }
-    let head = tree
-        .git2()
-        .head()
-        .and_then(|h| h.peel_to_commit())
-        .map(|c| c.id())
-        .map_err(|e| format!("its HEAD cannot be read: {e}"))?;
     let on_ref = repo
         .ref_target(attempt_ref)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{attempt_ref} does not exist"))?;
-    if !repo.is_ancestor(head, on_ref).map_err(|e| e.to_string())? {
-        return Err(format!("its HEAD {head} is not on {attempt_ref}"));
-    }
-    if let Some(path) = first_change(&tree, cache_dirs).map_err(|e| e.to_string())? {
+    let changes = repo
+        .worktree_view(path, harvest_dir)
+        .changes_from(on_ref)
+        .map_err(|e| e.to_string())?;
+    // Untracked files in the cache directories stay with the recycled worktree: they are
+    // never lost with it.
+    let first = changes.tracked.iter().chain(
+        changes
+            .untracked
+            .iter()
+            .filter(|p| !cache_dirs.iter().any(|d| in_cache_dir(p, d))),
+    );
+    if let Some(path) = first.into_iter().next() {
         return Err(format!("it holds changes not on {attempt_ref} ({path})"));
     }
     Ok(())
-}
-
-/// The first path git sees a change in (tracked, or untracked and not ignored), leaving
-/// out untracked files in the cache directories: recycling keeps those, so they are never
-/// lost with it.
-fn first_change(tree: &Repo, cache_dirs: &[String]) -> Result<Option<String>, GitError> {
-    let mut opts = git2::StatusOptions::new();
-    opts.include_untracked(true)
-        .include_ignored(false)
-        .recurse_untracked_dirs(false)
-        .exclude_submodules(false);
-    let statuses = tree
-        .git2()
-        .statuses(Some(&mut opts))
-        .map_err(|source| GitError::Git2 {
-            context: "reading the worktree's status".to_owned(),
-            source,
-        })?;
-    Ok(statuses.iter().find_map(|entry| {
-        let status = entry.status();
-        let path = String::from_utf8_lossy(entry.path_bytes()).into_owned();
-        let cached =
-            status == git2::Status::WT_NEW && cache_dirs.iter().any(|d| in_cache_dir(&path, d));
-        (!status.is_empty() && !status.contains(git2::Status::IGNORED) && !cached).then_some(path)
-    }))
 }
 
 /// Whether repository-relative `path` is inside the cache directory `pattern`: `target/`

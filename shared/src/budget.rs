@@ -231,6 +231,8 @@ pub fn remaining(budget: &Budget, spent: Spent<'_>) -> Budget {
         tool_calls: left(&budget.tool_calls, u.tool_calls),
         iterations: left(&budget.iterations, spent.iterations.unwrap_or(0)),
         tmp_mb: budget.tmp_mb.clone(),
+        // A cap on what is held at once, not an amount spent.
+        objects_mb: budget.objects_mb.clone(),
     }
 }
 

@@ -1,9 +1,10 @@
 //! Confinement of the processes that run the work: agent turns and the checks the worker
 //! and the auditor run. Under Landlock (Linux ≥ 6.2, ABI ≥ 3) such a child may read and
 //! execute anything, but may write (create, delete, rename, truncate) only under the
-//! directories of its [`Confinement`]: its worktree, that worktree's own git metadata,
-//! the object store and the private directories it was given. The repository's refs,
-//! `packed-refs`, config, hooks and every other worktree stay read-only to it.
+//! directories of its [`Confinement`]: its worktree, that worktree's own git metadata and
+//! the private directories it was given (its object quarantine among them). The
+//! repository's objects, refs, `packed-refs`, config, hooks and every other worktree stay
+//! read-only to it.
 //!
 //! Landlock is the second layer, inside the bubblewrap sandbox of `process::sandbox`
 //! (which makes the file system outside those directories read-only as well). Where the
@@ -18,9 +19,9 @@
 //!
 //! ```no_run
 //! use goalpost_shared::confine::{self, Confinement};
-//! # fn demo(worktree: &std::path::Path, tmp: &std::path::Path) -> Result<(), confine::ConfineError> {
+//! # fn demo(repo: &goalpost_shared::git::Repo, worktree: &std::path::Path, tmp: &std::path::Path) -> Result<(), confine::ConfineError> {
 //! confine::probe()?; // refuses when Landlock is missing or too old
-//! let rules = Confinement::for_worktree(worktree, &[tmp])?;
+//! let rules = Confinement::for_worktree(repo, worktree, &[tmp])?;
 //! let cmd = goalpost_shared::process::Command::new("sh", worktree).confine(Some(rules));
 //! # let _ = cmd; Ok(()) }
 //! ```
@@ -112,7 +113,11 @@ pub enum ConfineError {
          in a bubblewrap sandbox with user and PID namespaces of its own"
     )]
     NoSandbox { why: String },
-    #[error("{} is the repository's main working tree, not a worktree of its own", .0.display())]
+    #[error(
+        "{} is not a linked worktree of the repository (its main working tree, or a \
+         worktree whose git links do not lead back to it)",
+        .0.display()
+    )]
     MainWorktree(PathBuf),
     #[error("finding the git metadata of {}: {source}", .path.display())]
     Git {
@@ -213,20 +218,20 @@ impl Confinement {
         }
     }
 
-    /// The confinement of work in `worktree`, a linked worktree of its repository: the
-    /// worktree, its private git metadata (`<common dir>/worktrees/<name>`), the object
-    /// store, and `private` (temp and state directories, created if missing).
-    pub fn for_worktree(worktree: &Path, private: &[&Path]) -> Result<Confinement, ConfineError> {
-        let repo = Repo::open(worktree).map_err(|source| ConfineError::Git {
-            path: worktree.to_owned(),
-            source,
-        })?;
-        let git_dir = canonical(repo.git_dir())?;
-        let common = canonical(repo.common_dir())?;
-        if git_dir == common {
-            return Err(ConfineError::MainWorktree(worktree.to_owned()));
-        }
-        let mut writable = vec![canonical(worktree)?, git_dir, common.join("objects")];
+    /// The confinement of work in `worktree`, a linked worktree of `repo`: the worktree,
+    /// its private git metadata (`<common dir>/worktrees/<name>`), and `private` (temp and
+    /// state directories and the object quarantine, created if missing). The repository's
+    /// object store is not among them: agents and checks write objects into a quarantine
+    /// of their own (see [`crate::git::Quarantine`]).
+    pub fn for_worktree(
+        repo: &Repo,
+        worktree: &Path,
+        private: &[&Path],
+    ) -> Result<Confinement, ConfineError> {
+        let git_dir = repo
+            .worktree_admin_dir(worktree)
+            .ok_or_else(|| ConfineError::MainWorktree(worktree.to_owned()))?;
+        let mut writable = vec![canonical(worktree)?, git_dir];
         for dir in private {
             std::fs::create_dir_all(dir).map_err(|source| ConfineError::Path {
                 path: dir.to_path_buf(),

@@ -64,8 +64,10 @@ pub fn has_control_character(path: &str) -> bool {
 }
 
 pub mod pool;
+pub mod quarantine;
 mod worktrees;
 
+pub use quarantine::{Quarantine, WorktreeView};
 pub use worktrees::Worktree;
 
 /// How much of a failed command's stderr an error keeps (the end of it).
@@ -116,6 +118,29 @@ pub enum GitError {
     /// A lock on the repository's records is held by something else.
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
+    /// One harvest would bring more objects into the repository than its cap allows.
+    #[error(
+        "the harvest of {} would import {} MiB of git objects, over the cap of {} MiB \
+         (`objects_mb` in the goal file's [budget])",
+        worktree.display(),
+        bytes.div_ceil(1024 * 1024),
+        cap / (1024 * 1024)
+    )]
+    TooManyObjects {
+        worktree: PathBuf,
+        bytes: u64,
+        cap: u64,
+    },
+    /// An object to import does not hash to its id.
+    #[error("object {id} in {} hashes to {hashed}: it is not what its id says", dir.display())]
+    ObjectMismatch { id: Oid, hashed: Oid, dir: PathBuf },
+    /// A file goalpost keeps for a worktree could not be read or written.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// libgit2 failed.
     #[error("{context}: {source}")]
     Git2 {
@@ -484,41 +509,25 @@ impl Repo {
     }
 
     /// Harvests a worktree: stages every change in it (additions, modifications,
-    /// deletions, untracked files that are not ignored) and commits the result on top of
-    /// `parent`, without moving any branch. The worktree's detached HEAD is left at the
-    /// new commit, so the next harvest diffs against it. `None` when the worktree's tree
-    /// equals `parent`'s.
+    /// deletions, untracked files that are not ignored) through goalpost's `view` of it and
+    /// commits the result on top of `parent`, without moving any branch; at most `cap`
+    /// bytes of new objects are imported. The worktree's detached HEAD is left at the new
+    /// commit, for the agents' own git. `None` when the worktree's tree equals `parent`'s.
     pub fn commit_worktree(
         &self,
-        worktree: &Path,
+        view: &WorktreeView<'_>,
         parent: Oid,
         message: &str,
         author: &Identity,
+        cap: u64,
     ) -> Result<Option<Oid>, GitError> {
-        self.run_git(worktree, ["add", "--all", "--", "."])?;
-        let tree_hex = self.run_git(worktree, ["write-tree"])?;
-        let tree = parse_oid(tree_hex.trim(), "git write-tree")?;
+        let tree = view.harvest_tree(parent, cap)?;
         if tree == self.tree_of(parent)? {
             return Ok(None);
         }
         let commit = self.create_commit(tree, &[parent], message, Some(author))?;
-        self.detach_worktree_head(worktree, commit)?;
+        view.show_commit(commit)?;
         Ok(Some(commit))
-    }
-
-    /// Points the detached HEAD of the worktree at `worktree` to a harvested `commit`,
-    /// leaving its files and index as they are (they already hold the commit's tree).
-    pub fn detach_worktree_head(&self, worktree: &Path, commit: Oid) -> Result<(), GitError> {
-        let hex = commit.to_string();
-        let args = [
-            "update-ref",
-            "--no-deref",
-            "-m",
-            "goalpost: harvest",
-            "HEAD",
-            &hex,
-        ];
-        self.run_git(worktree, args).map(drop)
     }
 
     /// The paths that differ between two commits, with renames detected, sorted by path.
@@ -643,21 +652,54 @@ impl Repo {
 
     /// Runs the git CLI in `cwd` and returns its stdout. The only place goalpost starts
     /// git: `LC_ALL=C` so messages are stable, no terminal prompts, no inherited
-    /// `GIT_DIR`-style variables, stdin closed, the command line logged, and a failure
-    /// turned into [`GitError::Command`] with the tail of stderr.
+    /// `GIT_DIR`-style variables, no fsmonitor and no hooks (whatever a config says: a
+    /// config an agent wrote must not run its code with goalpost's rights), stdin closed,
+    /// the command line logged, and a failure turned into [`GitError::Command`] with the
+    /// tail of stderr.
     pub fn run_git<I, S>(&self, cwd: &Path, args: I) -> Result<String, GitError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        self.run_git_with(cwd, &[], args)
+    }
+
+    /// [`Repo::run_git`] with more environment variables.
+    pub(crate) fn run_git_with<I, S>(
+        &self,
+        cwd: &Path,
+        env: &[(OsString, OsString)],
+        args: I,
+    ) -> Result<String, GitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.run_git_with_status(cwd, env, args, &[0])
+    }
+
+    /// [`Repo::run_git_with`] that also takes the exit codes in `ok` as success.
+    pub(crate) fn run_git_with_status<I, S>(
+        &self,
+        cwd: &Path,
+        env: &[(OsString, OsString)],
+        args: I,
+        ok: &[i32],
+    ) -> Result<String, GitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        // Shown and logged as the caller wrote it; `SAFE_CONFIG` goes with every command.
         let command_line = std::iter::once("git".to_owned())
             .chain(args.iter().map(shell_quote))
             .collect::<Vec<_>>()
             .join(" ");
         tracing::debug!(cwd = %cwd.display(), "{command_line}");
         let mut cmd = Command::new("git");
-        cmd.args(&args)
+        cmd.args(SAFE_CONFIG)
+            .args(&args)
             .current_dir(cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -668,14 +710,14 @@ impl Repo {
         cmd.env("LC_ALL", "C")
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_OPTIONAL_LOCKS", "0");
-        for (key, value) in &self.cli_env {
+        for (key, value) in self.cli_env.iter().chain(env) {
             cmd.env(key, value);
         }
         let output = cmd.output().map_err(|source| GitError::Spawn {
             command: command_line.clone(),
             source,
         })?;
-        if !output.status.success() {
+        if !output.status.code().is_some_and(|c| ok.contains(&c)) {
             return Err(GitError::Command {
                 command: command_line,
                 cwd: cwd.to_owned(),
@@ -758,6 +800,19 @@ pub fn verify_object_reads() {
     tune_libgit2();
     git2::opts::strict_hash_verification(true);
 }
+
+/// Settings every git command of goalpost's runs with, over any config file: no
+/// fsmonitor daemon or hook program is started, and the index is one plain file.
+const SAFE_CONFIG: [&str; 8] = [
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.splitIndex=false",
+    "-c",
+    "core.untrackedCache=false",
+];
 
 /// Variables that would point the git CLI at another repository than `cwd`'s.
 const INHERITED_REPO_VARS: [&str; 8] = [

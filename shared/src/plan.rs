@@ -109,6 +109,24 @@ pub struct Budget {
     /// the same in every round.
     #[serde(default)]
     pub tmp_mb: Option<Spanned<u64>>,
+    /// MiB of git objects one attempt may hold in its object quarantine, and one harvest
+    /// may import into the repository; [`DEFAULT_OBJECTS_MB`] when not set.
+    #[serde(default)]
+    pub objects_mb: Option<Spanned<u64>>,
+}
+
+/// The cap on an attempt's git objects when the goal file's `[budget]` sets no
+/// `objects_mb`: far above what source changes need, far below what fills a disk.
+pub const DEFAULT_OBJECTS_MB: u64 = 1024;
+
+impl Budget {
+    /// The cap on an attempt's git objects, in bytes (`objects_mb`, or the default).
+    pub fn objects_bytes(&self) -> u64 {
+        self.objects_mb
+            .as_ref()
+            .map_or(DEFAULT_OBJECTS_MB, |s| s.value)
+            .saturating_mul(1024 * 1024)
+    }
 }
 
 /// A duration as written in the goal file.

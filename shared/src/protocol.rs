@@ -50,6 +50,12 @@ pub const STOP_FILE: &str = "stop";
 /// what it says is shown as progress, never used to decide anything.
 pub const PROGRESS_FILE: &str = "progress.jsonl";
 
+/// The folder of a worker's `private_dir` where goalpost keeps its own index of the
+/// attempt's worktree and stages a harvest's objects (see
+/// [`crate::git::WorktreeView`]); no agent can write there. The orchestrator's dirty
+/// scans of that worktree read the same index.
+pub const HARVEST_DIR: &str = "harvest";
+
 /// What a worker reports while its round goes on (see [`PROGRESS_FILE`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -82,6 +88,9 @@ pub struct WorkerInput {
     pub attempt: u32,
     /// The plan's title, for prompts.
     pub plan_title: String,
+    /// The repository's common git dir. The worker's own git commands open the repository
+    /// from here, never through the worktree's `.git` file, which an agent can rewrite.
+    pub repo: PathBuf,
     /// The attempt's worktree: the agents' cwd. Detached HEAD at `base` on the first round.
     pub worktree: PathBuf,
     /// The phase's base commit (integration tip when the phase became ready, or the new
@@ -111,8 +120,8 @@ pub struct WorkerInput {
     /// Extra environment for agents only (never for the auditor).
     pub agent_env: BTreeMap<String, String>,
     /// Run agents and checks without Landlock (`goalpost run --unconfined`); by default
-    /// they may write only in the worktree, its git metadata, the object store and the
-    /// attempt's temp and state directories (see [`crate::confine`]).
+    /// they may write only in the worktree, its git metadata and the attempt's temp and
+    /// state directories and object quarantine (see [`crate::confine`]).
     #[serde(default)]
     pub unconfined: bool,
     /// What the sandboxes of its agent turns and checks hide, and their temp dirs' size.
@@ -347,8 +356,8 @@ pub struct AuditInput {
     /// Per-check timeout in seconds.
     pub check_timeout_secs: u64,
     /// Run the checks without Landlock (`goalpost run --unconfined`); by default they may
-    /// write only in the audit's worktree, its git metadata, the object store and the
-    /// audit's private home and temp directories.
+    /// write only in the audit's worktree, its git metadata and the audit's private home,
+    /// temp directory and object quarantine.
     #[serde(default)]
     pub unconfined: bool,
     /// What the sandboxes of its agent turns and checks hide, and their temp dirs' size.

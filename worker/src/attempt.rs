@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use goalpost_agents::{self as agents, Turn, TurnRequest};
 use goalpost_shared::check;
 use goalpost_shared::confine::{self, ConfineError, Confinement, GitLinks};
-use goalpost_shared::git::GitError;
+use goalpost_shared::git::{GitError, Quarantine, Repo};
 use goalpost_shared::protocol::{
     AgentSpec, AttemptOutcome, CheckResult, Feedback, IterationRecord, PROGRESS_FILE, Role,
     STOP_FILE, TurnRecord, Verdict, WorkerEvent, WorkerInput, WorkerResult,
@@ -74,7 +74,14 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
         })?;
     }
     let mut lineage = Lineage::open(input)?;
-    let (confine, check_confine) = match confinement(input)? {
+    // The agents' and checks' own object directory: what their git writes stays here,
+    // and goes with the round; the harvest alone brings objects into the repository.
+    let objects = input.private_dir.join("objects");
+    let quarantine = Quarantine::create(&objects).map_err(|source| AttemptError::PrivateDir {
+        path: objects.clone(),
+        source,
+    })?;
+    let (confine, check_confine) = match confinement(input, lineage.repo(), quarantine.dir())? {
         Some(rules) => {
             let spec = &input.sandbox;
             let turn = rules
@@ -89,8 +96,15 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
         }
         None => (None, None),
     };
+    // Unconfined, the agents' git writes where it likes anyway: into the repository's
+    // store, as a user's git would, not into a quarantine that goes with the round.
+    let git_env: Vec<(OsString, OsString)> = match &confine {
+        Some(_) => quarantine.env(lineage.repo()).into(),
+        None => Vec::new(),
+    };
     let mut check_env = agents::allowed_env(&input.env_allow);
     check_env.insert("TMPDIR".into(), check_tmp.into_os_string());
+    check_env.extend(git_env.iter().cloned());
     let links = GitLinks::read(&input.worktree).ok();
     if let Some(Feedback::Conflict {
         previous_candidate, ..
@@ -107,6 +121,9 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
         confine,
         check_confine,
         links,
+        quarantine,
+        git_env,
+        over_cap: None,
         lineage,
         meter: Meter::new(input.budget.clone()),
         progress: Progress::default(),
@@ -114,7 +131,10 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
     };
     let outcome = round
         .run()
-        .unwrap_or_else(|err| outcome::worker_failed(&err));
+        .unwrap_or_else(|err| outcome::round_failed(&err));
+    if let Err(err) = round.quarantine.remove() {
+        tracing::warn!("cannot remove {}: {err}", round.quarantine.dir().display());
+    }
     Ok(WorkerResult {
         outcome,
         head: round.lineage.ref_value().map(|c| c.to_string()),
@@ -124,15 +144,19 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
 }
 
 /// What the attempt's agents and checks share: they may write in the worktree, its git
-/// metadata and the object store, and do not see goalpost's state or its other worktrees
-/// (what they may write there stays visible); `None` when unconfined. A kernel that
-/// cannot confine is an error here, before any agent starts.
-fn confinement(input: &WorkerInput) -> Result<Option<Confinement>, ConfineError> {
+/// metadata and the object quarantine, and do not see goalpost's state or its other
+/// worktrees (what they may write there stays visible); `None` when unconfined. A kernel
+/// that cannot confine is an error here, before any agent starts.
+fn confinement(
+    input: &WorkerInput,
+    repo: &Repo,
+    quarantine: &Path,
+) -> Result<Option<Confinement>, ConfineError> {
     if input.unconfined {
         return Ok(None);
     }
     confine::probe()?;
-    Confinement::for_worktree(&input.worktree, &[])
+    Confinement::for_worktree(repo, &input.worktree, &[quarantine])
         .map(|rules| Some(rules.hiding(&input.sandbox.hidden)))
 }
 
@@ -152,6 +176,12 @@ struct Round<'a> {
     check_confine: Option<Confinement>,
     /// The worktree's git links as the round found them (see [`GitLinks`]).
     links: Option<GitLinks>,
+    /// Where the agents' and checks' git writes objects.
+    quarantine: Quarantine,
+    /// The environment that points their git there.
+    git_env: Vec<(OsString, OsString)>,
+    /// What the quarantine held when it was found over its cap.
+    over_cap: Option<u64>,
     lineage: Lineage,
     meter: Meter,
     progress: Progress,
@@ -343,6 +373,7 @@ impl Round<'_> {
             self.check_confine.as_ref(),
         );
         self.restore_links();
+        self.check_quarantine();
         for c in &mut checks {
             c.record.tree = Some(record.tree.clone());
         }
@@ -444,6 +475,7 @@ impl Round<'_> {
         let input = self.input;
         let mut env = agents::agent_env(input, spec, role, iteration, &self.tmpdir);
         env.insert("GOALPOST_STATE_DIR".into(), self.state_dir.clone().into());
+        env.extend(self.git_env.iter().cloned());
         let request = TurnRequest {
             role,
             iteration,
@@ -462,6 +494,7 @@ impl Round<'_> {
         self.report(&WorkerEvent::TurnStarted { iteration, role });
         let turn = agents::run_turn(spec, &request);
         self.restore_links();
+        self.check_quarantine();
         self.meter.record(&turn.record.usage);
         log_turn(&turn.record);
         self.report(&WorkerEvent::TurnFinished {
@@ -510,9 +543,34 @@ impl Round<'_> {
         }
     }
 
+    /// Empties the object quarantine when it holds more than the attempt's cap, and
+    /// remembers that for [`Round::stopped`]: the round stops at the next boundary.
+    fn check_quarantine(&mut self) {
+        let cap = self.input.budget.objects_bytes();
+        let bytes = self.quarantine.size();
+        if bytes <= cap {
+            return;
+        }
+        tracing::warn!(bytes, cap, "the object quarantine is over its cap");
+        if let Err(err) = self
+            .quarantine
+            .remove()
+            .and_then(|()| Quarantine::create(self.quarantine.dir()).map(drop))
+        {
+            tracing::warn!("cannot empty {}: {err}", self.quarantine.dir().display());
+        }
+        self.over_cap.get_or_insert(bytes);
+    }
+
     /// The outcome of a round the worker was told to stop: by a signal (the running turn
     /// was cut short), or by the stop file (checked between turns: a safe boundary).
     fn stopped(&self) -> Option<AttemptOutcome> {
+        if let Some(bytes) = self.over_cap {
+            return Some(outcome::objects_over_cap(
+                bytes,
+                self.input.budget.objects_bytes(),
+            ));
+        }
         let stop_file = self.input.private_dir.join(STOP_FILE);
         if let Ok(why) = fs::read_to_string(&stop_file) {
             return Some(AttemptOutcome::Stopped {

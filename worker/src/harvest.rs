@@ -3,17 +3,25 @@
 //! The worker, not the agent, writes the attempt ref. A round that starts after a merge
 //! conflict first puts the worktree at the merge of the new base and the previous
 //! candidate, and its first harvest is that merge commit, so the lineage is kept.
+//!
+//! The worktree is read as files only (see [`WorktreeView`]): the repository is opened
+//! from the input's `repo`, git runs on the common dir with an index of the worker's own,
+//! and the objects of a harvest are hashed by goalpost, capped and hashed again on import.
 
 use std::path::{Path, PathBuf};
 
-use goalpost_shared::git::{GitError, Identity, Oid, Repo};
-use goalpost_shared::protocol::WorkerInput;
+use goalpost_shared::git::{GitError, Identity, Oid, Repo, WorktreeView};
+use goalpost_shared::protocol::{HARVEST_DIR, WorkerInput};
 
 /// The attempt ref, the commit harvests build on, and the repository they live in.
 #[derive(Debug)]
 pub struct Lineage {
     repo: Repo,
     worktree: PathBuf,
+    /// The worker's own index and staged objects of the worktree (no agent writes here).
+    harvest_dir: PathBuf,
+    /// Bytes of new objects one harvest may import.
+    objects_cap: u64,
     attempt_ref: String,
     base: Oid,
     /// What the attempt ref holds now (`None`: it does not exist yet).
@@ -29,7 +37,12 @@ impl Lineage {
     /// Opens the worktree's repository and reads where the attempt stands: the base, the
     /// attempt ref, and the commit to continue from (`resume_from`, else the base).
     pub fn open(input: &WorkerInput) -> Result<Lineage, GitError> {
-        let repo = Repo::discover(&input.worktree)?;
+        let repo = Repo::open(&input.repo)?;
+        if repo.worktree_admin_dir(&input.worktree).is_none() {
+            return Err(GitError::NotARepository {
+                path: input.worktree.clone(),
+            });
+        }
         let base = repo.resolve(&input.base)?;
         let ref_value = repo.ref_target(&input.attempt_ref)?;
         let head = match (&input.resume_from, ref_value) {
@@ -49,6 +62,8 @@ impl Lineage {
         Ok(Lineage {
             repo,
             worktree: input.worktree.clone(),
+            harvest_dir: input.private_dir.join(HARVEST_DIR),
+            objects_cap: input.budget.objects_bytes(),
             attempt_ref: input.attempt_ref.clone(),
             base,
             ref_value,
@@ -57,43 +72,22 @@ impl Lineage {
         })
     }
 
+    fn view(&self) -> WorktreeView<'_> {
+        self.repo.worktree_view(&self.worktree, &self.harvest_dir)
+    }
+
     /// Puts the worktree at the merge of the base and `previous` with conflict markers
     /// left in the files, and makes the next harvest a commit with both as parents.
     pub fn start_conflict_merge(&mut self, previous: &str) -> Result<(), GitError> {
         let previous = self.repo.resolve(previous)?;
-        let base = self.base.to_string();
-        let wt = self.worktree.clone();
-        self.repo
-            .run_git(&wt, ["checkout", "--quiet", "--detach", &base])?;
-        let merge = self.repo.run_git(
-            &wt,
-            [
-                // A merge that stops for conflicts still wants an identity; the user's
-                // config may hold none.
-                "-c",
-                "user.name=goalpost",
-                "-c",
-                "user.email=goalpost@localhost",
-                "merge",
-                "--no-commit",
-                "--no-ff",
-                "--no-edit",
-                &previous.to_string(),
-            ],
-        );
-        match merge {
-            Ok(_) => {}
-            // A conflicted merge exits 1; that is the state asked for. Anything else is not.
-            Err(GitError::Command { .. }) if self.merge_in_progress() => {}
-            Err(err) => return Err(err),
-        }
+        let view = self.view();
+        let (tree, conflicts) = view.merge_with_markers(self.base, previous)?;
+        tracing::info!(?conflicts, "worktree put at the merge of the new base");
+        view.reset_to(tree)?;
+        view.show_commit(self.base)?;
         self.head = self.base;
         self.merge_parent = Some(previous);
         Ok(())
-    }
-
-    fn merge_in_progress(&self) -> bool {
-        self.repo.git_dir().join("MERGE_HEAD").exists()
     }
 
     /// Commits the worktree's changes on top of the last harvest and moves the attempt
@@ -103,10 +97,11 @@ impl Lineage {
         let commit = match self.merge_parent {
             Some(previous) => Some(self.commit_merge(previous, message)?),
             None => self.repo.commit_worktree(
-                &self.worktree,
+                &self.view(),
                 self.head,
                 message,
                 &Identity::goalpost(),
+                self.objects_cap,
             )?,
         };
         if let Some(commit) = commit {
@@ -119,25 +114,15 @@ impl Lineage {
     /// The merge commit of a conflict round: whatever the worktree holds (markers
     /// resolved or not), with the base and the previous candidate as parents.
     fn commit_merge(&mut self, previous: Oid, message: &str) -> Result<Oid, GitError> {
-        let wt = self.worktree.clone();
-        self.repo.run_git(&wt, ["add", "--all", "--", "."])?;
-        let tree_hex = self.repo.run_git(&wt, ["write-tree"])?;
-        let tree = Oid::from_str(tree_hex.trim()).map_err(|_| GitError::Output {
-            command: "git write-tree".to_owned(),
-            output: tree_hex.clone(),
-        })?;
+        let view = self.view();
+        let tree = view.harvest_tree(self.head, self.objects_cap)?;
         let commit = self.repo.create_commit(
             tree,
             &[self.head, previous],
             message,
             Some(&Identity::goalpost()),
         )?;
-        // The merge is recorded; forget git's own merge state so later turns see a plain
-        // detached HEAD.
-        if self.merge_in_progress() {
-            self.repo.run_git(&wt, ["merge", "--quit"])?;
-        }
-        self.repo.detach_worktree_head(&wt, commit)?;
+        view.show_commit(commit)?;
         self.merge_parent = None;
         Ok(commit)
     }
@@ -180,7 +165,12 @@ impl Lineage {
 
     /// Whether the worktree holds changes not harvested yet.
     pub fn is_dirty(&self) -> Result<bool, GitError> {
-        self.repo.is_dirty()
+        Ok(!self.view().changes_from(self.head)?.is_empty())
+    }
+
+    /// The repository, as opened from the input (never through the worktree).
+    pub fn repo(&self) -> &Repo {
+        &self.repo
     }
 
     pub fn worktree(&self) -> &Path {

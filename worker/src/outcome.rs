@@ -108,6 +108,38 @@ pub fn reviewer_blocked(review: &Review) -> AttemptOutcome {
     }
 }
 
+/// The attempt's agents wrote more git objects into its quarantine than its cap allows.
+pub fn objects_over_cap(bytes: u64, cap: u64) -> AttemptOutcome {
+    const MIB: u64 = 1024 * 1024;
+    AttemptOutcome::Blocked {
+        reason: format!(
+            "the attempt's git objects take {} MiB, over the cap of {} MiB (`objects_mb` in \
+             the goal file's [budget]); they were removed and nothing of them is in the \
+             repository",
+            bytes.div_ceil(MIB),
+            cap / MIB
+        ),
+        needs: "a larger `objects_mb` in [budget], or work that writes fewer objects".to_owned(),
+    }
+}
+
+/// The worker itself failed after the round started: a harvest over its object cap, an
+/// object that is not what its id says, or a failure of the worker's own.
+pub fn round_failed(error: &goalpost_shared::git::GitError) -> AttemptOutcome {
+    use goalpost_shared::git::GitError;
+    match error {
+        GitError::TooManyObjects { .. } => AttemptOutcome::Blocked {
+            reason: format!("{error}; nothing of it was imported"),
+            needs: "a larger `objects_mb` in [budget], or smaller files in the worktree".to_owned(),
+        },
+        GitError::ObjectMismatch { .. } => AttemptOutcome::Blocked {
+            reason: format!("violation: {error}"),
+            needs: "nothing: the attempt's objects cannot be trusted".to_owned(),
+        },
+        other => worker_failed(other),
+    }
+}
+
 /// The worker itself failed after the round started.
 pub fn worker_failed(error: &dyn std::fmt::Display) -> AttemptOutcome {
     AttemptOutcome::Blocked {

@@ -35,6 +35,7 @@ fn input() -> WorkerInput {
         phase_title: "Add the API".into(),
         attempt: 2,
         plan_title: "Goal: faster search".into(),
+        repo: PathBuf::from("/repo/.git"),
         worktree: PathBuf::from("/wt"),
         base: "0".repeat(40),
         attempt_ref: "refs/goalpost/r1/api/2".into(),

@@ -106,6 +106,7 @@ impl Fixture {
             phase_title: "Write the file".into(),
             attempt: 1,
             plan_title: "Goal: a file".into(),
+            repo: self.repo.join(".git"),
             worktree: self.worktree.clone(),
             base: self.base.clone(),
             attempt_ref: ATTEMPT_REF.into(),

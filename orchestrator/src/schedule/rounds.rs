@@ -185,6 +185,7 @@ impl Scheduler<'_> {
                 .as_ref()
                 .map(|t| t.value.clone())
                 .unwrap_or_default(),
+            repo: self.repo.common_dir().to_path_buf(),
             worktree: a.worktree.clone(),
             base: a.base.to_string(),
             attempt_ref: a.ref_name.clone(),

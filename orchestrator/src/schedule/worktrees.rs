@@ -2,7 +2,7 @@
 //! dispatched, given back as soon as no worker uses them, and removed at the run's end
 //! once their work is on refs.
 
-use goalpost_shared::git::Repo;
+use goalpost_shared::protocol::HARVEST_DIR;
 
 use super::{AttemptState, ScheduleError, Scheduler};
 use crate::crash;
@@ -40,7 +40,7 @@ impl<'a> Scheduler<'a> {
                 AttemptState::Working | AttemptState::Interrupted { .. }
             );
             if done && a.worktree.join(".git").exists() {
-                let released = pool.release(&a.worktree, &a.ref_name);
+                let released = pool.release(&a.worktree, &a.dir.join(HARVEST_DIR), &a.ref_name);
                 tracing::debug!(worktree = %a.worktree.display(), ?released, "recycling");
             }
         }
@@ -52,7 +52,17 @@ impl<'a> Scheduler<'a> {
             if !a.worktree.exists() {
                 continue;
             }
-            match Repo::open(&a.worktree).and_then(|r| r.is_dirty()) {
+            let on_ref = match self.repo.ref_target(&a.ref_name) {
+                Ok(on_ref) => on_ref.unwrap_or(a.base),
+                Err(e) => {
+                    eprintln!("warning: kept {}: {e}", a.worktree.display());
+                    continue;
+                }
+            };
+            let view = self
+                .repo
+                .worktree_view(&a.worktree, &a.dir.join(HARVEST_DIR));
+            match view.changes_from(on_ref).map(|c| !c.is_empty()) {
                 // Its work is on its ref: the directory goes here, git's record of it with
                 // the one prune below, not one `git worktree remove` per attempt.
                 Ok(false) => {

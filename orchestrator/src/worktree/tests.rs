@@ -42,6 +42,11 @@ impl Fixture {
         self.dir.path().join(rel)
     }
 
+    /// Where goalpost keeps its own index of the worktree at `wt`.
+    fn harvest(&self, wt: &Path) -> PathBuf {
+        self.path("harvest").join(wt.file_name().unwrap())
+    }
+
     fn pool(&self, size: usize) -> Pool<'_> {
         Pool::new(
             &self.repo,
@@ -183,7 +188,7 @@ fn a_recycled_worktree_is_a_fresh_checkout_apart_from_the_cache_dirs() {
     fs::write(attempt1.join("build.log"), "ignored, not a cache").unwrap();
     f.set_ref("refs/goalpost/r/p/1", first);
     assert_eq!(
-        pool.release(&attempt1, "refs/goalpost/r/p/1"),
+        pool.release(&attempt1, &f.harvest(&attempt1), "refs/goalpost/r/p/1"),
         Released::Pooled
     );
     assert!(!attempt1.exists());
@@ -235,7 +240,10 @@ fn nothing_untracked_survives_outside_the_cache_dirs() {
     git(&wt, f.dir.path(), &["commit", "-q", "-m", "ignore"]);
     let harvested = Repo::open(&wt).unwrap().resolve("HEAD").unwrap();
     f.set_ref("refs/goalpost/r/p/2", harvested);
-    assert_eq!(pool.release(&wt, "refs/goalpost/r/p/2"), Released::Pooled);
+    assert_eq!(
+        pool.release(&wt, &f.harvest(&wt), "refs/goalpost/r/p/2"),
+        Released::Pooled
+    );
 
     let next = f.path("wt/q.1");
     assert_eq!(pool.checkout(&next, c).unwrap(), Ready::Recycled);
@@ -260,7 +268,7 @@ fn a_worktree_that_may_hold_work_is_never_recycled() {
     pool.checkout(&wt, c).unwrap();
     fs::write(wt.join("notes.md"), "unharvested").unwrap();
     assert!(matches!(
-        pool.release(&wt, "refs/goalpost/r/p/1"),
+        pool.release(&wt, &f.harvest(&wt), "refs/goalpost/r/p/1"),
         Released::Kept(_)
     ));
     assert!(wt.join("notes.md").exists());
@@ -270,7 +278,7 @@ fn a_worktree_that_may_hold_work_is_never_recycled() {
     pool.checkout(&wt2, c).unwrap();
     fs::write(wt2.join("a.txt"), "changed").unwrap();
     assert!(matches!(
-        pool.release(&wt2, "refs/goalpost/r/p/1"),
+        pool.release(&wt2, &f.harvest(&wt2), "refs/goalpost/r/p/1"),
         Released::Kept(_)
     ));
 
@@ -280,12 +288,12 @@ fn a_worktree_that_may_hold_work_is_never_recycled() {
     fs::write(wt3.join("a.txt"), "committed, not on the ref").unwrap();
     git(&wt3, f.dir.path(), &["commit", "-q", "-am", "x"]);
     assert!(matches!(
-        pool.release(&wt3, "refs/goalpost/r/p/1"),
+        pool.release(&wt3, &f.harvest(&wt3), "refs/goalpost/r/p/1"),
         Released::Kept(_)
     ));
     // No ref at all.
     assert!(matches!(
-        pool.release(&wt3, "refs/goalpost/r/p/9"),
+        pool.release(&wt3, &f.harvest(&wt3), "refs/goalpost/r/p/9"),
         Released::Kept(_)
     ));
     assert!(pool.idle().is_empty());
@@ -321,8 +329,14 @@ fn a_full_pool_removes_and_an_off_pool_never_keeps() {
     let (a, b) = (f.path("wt/a"), f.path("wt/b"));
     pool.checkout(&a, c).unwrap();
     pool.checkout(&b, c).unwrap();
-    assert_eq!(pool.release(&a, "refs/goalpost/r/p/1"), Released::Pooled);
-    assert_eq!(pool.release(&b, "refs/goalpost/r/p/1"), Released::Removed);
+    assert_eq!(
+        pool.release(&a, &f.harvest(&a), "refs/goalpost/r/p/1"),
+        Released::Pooled
+    );
+    assert_eq!(
+        pool.release(&b, &f.harvest(&b), "refs/goalpost/r/p/1"),
+        Released::Removed
+    );
     assert!(!b.exists());
     pool.drain();
     assert!(!f.path("wt/pool").exists());
@@ -330,7 +344,10 @@ fn a_full_pool_removes_and_an_off_pool_never_keeps() {
 
     let off = f.pool(0);
     off.checkout(&a, c).unwrap();
-    assert_eq!(off.release(&a, "refs/goalpost/r/p/1"), Released::Removed);
+    assert_eq!(
+        off.release(&a, &f.harvest(&a), "refs/goalpost/r/p/1"),
+        Released::Removed
+    );
     assert!(!f.path("wt/pool").exists());
 }
 
@@ -345,12 +362,15 @@ fn untracked_files_in_a_cache_dir_are_not_work_but_anything_else_is() {
     pool.checkout(&wt, c).unwrap();
     fs::create_dir_all(wt.join("target")).unwrap();
     fs::write(wt.join("target/o"), "cache").unwrap();
-    assert_eq!(pool.release(&wt, "refs/goalpost/r/p/1"), Released::Pooled);
+    assert_eq!(
+        pool.release(&wt, &f.harvest(&wt), "refs/goalpost/r/p/1"),
+        Released::Pooled
+    );
     let wt = f.path("wt/p.2");
     pool.checkout(&wt, c).unwrap();
     fs::write(wt.join("targets.txt"), "work").unwrap();
     assert!(matches!(
-        pool.release(&wt, "refs/goalpost/r/p/1"),
+        pool.release(&wt, &f.harvest(&wt), "refs/goalpost/r/p/1"),
         Released::Kept(_)
     ));
 }

@@ -7,7 +7,7 @@
 //! (and each listing of) those records here holds an exclusive lock on
 //! `<common dir>/goalpost/worktrees.lock` for the length of one git command.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
@@ -151,30 +151,39 @@ impl Repo {
         cache_dirs: &[String],
     ) -> Result<(), GitError> {
         self.worktree_repair(path)?;
-        let tree = Repo::open(path)?;
-        if tree.common_dir() != self.common_dir() {
-            return Err(GitError::NotARepository {
+        let admin = self
+            .worktree_admin_dir(path)
+            .ok_or_else(|| GitError::NotARepository {
                 path: path.to_path_buf(),
-            });
-        }
-        tree.git2()
-            .head()
-            .and_then(|h| h.peel_to_commit())
-            .map_err(|source| GitError::Git2 {
-                context: format!("reading the HEAD of {}", path.display()),
-                source,
             })?;
+        // git runs on the common dir and the worktree's files, never through the
+        // worktree's `.git` file or private git dir (whose config an agent may have
+        // written); the worktree's index only tells which files already match.
+        let mut git_dir = OsString::from("--git-dir=");
+        git_dir.push(self.common_dir());
+        let mut work_tree = OsString::from("--work-tree=");
+        work_tree.push(path);
+        let env = [(OsString::from("GIT_INDEX_FILE"), admin.join("index").into())];
         let hex = commit.to_string();
-        // `--force` writes only the files that differ from the index (stat data tells which)
-        // and throws away anything else in the way.
-        self.run_git(path, ["checkout", "--quiet", "--detach", "--force", &hex])?;
-        let mut clean: Vec<String> = vec!["clean".into(), "-ffdxq".into()];
+        // `--reset -u` writes only the files that differ from the index (stat data tells
+        // which) and throws away anything else in the way.
+        let mut read_tree: Vec<OsString> = vec![git_dir.clone(), work_tree.clone()];
+        read_tree.extend(["read-tree", "--reset", "-u", &hex].map(OsString::from));
+        self.run_git_with(path, &env, read_tree)?;
+        let mut clean: Vec<OsString> = vec![git_dir, work_tree];
+        clean.extend(["clean", "-ffdxq"].map(OsString::from));
         for dir in cache_dirs {
             clean.push("-e".into());
-            clean.push(dir.clone());
+            clean.push(dir.into());
         }
-        self.run_git(path, clean)?;
-        Ok(())
+        self.run_git_with(path, &env, clean)?;
+        let head = admin.join("HEAD");
+        super::quarantine::replace_file(&head, format!("{hex}\n").as_bytes()).map_err(|source| {
+            GitError::Io {
+                what: format!("writing {}", head.display()),
+                source,
+            }
+        })
     }
 
     /// Makes the pooled worktree now at `path`, where code under audit ran, a checkout of
@@ -220,24 +229,54 @@ impl Repo {
         let unknown = || GitError::NotARepository {
             path: path.to_path_buf(),
         };
-        let root = fs::canonicalize(path).map_err(|_| unknown())?;
+        let (root, admin) = self.admin_dir_named(path).ok_or_else(unknown)?;
         let dotgit = root.join(".git");
-        let text = fs::read_to_string(&dotgit).map_err(|_| unknown())?;
-        let admin = text
-            .trim()
-            .strip_prefix("gitdir:")
-            .map(|a| root.join(a.trim()))
-            .ok_or_else(unknown)?;
-        let admin = fs::canonicalize(admin).map_err(|_| unknown())?;
-        let worktrees =
-            fs::canonicalize(self.common_dir().join("worktrees")).map_err(|_| unknown())?;
-        if admin.parent() != Some(worktrees.as_path()) {
-            return Err(unknown());
-        }
         // Written aside and renamed over, so git never reads a half-written record.
         let _lock = self.lock_worktree_records()?;
         let next = admin.join("gitdir.goalpost-new");
+        let _ = fs::remove_file(&next);
         fs::write(&next, format!("{}\n", dotgit.display())).map_err(|_| unknown())?;
         fs::rename(&next, admin.join("gitdir")).map_err(|_| unknown())
+    }
+
+    /// The private git dir of the linked worktree at `path` (`<common>/worktrees/<name>`),
+    /// when its `.git` file names one of this repository's and that one's `gitdir` names
+    /// this worktree back. Only ever a place to write to (HEAD and index for the agents'
+    /// own git); nothing read from it is trusted.
+    pub fn worktree_admin_dir(&self, path: &Path) -> Option<PathBuf> {
+        let (root, admin) = self.admin_dir_named(path)?;
+        let back = fs::read_to_string(admin.join("gitdir")).ok()?;
+        let back = fs::canonicalize(back.trim()).ok()?;
+        (back == root.join(".git")).then_some(admin)
+    }
+
+    /// The commit the linked worktree at `path` has checked out, read from its private git
+    /// dir's `HEAD` as data (a commit id, or a ref resolved in this repository), `None`
+    /// when it names nothing this repository has. An agent may have written it: it says
+    /// where the worktree claims to be, never what its files hold.
+    pub fn worktree_head(&self, path: &Path) -> Option<Oid> {
+        let admin = self.worktree_admin_dir(path)?;
+        let text = fs::read_to_string(admin.join("HEAD")).ok()?;
+        let text = text.trim();
+        let commit = match text.strip_prefix("ref:") {
+            Some(name) => self.ref_target(name.trim()).ok()??,
+            None => Oid::from_str(text).ok()?,
+        };
+        self.git2().find_commit(commit).ok().map(|c| c.id())
+    }
+
+    /// The worktree's canonical path and the admin dir its `.git` file names, if that is a
+    /// directory right under this repository's `worktrees/`.
+    fn admin_dir_named(&self, path: &Path) -> Option<(PathBuf, PathBuf)> {
+        let root = fs::canonicalize(path).ok()?;
+        let text = fs::read_to_string(root.join(".git")).ok()?;
+        let admin = text
+            .trim()
+            .strip_prefix("gitdir:")
+            .map(|a| root.join(a.trim()))?;
+        let admin = fs::canonicalize(admin).ok()?;
+        let worktrees = fs::canonicalize(self.common_dir().join("worktrees")).ok()?;
+        let direct = admin.parent() == Some(worktrees.as_path());
+        (direct && admin.is_dir()).then_some((root, admin))
     }
 }

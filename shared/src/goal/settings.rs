@@ -34,6 +34,7 @@ pub(crate) const BUDGET_KEYS: &[&str] = &[
     "tool_calls",
     "iterations",
     "tmp_mb",
+    "objects_mb",
 ];
 pub(crate) const AGENT_KEYS: &[&str] = &["adapter", "command", "args", "model", "env"];
 pub(crate) const ROLE_KEYS: &[&str] = &["implementer", "reviewer", "auditor"];
@@ -106,12 +107,13 @@ fn budget(t: &mut Toml<'_, '_>, name: &str, v: &Value<'_>) -> Budget {
             "tokens_out" => b.tokens_out = t.positive_int(&path, v),
             "tokens_cached" => b.tokens_cached = t.positive_int(&path, v),
             "tool_calls" => b.tool_calls = t.positive_int(&path, v),
-            "tmp_mb" if name == "run_budget" => t.error(
+            "tmp_mb" | "objects_mb" if name == "run_budget" => t.error(
                 v.span(),
-                "\"run_budget.tmp_mb\" caps nothing: the temp dir cap is per turn and check",
-                "put `tmp_mb` in `[budget]`",
+                format!("\"run_budget.{k}\" caps nothing: the cap is per attempt, turn and check"),
+                format!("put `{k}` in `[budget]`"),
             ),
             "tmp_mb" => b.tmp_mb = t.positive_int(&path, v),
+            "objects_mb" => b.objects_mb = t.positive_int(&path, v),
             "cost_usd" => b.cost_usd = t.non_negative(&path, v),
             "wall" => {
                 if let DeValue::String(text) = v.get_ref()

@@ -293,6 +293,9 @@ fn merge_in_memory_clean_and_conflicting() {
     assert!(!repo.is_dirty().unwrap(), "no working tree touched");
 }
 
+/// A harvest's cap on new objects in the tests: far above what they write.
+const CAP: u64 = 64 * 1024 * 1024;
+
 #[test]
 fn harvest_commits_every_change_without_moving_branches() {
     let t = TestRepo::new(&[
@@ -308,8 +311,14 @@ fn harvest_commits_every_change_without_moving_branches() {
     assert_eq!(fs::read_to_string(wt.join("keep.txt")).unwrap(), "keep\n");
 
     assert_eq!(
-        repo.commit_worktree(&wt, base, "nothing", &identity())
-            .unwrap(),
+        repo.commit_worktree(
+            &repo.worktree_view(&wt, &t.root.join("harvest")),
+            base,
+            "nothing",
+            &identity(),
+            CAP
+        )
+        .unwrap(),
         None,
         "no change, no commit"
     );
@@ -324,7 +333,13 @@ fn harvest_commits_every_change_without_moving_branches() {
         ],
     );
     let first = repo
-        .commit_worktree(&wt, base, "iteration 1", &identity())
+        .commit_worktree(
+            &repo.worktree_view(&wt, &t.root.join("harvest")),
+            base,
+            "iteration 1",
+            &identity(),
+            CAP,
+        )
         .unwrap()
         .expect("a commit");
     let commit = repo.git2().find_commit(first).unwrap();
@@ -358,13 +373,25 @@ fn harvest_commits_every_change_without_moving_branches() {
 
     // Nothing new since: no commit on top of the harvest.
     assert_eq!(
-        repo.commit_worktree(&wt, first, "again", &identity())
-            .unwrap(),
+        repo.commit_worktree(
+            &repo.worktree_view(&wt, &t.root.join("harvest")),
+            first,
+            "again",
+            &identity(),
+            CAP
+        )
+        .unwrap(),
         None
     );
     apply(&wt, &[("edit.txt", Some("newer\n"))]);
     let second = repo
-        .commit_worktree(&wt, first, "iteration 2", &identity())
+        .commit_worktree(
+            &repo.worktree_view(&wt, &t.root.join("harvest")),
+            first,
+            "iteration 2",
+            &identity(),
+            CAP,
+        )
         .unwrap()
         .unwrap();
     assert_eq!(repo.changed_paths(first, second).unwrap().len(), 1);
@@ -574,7 +601,13 @@ fn harvest_squashes_commits_an_agent_made_itself_onto_the_given_parent() {
     apply(&wt, &[("c.txt", Some("c\n"))]);
 
     let harvested = repo
-        .commit_worktree(&wt, base, "harvest", &identity())
+        .commit_worktree(
+            &repo.worktree_view(&wt, &t.root.join("harvest")),
+            base,
+            "harvest",
+            &identity(),
+            CAP,
+        )
         .unwrap()
         .unwrap();
     let commit = repo.git2().find_commit(harvested).unwrap();
@@ -732,4 +765,145 @@ fn a_verified_recycle_owes_nothing_to_what_ran_in_the_worktree() {
         t.git(&wt, &["rev-parse", "HEAD"]).trim(),
         candidate.to_string()
     );
+}
+
+/// A linked worktree left as a hostile agent would leave it for goalpost's own git: its
+/// `.git` re-pointed at a repository whose config sets `core.fsmonitor` and hooks, its
+/// private git dir's `config.worktree` setting the same (read because the user's
+/// repository has `extensions.worktreeConfig`), and nothing put back. The harvest, the
+/// dirty scan and the pool's recycle run none of it, and still see the worktree's files.
+#[test]
+fn goalposts_git_never_runs_what_a_worktrees_links_or_config_name() {
+    let t = TestRepo::new(&[("a.txt", "a\n")]);
+    let base = t.rev("HEAD");
+    t.git(&t.path, &["config", "extensions.worktreeConfig", "true"]);
+    let repo = t.open();
+    let wt = t.root.join("attempt");
+    repo.worktree_add_detached(&wt, base).unwrap();
+    let admin = repo
+        .worktree_admin_dir(&wt)
+        .expect("the worktree's git dir");
+
+    let marker = t.root.join("hostile-code-ran");
+    let evil = t.root.join("evil.sh");
+    fs::write(
+        &evil,
+        format!("#!/bin/sh\necho ran >> '{}'\n", marker.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&evil, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let hooks = t.root.join("hooks");
+    fs::create_dir_all(&hooks).unwrap();
+    for hook in [
+        "post-index-change",
+        "post-checkout",
+        "reference-transaction",
+    ] {
+        fs::copy(&evil, hooks.join(hook)).unwrap();
+    }
+    let hostile_config = format!(
+        "[core]\n\tfsmonitor = {}\n\thooksPath = {}\n",
+        evil.display(),
+        hooks.display()
+    );
+    fs::write(admin.join("config.worktree"), &hostile_config).unwrap();
+    let fake = t.root.join("fake");
+    t.git(&t.root, &["init", "-q", fake.to_str().unwrap()]);
+    fs::write(fake.join(".git/config"), &hostile_config).unwrap();
+    let real_link = fs::read(wt.join(".git")).unwrap();
+    fs::write(
+        wt.join(".git"),
+        format!("gitdir: {}\n", fake.join(".git").display()),
+    )
+    .unwrap();
+
+    // Without goalpost's settings, git itself would run the hostile fsmonitor here.
+    t.git(&wt, &["status", "--porcelain"]);
+    assert!(marker.exists(), "the test's fsmonitor is not one git runs");
+    fs::remove_file(&marker).unwrap();
+
+    apply(
+        &wt,
+        &[("a.txt", Some("changed\n")), ("new.txt", Some("new\n"))],
+    );
+    let view = repo.worktree_view(&wt, &t.root.join("harvest"));
+    let changes = view.changes_from(base).unwrap();
+    assert_eq!(changes.tracked, ["a.txt"]);
+    assert_eq!(changes.untracked, ["new.txt"]);
+    let commit = repo
+        .commit_worktree(&view, base, "harvest", &identity(), CAP)
+        .unwrap()
+        .expect("a commit");
+    assert_eq!(
+        repo.read_blob_at(commit, "a.txt").unwrap().as_deref(),
+        Some(&b"changed\n"[..])
+    );
+    assert!(view.changes_from(commit).unwrap().is_empty());
+    // The fake repository got nothing: its HEAD is unborn, no object was written there.
+    assert!(
+        fs::read_dir(fake.join(".git/objects/pack"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    assert!(!marker.exists(), "goalpost's git ran the agent's code");
+
+    // The pool's recycle, once the link is put back (it refuses a worktree it cannot
+    // tell), with the hostile `config.worktree` still there.
+    fs::write(wt.join(".git"), &real_link).unwrap();
+    repo.worktree_recycle(&wt, base, &[]).unwrap();
+    assert_eq!(fs::read_to_string(wt.join("a.txt")).unwrap(), "a\n");
+    assert!(!wt.join("new.txt").exists());
+    assert!(!marker.exists(), "the recycle ran the agent's code");
+}
+
+#[test]
+fn a_harvest_over_its_cap_imports_nothing() {
+    let t = TestRepo::new(&[("a.txt", "a\n")]);
+    let base = t.rev("HEAD");
+    let repo = t.open();
+    let wt = t.root.join("attempt");
+    repo.worktree_add_detached(&wt, base).unwrap();
+    let big: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    fs::write(wt.join("big.bin"), &big).unwrap();
+    let id = Oid::hash_object(git2::ObjectType::Blob, &big).unwrap();
+    let view = repo.worktree_view(&wt, &t.root.join("harvest"));
+    match repo.commit_worktree(&view, base, "harvest", &identity(), 1024) {
+        Err(GitError::TooManyObjects { bytes, cap, .. }) => {
+            assert!(bytes > cap, "{bytes} <= {cap}");
+            assert_eq!(cap, 1024);
+        }
+        other => panic!("expected the cap to stop the harvest, got {other:?}"),
+    }
+    assert!(
+        !repo.git2().odb().unwrap().exists(id),
+        "the blob was imported"
+    );
+    // Under a cap that fits, the same worktree is harvested.
+    let commit = repo
+        .commit_worktree(&view, base, "harvest", &identity(), CAP)
+        .unwrap()
+        .expect("a commit");
+    assert!(repo.git2().odb().unwrap().exists(id));
+    assert_eq!(repo.changed_paths(base, commit).unwrap().len(), 1);
+}
+
+#[test]
+fn a_dirty_scan_is_right_whatever_tree_goalposts_index_last_held() {
+    let t = TestRepo::new(&[("a.txt", "a\n"), ("b.txt", "b\n")]);
+    let base = t.rev("HEAD");
+    let next = t.commit(&[("a.txt", Some("a2\n"))], "next");
+    let repo = t.open();
+    let wt = t.root.join("attempt");
+    repo.worktree_add_detached(&wt, base).unwrap();
+    let view = repo.worktree_view(&wt, &t.root.join("harvest"));
+    assert!(view.changes_from(base).unwrap().is_empty());
+    // The worktree moves on without goalpost's index (the index still holds `base`).
+    t.git(&wt, &["checkout", "-q", "--detach", &next.to_string()]);
+    assert!(view.changes_from(next).unwrap().is_empty());
+    assert_eq!(view.changes_from(base).unwrap().tracked, ["a.txt"]);
+    fs::write(wt.join("b.txt"), "b2\n").unwrap();
+    assert_eq!(view.changes_from(next).unwrap().tracked, ["b.txt"]);
 }

@@ -461,7 +461,7 @@ fn the_sandbox_settings_network_and_the_temp_dir_cap() {
         errs,
         [
             "goal.md:2:11: unknown network \"off\"; \"open\" (checks use the machine's network, the default) or \"none\" (each check runs with only a loopback device of its own)",
-            "goal.md:5:10: \"run_budget.tmp_mb\" caps nothing: the temp dir cap is per turn and check; put `tmp_mb` in `[budget]`",
+            "goal.md:5:10: \"run_budget.tmp_mb\" caps nothing: the cap is per attempt, turn and check; put `tmp_mb` in `[budget]`",
         ]
     );
 }

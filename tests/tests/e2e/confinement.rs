@@ -17,7 +17,7 @@
 //! | plant a hook in `.git/hooks` | kernel | EACCES, snapshot |
 //! | edit `.git/config` | kernel | EACCES, snapshot |
 //! | move the release branch with `git update-ref` | kernel | EACCES, snapshot |
-//! | point the worktree's `.git` at a repository of its own | worker puts the link back | its `core.fsmonitor` never runs, the harvest lands |
+//! | point the worktree's `.git` at a repository of its own | goalpost's git never follows it (and the worker puts it back) | its `core.fsmonitor` never runs, the harvest lands |
 //! | edit a protected test | auditor | `protected` violation, nothing merged |
 //! | delete every file | the checks | no candidate, nothing merged |
 //! | rename a forbidden file into an allowed path | auditor | `forbidden` violation on the old path |

@@ -8,6 +8,7 @@ mod confinement;
 mod durable;
 mod integrity;
 mod lifecycle;
+mod objects;
 mod plan_cli;
 mod pool_cache;
 mod progress;
