@@ -196,6 +196,7 @@ impl Scheduler<'_> {
         }
         self.pool()
             .checkout(&a.worktree, a.head.unwrap_or(a.base))?;
+        self.adopt_index(i)?;
         Ok(())
     }
 

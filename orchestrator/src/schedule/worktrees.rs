@@ -24,7 +24,17 @@ impl<'a> Scheduler<'a> {
         let a = &self.attempts[i];
         self.pool()
             .checkout(&a.worktree, a.head.unwrap_or(a.base))?;
+        self.adopt_index(i)?;
         crash::point("worktree made");
+        Ok(())
+    }
+
+    /// Attempt `i`'s harvest starts from the index its worktree was just checked out with.
+    pub(super) fn adopt_index(&self, i: usize) -> Result<(), ScheduleError> {
+        let a = &self.attempts[i];
+        self.repo
+            .worktree_view(&a.worktree, &a.dir.join(HARVEST_DIR))
+            .adopt_index()?;
         Ok(())
     }
 

@@ -265,6 +265,22 @@ impl WorktreeView<'_> {
         })
     }
 
+    /// Starts goalpost's index from the worktree's own, for a worktree goalpost's git has
+    /// just checked out, before any agent ran in it: the first harvest then hashes only
+    /// the files that changed since, not every file of the worktree. An index only says
+    /// which files are known to match; whatever it says, a harvest commits the worktree's
+    /// files as they are, and the commit is what the auditor judges.
+    pub fn adopt_index(&self) -> Result<(), GitError> {
+        let Some(admin) = self.repo.worktree_admin_dir(&self.worktree) else {
+            return Ok(());
+        };
+        let Ok(index) = fs::read(admin.join("index")) else {
+            return Ok(());
+        };
+        fs::create_dir_all(&self.state).map_err(|e| self.io_error("creating", &self.state, e))?;
+        replace_file(&self.index(), &index).map_err(|e| self.io_error("writing", &self.index(), e))
+    }
+
     /// Points the worktree's own HEAD at `commit` (detached) and gives it goalpost's
     /// index, so the agents' git sees the harvest as committed. Only writes: each file is
     /// written aside and renamed over, never written through a link an agent left there.

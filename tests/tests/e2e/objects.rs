@@ -57,9 +57,12 @@ fn run(command: &str) -> String {
     format!("{{ run = {} }}", toml_str(command))
 }
 
-/// An action that tries `attack` and keeps its stderr in `$TMPDIR/evidence`.
+/// An action that tries `attack` and keeps its stderr in `$GOALPOST_STATE_DIR/evidence`
+/// (the state dir outlives the turn; its temp dir does not).
 fn attempt(attack: &str) -> String {
-    run(&format!("{{ {attack} ; }} 2> \"$TMPDIR/evidence\""))
+    run(&format!(
+        "{{ {attack} ; }} 2> \"$GOALPOST_STATE_DIR/evidence\""
+    ))
 }
 
 /// The action that breaks the app, so only a poisoned check could let it merge.
@@ -169,14 +172,14 @@ fn base_plus_note() -> Vec<String> {
     files
 }
 
-/// Shell lines that leave in `$TMPDIR/bad-loose` the loose object of the blob `exit 0`
+/// Shell lines that leave in `$GOALPOST_STATE_DIR/bad-loose` the loose object of the blob `exit 0`
 /// and in `$bad` its id, made in a scratch repository of the agent's own.
 const MAKE_BAD_BLOB: &str = "env -u GIT_OBJECT_DIRECTORY -u GIT_ALTERNATE_OBJECT_DIRECTORIES \
-     git init -q \"$TMPDIR/s\" && \
+     git init -q \"$GOALPOST_STATE_DIR/s\" && \
      bad=$(printf '#!/bin/sh\\nexit 0\\n' | env -u GIT_OBJECT_DIRECTORY \
-       -u GIT_ALTERNATE_OBJECT_DIRECTORIES git -C \"$TMPDIR/s\" hash-object -w --stdin) && \
+       -u GIT_ALTERNATE_OBJECT_DIRECTORIES git -C \"$GOALPOST_STATE_DIR/s\" hash-object -w --stdin) && \
      id=$(git rev-parse HEAD:tests/check.sh) && \
-     cp \"$TMPDIR/s/.git/objects/$(echo $bad | cut -c1-2)/$(echo $bad | cut -c3-)\" \"$TMPDIR/bad-loose\"";
+     cp \"$GOALPOST_STATE_DIR/s/.git/objects/$(echo $bad | cut -c1-2)/$(echo $bad | cut -c3-)\" \"$GOALPOST_STATE_DIR/bad-loose\"";
 
 #[test]
 fn rewriting_the_loose_object_of_a_protected_blob_is_refused() {
@@ -187,7 +190,7 @@ fn rewriting_the_loose_object_of_a_protected_blob_is_refused() {
         objects_dir(&corpus)
     );
     let poison = attempt(&format!(
-        "{MAKE_BAD_BLOB} && chmod u+w {target}; cp -f \"$TMPDIR/bad-loose\" {target}"
+        "{MAKE_BAD_BLOB} && chmod u+w {target}; cp -f \"$GOALPOST_STATE_DIR/bad-loose\" {target}"
     ));
     let plan = corpus.write_goal(&script(&[poison, break_app()]), "60s");
     let run = run_goal(&corpus, plan, BLOCKED);
@@ -204,11 +207,11 @@ fn a_shadow_pack_re_defining_a_protected_blob_is_refused() {
     // A pack in which the protected test's blob id names `exit 0`: made from a loose
     // object copied under that id, in the agent's scratch repository.
     let shadow = attempt(&format!(
-        "{MAKE_BAD_BLOB} && s=\"$TMPDIR/s/.git/objects\" && \
+        "{MAKE_BAD_BLOB} && s=\"$GOALPOST_STATE_DIR/s/.git/objects\" && \
          mkdir -p \"$s/$(echo $id | cut -c1-2)\" && \
-         cp \"$TMPDIR/bad-loose\" \"$s/$(echo $id | cut -c1-2)/$(echo $id | cut -c3-)\" && \
+         cp \"$GOALPOST_STATE_DIR/bad-loose\" \"$s/$(echo $id | cut -c1-2)/$(echo $id | cut -c3-)\" && \
          echo $id | env -u GIT_OBJECT_DIRECTORY -u GIT_ALTERNATE_OBJECT_DIRECTORIES \
-           git -C \"$TMPDIR/s\" pack-objects -q .git/objects/pack/shadow >/dev/null && \
+           git -C \"$GOALPOST_STATE_DIR/s\" pack-objects -q .git/objects/pack/shadow >/dev/null && \
          cp \"$s\"/pack/shadow-* {}/pack/",
         objects_dir(&corpus)
     ));
@@ -230,8 +233,8 @@ fn a_shadow_blob_in_the_agents_own_quarantine_reaches_nothing() {
     let shadow = attempt(&format!(
         "{MAKE_BAD_BLOB} && q=\"$GIT_OBJECT_DIRECTORY\" && \
          mkdir -p \"$q/$(echo $id | cut -c1-2)\" && \
-         cp \"$TMPDIR/bad-loose\" \"$q/$(echo $id | cut -c1-2)/$(echo $id | cut -c3-)\" && \
-         rm tests/check.sh && git checkout -- tests/check.sh && cat tests/check.sh > \"$TMPDIR/seen\""
+         cp \"$GOALPOST_STATE_DIR/bad-loose\" \"$q/$(echo $id | cut -c1-2)/$(echo $id | cut -c3-)\" && \
+         rm tests/check.sh && git checkout -- tests/check.sh && cat tests/check.sh > \"$GOALPOST_STATE_DIR/seen\""
     ));
     let plan = corpus.write_goal(&script(&[shadow, break_app()]), "60s");
     let run = run_goal(&corpus, plan, BLOCKED);
@@ -304,14 +307,14 @@ fn a_worktree_config_with_fsmonitor_and_hooks_runs_nothing_of_goalposts() {
     let before = Store::take(&corpus);
     let mark = shell_quote(marker(&corpus));
     let hostile = run(&format!(
-        "gd=$(git rev-parse --git-dir) && mkdir -p \"$TMPDIR/hooks\" && \
-         printf '#!/bin/sh\\necho ran >> {mark}\\n' > \"$TMPDIR/evil\" && chmod +x \"$TMPDIR/evil\" && \
+        "gd=$(git rev-parse --git-dir) && mkdir -p \"$GOALPOST_STATE_DIR/hooks\" && \
+         printf '#!/bin/sh\\necho ran >> {mark}\\n' > \"$GOALPOST_STATE_DIR/evil\" && chmod +x \"$GOALPOST_STATE_DIR/evil\" && \
          for h in post-index-change post-checkout pre-commit post-commit reference-transaction; do \
-           cp \"$TMPDIR/evil\" \"$TMPDIR/hooks/$h\"; done && \
-         git config --file \"$gd/config.worktree\" core.fsmonitor \"$TMPDIR/evil\" && \
-         git config --file \"$gd/config.worktree\" core.hooksPath \"$TMPDIR/hooks\" && \
-         git config --file \"$gd/config.worktree\" include.path \"$TMPDIR/more\" && \
-         echo ok > \"$TMPDIR/evidence\""
+           cp \"$GOALPOST_STATE_DIR/evil\" \"$GOALPOST_STATE_DIR/hooks/$h\"; done && \
+         git config --file \"$gd/config.worktree\" core.fsmonitor \"$GOALPOST_STATE_DIR/evil\" && \
+         git config --file \"$gd/config.worktree\" core.hooksPath \"$GOALPOST_STATE_DIR/hooks\" && \
+         git config --file \"$gd/config.worktree\" include.path \"$GOALPOST_STATE_DIR/more\" && \
+         echo ok > \"$GOALPOST_STATE_DIR/evidence\""
     ));
     let plan = corpus.write_goal(&script(&[hostile]), "60s");
     let run = run_goal(&corpus, plan, AWAITING_APPROVAL);
@@ -333,11 +336,11 @@ fn a_redirected_git_link_with_fsmonitor_runs_nothing_of_goalposts() {
     let before = Store::take(&corpus);
     let mark = shell_quote(marker(&corpus));
     let hijack = run(&format!(
-        "env -u GIT_OBJECT_DIRECTORY -u GIT_ALTERNATE_OBJECT_DIRECTORIES git init -q \"$TMPDIR/fake\" && \
-         printf '#!/bin/sh\\necho ran >> {mark}\\n' > \"$TMPDIR/evil\" && chmod +x \"$TMPDIR/evil\" && \
-         git -C \"$TMPDIR/fake\" config core.fsmonitor \"$TMPDIR/evil\" && \
-         git -C \"$TMPDIR/fake\" config core.hooksPath \"$TMPDIR\" && \
-         printf 'gitdir: %s\\n' \"$TMPDIR/fake/.git\" > .git"
+        "env -u GIT_OBJECT_DIRECTORY -u GIT_ALTERNATE_OBJECT_DIRECTORIES git init -q \"$GOALPOST_STATE_DIR/fake\" && \
+         printf '#!/bin/sh\\necho ran >> {mark}\\n' > \"$GOALPOST_STATE_DIR/evil\" && chmod +x \"$GOALPOST_STATE_DIR/evil\" && \
+         git -C \"$GOALPOST_STATE_DIR/fake\" config core.fsmonitor \"$GOALPOST_STATE_DIR/evil\" && \
+         git -C \"$GOALPOST_STATE_DIR/fake\" config core.hooksPath \"$GOALPOST_STATE_DIR\" && \
+         printf 'gitdir: %s\\n' \"$GOALPOST_STATE_DIR/fake/.git\" > .git"
     ));
     let plan = corpus.write_goal(&script(&[hijack]), "60s");
     let run = run_goal(&corpus, plan, AWAITING_APPROVAL);
@@ -360,7 +363,7 @@ fn an_honest_agents_own_git_add_and_commit_still_work() {
     let honest = run(
         "printf '# proj\\nIt says hello.\\n' > docs/readme.md && git add -A && \
          git -c user.name=agent -c user.email=agent@example.invalid commit -q -m 'docs' && \
-         git status --porcelain > \"$TMPDIR/status\" && git log --format=%s -1 > \"$TMPDIR/evidence\"",
+         git status --porcelain > \"$GOALPOST_STATE_DIR/status\" && git log --format=%s -1 > \"$GOALPOST_STATE_DIR/evidence\"",
     );
     let plan = corpus.write_goal(&script(&[honest]), "60s");
     let run = run_goal(&corpus, plan, AWAITING_APPROVAL);
@@ -387,8 +390,10 @@ fn write_capped_goal(corpus: &Corpus, script: &str) -> &'static str {
 fn objects_beyond_the_cap_in_the_quarantine_stop_the_attempt_and_leave_nothing() {
     let corpus = Corpus::new();
     let before = Store::take(&corpus);
-    let flood = run("head -c 3000000 /dev/urandom > \"$TMPDIR/big\" && \
-         git hash-object -w \"$TMPDIR/big\" > \"$TMPDIR/evidence\"");
+    let flood = run(
+        "head -c 3000000 /dev/urandom > \"$GOALPOST_STATE_DIR/big\" && \
+         git hash-object -w \"$GOALPOST_STATE_DIR/big\" > \"$GOALPOST_STATE_DIR/evidence\"",
+    );
     let plan = write_capped_goal(&corpus, &script(&[flood]));
     let run = run_goal(&corpus, plan, BLOCKED);
     let id = corpus.evidence("evidence");
@@ -409,7 +414,9 @@ fn objects_beyond_the_cap_in_the_quarantine_stop_the_attempt_and_leave_nothing()
 fn a_worktree_file_beyond_the_cap_is_not_imported() {
     let corpus = Corpus::new();
     let before = Store::take(&corpus);
-    let big = run("head -c 3000000 /dev/urandom > docs/big.bin && cp docs/big.bin \"$TMPDIR/big\"");
+    let big = run(
+        "head -c 3000000 /dev/urandom > docs/big.bin && cp docs/big.bin \"$GOALPOST_STATE_DIR/big\"",
+    );
     let plan = write_capped_goal(&corpus, &script(&[big]));
     let run = run_goal(&corpus, plan, BLOCKED);
     let status = corpus.goalpost(&["status"], &[]);
@@ -417,7 +424,7 @@ fn a_worktree_file_beyond_the_cap_is_not_imported() {
         format!("{status}").contains("objects_mb"),
         "{status}\n{run}"
     );
-    let big = corpus.attempt_tmp().join("big");
+    let big = corpus.attempt_state().join("big");
     let id = corpus
         .env
         .git_out(REPO, &["hash-object", big.to_str().unwrap()]);
