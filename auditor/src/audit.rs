@@ -39,6 +39,7 @@ use crate::checkout::{Checkout, CheckoutError};
 use crate::claims::{judge_claims, tail};
 use crate::integrity;
 use crate::protected::ProtectedFiles;
+use crate::surface;
 
 /// Variables the checks get from the auditor's own (already allow-listed) environment;
 /// `HOME` and `TMPDIR` are always private directories of the audit.
@@ -103,6 +104,15 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
     };
     let mut violations = rules.judge(&changes, &link_target);
+    let machine: Vec<&Check> = input
+        .contract
+        .verification
+        .iter()
+        .filter(|c| c.command().is_some())
+        .collect();
+    violations.extend(surface::judge(
+        &repo, base, candidate, &changes, &machine, &rules,
+    ));
     let changed_paths: Vec<String> = changes
         .iter()
         .flat_map(|c| c.paths().map(str::to_owned).collect::<Vec<_>>())
@@ -124,12 +134,6 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
     // Evidence of an earlier audit stands for a check only when its whole key matches:
     // this tree, the same command, the same environment, the same protected paths.
     let reuse = read_reuse(&input.report_dir);
-    let machine: Vec<&Check> = input
-        .contract
-        .verification
-        .iter()
-        .filter(|c| c.command().is_some())
-        .collect();
     let base_tree = repo.tree_of(base)?.to_string();
     let prepared = integrity::prepare(&repo, base, candidate, &machine);
     let keys: Vec<String> = check_keys(&repo, base, &tree, input, &rules, &env, &machine)?

@@ -25,6 +25,7 @@ mod placement;
 mod protected;
 mod report;
 mod runner;
+mod surface;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

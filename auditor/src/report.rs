@@ -194,6 +194,7 @@ fn violations_section(out: &mut String, report: &AuditReport) {
             ViolationKind::Protected => "protected path changed",
             ViolationKind::GitLevel => "git-level change",
             ViolationKind::ModifiedByCheck => "changed while the checks ran",
+            ViolationKind::CheckConfig => "check configuration",
         };
         let _ = writeln!(
             out,

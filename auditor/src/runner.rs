@@ -8,7 +8,7 @@
 //! may have rewritten its own Makefile while it ran.
 
 use std::cell::OnceCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use git2::{ObjectType, Oid, TreeWalkMode, TreeWalkResult};
 use goalpost_shared::git::Repo;
@@ -108,12 +108,44 @@ impl Files for CommitFiles<'_> {
 
 /// The runners `command` starts, as far as the files of `files` tell, sorted.
 pub fn recognise(command: &str, files: &dyn Files) -> Vec<Runner> {
-    let mut found = BTreeSet::new();
-    scan(command, "", files, 0, &mut found);
-    found.into_iter().collect()
+    interpret(command, files).runners.into_iter().collect()
 }
 
-fn scan(script: &str, dir: &str, files: &dyn Files, depth: usize, out: &mut BTreeSet<Runner>) {
+/// What reading `command` found: the runners it starts and the parts of files that took
+/// it there.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub runners: BTreeSet<Runner>,
+    /// Each part of a file the command was followed through to a runner, by (path, part):
+    /// a Makefile target's rules with their recipes as expanded (part `target NAME`), a
+    /// `package.json` script (part `scripts.NAME`), a whole shell script (part ""). Two
+    /// trees whose parts differ run their tests differently. A part that starts no runner
+    /// (a script that is the code under test) is not one.
+    pub followed: BTreeMap<(String, String), String>,
+    /// How many runner starts were read, the same one twice included.
+    starts: usize,
+}
+
+impl Found {
+    /// Records `text` as the part `part` of `path` when `follow` (reading it) started a
+    /// runner.
+    fn follow(&mut self, path: String, part: String, text: String, follow: impl FnOnce(&mut Self)) {
+        let before = self.starts;
+        follow(self);
+        if self.starts > before {
+            self.followed.insert((path, part), text);
+        }
+    }
+}
+
+/// The runners `command` starts and the parts of files it was followed through.
+pub fn interpret(command: &str, files: &dyn Files) -> Found {
+    let mut found = Found::default();
+    scan(command, "", files, 0, &mut found);
+    found
+}
+
+fn scan(script: &str, dir: &str, files: &dyn Files, depth: usize, out: &mut Found) {
     if depth > MAX_DEPTH {
         return;
     }
@@ -137,17 +169,12 @@ fn scan(script: &str, dir: &str, files: &dyn Files, depth: usize, out: &mut BTre
     }
 }
 
-fn command(
-    words: &[String],
-    dir: &str,
-    files: &dyn Files,
-    depth: usize,
-    out: &mut BTreeSet<Runner>,
-) {
+fn command(words: &[String], dir: &str, files: &dyn Files, depth: usize, out: &mut Found) {
     let program = words[0].rsplit('/').next().unwrap_or("");
     let rest = &words[1..];
     let mut push = |kind: Kind, args: &[String]| {
-        out.insert(Runner {
+        out.starts += 1;
+        out.runners.insert(Runner {
             kind,
             dir: dir.to_owned(),
             args: args.to_vec(),
@@ -192,17 +219,22 @@ fn command(
                 _ => None,
             };
             if let Some(script) = script
-                && let Some(body) = npm_script(files, dir, script)
+                && let Some((path, body)) = npm_script(files, dir, script)
             {
-                scan(&body, dir, files, depth + 1, out);
+                out.follow(path, format!("scripts.{script}"), body.clone(), |out| {
+                    scan(&body, dir, files, depth + 1, out);
+                });
             }
         }
         "make" | "gmake" => make(rest, dir, files, depth, out),
         "sh" | "bash" | "dash" => {
             if let Some(path) = rest.iter().find(|w| !w.starts_with('-'))
-                && let Some(script) = join(dir, path).and_then(|p| files.read(&p))
+                && let Some(path) = join(dir, path)
+                && let Some(script) = files.read(&path)
             {
-                scan(&script, dir, files, depth + 1, out);
+                out.follow(path, String::new(), script.clone(), |out| {
+                    scan(&script, dir, files, depth + 1, out);
+                });
             }
         }
         _ if is_python(program) => {
@@ -216,11 +248,14 @@ fn command(
             }
         }
         _ if words[0].contains('/') => {
-            if let Some(script) = join(dir, &words[0]).and_then(|p| files.read(&p))
+            if let Some(path) = join(dir, &words[0])
+                && let Some(script) = files.read(&path)
                 && script.starts_with("#!")
                 && script.lines().next().is_some_and(|l| l.contains("sh"))
             {
-                scan(&script, dir, files, depth + 1, out);
+                out.follow(path, String::new(), script.clone(), |out| {
+                    scan(&script, dir, files, depth + 1, out);
+                });
             }
         }
         _ => {}
@@ -234,14 +269,16 @@ fn is_python(program: &str) -> bool {
             .is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
 }
 
-/// `scripts.NAME` of the `package.json` in `dir`.
-fn npm_script(files: &dyn Files, dir: &str, name: &str) -> Option<String> {
-    let text = files.read(&join(dir, "package.json")?)?;
+/// The path of the `package.json` in `dir` and its `scripts.NAME`.
+fn npm_script(files: &dyn Files, dir: &str, name: &str) -> Option<(String, String)> {
+    let path = join(dir, "package.json")?;
+    let text = files.read(&path)?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["scripts"][name].as_str().map(str::to_owned)
+    let body = json["scripts"][name].as_str()?.to_owned();
+    Some((path, body))
 }
 
-fn make(args: &[String], dir: &str, files: &dyn Files, depth: usize, out: &mut BTreeSet<Runner>) {
+fn make(args: &[String], dir: &str, files: &dyn Files, depth: usize, out: &mut Found) {
     let mut dir = dir.to_owned();
     let mut file = None;
     let mut targets = Vec::new();
@@ -272,13 +309,13 @@ fn make(args: &[String], dir: &str, files: &dyn Files, depth: usize, out: &mut B
         Some(f) => vec![f.clone()],
         None => vec!["GNUmakefile".into(), "makefile".into(), "Makefile".into()],
     };
-    let Some(text) = names
-        .iter()
-        .find_map(|n| join(&dir, n).and_then(|p| files.read(&p)))
-    else {
+    let Some((path, text)) = names.iter().find_map(|n| {
+        let path = join(&dir, n)?;
+        files.read(&path).map(|text| (path, text))
+    }) else {
         return;
     };
-    let makefile = Makefile::parse(&text);
+    let makefile = Makefile::parse(&text, path);
     if targets.is_empty() {
         targets.extend(makefile.default_target());
     }
@@ -290,12 +327,13 @@ fn make(args: &[String], dir: &str, files: &dyn Files, depth: usize, out: &mut B
 
 /// The rules and simple variables of a Makefile.
 struct Makefile {
+    path: String,
     rules: Vec<(Vec<String>, Vec<String>, Vec<String>)>,
     vars: Vec<(String, String)>,
 }
 
 impl Makefile {
-    fn parse(text: &str) -> Makefile {
+    fn parse(text: &str, path: String) -> Makefile {
         let joined = text.replace("\\\n", " ");
         let mut rules: Vec<(Vec<String>, Vec<String>, Vec<String>)> = Vec::new();
         let mut vars = Vec::new();
@@ -329,7 +367,7 @@ impl Makefile {
             ));
             in_rule = true;
         }
-        Makefile { rules, vars }
+        Makefile { path, rules, vars }
     }
 
     fn default_target(&self) -> Option<String> {
@@ -347,23 +385,31 @@ impl Makefile {
         files: &dyn Files,
         depth: usize,
         seen: &mut BTreeSet<String>,
-        out: &mut BTreeSet<Runner>,
+        out: &mut Found,
     ) {
         if depth > MAX_DEPTH || !seen.insert(target.to_owned()) {
             return;
         }
+        let before = out.starts;
+        let mut rules = String::new();
         for (targets, prereqs, recipe) in &self.rules {
             if !targets.iter().any(|t| t == target) {
                 continue;
             }
+            rules.push_str(&format!("{}: {}\n", targets.join(" "), prereqs.join(" ")));
             for prereq in prereqs {
                 self.follow(prereq, dir, files, depth + 1, seen, out);
             }
             for line in recipe {
                 let line = self.expand(line);
+                rules.push_str(&format!("\t{line}\n"));
                 let line = line.trim_start_matches(['@', '-', '+', ' ']);
                 scan(line, dir, files, depth + 1, out);
             }
+        }
+        if out.starts > before {
+            out.followed
+                .insert((self.path.clone(), format!("target {target}")), rules);
         }
     }
 

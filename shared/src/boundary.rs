@@ -341,8 +341,9 @@ impl BoundaryRules {
         }
     }
 
-    /// Whether an allowed glob names `path` itself, wildcard-free in its last component.
-    fn names_explicitly(&self, path: &str) -> bool {
+    /// Whether an allowed glob names `path` itself, wildcard-free in its last component:
+    /// what lets a git-level change, or a change to a check's own configuration, through.
+    pub fn names_explicitly(&self, path: &str) -> bool {
         self.allowed
             .iter()
             .any(|r| r.literal_name && r.exact.is_match(path))
@@ -365,6 +366,7 @@ fn rank(kind: ViolationKind) -> u8 {
         ViolationKind::Protected => 2,
         ViolationKind::GitLevel => 3,
         ViolationKind::ModifiedByCheck => 4,
+        ViolationKind::CheckConfig => 5,
     }
 }
 

@@ -397,6 +397,9 @@ pub enum ViolationKind {
     GitLevel,
     /// A check of the audit changed a protected file the auditor had written from the base.
     ModifiedByCheck,
+    /// Changed a file that decides how a machine check runs (its runner's configuration,
+    /// the recipe or script its command goes through) without an allowed path naming it.
+    CheckConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -172,7 +172,13 @@ pub fn explain_stop(why: String, sent_back: &[SentBack]) -> String {
         last.summary
     );
     if !last.paths.is_empty() {
-        let paths: Vec<String> = last.paths.iter().map(|p| format!("`{p}`")).collect();
+        let mut seen = BTreeSet::new();
+        let paths: Vec<String> = last
+            .paths
+            .iter()
+            .filter(|p| seen.insert(p.as_str()))
+            .map(|p| format!("`{p}`"))
+            .collect();
         out.push_str(&format!(
             "; needs: the goal's boundaries to allow {} (its Allowed or Forbidden paths), or an implementer that leaves them alone",
             paths.join(", ")

@@ -676,4 +676,14 @@ fn a_stop_after_the_same_finding_again_and_again_names_it_and_what_to_change() {
     assert_eq!(explain_stop(why.clone(), std::slice::from_ref(&calc)), why);
     assert_eq!(explain_stop(why.clone(), &[calc, other]), why);
     assert_eq!(explain_stop(why.clone(), &[]), why);
+    // A path broken in two ways is named once.
+    let twice = SentBack {
+        summary: "2 boundary violations (`calc.sh`)".into(),
+        paths: vec!["calc.sh".into(), "calc.sh".into(), "ops.sh".into()],
+    };
+    assert!(
+        explain_stop(why, &[twice.clone(), twice]).ends_with(
+            "needs: the goal's boundaries to allow `calc.sh`, `ops.sh` (its Allowed or Forbidden paths), or an implementer that leaves them alone"
+        )
+    );
 }

@@ -7,11 +7,17 @@
 //! | --- | --- | --- |
 //! | `std::process::exit(0)` in the code under test | `cargo test` | census (no summary from the binaries that exit) |
 //! | `#[ignore]` on a unit test in `src/` | `cargo test` | census (one more ignored, one fewer run) |
-//! | `autotests = false` in `Cargo.toml` | `cargo test` | canary (not collected), census |
+//! | `autotests = false` in `Cargo.toml` | `cargo test` | canary (not collected), census, check configuration |
 //! | an unprotected test file emptied | `cargo test` | census |
-//! | `.cargo/config.toml` with `runner = "true"` | `cargo test` | canary, census |
+//! | `.cargo/config.toml` with `runner = "true"` | `cargo test` | canary, census, check configuration |
 //! | `os._exit(0)` in the code under test | `python3 -m unittest` | canary, census |
-//! | a Makefile `test:` recipe of `@true` | `make test` (unittest at the base) | canary, census |
+//! | a Makefile `test:` recipe of `@true` | `make test` (unittest at the base) | canary, census, check configuration |
+//! | a root package `unittest/` shadowing the runner | `python3 -m unittest` | canary, check configuration |
+//!
+//! "Check configuration" is the protection of the files that decide how a check runs
+//! (`.cargo/config.toml`, the test keys of `Cargo.toml`, the followed Makefile recipe, a
+//! module shadowing the runner): a boundary violation whatever the allowed paths say,
+//! unless one names the file.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -161,6 +167,18 @@ fn assert_caught(run: &Run, report: &serde_json::Value, layer: &str) -> String {
     failure
 }
 
+/// Asserts `report` has the check-configuration violation of `path` and returns its rule.
+fn assert_config_violation(report: &serde_json::Value, path: &str) -> String {
+    let violations = report["violations"].as_array().cloned().unwrap_or_default();
+    let found = violations
+        .iter()
+        .find(|v| v["kind"] == "check_config" && v["path"] == path)
+        .unwrap_or_else(|| panic!("no check_config violation of {path}: {report:#}"));
+    let rule = found["rule"].as_str().unwrap_or_default().to_owned();
+    assert!(rule.contains("(part of how `"), "{rule}");
+    rule
+}
+
 #[test]
 fn an_honest_cargo_change_merges_with_its_canary_failing_and_more_tests() {
     let f = cargo_fixture();
@@ -240,6 +258,11 @@ fn autotests_false_is_caught_by_the_canary() {
     assert_caught(&run, &report, "canary");
     let census = &check(&report)["integrity"]["census"];
     assert_eq!(census["candidate"]["ran"], 2, "{census:#}");
+    let rule = assert_config_violation(&report, "Cargo.toml");
+    assert!(
+        rule.starts_with("`package.autotests` in `Cargo.toml`"),
+        "{rule}"
+    );
 }
 
 #[test]
@@ -271,6 +294,36 @@ fn a_cargo_runner_of_true_is_caught_by_the_canary() {
     assert_caught(&run, &report, "canary");
     let census = &check(&report)["integrity"]["census"];
     assert_eq!(census["base"]["ran"], 3, "{census:#}");
+    assert_config_violation(&report, ".cargo/config.toml");
+}
+
+#[test]
+fn a_cargo_config_merges_only_where_an_allowed_path_names_it() {
+    let f = cargo_fixture();
+    // Honest: a build setting, and a description in Cargo.toml (not a test key).
+    let config = "[build]\nincremental = false\n";
+    let toml = CARGO_TOML.replace("edition", "description = \"adds\"\nedition");
+    let c = f.candidate(
+        "config",
+        &[
+            (".cargo/config.toml", Some(config)),
+            ("Cargo.toml", Some(&toml)),
+        ],
+    );
+    let (run, report) = f.audit(&goal(CARGO_CHECK, "tests/"), &c);
+    assert_eq!(run.code, NOT_MERGED, "{run}");
+    assert_eq!(
+        report["violations"].as_array().map(Vec::len),
+        Some(1),
+        "{report:#}"
+    );
+    assert_config_violation(&report, ".cargo/config.toml");
+    let allowing = goal(CARGO_CHECK, "tests/").replace(
+        "## Boundaries\n",
+        "## Boundaries\n- Allowed paths: src/, Cargo.toml, .cargo/config.toml\n",
+    );
+    let (run, report) = f.audit(&allowing, &c);
+    assert_eq!(run.code, MERGE, "{run}\n{report:#}");
 }
 
 const CALC_PY: &str = "def add(a, b):\n    return a + b\n";
@@ -314,6 +367,43 @@ fn a_make_recipe_of_true_is_caught_by_the_base_recipes_canary() {
     let integrity = &check(&report)["integrity"];
     assert_eq!(integrity["canary"]["planted"][0], "test_goalpost_canary.py");
     assert_eq!(integrity["census"]["base"]["ran"], 2, "{integrity:#}");
+    let rule = assert_config_violation(&report, "Makefile");
+    assert!(
+        rule.starts_with("the rules of `test` in `Makefile`"),
+        "{rule}"
+    );
+}
+
+#[test]
+fn a_package_shadowing_unittest_is_caught_by_the_check_configuration() {
+    let f = python_fixture();
+    // Wrong code, and a `unittest` of its own where the runner starts: it reports success.
+    let fake = "import sys\n\n\ndef main(*args, **kwargs):\n    print('OK')\n    sys.exit(0)\n";
+    let c = f.candidate(
+        "shadow",
+        &[
+            ("unittest/__init__.py", Some(fake)),
+            (
+                "unittest/__main__.py",
+                Some("from unittest import main\nmain()\n"),
+            ),
+            ("calc.py", Some("def add(a, b):\n    return 0\n")),
+        ],
+    );
+    // Allowed paths that take in everything the candidate changed.
+    let goal = goal("python3 -m unittest", "test_calc.py").replace(
+        "## Boundaries\n",
+        "## Boundaries\n- Allowed paths: *.py, unittest/\n",
+    );
+    let (run, report) = f.audit(&goal, &c);
+    assert_caught(&run, &report, "canary");
+    for path in ["unittest/__init__.py", "unittest/__main__.py"] {
+        let rule = assert_config_violation(&report, path);
+        assert!(
+            rule.contains("shadows the runner's module `unittest`"),
+            "{rule}"
+        );
+    }
 }
 
 #[test]
