@@ -72,7 +72,13 @@ impl Dashboard {
 
     /// Sends one request (`Host` is the dashboard's unless `headers` set it) and reads the
     /// whole response.
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Response {
         let mut stream = TcpStream::connect(&self.addr).unwrap();
         stream.set_read_timeout(Some(DEADLINE)).unwrap();
         let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
@@ -116,6 +122,9 @@ impl Dashboard {
 
 /// The form token of a dashboard page.
 pub fn csrf_of(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("the page has a form") + 19;
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("the page has a form")
+        + 19;
     html[at..].split('"').next().unwrap().to_owned()
 }

@@ -101,3 +101,49 @@ pub fn svg(plan: &Plan, phases: &[PhaseRow]) -> String {
     out.push_str("</svg>");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use goalpost_state::PhaseStatus;
+
+    const GOAL: &str = "# Goal: g\n\n## Outcome\nDone.\n\n## Verification surface\n- `true`\n\n## Phases\n\n### a: A\n\n### b: B\nDepends on: a\n\n### c: C\nDepends on: a\n\n### d: D\nDepends on: b, c\n";
+
+    #[test]
+    fn each_phase_is_a_box_in_the_column_of_its_depth_with_an_arrow_per_dependency() {
+        let plan = goalpost_shared::goal::parse(std::path::Path::new("goal.md"), GOAL).unwrap();
+        let phases = vec![PhaseRow {
+            phase_id: "a".into(),
+            state: PhaseStatus::Merged,
+            base: None,
+            merged_commit: None,
+            winner: Some(1),
+            why: None,
+        }];
+        let svg = svg(&plan, &phases);
+        assert_eq!(svg.matches("<line class=\"edge\"").count(), 4, "{svg}");
+        assert!(
+            svg.contains("data-phase=\"a\" data-state=\"merged\""),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("data-phase=\"d\" data-state=\"pending\""),
+            "{svg}"
+        );
+        // a in column 0, b and c in column 1 one above the other, d in column 2.
+        for (id, x, y) in [
+            ("a", 12, 12),
+            ("b", 232, 12),
+            ("c", 232, 76),
+            ("d", 452, 12),
+        ] {
+            let at = svg.find(&format!("data-phase=\"{id}\"")).unwrap();
+            let rect = &svg[at..];
+            assert!(
+                rect.contains(&format!("<rect x=\"{x}\" y=\"{y}\"")),
+                "{id} not at {x},{y}: {svg}"
+            );
+        }
+    }
+}

@@ -110,7 +110,7 @@ pub fn run_live(p: &RunPage<'_>) -> String {
         st = v.run.state,
     );
     b.push_str(&actions(p));
-    b.push_str("<h2>Phases</h2>");
+    b.push_str("<h2>Phase DAG</h2>");
     b.push_str(&dag::svg(p.plan, &v.phases));
     b.push_str("<h2>Budgets</h2>");
     b.push_str(&budgets(p));
