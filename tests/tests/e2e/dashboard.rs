@@ -7,6 +7,7 @@
 use goalpost_fixtures::repo::{CALC_MUL, CALC_SUB};
 use goalpost_tests::browser::{Browser, output_dir};
 use goalpost_tests::dashboard::{Dashboard, csrf_of};
+use goalpost_tests::durable::{DEADLINE, wait_for};
 use goalpost_tests::{TestEnv, calc_env, calc_file, quoted, repo_root};
 
 use crate::approve::{main_tip, setup as awaiting_approval};
@@ -62,17 +63,13 @@ fn the_dashboard_follows_a_run_live_and_shows_its_diff_and_failing_audit() {
     let (env, release) = held_goal();
     let dash = Dashboard::start(&env, "calc");
     let mut running = env.spawn_goalpost(["-C", "calc", "run", "goal.md"], &[]);
-    let run_id = goalpost_tests::durable::wait_for(
-        "the run in the store",
-        goalpost_tests::durable::DEADLINE,
-        || {
-            if let Some(run) = running.finished() {
-                panic!("the run ended before its second iteration\n{run}");
-            }
-            let status = env.goalpost(["-C", "calc", "status", "--json"]);
-            (status.code == 0).then(|| status.json()["run"]["id"].as_str().unwrap().to_owned())
-        },
-    );
+    let run_id = wait_for("the run in the store", DEADLINE, || {
+        if let Some(run) = running.finished() {
+            panic!("the run ended before its second iteration\n{run}");
+        }
+        let status = env.goalpost(["-C", "calc", "status", "--json"]);
+        (status.code == 0).then(|| status.json()["run"]["id"].as_str().unwrap().to_owned())
+    });
     let shots = output_dir("dashboard");
     let mut browser = Browser::start();
 
@@ -297,4 +294,58 @@ fn the_dashboard_listens_on_loopback_unless_told_otherwise() {
     env.goalpost(["-C", "calc", "dashboard", "--listen", "0.0.0.0:0"])
         .assert_code(2)
         .assert_stderr_has("not a loopback address");
+}
+
+#[test]
+fn the_pause_and_resume_buttons_stop_a_run_and_start_it_again() {
+    let (env, release) = held_goal();
+    let start = env
+        .git_out("calc", &["rev-parse", "main"])
+        .trim()
+        .to_owned();
+    let dash = Dashboard::start(&env, "calc");
+    let mut running = env.spawn_goalpost(["-C", "calc", "run", "goal.md"], &[]);
+    let run_id = wait_for("the run in the store", DEADLINE, || {
+        if let Some(run) = running.finished() {
+            panic!("the run ended before its second iteration\n{run}");
+        }
+        let status = env.goalpost(["-C", "calc", "status", "--json"]);
+        (status.code == 0).then(|| status.json()["run"]["id"].as_str().unwrap().to_owned())
+    });
+    let mut browser = Browser::start();
+    let page = browser.open(&dash.link(&format!("/runs/{run_id}")));
+    browser.wait_true(
+        &page,
+        "the held turn of iteration 2",
+        "document.querySelector('tr.attempt')?.textContent.includes('iteration 2, implementer turn running') === true",
+    );
+    browser.eval(&page, "document.getElementById('pause').click()");
+    browser.wait_true(
+        &page,
+        "what `goalpost pause` said",
+        "document.getElementById('said')?.textContent.includes('asked run') === true",
+    );
+    // The run stops after the held turn, paused.
+    std::fs::write(&release, "go\n").unwrap();
+    running.wait().assert_code(5);
+    let status = env.goalpost(["-C", "calc", "status", "--json"]).json();
+    assert_eq!(status["run"]["state"], "paused");
+
+    let page = browser.open(&dash.link(&format!("/runs/{run_id}")));
+    browser.eval(&page, "document.getElementById('resume').click()");
+    browser.wait_true(
+        &page,
+        "what the dashboard started",
+        "document.getElementById('said')?.textContent.includes('started `goalpost resume') === true",
+    );
+    // `goalpost resume`, on its own, takes the run to its end.
+    wait_for("the resumed run to complete", DEADLINE, || {
+        let status = env.goalpost(["-C", "calc", "status", "--json"]).json();
+        (status["run"]["state"] == "complete").then_some(())
+    });
+    assert_ne!(
+        env.git_out("calc", &["rev-parse", "main"]).trim(),
+        start,
+        "the release did not move"
+    );
 }
