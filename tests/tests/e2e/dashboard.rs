@@ -349,3 +349,33 @@ fn the_pause_and_resume_buttons_stop_a_run_and_start_it_again() {
         "the release did not move"
     );
 }
+
+#[test]
+fn the_demos_run_shows_its_dag_of_four_phases_merged() {
+    let env = TestEnv::new();
+    env.goalpost(["demo", "--dir", "demo"]).assert_code(0);
+    let dash = Dashboard::start(&env, "demo/calc");
+    let status = env.goalpost(["-C", "demo/calc", "status", "--json"]).json();
+    let run_id = status["run"]["id"].as_str().unwrap().to_owned();
+    let mut browser = Browser::start();
+    let page = browser.open(&dash.link(&format!("/runs/{run_id}")));
+    assert_eq!(
+        browser.eval(
+            &page,
+            "[...document.querySelectorAll('#dag g.node')].map(n => n.dataset.phase + '=' + n.dataset.state).join(' ')"
+        ),
+        "sub=merged mul=merged speed=merged docs=merged"
+    );
+    assert_eq!(
+        browser.eval(&page, "document.querySelectorAll('#dag line.edge').length"),
+        3
+    );
+    let shot = output_dir("dashboard").join("demo.png");
+    browser.screenshot(&page, &shot);
+    // The README's picture is this one, taken again on request so that a test run leaves
+    // the clone as it was.
+    if std::env::var_os("GOALPOST_DOCS_SCREENSHOTS").is_some() {
+        std::fs::create_dir_all(repo_root().join("docs")).unwrap();
+        std::fs::copy(&shot, repo_root().join("docs/dashboard.png")).unwrap();
+    }
+}
