@@ -38,7 +38,14 @@ impl Response {
 impl Dashboard {
     /// Starts `goalpost -C repo dashboard` and waits for the URL it prints.
     pub fn start(env: &TestEnv, repo: &str) -> Dashboard {
-        let mut process = env.spawn_goalpost(["-C", repo, "dashboard"], &[]);
+        Dashboard::start_with(env, repo, &[])
+    }
+
+    /// Starts `goalpost -C repo dashboard args...` and waits for the URL it prints.
+    pub fn start_with(env: &TestEnv, repo: &str, args: &[&str]) -> Dashboard {
+        let mut argv = vec!["-C", repo, "dashboard"];
+        argv.extend_from_slice(args);
+        let mut process = env.spawn_goalpost(argv, &[]);
         let url = wait_for("the dashboard's URL", DEADLINE, || {
             if let Some(run) = process.finished() {
                 panic!("the dashboard exited\n{run}");

@@ -294,6 +294,16 @@ fn the_dashboard_listens_on_loopback_unless_told_otherwise() {
     env.goalpost(["-C", "calc", "dashboard", "--listen", "0.0.0.0:0"])
         .assert_code(2)
         .assert_stderr_has("not a loopback address");
+    // Told, it listens there, and still asks for the token.
+    let dash = Dashboard::start_with(&env, "calc", &["--listen", "0.0.0.0:0", "--allow-remote"]);
+    assert!(dash.addr.starts_with("0.0.0.0:"), "{}", dash.url);
+    let port = dash.addr.rsplit(':').next().unwrap();
+    let loopback = Dashboard {
+        addr: format!("127.0.0.1:{port}"),
+        ..dash
+    };
+    assert_eq!(loopback.request("GET", "/", &[], "").status, 401);
+    assert_eq!(loopback.get("/").status, 200);
 }
 
 #[test]
