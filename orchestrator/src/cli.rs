@@ -146,6 +146,22 @@ Example:
   goalpost agents goal.md
   goalpost agents --json")]
     Agents(AgentsArgs),
+
+    /// Serve a local web page of this repository's runs, live while they go on
+    #[command(long_about = "\
+Serve a web dashboard of this repository's runs on 127.0.0.1 (a free port unless \
+--listen says which) and print its URL, which carries a random token: every request \
+without it gets 401. The page shows each run's phase DAG, phases and attempts (agent, \
+state, iterations, tokens, cost, time, metric, winner and why), each attempt's diff, \
+each audit's evidence, the stop report and the budgets, and follows a running run \
+without a reload. Its buttons run the commands a user has: approve (for `approval = \
+\"human\"`), pause, and resume, which starts `goalpost resume` as a process of its own \
+(its output in the run's resume.log) that goes on after the dashboard stops.
+
+Example:
+  goalpost dashboard
+  goalpost dashboard --listen 127.0.0.1:8080")]
+    Dashboard(DashboardArgs),
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +276,18 @@ pub struct StatusArgs {
     /// each, or with --json the JSON lines of `run --progress json`), until the run ends
     #[arg(long)]
     pub watch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// The address to listen on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+
+    /// Allow --listen on an address other than loopback (anyone who can reach it and has
+    /// the URL's token can approve, pause and resume)
+    #[arg(long)]
+    pub allow_remote: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ pub mod attempt;
 pub mod audit;
 pub mod control;
 pub mod crash;
+pub mod dashboard;
 pub mod demo;
 pub mod executor;
 pub mod gate;

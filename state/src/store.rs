@@ -278,6 +278,20 @@ impl Store {
         row.optional().map_err(|e| self.err(e))
     }
 
+    /// Every run of the repository, the most recent first.
+    pub fn runs(&self) -> Result<Vec<RunRow>> {
+        let sql = format!(
+            "SELECT {} FROM runs ORDER BY created_at DESC, rowid DESC",
+            Self::RUN_COLUMNS
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], Self::run_from_row)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
     /// The plan run `id` follows, as JSON.
     pub fn run_plan_json(&self, id: &str) -> Result<String> {
         self.conn

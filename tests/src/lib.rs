@@ -8,7 +8,9 @@
 //! sees the same thing on every machine and can check that no worktree is left behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod browser;
 pub mod corpus;
+pub mod dashboard;
 pub mod durable;
 
 use std::collections::BTreeMap;

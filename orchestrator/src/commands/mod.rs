@@ -5,6 +5,7 @@ mod agents;
 mod approve;
 mod audit;
 mod clear;
+mod dashboard;
 mod demo;
 mod gc;
 mod pause;
@@ -38,6 +39,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Clear(args) => clear::run(&args, dir),
         Command::Gc => gc::run(dir),
         Command::Agents(args) => agents::run(&args, dir),
+        Command::Dashboard(args) => dashboard::run(&args, dir),
         Command::Demo(args) => demo::run(args),
     }
 }

@@ -9,7 +9,7 @@ use goalpost_tests::{TestEnv, binary, calc_env, quoted};
 const REPO: &str = "calc";
 
 /// The calc project and a one-phase goal whose implementer adds `sub` and `mul`.
-fn setup() -> TestEnv {
+pub(crate) fn setup() -> TestEnv {
     let env = calc_env();
     let script = env.write(
         "agent.toml",
@@ -30,7 +30,7 @@ fn setup() -> TestEnv {
     env
 }
 
-fn main_tip(env: &TestEnv) -> String {
+pub(crate) fn main_tip(env: &TestEnv) -> String {
     env.git_out(REPO, &["rev-parse", "main"]).trim().to_owned()
 }
 

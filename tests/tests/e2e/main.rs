@@ -5,6 +5,7 @@
 mod approve;
 mod best_of_n;
 mod confinement;
+mod dashboard;
 mod durable;
 mod integrity;
 mod lifecycle;
