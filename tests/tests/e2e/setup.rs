@@ -375,3 +375,27 @@ Verification: `test -n "$npm_config_cache"`
         assert_eq!(json["recommendation"], "merge", "{md}");
     }
 }
+
+#[test]
+fn a_setup_that_leaves_files_git_does_not_ignore_stops_before_the_harvest_takes_them() {
+    let env = TestEnv::new();
+    env.repo(REPO, &[("README.md", "no ignore file\n")]);
+    let leaky = r#"setup = ["mkdir -p build && echo generated > build/out.txt"]"#;
+    write_goal(&env, NOTE_TAKER, leaky, "test -f build/out.txt", "");
+    let before = env.git_out(REPO, &["rev-parse", "main"]);
+    let run = run(&env);
+    run.assert_code(3);
+    let report = stop_report(&run);
+    assert!(
+        report.contains("setup failed: it left files git does not ignore: `build/out.txt`"),
+        "{report}"
+    );
+    assert!(report.contains("`.gitignore`"), "{report}");
+    assert_eq!(env.git_out(REPO, &["rev-parse", "main"]), before);
+    // No turn ran, so nothing was harvested: the attempt's ref, if any, is the base.
+    let refs = env.git_out(
+        REPO,
+        &["for-each-ref", "--format=%(objectname)", "refs/goalpost/"],
+    );
+    assert!(refs.lines().all(|r| r == before), "{refs}");
+}
