@@ -42,8 +42,9 @@ use crate::integrity;
 use crate::protected::ProtectedFiles;
 
 /// Variables the checks get from the auditor's own (already allow-listed) environment;
-/// `HOME` and `TMPDIR` are always private directories of the audit.
-const CHECK_ENV_ALLOW: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ"];
+/// `HOME` and `TMPDIR` are always private directories of the audit. `CARGO_HOME` and
+/// `RUSTUP_HOME` name the user's toolchain and registry, read-only to the checks.
+const CHECK_ENV_ALLOW: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ", "CARGO_HOME", "RUSTUP_HOME"];
 
 /// The checks' variables that name private directories of one audit: not part of a
 /// check's cache key.

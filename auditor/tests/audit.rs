@@ -429,6 +429,8 @@ fn checks_see_only_the_allow_list_and_a_private_home_in_the_audit_worktree() {
                 "GIT_ALTERNATE_OBJECT_DIRECTORIES",
                 // The package managers' caches, in the audit's own cache.
                 "GOALPOST_CACHE",
+                "CARGO_HOME",
+                "RUSTUP_HOME",
                 "npm_config_cache",
                 "PIP_CACHE_DIR",
                 "UV_CACHE_DIR",

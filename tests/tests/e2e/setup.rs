@@ -399,3 +399,49 @@ fn a_setup_that_leaves_files_git_does_not_ignore_stops_before_the_harvest_takes_
     );
     assert!(refs.lines().all(|r| r == before), "{refs}");
 }
+
+/// Where this machine's Rust toolchain is: `RUSTUP_HOME` and `CARGO_HOME` as the test
+/// runs, else under the real `HOME`.
+fn toolchain_env() -> Vec<(&'static str, String)> {
+    let home = std::env::var("HOME").unwrap_or_default();
+    [("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo")]
+        .into_iter()
+        .map(|(var, dir)| {
+            (
+                var,
+                std::env::var(var).unwrap_or_else(|_| format!("{home}/{dir}")),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_rust_project_builds_in_the_audit_with_the_users_toolchain_read_only() {
+    let env = TestEnv::new();
+    env.repo(
+        REPO,
+        &[
+            (".gitignore", "target/\n"),
+            (
+                "Cargo.toml",
+                "[package]\nname = \"proj\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+            ),
+            ("src/main.rs", "fn main() {}\n"),
+        ],
+    );
+    write_goal(&env, NOTE_TAKER, "", "cargo build --offline --quiet", "");
+    // The test's HOME has no toolchain: only the toolchain homes goalpost passes on let
+    // rustup's `cargo` run, in the attempt and in the audit, whose HOME is private.
+    let mut cmd = env.command(binary("goalpost"));
+    cmd.args(["-C", REPO, "run", "goal.md"]);
+    for (var, value) in toolchain_env() {
+        cmd.env(var, value);
+    }
+    let run = Run::of(cmd);
+    run.assert_code(0);
+    let audits = audit_mds(&env);
+    assert!(!audits.is_empty());
+    for (json, md) in &audits {
+        assert_eq!(json["recommendation"], "merge", "{md}");
+    }
+}
