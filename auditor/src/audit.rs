@@ -398,6 +398,15 @@ fn check_keys(
             )
         })
         .collect();
+    // What the setup installed is part of what the checks ran with: evidence gathered
+    // after another setup does not stand for this one. (No variable has a space in its
+    // name, so this entry is no variable's.)
+    let mut key_env = key_env;
+    let setup = &input.contract.setup.commands;
+    if !setup.is_empty() {
+        let commands: Vec<&str> = setup.iter().map(|c| c.value.as_str()).collect();
+        key_env.insert("goalpost setup".to_owned(), commands.join("\n"));
+    }
     Ok(machine
         .iter()
         .filter_map(|check| cache::check_key(tree, check, &key_env, &protected))

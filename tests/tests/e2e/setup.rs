@@ -203,6 +203,19 @@ fn assert_merged_with_setup(env: &TestEnv, run: &Run, installed: &str) {
         !files.keys().any(|p| p.starts_with(installed)),
         "the setup's output was harvested: {files:?}"
     );
+    let st = status(env);
+    let run_id = st["run"]["id"].as_str().unwrap();
+    let worker_out = env
+        .dir()
+        .join(REPO)
+        .join(".git/goalpost/runs")
+        .join(run_id)
+        .join("attempts/goal.1/worker-out-1.json");
+    let worker: Value =
+        serde_json::from_str(&std::fs::read_to_string(worker_out).unwrap()).unwrap();
+    let setup = &worker["setup"];
+    assert!(setup["failure"].is_null(), "{worker:#}");
+    assert_eq!(setup["commands"][0]["exit_code"], 0, "{worker:#}");
     let audits = audit_mds(env);
     assert!(!audits.is_empty());
     for (json, md) in &audits {
@@ -336,7 +349,7 @@ fn an_attempts_write_to_the_package_cache_does_not_reach_the_audit() {
 role = "implementer"
 actions = [
   { run = "mkdir -p \"$npm_config_cache\" && echo attempt > \"$npm_config_cache/poison\"" },
-  { append = "NOTES.md", content = "checked\n" },
+  { run = "cat \"$HOME/.npm/seed\" > NOTES.md; echo attempt > \"$HOME/.npm/written\"" },
 ]
 message = "Done.\nClaims:\n- the tests pass\n"
 "#;
@@ -353,8 +366,17 @@ Verification: `test -n "$npm_config_cache"`
         r#"test -n "$npm_config_cache" && test ! -e "$npm_config_cache/poison""#,
         phases,
     );
+    // The user's own npm cache: readable in the attempt's sandbox, never writable.
+    env.write("home/.npm/seed", "from the user's cache\n");
     let run = run(&env);
     run.assert_code(0);
+    assert_eq!(
+        env.tree_files(REPO, "main")
+            .get("NOTES.md")
+            .map(String::as_str),
+        Some("from the user's cache\n")
+    );
+    assert!(!env.home().join(".npm/written").exists());
     let st = status(&env);
     let run_id = st["run"]["id"].as_str().unwrap();
     let shared = env
