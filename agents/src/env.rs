@@ -7,7 +7,8 @@ use std::path::Path;
 use goalpost_shared::protocol::{AgentSpec, Role, WorkerInput};
 
 /// The environment an agent's turn runs with: the allow-listed variables of the worker's
-/// own environment, `TMPDIR` in the attempt's private dir, the run's agent environment,
+/// own environment, `TMPDIR` in the attempt's private dir, the package managers' caches in
+/// the run's package cache of the attempts, the run's agent environment,
 /// the agent's own `env`, and last (so nothing overrides them) the `GOALPOST_*` facts of
 /// the turn. `GOALPOST_PROMPT_FILE` is added by the adapter that writes the file.
 pub fn agent_env(
@@ -19,6 +20,9 @@ pub fn agent_env(
 ) -> BTreeMap<OsString, OsString> {
     let mut env = allowed_env(&input.env_allow);
     env.insert("TMPDIR".into(), tmpdir.into());
+    if let Some(cache) = &input.sandbox.package_cache {
+        env.extend(goalpost_shared::setup::cache_env(cache));
+    }
     for (key, value) in input.agent_env.iter().chain(&spec.env) {
         env.insert(key.into(), value.into());
     }

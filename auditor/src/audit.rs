@@ -32,8 +32,9 @@ use goalpost_shared::git::{GitError, Quarantine, Repo};
 use goalpost_shared::process;
 use goalpost_shared::protocol::{
     AUDIT_REUSE_FILE, AuditInput, AuditReport, AuditReuse, CachedCheck, CheckCacheNote,
-    CheckResult, ClaimFinding, ClaimStatus, Recommendation, Violation,
+    CheckResult, ClaimFinding, ClaimStatus, CommandRecord, Recommendation, Violation,
 };
+use goalpost_shared::setup::{self, SetupRecord, run_setup};
 
 use crate::checkout::{Checkout, CheckoutError};
 use crate::claims::{judge_claims, tail};
@@ -42,8 +43,9 @@ use crate::protected::ProtectedFiles;
 use crate::surface;
 
 /// Variables the checks get from the auditor's own (already allow-listed) environment;
-/// `HOME` and `TMPDIR` are always private directories of the audit.
-const CHECK_ENV_ALLOW: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ"];
+/// `HOME` and `TMPDIR` are always private directories of the audit. `CARGO_HOME` and
+/// `RUSTUP_HOME` name the user's toolchain and registry, read-only to the checks.
+const CHECK_ENV_ALLOW: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ", "CARGO_HOME", "RUSTUP_HOME"];
 
 /// The checks' variables that name private directories of one audit: not part of a
 /// check's cache key.
@@ -163,6 +165,7 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         .collect();
     let fresh: Vec<bool> = slots.iter().map(Option::is_none).collect();
     let mut base_censuses = Vec::new();
+    let mut setup_record: Option<SetupRecord> = None;
     if slots.iter().any(Option::is_none) {
         let checkout =
             Checkout::create_pooled(&repo, &input.worktree, candidate, reuse.pool.as_ref())?;
@@ -206,9 +209,29 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         // A check may rewrite the checkout's git links; they are put back before the
         // checkout is removed or recycled by git commands that follow them.
         let links = GitLinks::read(checkout.path()).ok();
+        // The audit's own package cache, in its scratch dir: nothing an attempt (or an
+        // earlier audit) put in a cache reaches these checks.
+        env.extend(setup::cache_env(&scratch.path().join("cache")));
         let mut watch = protected.watch(&root);
+        // The candidate's tree made ready for its checks (its own lockfile, its own
+        // manifest), confined like a check; a failure leaves the checks unrun.
+        if !input.contract.setup.commands.is_empty() {
+            let mut record = run_setup(
+                &input.contract.setup,
+                checkout.path(),
+                &env,
+                RUN_OUTPUT_CAP,
+                confine.as_ref(),
+            );
+            for command in &mut record.commands {
+                command.tree = restored.is_empty().then(|| tree.clone());
+                cap_record(command);
+            }
+            setup_record = Some(record);
+        }
+        let setup_failed = setup_record.as_ref().is_some_and(SetupRecord::failed);
         for (slot, check) in slots.iter_mut().zip(&machine) {
-            if slot.is_some() {
+            if slot.is_some() || setup_failed {
                 continue;
             }
             let mut result = run_check(
@@ -225,16 +248,18 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         }
         violations.extend(protected.modified(&root, watch.as_mut()));
         // Every reported check has run: the canaries may now change the checkout.
-        integrity::run_canaries(
-            &prepared,
-            &machine,
-            &mut slots,
-            &fresh,
-            checkout.path(),
-            &env,
-            timeout,
-            confine.as_ref(),
-        );
+        if !setup_failed {
+            integrity::run_canaries(
+                &prepared,
+                &machine,
+                &mut slots,
+                &fresh,
+                checkout.path(),
+                &env,
+                timeout,
+                confine.as_ref(),
+            );
+        }
         if let Some(Err(err)) = links.as_ref().map(GitLinks::restore) {
             tracing::warn!("cannot put back the audit worktree's git links: {err}");
         }
@@ -256,16 +281,18 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
             keys: &keys,
             source: input.report_dir.display().to_string(),
         };
-        base_censuses = integrity::compare_censuses(
-            &prepared,
-            &machine,
-            &mut slots,
-            &fresh,
-            &at_base,
-            &env,
-            timeout,
-            RUN_OUTPUT_CAP,
-        )?;
+        if !setup_failed {
+            base_censuses = integrity::compare_censuses(
+                &prepared,
+                &machine,
+                &mut slots,
+                &fresh,
+                &at_base,
+                &env,
+                timeout,
+                RUN_OUTPUT_CAP,
+            )?;
+        }
         for (slot, _) in slots.iter_mut().zip(&fresh).filter(|(_, fresh)| **fresh) {
             if let Some(result) = slot {
                 cap_output(result);
@@ -291,7 +318,20 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         .filter(|c| matches!(c.kind, CheckKind::Human))
         .map(|c| c.text.value.clone())
         .collect();
-    let (recommendation, summary) = recommend(&checks, &violations, &claims, &changed_paths);
+    let (mut recommendation, mut summary) =
+        recommend(&checks, &violations, &claims, &changed_paths);
+    if let Some(failure) = setup_record.as_ref().and_then(|s| s.failure.as_ref()) {
+        // Not a failing check: nothing was checked. The candidate (its lockfile, its
+        // manifest) or the goal file's setup has to change.
+        if recommendation == Recommendation::Merge {
+            recommendation = Recommendation::Revise;
+        }
+        summary = if violations.is_empty() {
+            format!("the setup failed, so no check ran: {failure}")
+        } else {
+            format!("{summary}; and the setup failed, so no check ran: {failure}")
+        };
+    }
     Ok(AuditReport {
         phase: input.phase.clone(),
         base: base.to_string(),
@@ -306,6 +346,7 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         changed_paths,
         cache,
         base_censuses,
+        setup: setup_record,
     })
 }
 
@@ -361,6 +402,15 @@ fn check_keys(
             )
         })
         .collect();
+    // What the setup installed is part of what the checks ran with: evidence gathered
+    // after another setup does not stand for this one. (No variable has a space in its
+    // name, so this entry is no variable's.)
+    let mut key_env = key_env;
+    let setup = &input.contract.setup.commands;
+    if !setup.is_empty() {
+        let commands: Vec<&str> = setup.iter().map(|c| c.value.as_str()).collect();
+        key_env.insert("goalpost setup".to_owned(), commands.join("\n"));
+    }
     Ok(machine
         .iter()
         .filter_map(|check| cache::check_key(tree, check, &key_env, &protected))
@@ -385,10 +435,14 @@ fn check_env(scratch: &std::path::Path) -> Result<BTreeMap<OsString, OsString>, 
 
 /// Keeps the last [`REPORT_OUTPUT_BYTES`] of each stream for the report.
 fn cap_output(check: &mut CheckResult) {
-    for text in [&mut check.record.stdout, &mut check.record.stderr] {
+    cap_record(&mut check.record);
+}
+
+fn cap_record(record: &mut CommandRecord) {
+    for text in [&mut record.stdout, &mut record.stderr] {
         if text.len() > REPORT_OUTPUT_BYTES {
             *text = tail(text, REPORT_OUTPUT_BYTES);
-            check.record.truncated = true;
+            record.truncated = true;
         }
     }
 }

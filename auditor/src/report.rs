@@ -61,7 +61,11 @@ pub fn markdown(report: &AuditReport) -> String {
         }
     );
     cache_note(&mut out, report);
-    checks_section(&mut out, &report.checks, &reused_checks(report));
+    setup_section(&mut out, report);
+    let setup_failed = report.setup.as_ref().is_some_and(|s| s.failed());
+    if !(setup_failed && report.checks.is_empty()) {
+        checks_section(&mut out, &report.checks, &reused_checks(report));
+    }
     crate::integrity::markdown(&mut out, &report.checks);
     violations_section(&mut out, report);
     claims_section(&mut out, report);
@@ -114,6 +118,60 @@ fn cache_note(out: &mut String, report: &AuditReport) {
         let _ = writeln!(out, "- `{}`: from `{source}`", check.command);
     }
     out.push('\n');
+}
+
+/// The setup commands as they ran before the checks, each with its output.
+fn setup_section(out: &mut String, report: &AuditReport) {
+    let Some(setup) = &report.setup else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "## Setup
+"
+    );
+    match &setup.failure {
+        Some(why) => {
+            let _ = writeln!(
+                out,
+                "**The setup failed**, so no check ran: {why}. Fix the goal file's setup \
+                 commands, or what they read in the candidate (its lockfile, its manifest).\n"
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "Every setup command succeeded before the checks ran.\n"
+            );
+        }
+    }
+    for record in &setup.commands {
+        let command = record.argv.last().map_or("", String::as_str);
+        let exit = match (record.exit_code, record.signal) {
+            _ if record.timed_out => "timed out".to_owned(),
+            (Some(code), _) => format!("exit {code}"),
+            (None, Some(signal)) => format!("signal {signal}"),
+            (None, None) => "not run".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "### `{command}` ({exit}, {})\n",
+            duration(record.duration_ms)
+        );
+        let mut quoted = false;
+        for (label, text) in [("stdout", &record.stdout), ("stderr", &record.stderr)] {
+            if text.trim().is_empty() {
+                continue;
+            }
+            quoted = true;
+            let note = if record.truncated { ", tail" } else { "" };
+            let _ = writeln!(out, "{label}{note}:\n");
+            fenced(out, text);
+        }
+        if !quoted {
+            let _ = writeln!(out, "No output.\n");
+        }
+    }
 }
 
 fn checks_section(out: &mut String, checks: &[CheckResult], reused: &[usize]) {
@@ -364,6 +422,7 @@ mod tests {
             changed_paths: vec!["src/parse.rs".to_owned(), "vendor/lib.c".to_owned()],
             cache: Vec::new(),
             base_censuses: Vec::new(),
+            setup: None,
         }
     }
 

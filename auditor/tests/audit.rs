@@ -427,6 +427,16 @@ fn checks_see_only_the_allow_list_and_a_private_home_in_the_audit_worktree() {
                 // The audit's object quarantine, with the repository's store read-only.
                 "GIT_OBJECT_DIRECTORY",
                 "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+                // The package managers' caches, in the audit's own cache.
+                "GOALPOST_CACHE",
+                "CARGO_HOME",
+                "RUSTUP_HOME",
+                "npm_config_cache",
+                "PIP_CACHE_DIR",
+                "UV_CACHE_DIR",
+                "GOMODCACHE",
+                "GOCACHE",
+                "GOFLAGS",
             ]
             .contains(name),
             "unexpected variable {name} in {env}"
@@ -438,6 +448,14 @@ fn checks_see_only_the_allow_list_and_a_private_home_in_the_audit_worktree() {
         .expect("HOME set");
     assert_ne!(Path::new(home), f.path("home"));
     assert!(home.contains("goalpost-audit-"), "{home}");
+    let cache = env
+        .lines()
+        .find_map(|l| l.strip_prefix("npm_config_cache="))
+        .expect("npm_config_cache set");
+    assert!(
+        cache.starts_with(Path::new(home).parent().unwrap().to_str().unwrap()),
+        "{cache}"
+    );
     assert!(
         !Path::new(home).exists(),
         "the private home is removed afterwards"

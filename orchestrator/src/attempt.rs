@@ -10,8 +10,20 @@ use goalpost_shared::protocol::AgentSpec;
 /// Environment variables the worker, its agents and its checks may see, besides their own
 /// `GOALPOST_*` variables and each agent's configured `env`.
 pub const WORKER_ENV_ALLOW: &[&str] = &[
-    "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "USER", "LOGNAME", "SHELL", "TZ",
-    "TMPDIR", "RUST_LOG",
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TERM",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TZ",
+    "TMPDIR",
+    "RUST_LOG",
+    "CARGO_HOME",
+    "RUSTUP_HOME",
 ];
 
 /// Tells the worker and the auditor which process to die with.

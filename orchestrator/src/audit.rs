@@ -2,6 +2,7 @@
 //! allow-list, its own fresh worktree, and only the contract, the two commits and the
 //! claims as input.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use goalpost_shared::contract::Contract;
@@ -11,8 +12,26 @@ use goalpost_shared::protocol::{AuditInput, SandboxSpec};
 
 use crate::layout::Layout;
 
-/// All the auditor and the checks it runs inherit from goalpost's environment.
+/// All the auditor and the checks it runs inherit from goalpost's environment, besides
+/// the user's toolchain homes ([`toolchain_homes`]).
 pub const AUDITOR_ENV_ALLOW: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ"];
+
+/// Where the user's Rust toolchain and cargo registry are: `CARGO_HOME` and `RUSTUP_HOME`
+/// as set, or `~/.cargo` and `~/.rustup` when those exist. The audit's checks have a
+/// private `HOME`, where rustup's `cargo` would find no toolchain; these, read-only in
+/// their sandbox, let them build with the user's toolchain and downloaded crates.
+pub fn toolchain_homes() -> Vec<(OsString, OsString)> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    [("CARGO_HOME", ".cargo"), ("RUSTUP_HOME", ".rustup")]
+        .into_iter()
+        .filter_map(|(var, dir)| {
+            let path = std::env::var_os(var)
+                .map(PathBuf::from)
+                .or_else(|| home.as_ref().map(|h| h.join(dir)).filter(|p| p.is_dir()))?;
+            Some((OsString::from(var), path.into_os_string()))
+        })
+        .collect()
+}
 
 /// Per-check timeout of an audit when the plan sets no wall budget.
 pub const DEFAULT_CHECK_TIMEOUT_SECS: u64 = 30 * 60;

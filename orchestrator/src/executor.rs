@@ -26,7 +26,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::attempt::{PARENT_PID_VAR, WORKER_ENV_ALLOW, parent_pid, sibling_binary};
-use crate::audit::AUDITOR_ENV_ALLOW;
+use crate::audit::{AUDITOR_ENV_ALLOW, toolchain_homes};
 
 /// Which kind of process a job runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -439,6 +439,7 @@ pub fn run_select(input: &SelectInput) -> Result<SelectResult, JobError> {
 pub fn run_auditor(input: &AuditInput) -> Result<AuditReport, JobError> {
     let dir = &input.report_dir;
     let mut env = process::env_allowlist(AUDITOR_ENV_ALLOW);
+    env.extend(toolchain_homes());
     env.insert(OsString::from(PARENT_PID_VAR), parent_pid());
     let p = RoleProcess {
         role: Role::Auditor,

@@ -65,6 +65,7 @@ impl Layout {
                 .as_ref()
                 .map_or(0, |mb| mb.value.saturating_mul(1 << 20)),
             offline_checks: plan.settings.network.value == Network::None,
+            package_cache: None,
         }
     }
 

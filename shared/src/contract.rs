@@ -31,6 +31,33 @@ pub struct Contract {
     pub blocked: Option<StopCondition>,
     /// Sections the contract does not know, kept as context for agents.
     pub context: Vec<Section>,
+    /// What makes a fresh checkout ready for the checks (installing dependencies); run
+    /// before the first turn of every worker round and before every audit's checks.
+    #[serde(default)]
+    pub setup: Setup,
+}
+
+/// The setup commands of a plan or phase (`setup` and `setup_timeout` in the front
+/// matter, `Setup:` in a phase) and their time limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Setup {
+    /// Shell commands (`/bin/sh -c`), run in order in the checkout's root; the first
+    /// that fails ends the setup.
+    pub commands: Vec<Spanned<String>>,
+    /// The time all the commands together may take.
+    pub timeout_secs: u64,
+}
+
+/// The setup's time limit when the goal file sets no `setup_timeout`.
+pub const DEFAULT_SETUP_TIMEOUT_SECS: u64 = 600;
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            commands: Vec::new(),
+            timeout_secs: DEFAULT_SETUP_TIMEOUT_SECS,
+        }
+    }
 }
 
 /// A heading of the goal file that is not one of the contract's parts.

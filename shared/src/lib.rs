@@ -17,3 +17,4 @@ pub mod lock;
 pub mod plan;
 pub mod process;
 pub mod protocol;
+pub mod setup;

@@ -54,6 +54,10 @@ pub struct Settings {
     /// Whether checks may use the network (`network = "none"`: they may not).
     #[serde(default)]
     pub network: Spanned<Network>,
+    /// The plan's setup commands (`setup`, `setup_timeout`); a phase's `Setup:` line
+    /// replaces the commands.
+    #[serde(default)]
+    pub setup: crate::contract::Setup,
 }
 
 pub const DEFAULT_MAX_PARALLEL: u32 = 4;
@@ -85,6 +89,7 @@ impl Default for Settings {
             approval: Spanned::new(Approval::Auto, 0, 0),
             prices: BTreeMap::new(),
             network: Spanned::new(Network::Open, 0, 0),
+            setup: crate::contract::Setup::default(),
         }
     }
 }

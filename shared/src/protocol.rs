@@ -142,6 +142,10 @@ pub struct SandboxSpec {
     pub tmp_bytes: u64,
     /// Checks run with no network but a loopback device of their own (`network = "none"`).
     pub offline_checks: bool,
+    /// The run's package cache of the attempts, writable to their setup, turns and checks
+    /// (see [`crate::setup::cache_env`]); audits never get it, each has its own.
+    #[serde(default)]
+    pub package_cache: Option<PathBuf>,
 }
 
 impl SandboxSpec {
@@ -333,6 +337,10 @@ pub struct WorkerResult {
     pub head: Option<String>,
     pub iterations: Vec<IterationRecord>,
     pub usage: Usage,
+    /// The round's setup commands, run before its first turn; `None` when the contract
+    /// has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<crate::setup::SetupRecord>,
 }
 
 /// The auditor's whole input. Nothing of the implementer's transcript, environment,
@@ -453,6 +461,10 @@ pub struct AuditReport {
     /// from them instead of running it again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub base_censuses: Vec<CachedCheck>,
+    /// The contract's setup commands as they ran in the audit's checkout before its
+    /// checks; `None` when there are none or no check had to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<crate::setup::SetupRecord>,
 }
 
 /// How the verification cache served one check of an audit.

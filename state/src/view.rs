@@ -186,6 +186,7 @@ mod tests {
             changed_paths: Vec::new(),
             cache: Vec::new(),
             base_censuses: Vec::new(),
+            setup: None,
         };
         store
             .record_audit("r1", Some(1), &report, Path::new("/d"), &[])

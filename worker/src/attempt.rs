@@ -17,6 +17,7 @@ use goalpost_shared::protocol::{
     AgentSpec, AttemptOutcome, CheckResult, Feedback, IterationRecord, PROGRESS_FILE, Role,
     STOP_FILE, TurnRecord, Verdict, WorkerEvent, WorkerInput, WorkerResult,
 };
+use goalpost_shared::setup::{self, SetupRecord};
 
 use crate::budget::Meter;
 use crate::harvest::Lineage;
@@ -81,8 +82,20 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
         path: objects.clone(),
         source,
     })?;
+    // The run's package cache of the attempts: their setup, turns and checks share it.
+    let cache = input.sandbox.package_cache.clone();
+    if let Some(dir) = &cache {
+        fs::create_dir_all(dir).map_err(|source| AttemptError::PrivateDir {
+            path: dir.clone(),
+            source,
+        })?;
+    }
     let (confine, check_confine) = match confinement(input, lineage.repo(), quarantine.dir())? {
         Some(rules) => {
+            let rules = match &cache {
+                Some(dir) => rules.with_writable(dir)?,
+                None => rules,
+            };
             let spec = &input.sandbox;
             let turn = rules
                 .clone()
@@ -105,6 +118,9 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
     let mut check_env = agents::allowed_env(&input.env_allow);
     check_env.insert("TMPDIR".into(), check_tmp.into_os_string());
     check_env.extend(git_env.iter().cloned());
+    if let Some(dir) = &cache {
+        check_env.extend(setup::cache_env(dir));
+    }
     let links = GitLinks::read(&input.worktree).ok();
     if let Some(Feedback::Conflict {
         previous_candidate, ..
@@ -129,9 +145,13 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
         progress: Progress::default(),
         iterations: Vec::new(),
     };
-    let outcome = round
-        .run()
-        .unwrap_or_else(|err| outcome::round_failed(&err));
+    let setup = round.setup();
+    let outcome = match setup.as_ref().and_then(|(_, stop)| stop.clone()) {
+        Some(stop) => stop,
+        None => round
+            .run()
+            .unwrap_or_else(|err| outcome::round_failed(&err)),
+    };
     if let Err(err) = round.quarantine.remove() {
         tracing::warn!("cannot remove {}: {err}", round.quarantine.dir().display());
     }
@@ -140,6 +160,7 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
         head: round.lineage.ref_value().map(|c| c.to_string()),
         usage: round.meter.usage(),
         iterations: round.iterations,
+        setup: setup.map(|(record, _)| record),
     })
 }
 
@@ -237,6 +258,44 @@ impl Round<'_> {
             input.max_iterations,
             &carry.evidence(),
         ))
+    }
+
+    /// Runs the contract's setup commands in the worktree before the round's first turn,
+    /// confined and with the checks' environment; `None` when the contract has none. The
+    /// outcome beside the record stops the round: the setup failed, or it left files git
+    /// does not ignore, which the harvest would take for the agent's work.
+    fn setup(&mut self) -> Option<(SetupRecord, Option<AttemptOutcome>)> {
+        let setup = &self.input.contract.setup;
+        if setup.commands.is_empty() {
+            return None;
+        }
+        let before = self.lineage.pending_paths().unwrap_or_default();
+        let mut record = setup::run_setup(
+            setup,
+            self.lineage.worktree(),
+            &self.check_env,
+            CHECK_OUTPUT_CAP,
+            self.check_confine.as_ref(),
+        );
+        self.restore_links();
+        self.check_quarantine();
+        let tree = self.lineage.head_tree().ok().map(|t| t.to_string());
+        for command in &mut record.commands {
+            command.tree = tree.clone();
+        }
+        if record.failed() {
+            let stop = outcome::setup_failed(&record);
+            return Some((record, Some(stop)));
+        }
+        let left: Vec<String> = self
+            .lineage
+            .pending_paths()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        let stop = (!left.is_empty()).then(|| outcome::setup_left_files(&left));
+        Some((record, stop))
     }
 
     /// One iteration: its record, and the round's outcome when it ends the round.

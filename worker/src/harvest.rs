@@ -163,6 +163,17 @@ impl Lineage {
         Ok((text, truncated))
     }
 
+    /// The paths whose files differ from the last harvest: tracked ones that changed and
+    /// untracked ones git does not ignore.
+    pub fn pending_paths(&self) -> Result<Vec<String>, GitError> {
+        let changes = self.view().changes_from(self.head)?;
+        Ok(changes
+            .tracked
+            .into_iter()
+            .chain(changes.untracked)
+            .collect())
+    }
+
     /// Whether the worktree holds changes not harvested yet.
     pub fn is_dirty(&self) -> Result<bool, GitError> {
         Ok(!self.view().changes_from(self.head)?.is_empty())

@@ -3,6 +3,7 @@
 //! it go on (`needs`), from the latest evidence.
 
 use goalpost_shared::protocol::{AttemptOutcome, CheckResult, Role};
+use goalpost_shared::setup::SetupRecord;
 
 use crate::budget::Crossed;
 use crate::progress::failing;
@@ -87,8 +88,89 @@ pub fn check_cannot_run(check: &CheckResult) -> AttemptOutcome {
             check.command,
             check.failure.as_deref().unwrap_or("exit status 126/127")
         ),
-        needs: format!("a runnable `{}`", check.command),
+        needs: format!(
+            "{}a runnable `{}`",
+            missing_dependency(std::slice::from_ref(check))
+                .map(|line| setup_hint(&line))
+                .unwrap_or_default(),
+            check.command
+        ),
     }
+}
+
+/// The setup commands failed before the first turn: the attempt cannot start.
+pub fn setup_failed(setup: &SetupRecord) -> AttemptOutcome {
+    let failure = setup.failure.as_deref().unwrap_or("the setup failed");
+    let tail = setup.output_tail(SETUP_TAIL_LINES);
+    let output = if tail.is_empty() {
+        " (no output)".to_owned()
+    } else {
+        format!("; its output ends:\n{tail}")
+    };
+    AttemptOutcome::Blocked {
+        reason: format!("setup failed: {failure}{output}"),
+        needs: "setup commands that succeed in a fresh checkout of the phase's base (the \
+                goal file's `setup`, or the phase's `Setup:` line): run them by hand in a \
+                clean clone to see why"
+            .to_owned(),
+    }
+}
+
+/// The setup left files in the worktree that git does not ignore: they would be
+/// harvested into the attempt's commit as if the agent had written them.
+pub fn setup_left_files(paths: &[String]) -> AttemptOutcome {
+    let shown: Vec<String> = paths.iter().take(5).map(|p| format!("`{p}`")).collect();
+    let more = paths.len().saturating_sub(shown.len());
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    AttemptOutcome::Blocked {
+        reason: format!(
+            "setup failed: it left files git does not ignore: {}{more}",
+            shown.join(", ")
+        ),
+        needs: "a `.gitignore` that ignores what the setup creates (`node_modules/`, \
+                `.venv/`), or setup commands that write elsewhere"
+            .to_owned(),
+    }
+}
+
+/// Lines of a failed setup's output the stop report quotes.
+const SETUP_TAIL_LINES: usize = 8;
+
+/// Words in a failing check's output that say a dependency is not installed.
+const MISSING_DEPENDENCY: &[&str] = &[
+    "ModuleNotFoundError",
+    "No module named",
+    "Cannot find module",
+    "Cannot find package",
+    "ERR_MODULE_NOT_FOUND",
+    "command not found",
+    "no required module provides package",
+    "can't find crate",
+];
+
+/// The first output line of a failing check that says a dependency is missing.
+fn missing_dependency(checks: &[CheckResult]) -> Option<String> {
+    checks.iter().filter(|c| !c.passed).find_map(|c| {
+        c.record
+            .stderr
+            .lines()
+            .chain(c.record.stdout.lines())
+            .find(|line| MISSING_DEPENDENCY.iter().any(|w| line.contains(w)))
+            .map(|line| line.trim().to_owned())
+    })
+}
+
+/// What to say about a missing dependency, for a needs line.
+fn setup_hint(line: &str) -> String {
+    format!(
+        "the checks fail for want of a dependency (`{line}`): install the project's \
+         dependencies before the checks with `setup = [\"...\"]` in the goal file's front \
+         matter (see the README's Real projects); or "
+    )
 }
 
 /// The reviewer's verdict was `blocked`: its notes are the reason, its `NEEDS:` line
@@ -163,13 +245,16 @@ fn stuck(evidence: &Evidence<'_>) -> (String, String) {
         .collect();
     if !failing_checks.is_empty() {
         let list = failing_checks.join(", ");
+        let hint = missing_dependency(evidence.checks)
+            .map(|line| setup_hint(&line))
+            .unwrap_or_default();
         return (
             format!(
                 "{} of {} checks still fail ({list})",
                 failing(evidence.checks),
                 evidence.checks.len()
             ),
-            format!("help with the failing checks, or a revised contract: {list}"),
+            format!("{hint}help with the failing checks, or a revised contract: {list}"),
         );
     }
     if let Some(notes) = evidence.reviewer_notes {

@@ -82,6 +82,7 @@ fn input() -> WorkerInput {
                 heading: s("Background".into()),
                 body: "The index lives in `idx/`.".into(),
             }],
+            setup: Default::default(),
         },
         implementer: agent("impl"),
         reviewer: None,

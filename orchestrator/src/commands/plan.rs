@@ -116,6 +116,20 @@ pub fn summary(plan: &Plan) -> String {
     let _ = writeln!(o, "  approval      {approval}");
     let _ = writeln!(o, "  budget        {} (per attempt)", budget(&s.budget));
     let _ = writeln!(o, "  run budget    {}", budget(&s.run_budget));
+    if !s.setup.commands.is_empty() {
+        let commands: Vec<String> = s
+            .setup
+            .commands
+            .iter()
+            .map(|c| format!("`{}`", c.value))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  setup         {} (within {}s)",
+            commands.join(", "),
+            s.setup.timeout_secs
+        );
+    }
     if s.agents.is_empty() {
         let _ = writeln!(o, "  agents        none defined");
     } else {

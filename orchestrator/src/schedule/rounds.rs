@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 
 use goalpost_shared::budget;
 use goalpost_shared::git::Oid;
-use goalpost_shared::protocol::{AttemptOutcome, Feedback, Usage, WorkerInput, WorkerResult};
+use goalpost_shared::protocol::{
+    AttemptOutcome, Feedback, SandboxSpec, Usage, WorkerInput, WorkerResult,
+};
 
 use super::decide::{self, AfterRound};
 use super::{
@@ -202,7 +204,10 @@ impl Scheduler<'_> {
             env_allow: WORKER_ENV_ALLOW.iter().map(|s| (*s).to_owned()).collect(),
             agent_env: Default::default(),
             unconfined: self.unconfined,
-            sandbox: self.layout.sandbox(self.plan),
+            sandbox: SandboxSpec {
+                package_cache: Some(self.layout.run_dir(&self.run_id).join("cache")),
+                ..self.layout.sandbox(self.plan)
+            },
         };
         let started = RunEvent::AttemptRoundStarted {
             phase: phase.id.value.clone(),

@@ -15,6 +15,7 @@ const PHASE_KEYS: &[&str] = &[
     "Depends on",
     "Attempts",
     "Select",
+    "Setup",
     "Outcome",
     "Verification",
     "Constraints",
@@ -39,6 +40,8 @@ pub(crate) struct PhaseDraft {
     pub attempts: Option<Spanned<u32>>,
     pub attempt_agents: Vec<Spanned<String>>,
     pub select: Option<Spanned<Selection>>,
+    /// The phase's own setup commands (`Setup:`), replacing the plan's.
+    pub setup: Option<Vec<Spanned<String>>>,
     pub parts: Parts,
 }
 
@@ -102,6 +105,7 @@ fn new_draft(h: &Heading, sink: &mut Sink) -> PhaseDraft {
         attempts: None,
         attempt_agents: vec![],
         select: None,
+        setup: None,
         parts: Parts::default(),
     }
 }
@@ -210,6 +214,10 @@ fn key_value(
             d.select = select(value, line, col, sink);
             return Some(None);
         }
+        "setup" => {
+            d.setup = setup(value, line, col, sink);
+            return Some(None);
+        }
         _ => {}
     }
     let part = part_of(key).filter(|p| !matches!(p, Part::Phases | Part::Boundaries))?;
@@ -293,6 +301,39 @@ fn attempts(d: &mut PhaseDraft, value: &str, line: &Line, col: u32, sink: &mut S
     }
 }
 
+/// `Setup: \`cmd\`, \`cmd\`` (each command in backticks) or `Setup: none`.
+fn setup(value: &str, line: &Line, col: u32, sink: &mut Sink) -> Option<Vec<Spanned<String>>> {
+    if value.trim().eq_ignore_ascii_case("none") {
+        return Some(Vec::new());
+    }
+    let mut commands = Vec::new();
+    let mut rest = value;
+    let mut offset = 0;
+    while let Some(open) = rest.find('`') {
+        let Some(len) = rest[open + 1..].find('`') else {
+            break;
+        };
+        let cmd = rest[open + 1..open + 1 + len].trim();
+        let at = offset + open + 1;
+        let cmd_col = col + u32::try_from(value[..at].chars().count()).unwrap_or(0);
+        if !cmd.is_empty() {
+            commands.push(Spanned::new(cmd.to_string(), line.line, cmd_col));
+        }
+        offset = at + len + 1;
+        rest = &value[offset..];
+    }
+    if commands.is_empty() {
+        sink.error(
+            line.line,
+            col,
+            format!("\"Setup: {value}\" names no command"),
+            "`Setup:` and each command in backticks (\"Setup: `npm ci`\"), or `Setup: none`",
+        );
+        return None;
+    }
+    Some(commands)
+}
+
 fn select(value: &str, line: &Line, col: u32, sink: &mut Sink) -> Option<Spanned<Selection>> {
     let v = value.trim().trim_matches('`');
     let lower = v.to_ascii_lowercase();
@@ -330,7 +371,8 @@ fn select(value: &str, line: &Line, col: u32, sink: &mut Sink) -> Option<Spanned
 /// The plan: settings, the plan's contract, and each phase with its contract laid over
 /// the plan's (or the implicit phase when there is no `## Phases`).
 pub(crate) fn build(path: &Path, settings: Settings, doc: Doc, sink: &mut Sink) -> Plan {
-    let contract = sections::contract(&doc.parts);
+    let mut contract = sections::contract(&doc.parts);
+    contract.setup = settings.setup.clone();
     let drafts = match doc.phases {
         Some((h, drafts)) if drafts.is_empty() => {
             sink.error(
@@ -377,6 +419,9 @@ fn implicit(title: &Option<Spanned<String>>, contract: &Contract) -> Phase {
 
 fn phase(d: PhaseDraft, plan: &Contract) -> Phase {
     let mut contract = overlay(plan, d.parts);
+    if let Some(commands) = d.setup {
+        contract.setup.commands = commands;
+    }
     let select = d
         .select
         .unwrap_or_else(|| Spanned::new(Selection::First, 0, 0));
@@ -432,5 +477,6 @@ pub(crate) fn overlay(plan: &Contract, own: Parts) -> Contract {
             .or_else(|| plan.iteration_policy.clone()),
         blocked: own.blocked.or_else(|| plan.blocked.clone()),
         context,
+        setup: plan.setup.clone(),
     }
 }

@@ -267,5 +267,6 @@ pub(crate) fn contract(parts: &Parts) -> Contract {
         iteration_policy: p.iteration_policy,
         blocked: p.blocked,
         context: p.context,
+        setup: crate::contract::Setup::default(),
     }
 }

@@ -22,6 +22,8 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "approval",
     "prices",
     "network",
+    "setup",
+    "setup_timeout",
 ];
 pub(crate) const BUDGET_KEYS: &[&str] = &[
     "turns",
@@ -71,6 +73,12 @@ pub(crate) fn build(t: &mut Toml<'_, '_>, root: &DeTable<'_>) -> Settings {
                 }
             }
             "prices" => s.prices = prices(t, v),
+            "setup" => s.setup.commands = setup_commands(t, v),
+            "setup_timeout" => {
+                if let Some(secs) = setup_timeout(t, v) {
+                    s.setup.timeout_secs = secs;
+                }
+            }
             "network" => {
                 if let Some(n) = t.string("network", v) {
                     match n.value.as_str() {
@@ -88,6 +96,66 @@ pub(crate) fn build(t: &mut Toml<'_, '_>, root: &DeTable<'_>) -> Settings {
         }
     }
     s
+}
+
+/// `setup = ["cmd", ...]`: each item one shell command, none of them blank.
+fn setup_commands(t: &mut Toml<'_, '_>, v: &Value<'_>) -> Vec<Spanned<String>> {
+    const EXPECTED: &str = "an array of shell commands, such as `setup = [\"npm ci\"]`";
+    let DeValue::Array(items) = v.get_ref() else {
+        t.error(
+            v.span(),
+            format!("\"setup\" is {}", type_name(v.get_ref())),
+            EXPECTED,
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items.iter() {
+        match item.get_ref() {
+            DeValue::String(cmd) if !cmd.trim().is_empty() => {
+                out.push(t.spanned(cmd.to_string(), item.span()));
+            }
+            DeValue::String(_) => t.error(item.span(), "an empty setup command", EXPECTED),
+            other => t.error(
+                item.span(),
+                format!("a setup command is {}", type_name(other)),
+                EXPECTED,
+            ),
+        }
+    }
+    out
+}
+
+/// `setup_timeout = "10m"`: the time the setup commands may take together, in seconds.
+fn setup_timeout(t: &mut Toml<'_, '_>, v: &Value<'_>) -> Option<u64> {
+    if let DeValue::String(text) = v.get_ref()
+        && let Some(d) = parse_wall_time(text)
+    {
+        return Some(d.as_secs().max(1));
+    }
+    t.error(
+        v.span(),
+        format!("invalid setup_timeout {}", shown(v.get_ref())),
+        WALL_EXPECTED,
+    );
+    None
+}
+
+fn type_name(v: &DeValue<'_>) -> String {
+    match v.type_str().chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => format!("an {}", v.type_str()),
+        _ => format!("a {}", v.type_str()),
+    }
+}
+
+/// A value as the goal file wrote it, for an error message.
+fn shown(v: &DeValue<'_>) -> String {
+    match v {
+        DeValue::String(s) => format!("\"{s}\""),
+        DeValue::Integer(i) => i.as_str().to_string(),
+        DeValue::Float(f) => f.as_str().to_string(),
+        other => format!("of type {}", other.type_str()),
+    }
 }
 
 fn budget(t: &mut Toml<'_, '_>, name: &str, v: &Value<'_>) -> Budget {
@@ -125,12 +193,7 @@ fn budget(t: &mut Toml<'_, '_>, name: &str, v: &Value<'_>) -> Budget {
                     };
                     b.wall = Some(t.spanned(wall, v.span()));
                 } else {
-                    let shown = match v.get_ref() {
-                        DeValue::String(s) => format!("\"{s}\""),
-                        DeValue::Integer(i) => i.as_str().to_string(),
-                        DeValue::Float(f) => f.as_str().to_string(),
-                        other => format!("of type {}", other.type_str()),
-                    };
+                    let shown = shown(v.get_ref());
                     t.error(
                         v.span(),
                         format!("invalid wall time {shown} for \"{path}\""),

@@ -465,3 +465,93 @@ fn the_sandbox_settings_network_and_the_temp_dir_cap() {
         ]
     );
 }
+
+const SETUP_BODY: &str = "
+# Goal: setup
+
+## Outcome
+It builds.
+
+## Verification surface
+- `npm test` passes
+
+## Phases
+
+### plain: Takes the plan's setup
+
+### own: Its own setup
+Setup: `npm ci`, `npm run build`
+
+### bare: No setup
+Setup: none
+";
+
+#[test]
+fn setup_commands_from_the_front_matter_and_phase_lines() {
+    let plan = parse(&format!(
+        "+++\nsetup = [\"npm ci --offline\"]\nsetup_timeout = \"5m\"\n+++\n{SETUP_BODY}"
+    ));
+    let commands = |id: &str| {
+        let setup = &plan.phase(id).unwrap().contract.setup;
+        (values(&setup.commands), setup.timeout_secs)
+    };
+    assert_eq!(commands("plain"), (vec!["npm ci --offline"], 300));
+    assert_eq!(commands("own"), (vec!["npm ci", "npm run build"], 300));
+    assert_eq!(commands("bare"), (vec![], 300));
+    let first = &plan.contract.setup.commands[0];
+    assert_eq!((first.line, first.col), (2, 10));
+    let own = &plan.phase("own").unwrap().contract.setup.commands;
+    assert_eq!((own[1].line, own[1].col), (19, 19));
+}
+
+#[test]
+fn without_setup_there_is_none_and_the_default_time_limit() {
+    let plan = parse(
+        SETUP_BODY
+            .replace("Setup: `npm ci`, `npm run build`", "")
+            .as_str(),
+    );
+    let setup = &plan.phase("plain").unwrap().contract.setup;
+    assert!(setup.commands.is_empty());
+    assert_eq!(
+        setup.timeout_secs,
+        goalpost_shared::contract::DEFAULT_SETUP_TIMEOUT_SECS
+    );
+}
+
+#[test]
+fn bad_setup_values_are_errors_at_their_line() {
+    let errs = errors(&format!(
+        "+++\nsetup = \"npm ci\"\nsetup_timeout = \"ten minutes\"\n+++\n{SETUP_BODY}"
+    ));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("goal.md:2:9: ") && e.contains("\"setup\" is a string")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.starts_with("goal.md:3:17: ")
+            && e.contains("invalid setup_timeout \"ten minutes\"")),
+        "{errs:?}"
+    );
+    let errs = errors(&format!(
+        "+++\nsetup = [\"npm ci\", 3, \" \"]\n+++\n{SETUP_BODY}"
+    ));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("goal.md:2:20: ") && e.contains("a setup command is an integer")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("goal.md:2:23: ") && e.contains("an empty setup command")),
+        "{errs:?}"
+    );
+    let errs = errors(&SETUP_BODY.replace("Setup: none", "Setup: npm ci"));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("goal.md:18:8: ")
+                && e.contains("\"Setup: npm ci\" names no command")),
+        "{errs:?}"
+    );
+}

@@ -120,6 +120,7 @@ fn report(phase: &str, recommendation: Recommendation, candidate: char) -> Audit
         changed_paths: vec!["src/lib.rs".into()],
         cache: Vec::new(),
         base_censuses: Vec::new(),
+        setup: None,
     }
 }
 

@@ -15,4 +15,5 @@ mod pool_cache;
 mod progress;
 mod real_agents;
 mod run_e2e;
+mod setup;
 mod views;

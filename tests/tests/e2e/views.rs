@@ -104,7 +104,22 @@ fn a_budget_stop_after_the_same_audit_finding_each_round_names_the_budget_the_fi
         "{status}"
     );
     assert!(!status.stdout.contains("used 0 of 0"), "{status}");
+    // The stop report the run wrote names the budget, what it used of it, and the path
+    // the audit refused each round.
+    let stop_path = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("report: "))
+        .expect("the run names its stop report");
+    let stop = std::fs::read_to_string(stop_path).unwrap();
+    for needle in ["turns", "4 of 4", "`calc.sh`", "2 times in a row"] {
+        assert!(
+            stop.contains(needle),
+            "{needle:?} not in the stop report:\n{stop}"
+        );
+    }
     filtered(&env, || {
-        insta::assert_snapshot!("repeated_finding_status", status.stdout)
+        insta::assert_snapshot!("repeated_finding_status", status.stdout);
+        insta::assert_snapshot!("repeated_finding_stop_report", stop);
     });
 }
