@@ -35,6 +35,21 @@ pub struct Contract {
     /// before the first turn of every worker round and before every audit's checks.
     #[serde(default)]
     pub setup: Setup,
+    /// Checks only the auditor runs (`## Held-out checks`): no implementer, reviewer or
+    /// selection agent is told what they are, and their files (the front matter's
+    /// `[held_out] dir`) are visible to no agent turn and no other check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_out: Vec<Check>,
+}
+
+impl Contract {
+    /// The contract as the agents may see it: without the held-out checks.
+    pub fn without_held_out(&self) -> Contract {
+        Contract {
+            held_out: Vec::new(),
+            ..self.clone()
+        }
+    }
 }
 
 /// The setup commands of a plan or phase (`setup` and `setup_timeout` in the front

@@ -58,6 +58,63 @@ pub struct Settings {
     /// replaces the commands.
     #[serde(default)]
     pub setup: crate::contract::Setup,
+    /// Where the held-out checks' files are and what a failing one tells the implementer
+    /// (`[held_out]`).
+    #[serde(default)]
+    pub held_out: HeldOut,
+}
+
+/// `[held_out]`: the held-out checks' files, kept outside the repository, and how much of
+/// a failing held-out check reaches the implementer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeldOut {
+    /// The directory of the files (`dir`), as written: relative to the goal file's
+    /// directory unless absolute.
+    pub dir: Option<Spanned<String>>,
+    /// Where the files are placed in the audit's checkout (`into`), relative to its root;
+    /// [`DEFAULT_HELD_OUT_INTO`] when unset.
+    pub into: Option<Spanned<String>>,
+    pub feedback: Spanned<HeldOutFeedback>,
+}
+
+/// Where the held-out files go in an audit's checkout when `into` is unset.
+pub const DEFAULT_HELD_OUT_INTO: &str = ".goalpost-held-out";
+
+/// What the implementer is told of a failing held-out check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeldOutFeedback {
+    /// Only "held-out check N failed": no command, no output.
+    #[default]
+    Hidden,
+    /// The check and its output, like any other check.
+    Full,
+}
+
+impl HeldOut {
+    /// Where the files are placed in an audit's checkout, relative to its root.
+    pub fn into_path(&self) -> &str {
+        self.into
+            .as_ref()
+            .map_or(DEFAULT_HELD_OUT_INTO, |i| i.value.as_str())
+    }
+}
+
+impl Plan {
+    /// The held-out checks' directory, resolved against the goal file's directory; `None`
+    /// when the front matter names none.
+    pub fn held_out_dir(&self) -> Option<PathBuf> {
+        let dir = self.settings.held_out.dir.as_ref()?;
+        let path = std::path::Path::new(&dir.value);
+        if path.is_absolute() {
+            return Some(path.to_path_buf());
+        }
+        Some(
+            self.path
+                .parent()
+                .map_or(path.to_path_buf(), |p| p.join(path)),
+        )
+    }
 }
 
 pub const DEFAULT_MAX_PARALLEL: u32 = 4;
@@ -90,6 +147,7 @@ impl Default for Settings {
             prices: BTreeMap::new(),
             network: Spanned::new(Network::Open, 0, 0),
             setup: crate::contract::Setup::default(),
+            held_out: HeldOut::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ const PHASE_KEYS: &[&str] = &[
     "Setup",
     "Outcome",
     "Verification",
+    "Held-out checks",
     "Constraints",
     "Allowed paths",
     "Forbidden paths",
@@ -124,6 +125,8 @@ fn lines(d: &mut PhaseDraft, h: &Heading, blocks: &[Block], sink: &mut Sink) {
             if part == Part::Verification {
                 let checks = d.parts.verification.get_or_insert_with(Vec::new);
                 checks.extend(check(&block.lines, sink));
+            } else if part == Part::HeldOut {
+                d.parts.held_out.extend(check(&block.lines, sink));
             } else if let Some(first) = block.lines.first() {
                 d.parts
                     .constraints
@@ -151,7 +154,8 @@ fn lines(d: &mut PhaseDraft, h: &Heading, blocks: &[Block], sink: &mut Sink) {
                         )
                     });
                     list_for = part.filter(|p| {
-                        value.is_empty() && matches!(p, Part::Verification | Part::Constraints)
+                        value.is_empty()
+                            && matches!(p, Part::Verification | Part::HeldOut | Part::Constraints)
                     });
                     continue;
                 }
@@ -237,6 +241,14 @@ fn key_value(
             };
             let checks = d.parts.verification.get_or_insert_with(Vec::new);
             checks.extend(check(&[item], sink));
+        }
+        Part::HeldOut if !value.is_empty() => {
+            let item = Line {
+                text: value.to_string(),
+                line: line.line,
+                col,
+            };
+            d.parts.held_out.extend(check(&[item], sink));
         }
         Part::Constraints if !value.is_empty() => d.parts.constraints.push(at(value.to_string())),
         Part::IterationPolicy => d.parts.iteration_policy = Some(at(value.to_string())),
@@ -448,7 +460,7 @@ fn phase(d: PhaseDraft, plan: &Contract) -> Phase {
 
 /// A phase's contract: its own parts over the plan's. Outcome, verification, allowed
 /// paths, iteration policy and the stop condition replace the plan's; constraints,
-/// forbidden and protected paths and context add to them, so a phase can narrow the
+/// held-out checks, forbidden and protected paths and context add to them, so a phase can narrow the
 /// plan's protections but never loosen them.
 pub(crate) fn overlay(plan: &Contract, own: Parts) -> Contract {
     let concat = |a: &[Spanned<String>], b: Vec<Spanned<String>>| {
@@ -478,5 +490,6 @@ pub(crate) fn overlay(plan: &Contract, own: Parts) -> Contract {
         blocked: own.blocked.or_else(|| plan.blocked.clone()),
         context,
         setup: plan.setup.clone(),
+        held_out: [plan.held_out.clone(), own.held_out].concat(),
     }
 }

@@ -13,6 +13,7 @@ use crate::contract::{Check, Contract, Section, Spanned, StopCondition};
 pub(crate) enum Part {
     Outcome,
     Verification,
+    HeldOut,
     Constraints,
     Boundaries,
     IterationPolicy,
@@ -33,6 +34,9 @@ pub(crate) fn part_of(heading: &str) -> Option<Part> {
         "verification" | "verification surface" | "verification checks" | "checks" => {
             Part::Verification
         }
+        "held-out checks" | "held out checks" | "held-out" | "held-out verification" => {
+            Part::HeldOut
+        }
         "constraints" | "constraint" => Part::Constraints,
         "boundaries" | "boundary" => Part::Boundaries,
         "iteration policy" | "iteration" => Part::IterationPolicy,
@@ -49,6 +53,7 @@ pub(crate) fn part_of(heading: &str) -> Option<Part> {
 pub(crate) struct Parts {
     pub outcome: Option<Spanned<String>>,
     pub verification: Option<Vec<Check>>,
+    pub held_out: Vec<Check>,
     pub constraints: Vec<Spanned<String>>,
     pub allowed: Option<Vec<Spanned<String>>>,
     pub forbidden: Vec<Spanned<String>>,
@@ -75,17 +80,10 @@ impl Parts {
                 }
             }
             Part::Verification => {
-                let has_items = blocks.iter().any(|b| b.kind == BlockKind::Item);
                 let checks = self.verification.get_or_insert_with(Vec::new);
-                for b in blocks
-                    .iter()
-                    .filter(|b| !has_items || b.kind == BlockKind::Item)
-                {
-                    if let Some(c) = check(&b.lines, sink) {
-                        checks.push(c);
-                    }
-                }
+                checks.extend(items(blocks, sink));
             }
+            Part::HeldOut => self.held_out.extend(items(blocks, sink)),
             Part::Constraints => {
                 self.constraints.extend(
                     blocks
@@ -136,6 +134,17 @@ pub(crate) fn stop_condition(text: Spanned<String>) -> StopCondition {
         text,
         no_progress_limit,
     }
+}
+
+/// The checks of a verification section: its list items, or each paragraph when it has
+/// no list.
+fn items(blocks: &[Block], sink: &mut Sink) -> Vec<Check> {
+    let has_items = blocks.iter().any(|b| b.kind == BlockKind::Item);
+    blocks
+        .iter()
+        .filter(|b| !has_items || b.kind == BlockKind::Item)
+        .filter_map(|b| check(&b.lines, sink))
+        .collect()
 }
 
 /// One verification item from its lines; `None` if there is none.
@@ -268,5 +277,6 @@ pub(crate) fn contract(parts: &Parts) -> Contract {
         blocked: p.blocked,
         context: p.context,
         setup: crate::contract::Setup::default(),
+        held_out: p.held_out,
     }
 }

@@ -10,7 +10,10 @@ use toml::de::{DeTable, DeValue};
 use super::front_matter::{Toml, Value};
 use super::one_of;
 use crate::contract::Spanned;
-use crate::plan::{Adapter, AgentDef, Approval, Budget, Network, Price, Roles, Settings, WallTime};
+use crate::plan::{
+    Adapter, AgentDef, Approval, Budget, HeldOut, HeldOutFeedback, Network, Price, Roles, Settings,
+    WallTime,
+};
 
 pub(crate) const TOP_KEYS: &[&str] = &[
     "release",
@@ -24,6 +27,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "network",
     "setup",
     "setup_timeout",
+    "held_out",
 ];
 pub(crate) const BUDGET_KEYS: &[&str] = &[
     "turns",
@@ -40,6 +44,7 @@ pub(crate) const BUDGET_KEYS: &[&str] = &[
 ];
 pub(crate) const AGENT_KEYS: &[&str] = &["adapter", "command", "args", "model", "env"];
 pub(crate) const ROLE_KEYS: &[&str] = &["implementer", "reviewer", "auditor"];
+pub(crate) const HELD_OUT_KEYS: &[&str] = &["dir", "into", "feedback"];
 pub(crate) const PRICE_KEYS: &[&str] = &["input_per_mtok", "output_per_mtok", "cached_per_mtok"];
 
 const WALL_EXPECTED: &str = "a duration in quotes such as \"90s\", \"30m\", \"2h\" or \"1h30m\"";
@@ -73,6 +78,7 @@ pub(crate) fn build(t: &mut Toml<'_, '_>, root: &DeTable<'_>) -> Settings {
                 }
             }
             "prices" => s.prices = prices(t, v),
+            "held_out" => s.held_out = held_out(t, v),
             "setup" => s.setup.commands = setup_commands(t, v),
             "setup_timeout" => {
                 if let Some(secs) = setup_timeout(t, v) {
@@ -343,6 +349,74 @@ fn roles(t: &mut Toml<'_, '_>, v: &Value<'_>) -> Roles {
         }
     }
     r
+}
+
+/// `[held_out]`: `dir` (the files, outside the repository), `into` (where an audit puts
+/// them in its checkout) and `feedback` ("hidden" or "full").
+fn held_out(t: &mut Toml<'_, '_>, v: &Value<'_>) -> HeldOut {
+    let mut h = HeldOut::default();
+    let Some(table) = t.table("held_out", v) else {
+        return h;
+    };
+    t.check_keys(table, "held_out.", HELD_OUT_KEYS);
+    for (key, v) in table.iter() {
+        match key.get_ref().as_ref() {
+            "dir" => {
+                h.dir = t.string("held_out.dir", v);
+                if h.dir.as_ref().is_some_and(|d| d.value.trim().is_empty()) {
+                    t.error(
+                        v.span(),
+                        "an empty held_out.dir",
+                        "the directory of the held-out checks' files, outside the repository, such as `dir = \"../hidden-tests\"`",
+                    );
+                    h.dir = None;
+                }
+            }
+            "into" => {
+                let Some(into) = t.string("held_out.into", v) else {
+                    continue;
+                };
+                let path = std::path::Path::new(&into.value);
+                let inside = !into.value.trim().is_empty()
+                    && path.is_relative()
+                    && path
+                        .components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_)))
+                    && path
+                        .components()
+                        .next()
+                        .is_some_and(|c| c.as_os_str() != ".git");
+                if inside {
+                    h.into = Some(into);
+                } else {
+                    t.error(
+                        v.span(),
+                        format!("held_out.into \"{}\" is not a path inside the checkout", into.value),
+                        "a relative path without `..` and outside `.git`, such as `into = \"tests/held_out\"`",
+                    );
+                }
+            }
+            "feedback" => {
+                if let Some(f) = t.string("held_out.feedback", v) {
+                    let value = match f.value.as_str() {
+                        "hidden" => HeldOutFeedback::Hidden,
+                        "full" => HeldOutFeedback::Full,
+                        other => {
+                            t.error(
+                                v.span(),
+                                format!("unknown held_out.feedback \"{other}\""),
+                                "\"hidden\" (a failing held-out check is reported to the implementer by its number only, the default) or \"full\" (with its command and output)",
+                            );
+                            continue;
+                        }
+                    };
+                    h.feedback = Spanned::new(value, f.line, f.col);
+                }
+            }
+            _ => {}
+        }
+    }
+    h
 }
 
 fn prices(t: &mut Toml<'_, '_>, v: &Value<'_>) -> BTreeMap<String, Price> {

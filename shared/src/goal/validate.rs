@@ -29,7 +29,34 @@ pub(crate) fn plan(plan: &Plan, facts: &Facts, sink: &mut Sink) {
     release(plan, sink);
 }
 
+/// A held-out check is run by the auditor alone, so it needs a command: one without is an
+/// error where it is written (once, though every phase carries the plan's).
+fn held_out(plan: &Plan, sink: &mut Sink) {
+    let any = plan.phases.iter().any(|p| !p.contract.held_out.is_empty());
+    if let (Some(dir), false) = (&plan.settings.held_out.dir, any) {
+        sink.error(
+            dir.line,
+            dir.col,
+            format!("held_out.dir \"{}\" is given but no held-out check runs", dir.value),
+            "a `## Held-out checks` section with a command in backticks that uses the files, or no `[held_out]` table",
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let checks = plan.phases.iter().flat_map(|p| &p.contract.held_out);
+    for c in checks.chain(&plan.contract.held_out) {
+        if !matches!(c.kind, CheckKind::Machine { .. }) && seen.insert((c.text.line, c.text.col)) {
+            sink.error(
+                c.text.line,
+                c.text.col,
+                format!("held-out check \"{}\" has no command", c.text.value),
+                "a command in backticks that the auditor runs, such as \"- `python3 -m unittest discover -s .goalpost-held-out` passes\"",
+            );
+        }
+    }
+}
+
 fn contracts(plan: &Plan, facts: &Facts, sink: &mut Sink) {
+    held_out(plan, sink);
     for p in &plan.phases {
         let (line, col) = if plan.implicit_phase {
             (1, 1)

@@ -555,3 +555,129 @@ fn bad_setup_values_are_errors_at_their_line() {
         "{errs:?}"
     );
 }
+
+const HELD_OUT_BODY: &str = "\
+# Goal: held out
+
+## Outcome
+Sorting works.
+
+## Verification surface
+- `python3 -m unittest discover -s tests` passes
+
+## Held-out checks
+- `python3 -m unittest discover -s .goalpost-held-out` passes
+
+## Phases
+
+### plain: Takes the plan's held-out checks
+
+### more: Adds one
+Held-out checks: `sh .goalpost-held-out/speed.sh` passes
+";
+
+#[test]
+fn held_out_checks_and_their_settings_are_read() {
+    let plan = parse(&format!(
+        "+++\n[held_out]\ndir = \"../hidden\"\ninto = \"tests/held\"\nfeedback = \"full\"\n+++\n{HELD_OUT_BODY}"
+    ));
+    let held = |id: &str| -> Vec<String> {
+        plan.phase(id)
+            .unwrap()
+            .contract
+            .held_out
+            .iter()
+            .map(|c| c.command().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        held("plain"),
+        ["python3 -m unittest discover -s .goalpost-held-out"]
+    );
+    assert_eq!(
+        held("more"),
+        [
+            "python3 -m unittest discover -s .goalpost-held-out",
+            "sh .goalpost-held-out/speed.sh"
+        ]
+    );
+    // They are not verification checks the agents see.
+    let plain = &plan.phase("plain").unwrap().contract;
+    assert_eq!(plain.verification.len(), 1);
+    assert!(plain.without_held_out().held_out.is_empty());
+    let h = &plan.settings.held_out;
+    assert_eq!(h.into_path(), "tests/held");
+    assert_eq!(
+        h.feedback.value,
+        goalpost_shared::plan::HeldOutFeedback::Full
+    );
+    assert_eq!(plan.held_out_dir().unwrap(), Path::new("../hidden"));
+    let more = &plan.phase("more").unwrap().contract.held_out[1];
+    assert_eq!((more.text.line, more.text.col), (23, 18));
+}
+
+#[test]
+fn held_out_defaults_hide_the_feedback_and_place_the_files_in_their_own_folder() {
+    let plan = parse(HELD_OUT_BODY);
+    let h = &plan.settings.held_out;
+    assert_eq!(h.into_path(), ".goalpost-held-out");
+    assert_eq!(
+        h.feedback.value,
+        goalpost_shared::plan::HeldOutFeedback::Hidden
+    );
+    assert!(plan.held_out_dir().is_none());
+}
+
+#[test]
+fn bad_held_out_settings_are_errors_at_their_line() {
+    let errs = errors(&format!(
+        "+++\n[held_out]\ndir = \"\"\ninto = \"../outside\"\nfeedback = \"some\"\ncolour = 1\n+++\n{HELD_OUT_BODY}"
+    ));
+    for (at, what) in [
+        ("goal.md:3:7: ", "an empty held_out.dir"),
+        (
+            "goal.md:4:8: ",
+            "held_out.into \"../outside\" is not a path inside the checkout",
+        ),
+        ("goal.md:5:12: ", "unknown held_out.feedback \"some\""),
+        ("goal.md:6:1: ", "colour"),
+    ] {
+        assert!(
+            errs.iter().any(|e| e.starts_with(at) && e.contains(what)),
+            "{at}{what} not in {errs:?}"
+        );
+    }
+    let errs = errors(&format!(
+        "+++\n[held_out]\ninto = \".git/x\"\n+++\n{HELD_OUT_BODY}"
+    ));
+    assert!(
+        errs.iter().any(|e| e.starts_with("goal.md:3:8: ")),
+        "{errs:?}"
+    );
+    let errs = errors(&HELD_OUT_BODY.replace(
+        "`sh .goalpost-held-out/speed.sh` passes",
+        "the output reads well",
+    ));
+    assert!(
+        errs.iter().any(|e| e.starts_with("goal.md:17:18: ")
+            && e.contains("held-out check \"the output reads well\" has no command")),
+        "{errs:?}"
+    );
+    let no_checks = HELD_OUT_BODY
+        .replace(
+            "## Held-out checks\n- `python3 -m unittest discover -s .goalpost-held-out` passes\n",
+            "",
+        )
+        .replace(
+            "Held-out checks: `sh .goalpost-held-out/speed.sh` passes\n",
+            "",
+        );
+    let errs = errors(&format!(
+        "+++\n[held_out]\ndir = \"../hidden\"\n+++\n{no_checks}"
+    ));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("goal.md:3:7: ") && e.contains("no held-out check runs")),
+        "{errs:?}"
+    );
+}
