@@ -29,10 +29,11 @@ use goalpost_shared::confine::{ConfineError, Confinement, GitLinks};
 use goalpost_shared::contract::{Check, CheckKind};
 use goalpost_shared::git::quote_path;
 use goalpost_shared::git::{GitError, Quarantine, Repo};
+use goalpost_shared::plan::{DEFAULT_HELD_OUT_INTO, HeldOutFeedback};
 use goalpost_shared::process;
 use goalpost_shared::protocol::{
     AUDIT_REUSE_FILE, AuditInput, AuditReport, AuditReuse, CachedCheck, CheckCacheNote,
-    CheckResult, ClaimFinding, ClaimStatus, CommandRecord, Recommendation, Violation,
+    CheckResult, ClaimFinding, ClaimStatus, CommandRecord, HeldOutSpec, Recommendation, Violation,
 };
 use goalpost_shared::setup::{self, SetupRecord, run_setup};
 
@@ -112,8 +113,23 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         .iter()
         .filter(|c| c.command().is_some())
         .collect();
+    let held_out: Vec<Check> = input
+        .contract
+        .held_out
+        .iter()
+        .filter(|c| c.command().is_some())
+        .cloned()
+        .collect();
+    // The files that decide how a held-out check runs are as much the verification
+    // surface as those of the others.
+    let surface_checks: Vec<&Check> = machine.iter().copied().chain(&held_out).collect();
     violations.extend(surface::judge(
-        &repo, base, candidate, &changes, &machine, &rules,
+        &repo,
+        base,
+        candidate,
+        &changes,
+        &surface_checks,
+        &rules,
     ));
     let changed_paths: Vec<String> = changes
         .iter()
@@ -166,7 +182,9 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
     let fresh: Vec<bool> = slots.iter().map(Option::is_none).collect();
     let mut base_censuses = Vec::new();
     let mut setup_record: Option<SetupRecord> = None;
-    if slots.iter().any(Option::is_none) {
+    let mut held_out_results: Vec<CheckResult> = Vec::new();
+    // Held-out checks are never cached: they run in every audit that has them.
+    if slots.iter().any(Option::is_none) || !held_out.is_empty() {
         let checkout =
             Checkout::create_pooled(&repo, &input.worktree, candidate, reuse.pool.as_ref())?;
         let protected = ProtectedFiles::at_base(&repo, base, &rules)?;
@@ -246,6 +264,26 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
             result.record.tree = restored.is_empty().then(|| tree.clone());
             *slot = Some(result);
         }
+        if !setup_failed && !held_out.is_empty() {
+            let spec = input.held_out.clone().unwrap_or_else(|| HeldOutSpec {
+                dir: None,
+                into: DEFAULT_HELD_OUT_INTO.to_owned(),
+                feedback: HeldOutFeedback::Hidden,
+            });
+            held_out_results = crate::held_out::run(
+                &held_out,
+                &spec,
+                checkout.path(),
+                &env,
+                timeout,
+                RUN_OUTPUT_CAP,
+                confine.as_ref(),
+            );
+            for result in &mut held_out_results {
+                result.record.tree = restored.is_empty().then(|| tree.clone());
+                cap_output(result);
+            }
+        }
         violations.extend(protected.modified(&root, watch.as_mut()));
         // Every reported check has run: the canaries may now change the checkout.
         if !setup_failed {
@@ -320,6 +358,15 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         .collect();
     let (mut recommendation, mut summary) =
         recommend(&checks, &violations, &claims, &changed_paths);
+    if let Some(failed) = crate::held_out::failed_summary(&held_out_results) {
+        // Told by number only: the summary reaches the implementer.
+        if recommendation == Recommendation::Merge {
+            recommendation = Recommendation::Revise;
+            summary = failed;
+        } else {
+            summary = format!("{summary}; {failed}");
+        }
+    }
     if let Some(failure) = setup_record.as_ref().and_then(|s| s.failure.as_ref()) {
         // Not a failing check: nothing was checked. The candidate (its lockfile, its
         // manifest) or the goal file's setup has to change.
@@ -347,6 +394,7 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         cache,
         base_censuses,
         setup: setup_record,
+        held_out: held_out_results,
     })
 }
 

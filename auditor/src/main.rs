@@ -20,6 +20,7 @@ mod canary;
 mod census;
 mod checkout;
 mod claims;
+mod held_out;
 mod integrity;
 mod placement;
 mod protected;
@@ -119,7 +120,12 @@ fn run(cli: &Cli) -> Result<String, Failure> {
             input.phase, input.base, input.candidate
         )),
     })?;
-    report::write(&report, &input.report_dir)
+    let held_out = input
+        .held_out
+        .as_ref()
+        .map(|h| h.feedback)
+        .unwrap_or_default();
+    report::write(&report, &input.report_dir, held_out)
         .with_context(|| format!("writing the report into {}", input.report_dir.display()))
         .map_err(|error| Failure {
             error,

@@ -1,7 +1,9 @@
 //! The audit report as the orchestrator reads it (`audit.json`, the protocol's
 //! [`AuditReport`]) and as people and the implementer read it (`audit.md`: the
 //! recommendation first, then the checks with their output, the boundary violations, the
-//! claims, and what a machine could not verify).
+//! claims, and what a machine could not verify), and `feedback.md`, what an implementer
+//! sent back to revise is given: `audit.md`, with the held-out checks told by number only
+//! unless the goal file says `feedback = "full"`.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -9,17 +11,34 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use goalpost_shared::git::quote_path;
-use goalpost_shared::protocol::{AuditReport, CheckResult, ClaimStatus, ViolationKind};
+use goalpost_shared::plan::HeldOutFeedback;
+use goalpost_shared::protocol::{
+    AuditReport, CheckResult, ClaimStatus, FEEDBACK_FILE, ViolationKind,
+};
 
-/// Writes `audit.json` and `audit.md` into `dir` and returns their paths. Each file is
-/// written to a temporary name and renamed, so a reader never sees half a report.
-pub fn write(report: &AuditReport, dir: &Path) -> io::Result<(PathBuf, PathBuf)> {
+/// Writes `audit.json`, `audit.md` and `feedback.md` into `dir` and returns the first two
+/// paths. Each file is written to a temporary name and renamed, so a reader never sees
+/// half a report; `audit.json` comes last.
+pub fn write(
+    report: &AuditReport,
+    dir: &Path,
+    held_out: HeldOutFeedback,
+) -> io::Result<(PathBuf, PathBuf)> {
     let json = serde_json::to_vec_pretty(report).map_err(io::Error::other)?;
     let json_path = dir.join("audit.json");
     let md_path = dir.join("audit.md");
     write_atomically(&md_path, markdown(report).as_bytes())?;
+    write_atomically(
+        &dir.join(FEEDBACK_FILE),
+        feedback(report, held_out).as_bytes(),
+    )?;
     write_atomically(&json_path, &json)?;
     Ok((json_path, md_path))
+}
+
+/// What an implementer is told of this audit.
+pub fn feedback(report: &AuditReport, held_out: HeldOutFeedback) -> String {
+    render(report, held_out)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -33,8 +52,12 @@ fn short(oid: &str) -> &str {
     oid.get(..10).unwrap_or(oid)
 }
 
-/// Renders the report as Markdown.
+/// Renders the report as Markdown, everything shown.
 pub fn markdown(report: &AuditReport) -> String {
+    render(report, HeldOutFeedback::Full)
+}
+
+fn render(report: &AuditReport, held_out: HeldOutFeedback) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -64,8 +87,9 @@ pub fn markdown(report: &AuditReport) -> String {
     setup_section(&mut out, report);
     let setup_failed = report.setup.as_ref().is_some_and(|s| s.failed());
     if !(setup_failed && report.checks.is_empty()) {
-        checks_section(&mut out, &report.checks, &reused_checks(report));
+        checks_section(&mut out, "Checks", &report.checks, &reused_checks(report));
     }
+    held_out_section(&mut out, &report.held_out, held_out);
     crate::integrity::markdown(&mut out, &report.checks);
     violations_section(&mut out, report);
     claims_section(&mut out, report);
@@ -174,8 +198,38 @@ fn setup_section(out: &mut String, report: &AuditReport) {
     }
 }
 
-fn checks_section(out: &mut String, checks: &[CheckResult], reused: &[usize]) {
-    let _ = writeln!(out, "## Checks\n");
+/// The held-out checks: with their commands and output, or by number only.
+fn held_out_section(out: &mut String, checks: &[CheckResult], shown: HeldOutFeedback) {
+    if checks.is_empty() {
+        return;
+    }
+    if shown == HeldOutFeedback::Full {
+        checks_section(out, "Held-out checks", checks, &[]);
+        return;
+    }
+    let n = checks.len();
+    let _ = writeln!(
+        out,
+        "## Held-out checks\n\nThe audit ran {n} held-out check{} that the implementer \
+         cannot see; what they test and what they printed is not shown here.\n",
+        if n == 1 { "" } else { "s" }
+    );
+    for (i, check) in checks.iter().enumerate() {
+        let result = if check.passed {
+            "passed".to_owned()
+        } else {
+            match check.record.exit_code {
+                Some(code) => format!("**failed** (exit {code})"),
+                None => "**failed**".to_owned(),
+            }
+        };
+        let _ = writeln!(out, "- held-out check {}: {result}", i + 1);
+    }
+    out.push('\n');
+}
+
+fn checks_section(out: &mut String, title: &str, checks: &[CheckResult], reused: &[usize]) {
+    let _ = writeln!(out, "## {title}\n");
     if checks.is_empty() {
         let _ = writeln!(
             out,
@@ -423,7 +477,57 @@ mod tests {
             cache: Vec::new(),
             base_censuses: Vec::new(),
             setup: None,
+            held_out: Vec::new(),
         }
+    }
+
+    fn held_out_report() -> AuditReport {
+        let mut report = revise_report();
+        report.violations.clear();
+        report.checks.remove(1);
+        report.claims.truncate(1);
+        report.summary = "held-out check 2 failed".to_owned();
+        let passed = result(
+            "python3 -m unittest discover -s .goalpost-held-out -p 'test_a*'",
+            None,
+            "Ran 4 tests\n\nOK\n",
+        );
+        let mut failed = result(
+            "python3 -m unittest discover -s .goalpost-held-out -p 'test_b*'",
+            Some("exit status 1"),
+            "",
+        );
+        failed.record.exit_code = Some(1);
+        failed.record.stderr =
+            "FAIL: test_unseen_input\nAssertionError: [1, 2, 3, 4] != [4, 3, 2, 1]\n".to_owned();
+        report.held_out = vec![passed, failed];
+        report
+    }
+
+    #[test]
+    fn held_out_checks_in_full_for_the_user_and_by_number_for_the_implementer() {
+        let report = held_out_report();
+        let full = markdown(&report);
+        insta::assert_snapshot!("held_out_full", full);
+        let hidden = feedback(&report, HeldOutFeedback::Hidden);
+        insta::assert_snapshot!("held_out_hidden", hidden);
+        for secret in [
+            "test_unseen_input",
+            "[4, 3, 2, 1]",
+            ".goalpost-held-out",
+            "test_b*",
+        ] {
+            assert!(full.contains(secret), "{secret} is in audit.md");
+            assert!(
+                !hidden.contains(secret),
+                "{secret} leaked into the feedback"
+            );
+        }
+        assert!(hidden.contains("- held-out check 2: **failed** (exit 1)"));
+        assert_eq!(feedback(&report, HeldOutFeedback::Full), full);
+        // Without held-out checks, the feedback is the report.
+        let plain = revise_report();
+        assert_eq!(feedback(&plain, HeldOutFeedback::Hidden), markdown(&plain));
     }
 
     #[test]
@@ -435,11 +539,13 @@ mod tests {
     fn the_json_round_trips_and_both_files_are_written() {
         let dir = tempfile::tempdir().expect("temp dir");
         let report = revise_report();
-        let (json, md) = write(&report, dir.path()).expect("written");
+        let (json, md) = write(&report, dir.path(), HeldOutFeedback::Hidden).expect("written");
         let back: AuditReport =
             serde_json::from_slice(&fs::read(json).expect("json")).expect("valid");
         assert_eq!(back, report);
         assert_eq!(fs::read_to_string(md).expect("md"), markdown(&report));
+        let feedback = fs::read_to_string(dir.path().join(FEEDBACK_FILE)).expect("feedback");
+        assert_eq!(feedback, markdown(&report));
         assert!(!dir.path().join("audit.tmp").exists());
     }
 

@@ -117,6 +117,7 @@ impl Fixture {
             check_timeout_secs: 30,
             unconfined: false,
             sandbox: Default::default(),
+            held_out: None,
         }
     }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use goalpost_shared::contract::Contract;
 use goalpost_shared::git::Oid;
 use goalpost_shared::plan::Plan;
-use goalpost_shared::protocol::{AuditInput, SandboxSpec};
+use goalpost_shared::protocol::{AuditInput, HeldOutSpec, SandboxSpec};
 
 use crate::layout::Layout;
 
@@ -48,6 +48,9 @@ pub struct AuditSetup {
     pub check_timeout_secs: u64,
     pub unconfined: bool,
     pub sandbox: SandboxSpec,
+    /// Where the held-out checks' files are and what a failing one tells the implementer;
+    /// given to the audits whose contract has held-out checks.
+    pub held_out: HeldOutSpec,
 }
 
 /// What one audit judges.
@@ -101,6 +104,11 @@ impl AuditSetup {
                 .unwrap_or(DEFAULT_CHECK_TIMEOUT_SECS),
             unconfined,
             sandbox: layout.sandbox(plan),
+            held_out: HeldOutSpec {
+                dir: held_out_dir(plan),
+                into: plan.settings.held_out.into_path().to_owned(),
+                feedback: plan.settings.held_out.feedback.value,
+            },
         }
     }
 
@@ -113,6 +121,7 @@ impl AuditSetup {
             worktree: of.worktree,
             base: of.base.to_string(),
             candidate: of.candidate.to_string(),
+            held_out: (!of.contract.held_out.is_empty()).then(|| self.held_out.clone()),
             contract: of.contract,
             always_protected: self.always_protected.clone(),
             claims: of.claims,
@@ -122,6 +131,17 @@ impl AuditSetup {
             sandbox: self.sandbox.clone(),
         }
     }
+}
+
+/// The held-out checks' directory of `plan`, with its links resolved (the auditor and the
+/// sandbox do not share goalpost's working directory, and a sandbox hides real paths).
+pub fn held_out_dir(plan: &Plan) -> Option<PathBuf> {
+    let dir = plan.held_out_dir()?;
+    Some(
+        std::fs::canonicalize(&dir)
+            .or_else(|_| std::path::absolute(&dir))
+            .unwrap_or(dir),
+    )
 }
 
 /// The goal file's path relative to the repository's working tree, when it lies inside it.

@@ -399,9 +399,14 @@ pub fn worker_deadline(input: &WorkerInput) -> Duration {
 }
 
 /// The latest an audit may end: each machine check at its time limit three times (the
-/// candidate's run and those the audit compares it with), and the margin.
+/// candidate's run and those the audit compares it with), each held-out check once, and
+/// the margin.
 pub fn auditor_deadline(input: &AuditInput) -> Duration {
-    let runs = machine_checks(&input.contract).saturating_mul(3).max(1);
+    let held_out = u32::try_from(input.contract.held_out.len()).unwrap_or(u32::MAX);
+    let runs = machine_checks(&input.contract)
+        .saturating_mul(3)
+        .saturating_add(held_out)
+        .max(1);
     Duration::from_secs(input.check_timeout_secs.max(1))
         .saturating_mul(runs)
         .saturating_add(deadline_margin())

@@ -51,13 +51,17 @@ impl Layout {
         }
     }
 
-    /// The sandbox every agent turn and check of a run of `plan` gets: goalpost's state
-    /// and its worktrees hidden (a child still sees what it may write inside them), the
+    /// The sandbox every agent turn and check of a run of `plan` gets: goalpost's state,
+    /// its worktrees and the held-out checks' files hidden (a child still sees what it may
+    /// write inside them), the
     /// temp dirs capped at the plan's `tmp_mb`, and the checks offline with
     /// `network = "none"`.
     pub fn sandbox(&self, plan: &Plan) -> SandboxSpec {
         SandboxSpec {
-            hidden: vec![self.state_dir.clone(), self.worktree_root.clone()],
+            hidden: [self.state_dir.clone(), self.worktree_root.clone()]
+                .into_iter()
+                .chain(crate::audit::held_out_dir(plan))
+                .collect(),
             tmp_bytes: plan
                 .settings
                 .budget

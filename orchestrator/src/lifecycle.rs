@@ -105,6 +105,7 @@ pub fn resume(
     let lock = RunLock::acquire(&ws.layout.state_dir, &row.id)?;
     let mut plan: Plan = serde_json::from_str(&store.run_plan_json(&row.id)?)
         .map_err(|e| RunError::Store(StoreError::Json(e)))?;
+    run_cmd::refuse_unconfined_held_out(&plan, unconfined)?;
     if !budgets.is_empty() {
         for spec in budgets {
             raise(&mut plan.settings.budget, spec)?;

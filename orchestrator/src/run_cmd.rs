@@ -109,7 +109,7 @@ pub struct Checked {
 }
 
 pub fn preflight(plan_path: &Path, dir: &Path) -> Result<Checked, RunError> {
-    let plan = goal::load(plan_path).map_err(RunError::Plan)?;
+    let mut plan = goal::load(plan_path).map_err(RunError::Plan)?;
     let ws = Workspace::open(dir)?;
     let release = match &plan.settings.release {
         Some(r) => r.value.clone(),
@@ -155,6 +155,12 @@ pub fn preflight(plan_path: &Path, dir: &Path) -> Result<Checked, RunError> {
         ));
     }
     check_agents(&plan, plan_path, &ws.workdir)?;
+    if let Some(real) = check_held_out(&plan, plan_path, &ws.workdir)?
+        && let Some(dir) = plan.settings.held_out.dir.as_mut()
+    {
+        // As the run records it: a resume from another directory finds the same files.
+        dir.value = real.to_string_lossy().into_owned();
+    }
     Ok(Checked {
         plan,
         ws,
@@ -162,6 +168,55 @@ pub fn preflight(plan_path: &Path, dir: &Path) -> Result<Checked, RunError> {
         release_tip,
         plan_rel,
     })
+}
+
+/// The held-out checks' files must exist, in a directory outside the repository: inside
+/// it, every attempt's worktree would hold them. Returns the directory's real path.
+fn check_held_out(
+    plan: &Plan,
+    plan_path: &Path,
+    workdir: &Path,
+) -> Result<Option<PathBuf>, RunError> {
+    let (Some(spanned), Some(dir)) = (&plan.settings.held_out.dir, plan.held_out_dir()) else {
+        return Ok(None);
+    };
+    let at = format!("{}:{}:{}", plan_path.display(), spanned.line, spanned.col);
+    let real = std::fs::canonicalize(&dir)
+        .ok()
+        .filter(|d| d.is_dir())
+        .ok_or_else(|| {
+            RunError::bad(
+                format!(
+                    "{at}: held_out.dir \"{}\" is not a directory ({})",
+                    spanned.value,
+                    dir.display()
+                ),
+                "the directory of the held-out checks' files, relative to the goal file or absolute",
+            )
+        })?;
+    let repo = std::fs::canonicalize(workdir).unwrap_or_else(|_| workdir.to_path_buf());
+    if real.starts_with(&repo) || repo.starts_with(&real) {
+        return Err(RunError::bad(
+            format!(
+                "{at}: held_out.dir \"{}\" is inside the repository {}: every attempt's worktree would hold the held-out files",
+                spanned.value,
+                repo.display()
+            ),
+            "move the held-out files to a directory outside the repository, such as `dir = \"../hidden-tests\"`",
+        ));
+    }
+    Ok(Some(real))
+}
+
+/// Held-out checks are hidden by the sandbox: without it an agent could read them.
+pub fn refuse_unconfined_held_out(plan: &Plan, unconfined: bool) -> Result<(), RunError> {
+    if !unconfined || plan.phases.iter().all(|p| p.contract.held_out.is_empty()) {
+        return Ok(());
+    }
+    Err(RunError::bad(
+        "--unconfined with held-out checks: unconfined agents could read the held-out files",
+        "run without --unconfined (the sandbox hides the held-out files), or remove the goal file's held-out checks",
+    ))
 }
 
 /// Every agent the plan will start must have an executable goalpost can find.
@@ -335,6 +390,7 @@ pub fn run(
     progress: Progress,
 ) -> Result<ExitCode, RunError> {
     let checked = preflight(plan_path, dir)?;
+    refuse_unconfined_held_out(&checked.plan, unconfined)?;
     check_confinement(unconfined)?;
     let Checked {
         plan,

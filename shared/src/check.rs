@@ -155,7 +155,7 @@ fn metric_failure(reading: &MetricReading) -> Option<String> {
 }
 
 /// A result for a check that never ran.
-fn not_run(check: &Check, cwd: &Path, failure: String) -> CheckResult {
+pub fn not_run(check: &Check, cwd: &Path, failure: String) -> CheckResult {
     let command = check.command().unwrap_or_default().to_owned();
     CheckResult {
         check: check.text.value.clone(),

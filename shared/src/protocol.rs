@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::contract::Contract;
-use crate::plan::{Adapter, Budget, Price};
+use crate::plan::{Adapter, Budget, HeldOutFeedback, Price};
 
 /// An agent as the worker starts it: everything resolved, nothing looked up later.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,8 +102,12 @@ pub struct WorkerInput {
     pub resume_from: Option<String>,
     /// Iteration number of the first implementer turn of this round (1-based).
     pub first_iteration: u32,
-    /// The phase's effective contract.
+    /// The phase's effective contract, without its held-out checks.
     pub contract: Contract,
+    /// How many held-out checks the audit runs: the agents are told they exist, never
+    /// what they are.
+    #[serde(default)]
+    pub held_out_checks: u32,
     pub implementer: AgentSpec,
     pub reviewer: Option<AgentSpec>,
     /// What is left of the attempt's budget.
@@ -371,7 +375,28 @@ pub struct AuditInput {
     /// What the sandboxes of its agent turns and checks hide, and their temp dirs' size.
     #[serde(default)]
     pub sandbox: SandboxSpec,
+    /// Where the contract's held-out checks find their files; `None` when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out: Option<HeldOutSpec>,
 }
+
+/// The held-out checks' files as an audit gets them: copied from `dir` (which no agent
+/// turn and no other check can see) into `into` of its checkout for the held-out checks
+/// alone, read-only to them, and removed after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldOutSpec {
+    /// The files' directory; `None` when the checks need none.
+    pub dir: Option<PathBuf>,
+    /// Where they go in the checkout, relative to its root.
+    pub into: String,
+    /// What [`FEEDBACK_FILE`] says of a failing held-out check.
+    pub feedback: HeldOutFeedback,
+}
+
+/// The report, in an audit's report directory, that an implementer sent back to revise is
+/// given: `audit.md`, with the held-out checks told by number only unless the goal file
+/// says `feedback = "full"`.
+pub const FEEDBACK_FILE: &str = "feedback.md";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -465,6 +490,10 @@ pub struct AuditReport {
     /// checks; `None` when there are none or no check had to run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub setup: Option<crate::setup::SetupRecord>,
+    /// The held-out checks, run after the others with the held-out files in place; never
+    /// cached, never matched with claims, never a best-of-n metric.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_out: Vec<CheckResult>,
 }
 
 /// How the verification cache served one check of an audit.

@@ -187,6 +187,7 @@ mod tests {
             cache: Vec::new(),
             base_censuses: Vec::new(),
             setup: None,
+            held_out: Vec::new(),
         };
         store
             .record_audit("r1", Some(1), &report, Path::new("/d"), &[])

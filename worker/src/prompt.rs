@@ -32,6 +32,7 @@ pub fn implementer(input: &WorkerInput, turn: &ImplementerTurn<'_>) -> String {
          contract below holds.\n\n",
     );
     contract(&mut out, &input.contract);
+    held_out(&mut out, input.held_out_checks);
 
     match &input.feedback {
         Some(Feedback::Audit { report_markdown }) => {
@@ -153,6 +154,22 @@ fn heading(out: &mut String, input: &WorkerInput, role: &str, iteration: u32) {
 }
 
 /// The contract's six parts and its context sections, as Markdown.
+/// That the audit runs checks the implementer cannot see, and what that means for it;
+/// nothing of what they are.
+fn held_out(out: &mut String, n: u32) {
+    if n == 0 {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "### Held-out checks
+
+         The independent audit also runs {n} held-out check{} that you cannot see. They test          the same outcome with inputs of their own: a change that only satisfies the visible          tests (answers for their inputs, reading the tests, special cases) fails them.
+",
+        if n == 1 { "" } else { "s" }
+    );
+}
+
 fn contract(out: &mut String, contract: &Contract) {
     out.push_str("## Goal contract\n\n");
     if let Some(outcome) = &contract.outcome {

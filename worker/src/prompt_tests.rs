@@ -83,7 +83,9 @@ fn input() -> WorkerInput {
                 body: "The index lives in `idx/`.".into(),
             }],
             setup: Default::default(),
+            held_out: vec![],
         },
+        held_out_checks: 0,
         implementer: agent("impl"),
         reviewer: None,
         budget: Budget::default(),
@@ -175,6 +177,20 @@ fn implementer_prompt_carries_evidence_notes_and_feedback() {
     assert!(p.contains("Rename `foo` to `bar`."));
     assert!(p.contains("recommendation: revise"));
     assert!(p.contains("Your last turn changed no file."));
+}
+
+#[test]
+fn the_implementer_is_told_that_held_out_checks_exist_and_nothing_of_them() {
+    let plain = implementer(&input(), &ImplementerTurn::default());
+    assert!(!plain.contains("held-out"), "{plain}");
+    let mut held = input();
+    held.held_out_checks = 2;
+    let prompt = implementer(&held, &ImplementerTurn::default());
+    assert!(
+        prompt.contains("### Held-out checks")
+            && prompt.contains("also runs 2 held-out checks that you cannot see"),
+        "{prompt}"
+    );
 }
 
 #[test]

@@ -112,6 +112,7 @@ impl Fixture {
             attempt_ref: ATTEMPT_REF.into(),
             resume_from: None,
             first_iteration: 1,
+            held_out_checks: 0,
             contract: Contract {
                 outcome: Some(Spanned::new("`file` exists.".into(), 3, 1)),
                 verification: checks

@@ -8,7 +8,7 @@ use goalpost_shared::contract::Contract;
 use goalpost_shared::git::Oid;
 use goalpost_shared::plan::Selection;
 use goalpost_shared::protocol::{
-    AUDIT_REUSE_FILE, AuditInput, AuditReport, AuditReuse, Feedback, Recommendation,
+    AUDIT_REUSE_FILE, AuditInput, AuditReport, AuditReuse, FEEDBACK_FILE, Feedback, Recommendation,
 };
 
 use super::decide::{self, Route};
@@ -190,7 +190,9 @@ impl Scheduler<'_> {
                 Ok(vec![Step::Select(pi)])
             }
             Route::Again => {
-                let md = std::fs::read_to_string(dir.join("audit.md"))
+                // What the implementer may be told: the report without what the held-out
+                // checks are, unless the goal file shows them.
+                let md = std::fs::read_to_string(dir.join(FEEDBACK_FILE))
                     .unwrap_or_else(|_| report.summary.clone());
                 self.queue_round(
                     i,

@@ -160,8 +160,8 @@ impl Scheduler<'_> {
         Ok(())
     }
 
-    /// The contract a train's merge is audited against: every check of its phases, their
-    /// protected paths, and no allowed or forbidden rules (each candidate's own audit
+    /// The contract a train's merge is audited against: every check and held-out check of
+    /// its phases, their protected paths, and no allowed or forbidden rules (each candidate's own audit
     /// judged its paths).
     fn train_contract(&self, train: &[(usize, Oid)]) -> Contract {
         let phases: Vec<&Contract> = train
@@ -171,13 +171,20 @@ impl Scheduler<'_> {
         let mut contract = phases[0].clone();
         contract.boundaries.allowed.clear();
         contract.boundaries.forbidden.clear();
-        let (mut checks, mut protected) = (BTreeSet::new(), BTreeSet::new());
+        let (mut checks, mut held_out, mut protected) =
+            (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         contract.verification.clear();
+        contract.held_out.clear();
         contract.boundaries.protected.clear();
         for c in phases {
             for check in &c.verification {
                 if checks.insert(check.text.value.clone()) {
                     contract.verification.push(check.clone());
+                }
+            }
+            for check in &c.held_out {
+                if held_out.insert(check.text.value.clone()) {
+                    contract.held_out.push(check.clone());
                 }
             }
             for glob in &c.boundaries.protected {

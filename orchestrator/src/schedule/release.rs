@@ -173,7 +173,8 @@ impl Release<'_> {
 }
 
 /// The contract of the whole-goal audit: the plan's checks (or, when the plan has none of
-/// its own, every phase's machine checks), its protected paths, and no path rules, which
+/// its own, every phase's machine checks), every phase's held-out checks, its protected
+/// paths, and no path rules, which
 /// each phase's audit has already applied to its own changes.
 pub fn final_contract(plan: &Plan) -> Contract {
     let mut contract = plan.contract.clone();
@@ -189,5 +190,14 @@ pub fn final_contract(plan: &Plan) -> Contract {
             .cloned()
             .collect();
     }
+    // Every phase's held-out checks: each must still pass on the whole goal's tree.
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    contract.held_out = plan
+        .phases
+        .iter()
+        .flat_map(|p| p.contract.held_out.iter())
+        .filter(|c| seen.insert(c.text.value.clone()))
+        .cloned()
+        .collect();
     contract
 }

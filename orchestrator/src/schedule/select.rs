@@ -103,7 +103,7 @@ impl Scheduler<'_> {
             run_id: self.run_id.clone(),
             phase: phase.id.value.clone(),
             phase_title: phase.title.clone(),
-            contract: phase.contract.clone(),
+            contract: phase.contract.without_held_out(),
             reviewer: attempt::agent_spec(reviewer, &settings.prices),
             candidates,
             private_dir: self

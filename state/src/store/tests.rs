@@ -121,6 +121,7 @@ fn report(phase: &str, recommendation: Recommendation, candidate: char) -> Audit
         cache: Vec::new(),
         base_censuses: Vec::new(),
         setup: None,
+        held_out: Vec::new(),
     }
 }
 

@@ -7,6 +7,7 @@ mod best_of_n;
 mod confinement;
 mod dashboard;
 mod durable;
+mod held_out;
 mod integrity;
 mod lifecycle;
 mod objects;
