@@ -11,7 +11,7 @@ use goalpost_shared::dag::PhaseDag;
 use goalpost_shared::exit::ExitCode;
 use goalpost_shared::git::Repo;
 use goalpost_shared::goal;
-use goalpost_shared::plan::{AgentDef, Budget, Phase, Plan, Selection};
+use goalpost_shared::plan::{AgentDef, Budget, HeldOutFeedback, Phase, Plan, Selection};
 use serde_json::json;
 
 use crate::cli::{CheckArgs, GraphArgs, GraphFormat, PlanCommand};
@@ -130,6 +130,18 @@ pub fn summary(plan: &Plan) -> String {
             s.setup.timeout_secs
         );
     }
+    if let Some(dir) = &s.held_out.dir {
+        let feedback = match s.held_out.feedback.value {
+            HeldOutFeedback::Hidden => "the implementer told their numbers only",
+            HeldOutFeedback::Full => "the implementer shown their output",
+        };
+        let _ = writeln!(
+            o,
+            "  held out      files in {}, placed at {} for the audit; {feedback}",
+            dir.value,
+            s.held_out.into_path()
+        );
+    }
     if s.agents.is_empty() {
         let _ = writeln!(o, "  agents        none defined");
     } else {
@@ -209,6 +221,10 @@ fn phase(o: &mut String, plan: &Plan, p: &Phase) {
     }
     let checks: Vec<String> = c.verification.iter().map(check_line).collect();
     let _ = writeln!(o, "    checks      {}", checks.join("; "));
+    if c.held_out != plan.contract.held_out {
+        let held: Vec<String> = c.held_out.iter().map(check_line).collect();
+        let _ = writeln!(o, "    held out    {}", held.join("; "));
+    }
 }
 
 fn contract(o: &mut String, c: &Contract, indent: &str) {
@@ -220,6 +236,12 @@ fn contract(o: &mut String, c: &Contract, indent: &str) {
     } else {
         let _ = writeln!(o, "{indent}checks");
         for ch in &c.verification {
+            let _ = writeln!(o, "{indent}  - {}", check_line(ch));
+        }
+    }
+    if !c.held_out.is_empty() {
+        let _ = writeln!(o, "{indent}held-out checks (the auditor's alone)");
+        for ch in &c.held_out {
             let _ = writeln!(o, "{indent}  - {}", check_line(ch));
         }
     }

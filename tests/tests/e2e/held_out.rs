@@ -418,3 +418,17 @@ fn held_out_files_that_are_missing_inside_the_repository_or_unconfined_are_refus
         "--unconfined with held-out checks",
     );
 }
+
+#[test]
+fn plan_check_shows_the_held_out_checks_and_where_their_files_are() {
+    let env = project();
+    write_goal(&env, NO_AGENT, HIDDEN_FILES, &held_out_item());
+    let run = env.goalpost(["plan", "check", "goal.md"]);
+    run.assert_code(0)
+        .assert_stdout_has(
+            "held out      files in hidden, placed at .goalpost-held-out for the audit; the implementer told their numbers only",
+        )
+        .assert_stdout_has(&format!(
+            "held-out checks (the auditor's alone)\n    - `{HELD_OUT_CHECK}` passes"
+        ));
+}
