@@ -203,7 +203,7 @@ pub struct ResumeArgs {
     pub unconfined: bool,
 
     /// How to show the run's progress (see `goalpost run --help`)
-    #[arg(long, value_enum, default_value_t = ProgressArg::Plain)]
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
 }
 
@@ -239,16 +239,23 @@ pub struct RunArgs {
     #[arg(long)]
     pub unconfined: bool,
 
-    /// How to show the run's progress: `plain` lines, or every event as a JSON line on
-    /// stdout (`json`, for CI and scripts; the other lines go to stderr)
-    #[arg(long, value_enum, default_value_t = ProgressArg::Plain)]
+    /// How to show the run's progress: `plain` lines; `tty`, the same lines with the run's
+    /// live block below them, redrawn in place (phases, attempts, audits, the gate,
+    /// budgets); every event as a JSON line on stdout (`json`, for CI and scripts; the
+    /// other lines go to stderr); or `auto`: `tty` when stdout is a terminal and CI is not
+    /// set, else `plain`
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProgressArg {
+    /// `tty` on a terminal (unless `CI=true`), `plain` otherwise
+    Auto,
     /// One line per event a person follows
     Plain,
+    /// The plain lines, with the run's live block below them redrawn in place
+    Tty,
     /// Every event as one JSON object a line (the shape is in the state crate's docs)
     Json,
 }
@@ -256,7 +263,9 @@ pub enum ProgressArg {
 impl From<ProgressArg> for goalpost_orchestrator::reporter::Progress {
     fn from(p: ProgressArg) -> Self {
         match p {
+            ProgressArg::Auto => Self::auto(),
             ProgressArg::Plain => Self::Plain,
+            ProgressArg::Tty => Self::Tty,
             ProgressArg::Json => Self::Json,
         }
     }

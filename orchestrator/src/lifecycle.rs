@@ -131,7 +131,7 @@ pub fn resume(
     );
     scheduler.unconfined = unconfined;
     scheduler.restore()?;
-    let mut scheduler = scheduler.with_reporter(progress.reporter());
+    let mut scheduler = scheduler.with_reporter(progress.reporter(&store, &row.id, &plan));
     run_cmd::drive(&mut scheduler, &store, &ws, lock, progress)
 }
 

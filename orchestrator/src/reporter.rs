@@ -2,17 +2,34 @@
 //! run's event log in the store, which `status` or a dashboard follow, and to a
 //! [`Reporter`] for whoever watches: [`PlainLines`] writes the events a person follows as
 //! one line each on stdout; [`JsonLines`] (`--progress json`) writes every event as one
-//! JSON object a line, as the state crate documents them, for CI and scripts. The loop
-//! never prints itself.
+//! JSON object a line, as the state crate documents them, for CI and scripts;
+//! [`InPlace`] (`--progress tty`, the default on a terminal) prints the same lines as
+//! `plain` with the run's live block below them, redrawn in place. The loop never prints
+//! itself.
+
+mod block;
+mod terminal;
 
 use std::fmt::Debug;
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 
-use goalpost_state::{AttemptStatus, AuditKind, Event, EventRecord};
+use goalpost_shared::plan::Plan;
+use goalpost_state::{AttemptStatus, AuditKind, Event, EventRecord, Store};
+
+pub use block::{InFlight, Limits, block};
+pub use terminal::InPlace;
 
 /// Where the run's events go, besides the event log.
 pub trait Reporter: Debug {
     fn report(&mut self, record: &EventRecord);
+
+    /// Nothing happened for a while (the loop's idle tick).
+    fn tick(&mut self) {}
+
+    /// The run ended with `ended` (a `run_ended` event); the lines that say how follow.
+    fn finish(&mut self, ended: &EventRecord) {
+        let _ = ended;
+    }
 }
 
 /// How `goalpost run` and `resume` show the run's progress.
@@ -23,13 +40,47 @@ pub enum Progress {
     Plain,
     /// Every event as a JSON line on stdout; the other lines a run prints go to stderr.
     Json,
+    /// The plain lines, and below them the run's live block redrawn in place: for a
+    /// terminal.
+    Tty,
 }
 
 impl Progress {
-    pub fn reporter(self) -> Box<dyn Reporter> {
+    /// `tty` when stdout is a terminal that can move its cursor, `plain` otherwise;
+    /// `plain` under CI (`CI=true`), whose logs keep every byte written.
+    pub fn auto() -> Progress {
+        Progress::detect(
+            std::io::stdout().is_terminal(),
+            std::env::var("TERM").ok().as_deref(),
+            std::env::var("CI").ok().as_deref(),
+        )
+    }
+
+    /// [`Progress::auto`]'s choice for a stdout that `is_terminal` or not, and the values
+    /// of `TERM` and `CI`.
+    pub fn detect(is_terminal: bool, term: Option<&str>, ci: Option<&str>) -> Progress {
+        let dumb = matches!(term, None | Some("" | "dumb"));
+        let ci = ci.is_some_and(|v| v == "true" || v == "1");
+        if is_terminal && !dumb && !ci {
+            Progress::Tty
+        } else {
+            Progress::Plain
+        }
+    }
+
+    /// The reporter of run `run` of `store`, following `plan`'s budgets.
+    pub fn reporter<'a>(self, store: &'a Store, run: &str, plan: &Plan) -> Box<dyn Reporter + 'a> {
         match self {
             Progress::Plain => Box::new(PlainLines),
             Progress::Json => Box::new(JsonLines),
+            Progress::Tty => Box::new(InPlace::new(
+                store,
+                run,
+                Limits {
+                    attempt: plan.settings.budget.clone(),
+                    run: plan.settings.run_budget.clone(),
+                },
+            )),
         }
     }
 
@@ -37,7 +88,7 @@ impl Progress {
     /// ended): on stdout, unless stdout carries the JSON event stream.
     pub fn say(self, line: &str) {
         match self {
-            Progress::Plain => println!("{line}"),
+            Progress::Plain | Progress::Tty => println!("{line}"),
             Progress::Json => eprintln!("{line}"),
         }
     }
@@ -48,6 +99,10 @@ impl Progress {
 pub struct JsonLines;
 
 impl Reporter for JsonLines {
+    fn finish(&mut self, ended: &EventRecord) {
+        self.report(ended);
+    }
+
     fn report(&mut self, record: &EventRecord) {
         match serde_json::to_string(record) {
             Ok(json) => {
@@ -154,6 +209,17 @@ pub fn line(event: &Event) -> Option<String> {
             why,
             ..
         } => format!("phase {phase}: attempt {attempt} stopped: {why}"),
+        Event::TurnFinished {
+            phase,
+            attempt,
+            iteration,
+            role,
+            error: Some(why),
+            ..
+        } => format!(
+            "phase {phase}: attempt {attempt} iteration {iteration}: the {} turn failed: {why}",
+            role.as_str()
+        ),
         Event::Conflict {
             phase,
             attempt,
@@ -194,9 +260,37 @@ pub fn line(event: &Event) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use goalpost_shared::protocol::{Role, Usage};
     use goalpost_state::PhaseStatus;
 
     use super::*;
+
+    #[test]
+    fn auto_progress_is_the_live_block_only_on_a_terminal_outside_ci() {
+        assert_eq!(
+            Progress::detect(true, Some("xterm-256color"), None),
+            Progress::Tty
+        );
+        assert_eq!(
+            Progress::detect(true, Some("screen"), Some("false")),
+            Progress::Tty
+        );
+        // A pipe or a file, a terminal that cannot move its cursor, or CI: plain lines.
+        assert_eq!(
+            Progress::detect(false, Some("xterm-256color"), None),
+            Progress::Plain
+        );
+        assert_eq!(Progress::detect(true, Some("dumb"), None), Progress::Plain);
+        assert_eq!(Progress::detect(true, None, None), Progress::Plain);
+        assert_eq!(
+            Progress::detect(true, Some("xterm"), Some("true")),
+            Progress::Plain
+        );
+        assert_eq!(
+            Progress::detect(false, Some("xterm"), Some("true")),
+            Progress::Plain
+        );
+    }
 
     const A: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -248,6 +342,18 @@ mod tests {
                 "phase api: attempt 1 stopped: budget turns reached: used 4 of 4",
             ),
             (
+                Event::TurnFinished {
+                    phase: "api".into(),
+                    attempt: 1,
+                    iteration: 2,
+                    role: Role::Reviewer,
+                    usage: Usage::default(),
+                    attempt_usage: Usage::default(),
+                    error: Some("exit status 1".into()),
+                },
+                "phase api: attempt 1 iteration 2: the reviewer turn failed: exit status 1",
+            ),
+            (
                 Event::PhaseStateChanged {
                     phase: "api".into(),
                     state: PhaseStatus::BudgetLimited,
@@ -276,7 +382,7 @@ mod tests {
                 phase: "api".into(),
                 attempt: 1,
                 iteration: 1,
-                role: goalpost_shared::protocol::Role::Implementer,
+                role: Role::Implementer,
             },
         ];
         for event in quiet {

@@ -13,7 +13,7 @@ use goalpost_state::{Event, RunState, RunView, Store, StoreError};
 use crate::attempt;
 use crate::layout::{self, Layout};
 use crate::lock::{LockError, RunLock};
-use crate::reporter::{JsonLines, Progress, Reporter as _};
+use crate::reporter::Progress;
 use crate::schedule::{RunEnd, ScheduleError, Scheduler, short};
 
 /// Why `goalpost run` (or another command on a repository) could not go on.
@@ -464,7 +464,7 @@ pub fn run(
         plan_rel.into_iter().collect(),
     );
     scheduler.unconfined = unconfined;
-    let mut scheduler = scheduler.with_reporter(progress.reporter());
+    let mut scheduler = scheduler.with_reporter(progress.reporter(&store, &run_id, &plan));
     drive(&mut scheduler, &store, &ws, lock, progress)
 }
 
@@ -520,9 +520,7 @@ pub fn drive(
             blocker: blocker.clone(),
         },
     )?;
-    if progress == Progress::Json {
-        JsonLines.report(&ended);
-    }
+    scheduler.report_end(&ended);
     let report_path = ws.layout.stop_report(&run_id);
     if let Some(view) = RunView::load(store, Some(&run_id))? {
         let written = report_path

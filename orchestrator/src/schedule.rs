@@ -357,6 +357,11 @@ impl<'a> Scheduler<'a> {
         Ok(())
     }
 
+    /// Tells the reporter the run ended with `ended`, its `run_ended` record.
+    pub fn report_end(&mut self, ended: &goalpost_state::EventRecord) {
+        self.reporter.finish(ended);
+    }
+
     fn integration_ref(&self) -> String {
         layout::integration_ref(&self.run_id)
     }
@@ -447,10 +452,13 @@ impl<'a> Scheduler<'a> {
                 }
             };
             self.read_progress()?;
-            if let Event::Finished(finished) = event {
-                let steps = self.finished(*finished)?;
-                self.follow(steps);
-                crash::point("job recorded");
+            match event {
+                Event::Finished(finished) => {
+                    let steps = self.finished(*finished)?;
+                    self.follow(steps);
+                    crash::point("job recorded");
+                }
+                Event::Tick => self.reporter.tick(),
             }
         }
     }

@@ -12,6 +12,7 @@ pub mod browser;
 pub mod corpus;
 pub mod dashboard;
 pub mod durable;
+pub mod terminal;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

@@ -1,12 +1,15 @@
-//! What a person sees of a run: the README's first command from the root of a clone, and
-//! `status` following an attempt while its agent is still at work.
+//! What a person sees of a run: the README's first command from the root of a clone,
+//! `status` following an attempt while its agent is still at work, and `run`'s live block
+//! on a terminal.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 
 use goalpost_fixtures::repo::CALC_SUB;
+use goalpost_tests::browser::output_dir;
 use goalpost_tests::durable::{DEADLINE, wait_for};
-use goalpost_tests::{Run, TestEnv, binary, calc_env, quoted, repo_root};
+use goalpost_tests::terminal::{Terminal, tmux_installed};
+use goalpost_tests::{Run, TestEnv, binary, calc_env, path_quoted, quoted, repo_root};
 
 /// The first command block of the README, as a newcomer copies it.
 fn first_readme_command() -> String {
@@ -234,4 +237,179 @@ fn run_progress_json_writes_every_event_as_a_json_line_on_stdout() {
     // The event log in the store holds the same events.
     let status = env.goalpost(["-C", "calc", "status", "--json"]).json();
     assert_eq!(status["run"]["state"], "complete");
+}
+
+/// The calc project and a goal whose implementer waits, in its first turn, for a line on
+/// the fifo it returns before it writes a right `sub`: the test holds the agent at work
+/// for as long as it needs. Each attempt may take 4 turns and 10 minutes.
+fn fifo_goal() -> (TestEnv, std::path::PathBuf) {
+    let env = calc_env();
+    let gate = env.dir().join("gate.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&gate)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo {}", gate.display());
+    let sub = env.write("sub.sh", CALC_SUB);
+    let script =
+        "read go < \"$GATE\"\ncp \"$SUB\" ops/sub.sh\necho 'USAGE: tokens_in=500 tokens_out=20'\n";
+    env.write(
+        "goal.md",
+        &format!(
+            "+++\nrelease = \"main\"\n\n[budget]\nturns = 4\nwall = \"10m\"\n\n[agents.coder]\nadapter = \"command\"\ncommand = [\"sh\", \"-c\", {}]\nenv = {{ GATE = {}, SUB = {} }}\n\n[roles]\nimplementer = \"coder\"\n+++\n\n# Goal: calc subtracts\n\n## Outcome\n`sh calc.sh sub 5 3` prints 2.\n\n## Verification surface\n- `sh calc.sh sub 5 3 | grep -qx 2`\n\n## Boundaries\n- Allowed paths: ops/\n",
+            quoted(script),
+            path_quoted(&gate),
+            path_quoted(&sub),
+        ),
+    );
+    (env, gate)
+}
+
+/// The lines of `screen` that are the live block's first: `run <id>  <state>  <time>`.
+fn block_headers(screen: &str) -> Vec<&str> {
+    screen
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("run ")
+                .and_then(|rest| rest.split_once("  "))
+                .is_some_and(|(id, _)| !id.contains(' ') && !id.ends_with(':'))
+        })
+        .collect()
+}
+
+#[test]
+fn run_on_a_terminal_redraws_the_phases_iteration_and_budget_in_place_while_the_agent_works() {
+    if !tmux_installed() {
+        return;
+    }
+    let (env, gate) = fifo_goal();
+    let term = Terminal::start(
+        &env,
+        120,
+        40,
+        &binary("goalpost"),
+        &["-C", "calc", "run", "goal.md"],
+    );
+    let at_work = wait_for("the block to show the agent at work", DEADLINE, || {
+        let screen = term.screen();
+        if let Some(code) = term.exit_status() {
+            panic!(
+                "`{}` exited with {code} before its agent was seen at work\n{screen}",
+                term.command()
+            );
+        }
+        // The block drawn whole, down to its last line, with the turn running.
+        (screen.contains("implementer turn running") && screen.contains("\nrun budget: "))
+            .then_some(screen)
+    });
+    // The block, below the plain lines: the phase running, its attempt's agent in the
+    // first iteration's implementer turn, the turn counted against the attempt's budget.
+    let attempt = at_work
+        .lines()
+        .find(|l| l.trim_start().starts_with("#1 coder"))
+        .unwrap_or_else(|| panic!("no line of attempt 1\n{at_work}"));
+    for part in [
+        "running",
+        "iteration 1",
+        "implementer turn running",
+        "turns 1/4",
+        "/10m",
+        "tokens 0",
+    ] {
+        assert!(
+            attempt.contains(part),
+            "no `{part}` in {attempt:?}\n{at_work}"
+        );
+    }
+    assert!(at_work.lines().any(|l| l == "  goal  running"), "{at_work}");
+    assert!(at_work.contains("\naudits: none\n"), "{at_work}");
+    assert!(at_work.contains("\ntrain: empty\n"), "{at_work}");
+    assert!(
+        at_work.contains("\nrun budget: turns 1  time "),
+        "{at_work}"
+    );
+    assert_eq!(block_headers(&at_work).len(), 1, "{at_work}");
+    assert!(
+        block_headers(&at_work)[0].contains("  active  "),
+        "{at_work}"
+    );
+    assert!(
+        at_work.contains("phase goal: attempt 1 (coder) round 1 from iteration 1"),
+        "{at_work}"
+    );
+    std::fs::create_dir_all(output_dir("progress")).unwrap();
+    std::fs::write(output_dir("progress").join("at-work.txt"), &at_work).unwrap();
+    // The README's capture is this one, taken again on request so that a test run leaves
+    // the clone as it was.
+    if std::env::var_os("GOALPOST_DOCS_SCREENSHOTS").is_some() {
+        std::fs::create_dir_all(repo_root().join("docs")).unwrap();
+        std::fs::write(repo_root().join("docs/progress.txt"), &at_work).unwrap();
+    }
+
+    // Opened for reading and writing, the fifo takes the line at once and holds it until
+    // the agent reads it; it stays open until then.
+    let mut release = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&gate)
+        .unwrap();
+    std::io::Write::write_all(&mut release, b"go\n").unwrap();
+    // Past the deadline, the screen says where the run stands (`wait_for` gives up later).
+    let start = std::time::Instant::now();
+    let code = wait_for("the run to end", DEADLINE + DEADLINE, || {
+        let code = term.exit_status();
+        assert!(
+            code.is_some() || start.elapsed() < DEADLINE,
+            "`{}` still runs after {DEADLINE:?}\n{}",
+            term.command(),
+            term.screen()
+        );
+        code
+    });
+    let done = term.screen();
+    drop(release);
+    std::fs::write(output_dir("progress").join("done.txt"), &done).unwrap();
+    assert_eq!(code, 0, "`{}`\n{done}", term.command());
+    // Drawn in place: one block on the screen, left in its last state above the summary,
+    // and each line above it printed once.
+    let headers = block_headers(&done);
+    assert_eq!(headers.len(), 1, "{done}");
+    assert!(headers[0].contains("  complete  "), "{done}");
+    assert!(
+        done.lines().any(|l| l.starts_with("  goal  merged at ")),
+        "{done}"
+    );
+    let attempt = done
+        .lines()
+        .find(|l| l.trim_start().starts_with("#1 coder"))
+        .unwrap_or_else(|| panic!("no line of attempt 1\n{done}"));
+    assert!(attempt.contains("merged"), "{attempt:?}\n{done}");
+    assert!(attempt.contains("turns 1/4"), "{attempt:?}\n{done}");
+    assert!(attempt.contains("tokens 520"), "{attempt:?}\n{done}");
+    for line in [
+        "phase goal: started on ",
+        "phase goal: attempt 1 proposes ",
+        "phase goal: merged attempt 1 at ",
+        "whole goal: audit says merge",
+    ] {
+        assert_eq!(
+            done.lines().filter(|l| l.starts_with(line)).count(),
+            1,
+            "`{line}` is not printed once\n{done}"
+        );
+    }
+    let summary = done
+        .find("complete; main now holds every phase")
+        .unwrap_or_else(|| panic!("no summary\n{done}"));
+    assert!(done.find(headers[0]).unwrap() < summary, "{done}");
+}
+
+#[test]
+fn the_readme_shows_the_terminal_progress_the_test_captured() {
+    let capture = std::fs::read_to_string(repo_root().join("docs/progress.txt")).unwrap();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("```text\n{capture}```")),
+        "the README's ```text block of the terminal progress is not docs/progress.txt"
+    );
 }
