@@ -243,7 +243,8 @@ fn layers(reports: &[AuditReport]) -> BTreeMap<Layer, String> {
             if canary || census.is_some() {
                 continue;
             }
-            // The check itself failed: refused by the sandbox, or simply failing.
+            // The check itself failed: refused by the sandbox, or simply failing. (A held-out
+            // check's failure is `Layer::HeldOut` once the report tells them apart.)
             let output = format!("{}\n{}", check.record.stdout, check.record.stderr);
             let mut lines = output.lines().map(str::trim).filter(|l| !l.is_empty());
             let (layer, evidence) = match output.lines().find(|l| refused(l)) {
