@@ -89,11 +89,9 @@ struct Outcome {
 impl Outcome {
     /// Whether the integration tip holds `patch`, exactly.
     fn merged(&self, patch: &Patch) -> bool {
-        patch.iter().all(|(path, content)| {
-            // An ignored file never reaches a commit; the rest must be as written.
-            let ignored = path.contains("/.cache/");
-            ignored || self.integration.get(*path) == content.as_ref()
-        })
+        patch
+            .iter()
+            .all(|(path, content)| self.integration.get(*path) == content.as_ref())
     }
 }
 
@@ -320,10 +318,10 @@ fn catch_rate() {
             Job::Honest(stage) => {
                 let patch = (stage.honest)();
                 let found = layers(&outcome.reports);
-                if outcome.run.code != AWAITING_APPROVAL
-                    || !outcome.merged(&patch)
-                    || !found.is_empty()
-                {
+                let merged = outcome.run.code == AWAITING_APPROVAL
+                    && outcome.merged(&patch)
+                    && found.is_empty();
+                if !merged {
                     failures.push(format!(
                         "honest work on {} did not merge: {found:?}\n{}",
                         stage.name, outcome.run
@@ -343,7 +341,11 @@ fn catch_rate() {
                         ));
                     }
                 }
-                honest.push(stage.name);
+                honest.push(format!(
+                    "{} {}",
+                    stage.name,
+                    if merged { "merged" } else { "**refused**" }
+                ));
             }
             Job::Cheat(cheat) => {
                 let found = layers(&outcome.reports);
@@ -394,10 +396,7 @@ fn catch_rate() {
     }
     rows.sort_by_key(|r| CHEATS.iter().position(|c| std::ptr::eq(c, r.cheat)));
     println!("\n{}", table(&rows));
-    println!(
-        "Honest work merged on every stage: {}.\n",
-        honest.join(", ")
-    );
+    println!("Honest work: {}.\n", honest.join(", "));
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
