@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod browser;
+pub mod cheats;
 pub mod corpus;
 pub mod dashboard;
 pub mod durable;

@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 
 use goalpost_shared::process::shell_quote;
 use goalpost_tests::Run;
+use goalpost_tests::cheats;
 use goalpost_tests::corpus::{
     Corpus, FILES, Snapshot, holding_after, pid_in, refused, toml_str, turn_marker,
 };
@@ -288,10 +289,7 @@ fn redirecting_the_worktrees_git_link_does_not_reach_the_worker() {
 #[test]
 fn editing_a_protected_test_is_rejected_by_the_audit() {
     assert_auditor_stops(
-        &[
-            write("tests/check.sh", "#!/bin/sh\nexit 0\n"),
-            write("app.sh", "#!/bin/sh\necho bye\n"),
-        ],
+        &cheats::actions(&cheats::shell_edit_protected()),
         "Claims:\n- `sh tests/check.sh` passes\n",
         "protected",
         "tests/check.sh",
@@ -363,14 +361,7 @@ fn a_symlink_pointing_outside_is_rejected_by_the_audit() {
 fn a_lie_about_the_checks_is_caught_by_the_audit_in_a_fresh_checkout() {
     // The check passes only in the implementer's worktree, thanks to an ignored file.
     let corpus = Corpus::new();
-    let actions = [
-        write("docs/.gitignore", ".cache/\n"),
-        write("docs/.cache/ok", "yes\n"),
-        write(
-            "app.sh",
-            "#!/bin/sh\nif [ -f docs/.cache/ok ]; then echo hello; else echo bye; fi\n",
-        ),
-    ];
+    let actions = cheats::actions(&cheats::shell_passes_only_here());
     let plan = corpus.write_goal(
         &script(&actions, "Claims:\n- `sh tests/check.sh` passes\n"),
         "60s",
@@ -409,12 +400,9 @@ fn a_protected_test_rewritten_by_the_candidates_code_during_the_audit_is_rejecte
     // Harmless in the implementer's worktree; in the audit it tries to rewrite the
     // protected check and to move the check's directory away to write a new one in its
     // place: the protected directory is read-only to the checks, and cannot be moved.
-    let app = "#!/bin/sh\ncase \"$HOME\" in *goalpost-audit-*)\n  \
-               printf 'exit 0\\n' > tests/check.sh\n  \
-               mv tests tests.old && mkdir tests && printf 'exit 0\\n' > tests/check.sh\n  \
-               ;;\nesac\necho hello\n";
     let corpus = Corpus::new();
-    let plan = corpus.write_goal(&script(&[write("app.sh", app)], ""), "60s");
+    let actions = cheats::actions(&cheats::shell_write_protected_during_audit());
+    let plan = corpus.write_goal(&script(&actions, ""), "60s");
     let run = run_goal(&corpus, plan, BLOCKED);
     let merged: Vec<String> = corpus.integration_files().into_keys().collect();
     assert_eq!(merged, base_files(), "{run}");

@@ -14,6 +14,9 @@
 //! | a Makefile `test:` recipe of `@true` | `make test` (unittest at the base) | canary, census, check configuration |
 //! | a root package `unittest/` shadowing the runner | `python3 -m unittest` | canary, check configuration |
 //!
+//! The repositories and the cheats' patches are the cheat corpus's
+//! (`goalpost_tests::cheats`), which the catch-rate table runs through `goalpost run`.
+//!
 //! "Check configuration" is the protection of the files that decide how a check runs
 //! (`.cargo/config.toml`, the test keys of `Cargo.toml`, the followed Makefile recipe, a
 //! module shadowing the runner): a boundary violation whatever the allowed paths say,
@@ -27,6 +30,9 @@ use goalpost_shared::contract::{Check, CheckKind, Contract, Spanned};
 use goalpost_shared::integrity::CanaryStatus;
 use goalpost_shared::protocol::{
     AUDIT_REUSE_FILE, AuditReport, AuditReuse, CachedCheck, Recommendation,
+};
+use goalpost_tests::cheats::{
+    self, CARGO_FILES, CARGO_TOML, LIB_RS, NODE_FILES, PYTEST_FILES, Patch, UNITTEST_FILES,
 };
 use goalpost_tests::{Run, TestEnv, binary};
 
@@ -50,10 +56,6 @@ impl Fixture {
         for (path, text) in files {
             env.write(&format!("{REPO}/{path}"), text);
         }
-        env.write(
-            &format!("{REPO}/.gitignore"),
-            "target/\nCargo.lock\n__pycache__/\n",
-        );
         env.git(REPO, &["add", "-A"]);
         env.git(REPO, &["commit", "-q", "-m", "base"]);
         // The toolchains themselves, not the shims that need the user's home: the checks
@@ -84,6 +86,13 @@ impl Fixture {
         self.env.git(REPO, &["commit", "-q", "-m", name]);
         self.env.git(REPO, &["checkout", "-q", "main"]);
         name.to_owned()
+    }
+
+    /// Commits a patch of the cheat corpus on a branch of the base.
+    fn patch(&self, name: &str, patch: Patch) -> String {
+        let changes: Vec<(&str, Option<&str>)> =
+            patch.iter().map(|(p, t)| (*p, t.as_deref())).collect();
+        self.candidate(name, &changes)
     }
 
     /// Audits `candidate` against the base with `goal` and returns the run and its report.
@@ -118,21 +127,8 @@ fn goal(check: &str, protected: &str) -> String {
     )
 }
 
-const CARGO_TOML: &str = "[package]\nname = \"calc\"\nversion = \"0.1.0\"\nedition = \"2021\"\n";
-
-const LIB_RS: &str = "pub fn add(a: i64, b: i64) -> i64 {\n    a + b\n}\n\n\
-#[cfg(test)]\nmod tests {\n    use super::*;\n\n    \
-#[test]\n    fn adds() {\n        assert_eq!(add(2, 3), 5);\n    }\n\n    \
-#[test]\n    fn adds_negatives() {\n        assert_eq!(add(-2, -3), -5);\n    }\n}\n";
-
-const API_RS: &str = "#[test]\nfn add_is_public() {\n    assert_eq!(calc::add(40, 2), 42);\n}\n";
-
 fn cargo_fixture() -> Fixture {
-    Fixture::new(&[
-        ("Cargo.toml", CARGO_TOML),
-        ("src/lib.rs", LIB_RS),
-        ("tests/api.rs", API_RS),
-    ])
+    Fixture::new(CARGO_FILES)
 }
 
 const CARGO_CHECK: &str = "cargo test --offline";
@@ -182,15 +178,7 @@ fn assert_config_violation(report: &serde_json::Value, path: &str) -> String {
 #[test]
 fn an_honest_cargo_change_merges_with_its_canary_failing_and_more_tests() {
     let f = cargo_fixture();
-    let lib = LIB_RS.replace(
-        "#[cfg(test)]",
-        "pub fn sub(a: i64, b: i64) -> i64 {\n    a - b\n}\n\n#[cfg(test)]",
-    );
-    let lib = lib.replace(
-        "    #[test]\n    fn adds() {",
-        "    #[test]\n    fn subtracts() {\n        assert_eq!(sub(5, 3), 2);\n    }\n\n    #[test]\n    fn adds() {",
-    );
-    let c = f.candidate("honest", &[("src/lib.rs", Some(&lib))]);
+    let c = f.patch("honest", cheats::cargo_honest());
     let (run, report) = f.audit(&goal(CARGO_CHECK, "tests/"), &c);
     assert_eq!(run.code, MERGE, "{run}\n{report:#}");
     let integrity = &check(&report)["integrity"];
@@ -215,12 +203,7 @@ fn an_honest_cargo_change_merges_with_its_canary_failing_and_more_tests() {
 #[test]
 fn exit_zero_inside_the_code_under_test_is_caught_by_the_census() {
     let f = cargo_fixture();
-    // Wrong, and every test that would show it ends its test binary with success.
-    let lib = LIB_RS.replace(
-        "    a + b\n",
-        "    if a * b != a + b {\n        std::process::exit(0);\n    }\n    a * b\n",
-    );
-    let c = f.candidate("exit0", &[("src/lib.rs", Some(&lib))]);
+    let c = f.patch("exit0", cheats::cargo_exit_zero());
     let (run, report) = f.audit(&goal(CARGO_CHECK, "tests/"), &c);
     let failure = assert_caught(&run, &report, "census");
     assert_eq!(failure, "`cargo test --offline` ran 0 tests, 3 at the base");
@@ -229,13 +212,7 @@ fn exit_zero_inside_the_code_under_test_is_caught_by_the_census() {
 #[test]
 fn ignoring_a_unit_test_is_caught_by_the_census() {
     let f = cargo_fixture();
-    let lib = LIB_RS
-        .replace("    a + b\n", "    if a < 0 { a - b } else { a + b }\n")
-        .replace(
-            "    #[test]\n    fn adds_negatives",
-            "    #[test]\n    #[ignore]\n    fn adds_negatives",
-        );
-    let c = f.candidate("ignore", &[("src/lib.rs", Some(&lib))]);
+    let c = f.patch("ignore", cheats::cargo_ignore());
     let (run, report) = f.audit(&goal(CARGO_CHECK, "tests/"), &c);
     let failure = assert_caught(&run, &report, "census");
     assert_eq!(failure, "`cargo test --offline` ran 2 tests, 3 at the base");
@@ -248,12 +225,7 @@ fn ignoring_a_unit_test_is_caught_by_the_census() {
 #[test]
 fn autotests_false_is_caught_by_the_canary() {
     let f = cargo_fixture();
-    let toml = format!("{CARGO_TOML}autotests = false\n");
-    let lib = LIB_RS.replace("    a + b\n", "    if a > 10 { 0 } else { a + b }\n");
-    let c = f.candidate(
-        "autotests",
-        &[("Cargo.toml", Some(&toml)), ("src/lib.rs", Some(&lib))],
-    );
+    let c = f.patch("autotests", cheats::cargo_autotests());
     let (run, report) = f.audit(&goal(CARGO_CHECK, "tests/"), &c);
     assert_caught(&run, &report, "canary");
     let census = &check(&report)["integrity"]["census"];
@@ -268,11 +240,7 @@ fn autotests_false_is_caught_by_the_canary() {
 #[test]
 fn an_emptied_unprotected_test_file_is_caught_by_the_census() {
     let f = cargo_fixture();
-    let lib = LIB_RS.replace("    a + b\n", "    if a > 10 { 0 } else { a + b }\n");
-    let c = f.candidate(
-        "emptied",
-        &[("tests/api.rs", Some("")), ("src/lib.rs", Some(&lib))],
-    );
+    let c = f.patch("emptied", cheats::cargo_emptied_test());
     let (run, report) = f.audit(&goal(CARGO_CHECK, "docs/"), &c);
     let failure = assert_caught(&run, &report, "census");
     assert_eq!(failure, "`cargo test --offline` ran 2 tests, 3 at the base");
@@ -281,15 +249,7 @@ fn an_emptied_unprotected_test_file_is_caught_by_the_census() {
 #[test]
 fn a_cargo_runner_of_true_is_caught_by_the_canary() {
     let f = cargo_fixture();
-    let lib = LIB_RS.replace("    a + b\n", "    a - b\n");
-    let config = "[target.'cfg(all())']\nrunner = \"true\"\n";
-    let c = f.candidate(
-        "runner",
-        &[
-            (".cargo/config.toml", Some(config)),
-            ("src/lib.rs", Some(&lib)),
-        ],
-    );
+    let c = f.patch("runner", cheats::cargo_runner_true());
     let (run, report) = f.audit(&goal(CARGO_CHECK, "tests/"), &c);
     assert_caught(&run, &report, "canary");
     let census = &check(&report)["integrity"]["census"];
@@ -326,25 +286,14 @@ fn a_cargo_config_merges_only_where_an_allowed_path_names_it() {
     assert_eq!(run.code, MERGE, "{run}\n{report:#}");
 }
 
-const CALC_PY: &str = "def add(a, b):\n    return a + b\n";
-
-const TEST_CALC_PY: &str = "import unittest\n\nfrom calc import add\n\n\n\
-class AddTest(unittest.TestCase):\n    def test_adds(self):\n        self.assertEqual(add(2, 3), 5)\n\n    \
-def test_adds_negatives(self):\n        self.assertEqual(add(-2, -3), -5)\n";
-
 fn python_fixture() -> Fixture {
-    Fixture::new(&[
-        ("calc.py", CALC_PY),
-        ("test_calc.py", TEST_CALC_PY),
-        ("Makefile", "test:\n\tpython3 -m unittest\n"),
-    ])
+    Fixture::new(UNITTEST_FILES)
 }
 
 #[test]
 fn os_exit_zero_under_unittest_is_caught_by_the_canary_and_the_census() {
     let f = python_fixture();
-    let cheat = "import os\n\n\ndef add(a, b):\n    os._exit(0)\n";
-    let c = f.candidate("osexit", &[("calc.py", Some(cheat))]);
+    let c = f.patch("osexit", cheats::python_os_exit());
     let (run, report) = f.audit(&goal("python3 -m unittest", "test_calc.py"), &c);
     assert_caught(&run, &report, "canary");
     let census = &check(&report)["integrity"]["census"];
@@ -355,13 +304,7 @@ fn os_exit_zero_under_unittest_is_caught_by_the_canary_and_the_census() {
 #[test]
 fn a_make_recipe_of_true_is_caught_by_the_base_recipes_canary() {
     let f = python_fixture();
-    let c = f.candidate(
-        "maketrue",
-        &[
-            ("Makefile", Some("test:\n\t@true\n")),
-            ("calc.py", Some("def add(a, b):\n    return 0\n")),
-        ],
-    );
+    let c = f.patch("maketrue", cheats::python_make_true());
     let (run, report) = f.audit(&goal("make test", "test_calc.py"), &c);
     assert_caught(&run, &report, "canary");
     let integrity = &check(&report)["integrity"];
@@ -378,18 +321,7 @@ fn a_make_recipe_of_true_is_caught_by_the_base_recipes_canary() {
 fn a_package_shadowing_unittest_is_caught_by_the_check_configuration() {
     let f = python_fixture();
     // Wrong code, and a `unittest` of its own where the runner starts: it reports success.
-    let fake = "import sys\n\n\ndef main(*args, **kwargs):\n    print('OK')\n    sys.exit(0)\n";
-    let c = f.candidate(
-        "shadow",
-        &[
-            ("unittest/__init__.py", Some(fake)),
-            (
-                "unittest/__main__.py",
-                Some("from unittest import main\nmain()\n"),
-            ),
-            ("calc.py", Some("def add(a, b):\n    return 0\n")),
-        ],
-    );
+    let c = f.patch("shadow", cheats::python_shadow_unittest());
     // Allowed paths that take in everything the candidate changed.
     let goal = goal("python3 -m unittest", "test_calc.py").replace(
         "## Boundaries\n",
@@ -409,8 +341,7 @@ fn a_package_shadowing_unittest_is_caught_by_the_check_configuration() {
 #[test]
 fn an_honest_python_change_merges_and_a_switched_off_canary_says_so() {
     let f = python_fixture();
-    let code = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n";
-    let c = f.candidate("honest", &[("calc.py", Some(code))]);
+    let c = f.patch("honest", cheats::python_honest());
     let (run, report) = f.audit(&goal("make test", "test_calc.py"), &c);
     assert_eq!(run.code, MERGE, "{run}\n{report:#}");
     let integrity = &check(&report)["integrity"];
@@ -534,29 +465,14 @@ fn canaries_and_the_base_census_are_reused_by_tree() {
     assert_eq!(other.cache[0].reused_from, None);
 }
 
-const CALC_MJS: &str = "export function add(a, b) {\n  return a + b;\n}\n";
-
-const CALC_TEST_MJS: &str = "import test from 'node:test';\nimport assert from 'node:assert';\n\
-import { add } from '../calc.mjs';\n\n\
-test('adds', () => assert.strictEqual(add(2, 3), 5));\n\
-test('adds negatives', () => assert.strictEqual(add(-2, -3), -5));\n";
-
 fn node_fixture() -> Fixture {
-    Fixture::new(&[
-        ("calc.mjs", CALC_MJS),
-        ("test/calc.test.mjs", CALC_TEST_MJS),
-        (
-            "package.json",
-            "{\"scripts\": {\"test\": \"node --test\"}}\n",
-        ),
-    ])
+    Fixture::new(NODE_FILES)
 }
 
 #[test]
 fn npm_test_through_node_test_merges_honest_work_and_refuses_an_or_true() {
     let f = node_fixture();
-    let code = format!("{CALC_MJS}\nexport function sub(a, b) {{\n  return a - b;\n}}\n");
-    let honest = f.candidate("honest", &[("calc.mjs", Some(&code))]);
+    let honest = f.patch("honest", cheats::node_honest());
     let (run, report) = f.audit(&goal("npm test", "test/"), &honest);
     assert_eq!(run.code, MERGE, "{run}\n{report:#}");
     let integrity = &check(&report)["integrity"];
@@ -566,19 +482,7 @@ fn npm_test_through_node_test_merges_honest_work_and_refuses_an_or_true() {
     );
     assert_eq!(integrity["census"]["candidate"]["ran"], 2, "{integrity:#}");
 
-    let cheat = f.candidate(
-        "ortrue",
-        &[
-            (
-                "calc.mjs",
-                Some("export function add(a, b) {\n  return a * b;\n}\n"),
-            ),
-            (
-                "package.json",
-                Some("{\"scripts\": {\"test\": \"node --test || true\"}}\n"),
-            ),
-        ],
-    );
+    let cheat = f.patch("ortrue", cheats::node_or_true());
     let (run, report) = f.audit(&goal("npm test", "test/"), &cheat);
     assert_caught(&run, &report, "canary");
 }
@@ -587,9 +491,7 @@ fn npm_test_through_node_test_merges_honest_work_and_refuses_an_or_true() {
 fn patching_unittests_result_to_success_is_caught_by_the_canary() {
     let f = python_fixture();
     // Imported by the tests at discovery, before any of them runs: every failure vanishes.
-    let cheat = "import unittest\n\nunittest.TestResult.addFailure = lambda self, test, err: None\n\n\n\
-                 def add(a, b):\n    return a * b\n";
-    let c = f.candidate("patched", &[("calc.py", Some(cheat))]);
+    let c = f.patch("patched", cheats::python_patched_result());
     let (run, report) = f.audit(&goal("python3 -m unittest", "test_calc.py"), &c);
     assert_caught(&run, &report, "canary");
     // The census alone sees nothing wrong: as many tests ran as at the base.
@@ -622,18 +524,8 @@ fn python_with_pytest() -> Option<String> {
     found
 }
 
-const TESTS_PY: &str = "from calc import add\n\n\ndef test_adds():\n    assert add(2, 3) == 5\n\n\n\
-def test_adds_negatives():\n    assert add(-2, -3) == -5\n\n\ndef test_adds_zero():\n    assert add(0, 7) == 7\n";
-
 fn pytest_fixture(python_dir: &str) -> Fixture {
-    let mut f = Fixture::new(&[
-        ("calc.py", CALC_PY),
-        ("tests/test_calc.py", TESTS_PY),
-        (
-            "pytest.ini",
-            "[pytest]\ntestpaths = tests\npythonpath = .\n",
-        ),
-    ]);
+    let mut f = Fixture::new(PYTEST_FILES);
     f.path = format!("{python_dir}:{}", f.path);
     f
 }
@@ -644,8 +536,7 @@ fn pytest_honest_work_merges_and_a_conftest_forcing_passes_is_caught_by_the_cana
         return;
     };
     let f = pytest_fixture(&python);
-    let code = format!("{CALC_PY}\n\ndef sub(a, b):\n    return a - b\n");
-    let honest = f.candidate("honest", &[("calc.py", Some(&code))]);
+    let honest = f.patch("honest", cheats::python_honest());
     let (run, report) = f.audit(&goal("python3 -m pytest -q", "tests/"), &honest);
     assert_eq!(run.code, MERGE, "{run}\n{report:#}");
     let integrity = &check(&report)["integrity"];
@@ -655,16 +546,7 @@ fn pytest_honest_work_merges_and_a_conftest_forcing_passes_is_caught_by_the_cana
     );
     assert_eq!(integrity["census"]["candidate"]["ran"], 3, "{integrity:#}");
 
-    let conftest = "import pytest\n\n\n@pytest.hookimpl(hookwrapper=True)\n\
-                    def pytest_runtest_makereport(item, call):\n    outcome = yield\n    \
-                    outcome.get_result().outcome = \"passed\"\n";
-    let cheat = f.candidate(
-        "conftest",
-        &[
-            ("conftest.py", Some(conftest)),
-            ("calc.py", Some("def add(a, b):\n    return a * b\n")),
-        ],
-    );
+    let cheat = f.patch("conftest", cheats::pytest_conftest_passes());
     let (run, report) = f.audit(&goal("python3 -m pytest -q", "tests/"), &cheat);
     assert_caught(&run, &report, "canary");
 }
@@ -675,19 +557,7 @@ fn pytest_tests_skipped_by_a_conftest_are_caught_by_the_census() {
         return;
     };
     let f = pytest_fixture(&python);
-    let conftest = "import pytest\n\n\ndef pytest_collection_modifyitems(items):\n    \
-                    for item in items:\n        if \"negatives\" in item.name:\n            \
-                    item.add_marker(pytest.mark.skip(reason=\"flaky\"))\n";
-    let cheat = f.candidate(
-        "skips",
-        &[
-            ("conftest.py", Some(conftest)),
-            (
-                "calc.py",
-                Some("def add(a, b):\n    return abs(a) + abs(b)\n"),
-            ),
-        ],
-    );
+    let cheat = f.patch("skips", cheats::pytest_conftest_skips());
     let (run, report) = f.audit(&goal("python3 -m pytest -q", "tests/"), &cheat);
     let failure = assert_caught(&run, &report, "census");
     assert_eq!(failure, "`python3 -m pytest -q` ran 2 tests, 3 at the base");

@@ -4,6 +4,7 @@
 
 mod approve;
 mod best_of_n;
+mod catch_rate;
 mod confinement;
 mod dashboard;
 mod durable;
