@@ -25,6 +25,8 @@ pub struct Launch<'a> {
     pub confined: bool,
     /// The id of the session the turn continues, if any.
     pub resume: Option<&'a str>,
+    /// An auditor's turn: the file of the verdict's JSON schema.
+    pub verdict_schema: Option<&'a Path>,
 }
 
 impl Launch<'static> {
@@ -38,6 +40,7 @@ impl Launch<'static> {
             state_dir: Path::new("STATE"),
             confined: true,
             resume: None,
+            verdict_schema: None,
         }
     }
 }
@@ -165,6 +168,35 @@ mod tests {
                      --model m1 --extra --resume s1"
                 ))
         );
+    }
+
+    #[test]
+    fn an_auditors_turn_holds_codex_and_claude_to_the_verdict_schema() {
+        let launch = Launch {
+            role: Role::Auditor,
+            verdict_schema: Some(Path::new("/a/verdict.schema.json")),
+            ..Launch::placeholder()
+        };
+        let codex = command_line(&spec(Adapter::Codex), &launch).argv();
+        assert!(
+            codex.ends_with(&words(
+                "-m m1 --output-schema /a/verdict.schema.json --extra -"
+            )),
+            "{codex:?}"
+        );
+        let claude = command_line(&spec(Adapter::Claude), &launch).argv();
+        let at = claude.iter().position(|a| a == "--json-schema").unwrap();
+        let schema: serde_json::Value = serde_json::from_str(&claude[at + 1]).unwrap();
+        assert_eq!(schema["required"][0], "recommendation");
+        // An auditor reads and runs; it does not edit.
+        assert!(
+            claude
+                .windows(2)
+                .any(|w| w == words("--allowedTools Bash,Read,Glob,Grep"))
+        );
+        // Without a schema, neither flag.
+        let plain = command_line(&spec(Adapter::Codex), &Launch::placeholder()).argv();
+        assert!(!plain.iter().any(|a| a == "--output-schema"));
     }
 
     #[test]

@@ -58,6 +58,11 @@ impl Cli for Claude {
         .map(str::to_owned)
         .into();
         args.extend(model_args(spec, "--model"));
+        if launch.verdict_schema.is_some() {
+            // Claude Code takes the schema itself, and answers through its
+            // `StructuredOutput` tool: the result line holds the JSON.
+            args.extend(["--json-schema".to_owned(), compact_schema()]);
+        }
         args.extend(spec.args.iter().cloned());
         if let Some(session) = launch.resume {
             args.extend(["--resume".to_owned(), session.to_owned()]);
@@ -89,6 +94,13 @@ impl Cli for Claude {
     fn parse(&self, stdout: &str) -> Parsed {
         parse(stdout)
     }
+}
+
+/// The verdict's schema on one line.
+fn compact_schema() -> String {
+    serde_json::from_str::<Value>(goalpost_shared::verdict::SCHEMA)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| goalpost_shared::verdict::SCHEMA.to_owned())
 }
 
 pub(crate) fn parse(stdout: &str) -> Parsed {

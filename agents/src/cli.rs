@@ -62,6 +62,7 @@ impl CliTurn<'_> {
             state_dir: &self.state_dir,
             confined: self.request.confine.is_some(),
             resume: self.resume.as_ref().map(|s| s.id.as_str()),
+            verdict_schema: self.request.verdict_schema.as_deref(),
         }
     }
 

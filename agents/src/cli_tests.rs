@@ -50,6 +50,7 @@ fn turn(dir: &Path, spec: &AgentSpec, role: Role) -> Turn {
         cancel: None,
         tree: None,
         confine: None,
+        verdict_schema: None,
     };
     for_spec(spec).run_turn(&request)
 }
@@ -71,6 +72,7 @@ fn every_adapter_runs_the_command_line_its_builder_returns() {
                 state_dir: &dir.path().join("state/agents/coder"),
                 confined: false,
                 resume: None,
+                verdict_schema: None,
             };
             let built = command_line(&spec, &launch);
             assert_eq!(ran, built.argv(), "{adapter:?} {role:?}");

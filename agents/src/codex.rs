@@ -47,6 +47,9 @@ impl Cli for Codex {
         .map(str::to_owned)
         .into();
         args.extend(model_args(spec, "-m"));
+        if let Some(schema) = launch.verdict_schema {
+            args.extend(["--output-schema".to_owned(), schema.display().to_string()]);
+        }
         args.extend(spec.args.iter().cloned());
         if let Some(session) = launch.resume {
             args.extend(["resume".to_owned(), session.to_owned()]);

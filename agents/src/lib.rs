@@ -76,6 +76,9 @@ pub struct TurnRequest<'a> {
     pub tree: Option<String>,
     /// Where the agent may write (see [`goalpost_shared::confine`]); `None`: anywhere.
     pub confine: Option<&'a Confinement>,
+    /// An auditor's turn: the file holding the verdict's JSON schema
+    /// ([`goalpost_shared::verdict::SCHEMA`]), for CLIs that hold their answer to one.
+    pub verdict_schema: Option<PathBuf>,
 }
 
 impl TurnRequest<'_> {

@@ -139,6 +139,7 @@ mod tests {
             cancel: None,
             tree: None,
             confine: None,
+            verdict_schema: None,
         };
         assert_eq!(state_dir(&request, "c"), Path::new("/p/state/agents/c"));
         request.env.insert("TMPDIR".into(), "/p/tmp".into());

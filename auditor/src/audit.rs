@@ -14,6 +14,8 @@
 //!   and human-language checks are listed but do not block.
 //! - A contract without machine checks never yields `merge`: `revise`, saying nothing
 //!   could be verified.
+//! - Where the machine audit would merge and the goal file names an auditor agent, that
+//!   agent's verdict can still make it `revise` or `abandon` (see `agent`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -379,7 +381,7 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
             format!("{summary}; and the setup failed, so no check ran: {failure}")
         };
     }
-    Ok(AuditReport {
+    let mut report = AuditReport {
         phase: input.phase.clone(),
         base: base.to_string(),
         candidate: candidate.to_string(),
@@ -395,7 +397,22 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         base_censuses,
         setup: setup_record,
         held_out: held_out_results,
-    })
+        agent: None,
+    };
+    // The auditor agent must also agree: it sees the machine evidence, never the other way.
+    if let Some(spec) = &input.agent
+        && report.recommendation == Recommendation::Merge
+    {
+        let place = crate::agent::Place {
+            repo: &repo,
+            base,
+            candidate,
+            scratch: scratch.path(),
+        };
+        let found = crate::agent::review(input, spec, &place, &report);
+        crate::agent::apply(&mut report, found);
+    }
+    Ok(report)
 }
 
 fn canonical(path: &std::path::Path) -> Result<PathBuf, AuditError> {

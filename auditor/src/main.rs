@@ -15,6 +15,7 @@
 //! - exit 2 when the input is at fault (unreadable input, unknown revisions, bad globs,
 //!   a worktree path that already exists), 1 for anything else; the cause is on stderr.
 
+mod agent;
 mod audit;
 mod canary;
 mod census;

@@ -15,6 +15,7 @@ use goalpost_shared::plan::HeldOutFeedback;
 use goalpost_shared::protocol::{
     AuditReport, CheckResult, ClaimStatus, FEEDBACK_FILE, ViolationKind,
 };
+use goalpost_shared::verdict::{CheckJudgement, ClaimJudgement};
 
 /// Writes `audit.json`, `audit.md` and `feedback.md` into `dir` and returns the first two
 /// paths. Each file is written to a temporary name and renamed, so a reader never sees
@@ -94,6 +95,7 @@ fn render(report: &AuditReport, held_out: HeldOutFeedback) -> String {
     violations_section(&mut out, report);
     claims_section(&mut out, report);
     unverifiable_section(&mut out, report);
+    agent_section(&mut out, report);
     let _ = writeln!(out, "## Changed paths\n");
     if report.changed_paths.is_empty() {
         let _ = writeln!(out, "None: the candidate's tree is the base's.");
@@ -367,6 +369,82 @@ fn unverifiable_section(out: &mut String, report: &AuditReport) {
     }
 }
 
+/// The auditor agent's verdict: what it judged, with its evidence, and what it found; or
+/// why no verdict of it counted.
+fn agent_section(out: &mut String, report: &AuditReport) {
+    let Some(agent) = &report.agent else {
+        return;
+    };
+    let u = &agent.usage;
+    let _ = writeln!(
+        out,
+        "## Auditor agent `{}`\n\nA fresh session with the audit skill ({}); {} turn{}, {} tokens in, \
+         {} out, ${:.4}.\n",
+        agent.agent,
+        agent.skill_source,
+        agent.turns,
+        if agent.turns == 1 { "" } else { "s" },
+        u.tokens_in,
+        u.tokens_out,
+        u.cost_usd
+    );
+    let Some(verdict) = &agent.verdict else {
+        let _ = writeln!(
+            out,
+            "**No verdict of it counts**, so the audit fails closed:\n"
+        );
+        for why in &agent.failures {
+            let _ = writeln!(out, "- {why}");
+        }
+        out.push('\n');
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "**Its verdict: {}** — {}\n",
+        verdict.recommendation.as_str(),
+        verdict.summary.trim()
+    );
+    if !agent.judged_checks.is_empty() {
+        let _ = writeln!(out, "### Human-language checks it judged\n");
+        for judged in &agent.judged_checks {
+            let status = match judged.status {
+                CheckJudgement::Pass => "verified",
+                CheckJudgement::Fail => "failed",
+            };
+            let _ = writeln!(out, "- “{}”: **{status}**\n", judged.check);
+            fenced(out, &judged.evidence);
+        }
+    }
+    if !verdict.claims.is_empty() {
+        let _ = writeln!(out, "### Claims it judged\n");
+        for claim in &verdict.claims {
+            let text = usize::try_from(claim.n)
+                .ok()
+                .and_then(|n| report.claims.get(n.checked_sub(1)?))
+                .map_or("", |c| c.claim.as_str());
+            let status = match claim.status {
+                ClaimJudgement::Verified => "verified",
+                ClaimJudgement::Refuted => "refuted",
+                ClaimJudgement::Unverifiable => "unverifiable",
+            };
+            let _ = writeln!(out, "- claim {}: “{text}”: **{status}**\n", claim.n);
+            fenced(out, &claim.evidence);
+        }
+    }
+    if !verdict.findings.is_empty() {
+        let _ = writeln!(out, "### Findings\n");
+        for f in &verdict.findings {
+            let place = match f.line {
+                Some(line) => format!("{}:{line}", f.file),
+                None => f.file.clone(),
+            };
+            let _ = writeln!(out, "- `{place}`: {}", f.text.trim());
+        }
+        out.push('\n');
+    }
+}
+
 /// A claim's evidence: its sentence, then any quoted output in a fenced block.
 fn evidence(out: &mut String, text: &str) {
     let (sentence, quoted) = text.split_once("\n\n").unwrap_or((text, ""));
@@ -478,6 +556,7 @@ mod tests {
             base_censuses: Vec::new(),
             setup: None,
             held_out: Vec::new(),
+            agent: None,
         }
     }
 
@@ -528,6 +607,80 @@ mod tests {
         // Without held-out checks, the feedback is the report.
         let plain = revise_report();
         assert_eq!(feedback(&plain, HeldOutFeedback::Hidden), markdown(&plain));
+    }
+
+    /// A report whose machine audit would merge, made `revise` by its auditor agent.
+    fn agent_report() -> AuditReport {
+        use goalpost_shared::verdict::{
+            AgentAudit, AgentVerdict, ClaimVerdict, Finding, JudgedCheck,
+        };
+        let mut report = revise_report();
+        report.violations.clear();
+        report.checks.truncate(1);
+        report.claims.truncate(1);
+        report.unverified_checks.clear();
+        report.changed_paths = vec!["src/parse.rs".to_owned()];
+        report.recommendation = Recommendation::Revise;
+        report.summary = "the auditor agent critic says revise: `parse` answers the tests' \
+                          inputs from a table"
+            .to_owned();
+        let verdict = AgentVerdict {
+            recommendation: Recommendation::Revise,
+            summary: "`parse` answers the tests' inputs from a table".to_owned(),
+            claims: vec![ClaimVerdict {
+                n: 1,
+                status: ClaimJudgement::Refuted,
+                evidence: "src/parse.rs:3: `KNOWN = {\"1+2\": 3}`".to_owned(),
+            }],
+            checks: vec![goalpost_shared::verdict::CheckVerdict {
+                n: 1,
+                status: CheckJudgement::Pass,
+                evidence: "$ ./parse '1+'\nerror: line 1: expected a number after `+`".to_owned(),
+            }],
+            findings: vec![Finding {
+                file: "src/parse.rs".to_owned(),
+                line: Some(3),
+                text: "a lookup table of the tests' inputs".to_owned(),
+            }],
+        };
+        report.agent = Some(Box::new(AgentAudit {
+            agent: "critic".to_owned(),
+            skill_source: "goalpost's own".to_owned(),
+            verdict: Some(verdict),
+            failures: Vec::new(),
+            turns: 1,
+            usage: goalpost_shared::protocol::Usage {
+                tokens_in: 5400,
+                tokens_out: 320,
+                cost_usd: 0.0213,
+                ..Default::default()
+            },
+            judged_checks: vec![JudgedCheck {
+                check: "Error messages name the line".to_owned(),
+                status: CheckJudgement::Pass,
+                evidence: "$ ./parse '1+'\nerror: line 1: expected a number after `+`".to_owned(),
+            }],
+        }));
+        report
+    }
+
+    #[test]
+    fn the_auditor_agents_verdict_with_its_evidence_and_findings() {
+        let report = agent_report();
+        insta::assert_snapshot!("agent_verdict", markdown(&report));
+        let mut failed = report;
+        if let Some(agent) = &mut failed.agent {
+            agent.verdict = None;
+            agent.judged_checks.clear();
+            agent.turns = 2;
+            agent.failures = vec![
+                "its answer holds no JSON object: \"Looks fine to me.\"".to_owned(),
+                "its verdict does not match the schema: missing field `claims`".to_owned(),
+            ];
+        }
+        let text = markdown(&failed);
+        assert!(text.contains("**No verdict of it counts**"), "{text}");
+        assert!(text.contains("missing field `claims`"), "{text}");
     }
 
     #[test]

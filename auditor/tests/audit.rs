@@ -118,6 +118,7 @@ impl Fixture {
             unconfined: false,
             sandbox: Default::default(),
             held_out: None,
+            agent: None,
         }
     }
 

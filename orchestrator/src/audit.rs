@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use goalpost_shared::contract::Contract;
 use goalpost_shared::git::Oid;
 use goalpost_shared::plan::Plan;
-use goalpost_shared::protocol::{AuditInput, HeldOutSpec, SandboxSpec};
+use goalpost_shared::protocol::{AuditInput, HeldOutSpec, SandboxSpec, Usage};
+use goalpost_shared::verdict::{AuditAgentSpec, SHIPPED_SKILL, SKILL};
 
+use crate::attempt::WORKER_ENV_ALLOW;
 use crate::layout::Layout;
 
 /// All the auditor and the checks it runs inherit from goalpost's environment, besides
@@ -51,6 +53,8 @@ pub struct AuditSetup {
     /// Where the held-out checks' files are and what a failing one tells the implementer;
     /// given to the audits whose contract has held-out checks.
     pub held_out: HeldOutSpec,
+    /// The auditor agent (`roles.auditor`), with its per-audit budget.
+    pub agent: Option<AuditAgentSpec>,
 }
 
 /// What one audit judges.
@@ -109,7 +113,28 @@ impl AuditSetup {
                 into: plan.settings.held_out.into_path().to_owned(),
                 feedback: plan.settings.held_out.feedback.value,
             },
+            agent: auditor_agent(plan),
         }
+    }
+
+    /// Leaves the auditor agent of every audit set up from here at most what the run's
+    /// `[run_budget.audit]` leaves once `spent` is spent: nothing left, and the next audit's
+    /// agent fails closed without a turn.
+    pub fn with_run_audit_spent(mut self, plan: &Plan, spent: &Usage) -> Self {
+        let run = &plan.settings.run_budget.audit;
+        if let Some(agent) = &mut self.agent {
+            if let Some(limit) = &run.tokens {
+                let left = limit
+                    .value
+                    .saturating_sub(spent.tokens_in + spent.tokens_out);
+                agent.tokens = Some(agent.tokens.map_or(left, |t| t.min(left)));
+            }
+            if let Some(limit) = &run.cost_usd {
+                let left = (limit.value - spent.cost_usd).max(0.0);
+                agent.cost_usd = Some(agent.cost_usd.map_or(left, |c| c.min(left)));
+            }
+        }
+        self
     }
 
     /// The auditor's input for `of`.
@@ -129,8 +154,47 @@ impl AuditSetup {
             check_timeout_secs: self.check_timeout_secs,
             unconfined: self.unconfined,
             sandbox: self.sandbox.clone(),
+            agent: self.agent.clone(),
         }
     }
+}
+
+/// How long the auditor agent's turn may take when `[budget.audit]` sets no `wall`.
+pub const DEFAULT_AUDIT_AGENT_SECS: u64 = 15 * 60;
+
+/// The auditor agent of `plan`'s audits: the agent `roles.auditor` names, the audit
+/// skill (`audit_skill`, else goalpost's own), the user's environment its CLI needs (the
+/// workers' allow-list, read from goalpost's own environment) and the `[budget.audit]`
+/// limits. A skill file that cannot be read leaves the skill empty, and the agent fails
+/// closed (`goalpost run` refuses such a goal file before it starts).
+pub fn auditor_agent(plan: &Plan) -> Option<AuditAgentSpec> {
+    let settings = &plan.settings;
+    let name = settings.roles.auditor.as_ref()?;
+    let def = settings.agents.get(&name.value)?;
+    let (skill, skill_source) = match plan.audit_skill_path() {
+        Some(path) => (
+            std::fs::read_to_string(&path).unwrap_or_default(),
+            path.display().to_string(),
+        ),
+        None => (SKILL.to_owned(), SHIPPED_SKILL.to_owned()),
+    };
+    let env = WORKER_ENV_ALLOW
+        .iter()
+        .filter(|name| **name != "TMPDIR")
+        .filter_map(|name| Some(((*name).to_owned(), std::env::var(name).ok()?)))
+        .collect();
+    let budget = &settings.budget.audit;
+    Some(AuditAgentSpec {
+        agent: crate::attempt::agent_spec(def, &settings.prices),
+        skill,
+        skill_source,
+        env,
+        timeout_secs: budget.wall.as_ref().map_or(DEFAULT_AUDIT_AGENT_SECS, |w| {
+            w.value.duration.as_secs().max(1)
+        }),
+        tokens: budget.tokens.as_ref().map(|t| t.value),
+        cost_usd: budget.cost_usd.as_ref().map(|c| c.value),
+    })
 }
 
 /// The held-out checks' directory of `plan`, with its links resolved (the auditor and the

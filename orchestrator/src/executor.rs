@@ -407,8 +407,13 @@ pub fn auditor_deadline(input: &AuditInput) -> Duration {
         .saturating_mul(3)
         .saturating_add(held_out)
         .max(1);
+    // The auditor agent's turns (a second when the first gave no verdict).
+    let agent = input.agent.as_ref().map_or(Duration::ZERO, |a| {
+        Duration::from_secs(a.timeout_secs).saturating_mul(2)
+    });
     Duration::from_secs(input.check_timeout_secs.max(1))
         .saturating_mul(runs)
+        .saturating_add(agent)
         .saturating_add(deadline_margin())
 }
 

@@ -36,6 +36,9 @@ pub fn status_text(view: &RunView) -> String {
     }
     let _ = writeln!(out);
     out.push_str(&attempt_table(view));
+    if let Some(line) = audit_agent_line(view) {
+        let _ = writeln!(out, "{line}");
+    }
     if !view.live.is_empty() {
         let _ = writeln!(out);
         let _ = writeln!(out, "at work now:");
@@ -59,6 +62,25 @@ pub fn status_text(view: &RunView) -> String {
         }
     }
     out
+}
+
+/// What the run's auditor agents spent, when one ran.
+fn audit_agent_line(view: &RunView) -> Option<String> {
+    let ran = view
+        .audits
+        .iter()
+        .filter(|a| a.agent_usage.is_some())
+        .count();
+    if ran == 0 {
+        return None;
+    }
+    let u = view.audit_usage();
+    Some(format!(
+        "auditor agent: {ran} audit{}, {} tokens, ${:.4}",
+        if ran == 1 { "" } else { "s" },
+        u.tokens_in + u.tokens_out,
+        u.cost_usd
+    ))
 }
 
 /// The side-by-side attempt table.
@@ -145,6 +167,9 @@ pub fn markdown(view: &RunView) -> String {
         );
     }
     let _ = writeln!(out, "\n## Attempts\n\n```text\n{}```", attempt_table(view));
+    if let Some(line) = audit_agent_line(view) {
+        let _ = writeln!(out, "\n{line}");
+    }
     let _ = writeln!(out, "\n## Audits\n");
     for a in &view.audits {
         let _ = writeln!(

@@ -161,6 +161,11 @@ pub fn preflight(plan_path: &Path, dir: &Path) -> Result<Checked, RunError> {
         // As the run records it: a resume from another directory finds the same files.
         dir.value = real.to_string_lossy().into_owned();
     }
+    if let Some(real) = check_audit_skill(&plan, plan_path)?
+        && let Some(skill) = plan.settings.audit_skill.as_mut()
+    {
+        skill.value = real.to_string_lossy().into_owned();
+    }
     Ok(Checked {
         plan,
         ws,
@@ -208,6 +213,32 @@ fn check_held_out(
     Ok(Some(real))
 }
 
+/// The auditor agent's skill file (`audit_skill`) must be a readable, non-empty file.
+/// Returns its real path.
+fn check_audit_skill(plan: &Plan, plan_path: &Path) -> Result<Option<PathBuf>, RunError> {
+    let (Some(spanned), Some(path)) = (&plan.settings.audit_skill, plan.audit_skill_path()) else {
+        return Ok(None);
+    };
+    let at = format!("{}:{}:{}", plan_path.display(), spanned.line, spanned.col);
+    let wrong = |why: String| {
+        RunError::bad(
+            format!("{at}: audit_skill \"{}\" {why}", spanned.value),
+            "the path of a Markdown prompt file for the auditor agent, relative to the goal file or absolute (README \"The auditor agent\")",
+        )
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| wrong(format!("cannot be read ({}): {e}", path.display())))?;
+    if text.trim().is_empty() {
+        return Err(wrong(format!("is empty ({})", path.display())));
+    }
+    if plan.settings.roles.auditor.is_none() {
+        return Err(wrong(
+            "is given, but no auditor agent would use it: `[roles]` names no `auditor`".to_owned(),
+        ));
+    }
+    Ok(std::fs::canonicalize(&path).ok())
+}
+
 /// Held-out checks are hidden by the sandbox: without it an agent could read them.
 pub fn refuse_unconfined_held_out(plan: &Plan, unconfined: bool) -> Result<(), RunError> {
     if !unconfined || plan.phases.iter().all(|p| p.contract.held_out.is_empty()) {
@@ -245,7 +276,10 @@ pub fn missing_agents(
         ));
     };
     let mut used: Vec<&str> = vec![implementer];
-    if let Some(r) = &plan.settings.roles.reviewer {
+    for r in [&plan.settings.roles.reviewer, &plan.settings.roles.auditor]
+        .into_iter()
+        .flatten()
+    {
         used.push(&r.value);
     }
     for phase in &plan.phases {

@@ -266,6 +266,8 @@ pub struct Scheduler<'a> {
     /// The gate found the integration ref moved under it this many times in a row.
     ref_moves: u32,
     audits_started: u32,
+    /// What the run's auditor agents spent so far (`[run_budget.audit]` limits it).
+    audit_spent: Usage,
     queue: VecDeque<Queued>,
     /// Jobs the executor runs now.
     running: BTreeMap<JobId, Purpose>,
@@ -315,6 +317,7 @@ impl<'a> Scheduler<'a> {
             ref_moves: 0,
             attempts: Vec::new(),
             audits_started: 0,
+            audit_spent: Usage::default(),
             queue: VecDeque::new(),
             running: BTreeMap::new(),
             next_job: 0,

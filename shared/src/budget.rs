@@ -233,6 +233,8 @@ pub fn remaining(budget: &Budget, spent: Spent<'_>) -> Budget {
         tmp_mb: budget.tmp_mb.clone(),
         // A cap on what is held at once, not an amount spent.
         objects_mb: budget.objects_mb.clone(),
+        // The auditor's spend is the run's, not the attempt's: each audit gets its own.
+        audit: budget.audit.clone(),
     }
 }
 

@@ -1,6 +1,8 @@
 //! The goal contract: what must be true when the work is done, as typed values that keep
 //! the goal-file line each one came from.
 
+use std::fmt::Write as _;
+
 use serde::{Deserialize, Serialize};
 
 /// A value together with where it was written in the goal file (1-based line and column).
@@ -48,6 +50,94 @@ impl Contract {
         Contract {
             held_out: Vec::new(),
             ..self.clone()
+        }
+    }
+
+    /// The contract's six parts and its context sections, as the Markdown an agent's
+    /// prompt shows (the held-out checks are never shown).
+    pub fn write_markdown(&self, out: &mut String) {
+        let contract = self;
+        out.push_str("## Goal contract\n\n");
+        if let Some(outcome) = &contract.outcome {
+            let _ = writeln!(out, "### Outcome\n\n{}\n", outcome.value.trim());
+        }
+        if !contract.verification.is_empty() {
+            out.push_str("### Verification\n\n");
+            for check in &contract.verification {
+                match &check.kind {
+                    CheckKind::Machine { command, metric } => {
+                        let _ = write!(out, "- `{command}` must exit 0");
+                        if let Some(m) = metric {
+                            let _ = write!(
+                                out,
+                                " and report `{}` {} {}",
+                                m.name,
+                                m.op.as_str(),
+                                m.target
+                            );
+                        }
+                        out.push('\n');
+                    }
+                    CheckKind::Human => {
+                        let _ =
+                            writeln!(out, "- {} (checked by a person)", check.text.value.trim());
+                    }
+                }
+            }
+            out.push('\n');
+        }
+        if !contract.constraints.is_empty() {
+            out.push_str("### Constraints\n\n");
+            for c in &contract.constraints {
+                let _ = writeln!(out, "- {}", c.value.trim());
+            }
+            out.push('\n');
+        }
+        let b = &contract.boundaries;
+        if !(b.allowed.is_empty() && b.forbidden.is_empty() && b.protected.is_empty()) {
+            out.push_str("### Boundaries\n\n");
+            let globs = |list: &[Spanned<String>]| {
+                list.iter()
+                    .map(|g| format!("`{}`", g.value))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if !b.allowed.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "- Allowed paths (change nothing else): {}",
+                    globs(&b.allowed)
+                );
+            }
+            if !b.forbidden.is_empty() {
+                let _ = writeln!(out, "- Forbidden paths: {}", globs(&b.forbidden));
+            }
+            if !b.protected.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "- Protected paths (must not change at all): {}",
+                    globs(&b.protected)
+                );
+            }
+            out.push('\n');
+        }
+        if let Some(policy) = &contract.iteration_policy {
+            let _ = writeln!(out, "### Iteration policy\n\n{}\n", policy.value.trim());
+        }
+        if let Some(blocked) = &contract.blocked {
+            let _ = writeln!(
+                out,
+                "### Blocked stop condition\n\n{}\n",
+                blocked.text.value.trim()
+            );
+        }
+        for section in &contract.context {
+            let _ = writeln!(
+                out,
+                "### {}\n\n{}\n",
+                section.heading.value.trim(),
+                section.body.trim()
+            );
         }
     }
 }

@@ -18,3 +18,4 @@ pub mod plan;
 pub mod process;
 pub mod protocol;
 pub mod setup;
+pub mod verdict;

@@ -62,6 +62,10 @@ pub struct Settings {
     /// (`[held_out]`).
     #[serde(default)]
     pub held_out: HeldOut,
+    /// `audit_skill`: the prompt file the auditor agent works by, instead of the one
+    /// goalpost ships; as written, relative to the goal file's directory unless absolute.
+    #[serde(default)]
+    pub audit_skill: Option<Spanned<String>>,
 }
 
 /// `[held_out]`: the held-out checks' files, kept outside the repository, and how much of
@@ -104,7 +108,17 @@ impl Plan {
     /// The held-out checks' directory, resolved against the goal file's directory; `None`
     /// when the front matter names none.
     pub fn held_out_dir(&self) -> Option<PathBuf> {
-        let dir = self.settings.held_out.dir.as_ref()?;
+        self.beside(self.settings.held_out.dir.as_ref()?)
+    }
+
+    /// The auditor agent's skill file named by `audit_skill`, resolved against the goal
+    /// file's directory; `None` when the front matter names none (the shipped one is used).
+    pub fn audit_skill_path(&self) -> Option<PathBuf> {
+        self.beside(self.settings.audit_skill.as_ref()?)
+    }
+
+    /// `dir` as written in the front matter, resolved against the goal file's directory.
+    fn beside(&self, dir: &Spanned<String>) -> Option<PathBuf> {
         let path = std::path::Path::new(&dir.value);
         if path.is_absolute() {
             return Some(path.to_path_buf());
@@ -148,6 +162,7 @@ impl Default for Settings {
             network: Spanned::new(Network::Open, 0, 0),
             setup: crate::contract::Setup::default(),
             held_out: HeldOut::default(),
+            audit_skill: None,
         }
     }
 }
@@ -176,6 +191,21 @@ pub struct Budget {
     /// may import into the repository; [`DEFAULT_OBJECTS_MB`] when not set.
     #[serde(default)]
     pub objects_mb: Option<Spanned<u64>>,
+    /// `[budget.audit]` / `[run_budget.audit]`: what the auditor agent may spend, per
+    /// audit or over the whole run.
+    #[serde(default)]
+    pub audit: AuditBudget,
+}
+
+/// The auditor agent's limits. Spent beyond them, an audit's verdict does not count: the
+/// audit fails closed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditBudget {
+    /// Tokens in + out.
+    pub tokens: Option<Spanned<u64>>,
+    pub cost_usd: Option<Spanned<f64>>,
+    /// How long one audit's agent may work ("10m"); per audit only.
+    pub wall: Option<Spanned<WallTime>>,
 }
 
 /// The cap on an attempt's git objects when the goal file's `[budget]` sets no

@@ -378,6 +378,9 @@ pub struct AuditInput {
     /// Where the contract's held-out checks find their files; `None` when it has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_out: Option<HeldOutSpec>,
+    /// The auditor agent (`roles.auditor`), run when the machine audit would merge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<crate::verdict::AuditAgentSpec>,
 }
 
 /// The held-out checks' files as an audit gets them: copied from `dir` (which no agent
@@ -494,6 +497,9 @@ pub struct AuditReport {
     /// cached, never matched with claims, never a best-of-n metric.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held_out: Vec<CheckResult>,
+    /// The auditor agent's verdict and cost, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<Box<crate::verdict::AgentAudit>>,
 }
 
 /// How the verification cache served one check of an audit.

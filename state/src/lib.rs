@@ -88,6 +88,7 @@
 //! | `recommendation` | string | `merge`, `revise` or `abandon` |
 //! | `summary` | string | the audit's one-line summary |
 //! | `report_dir` | string | the directory holding `audit.json` and `audit.md` |
+//! | `agent_usage` | object or null | what its auditor agent spent (the usage fields of an attempt); `null` when none ran |
 //!
 //! `live`, an array of objects, one per attempt whose worker round is running now, folded
 //! from the event log (see [`LiveAttempt`]):

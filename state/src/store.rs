@@ -133,6 +133,8 @@ pub struct AuditRow {
     pub recommendation: Recommendation,
     pub summary: String,
     pub report_dir: String,
+    /// What its auditor agent spent; `None` when no auditor agent ran.
+    pub agent_usage: Option<Usage>,
 }
 
 /// Seconds since the Unix epoch (0 on a clock before it): the store's times.
@@ -626,7 +628,8 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT phase_id, attempt, base, candidate, tree, recommendation, summary, report_dir
+                "SELECT phase_id, attempt, base, candidate, tree, recommendation, summary, report_dir,
+                        report
                  FROM audits WHERE run_id = ?1 ORDER BY id",
             )
             .map_err(|e| self.err(e))?;
@@ -641,6 +644,11 @@ impl Store {
                     recommendation: recommendation(r, 5)?,
                     summary: r.get(6)?,
                     report_dir: r.get(7)?,
+                    agent_usage: r
+                        .get::<_, Option<String>>(8)?
+                        .and_then(|json| serde_json::from_str::<AuditReport>(&json).ok())
+                        .and_then(|report| report.agent)
+                        .map(|agent| agent.usage),
                 })
             })
             .map_err(|e| self.err(e))?;

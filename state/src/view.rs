@@ -123,6 +123,15 @@ fn live(attempts: &[AttemptRow], events: &[EventRecord]) -> Vec<LiveAttempt> {
 }
 
 impl RunView {
+    /// What the run's auditor agents spent, over all its audits.
+    pub fn audit_usage(&self) -> Usage {
+        let mut total = Usage::default();
+        for usage in self.audits.iter().filter_map(|a| a.agent_usage.as_ref()) {
+            total.add(usage);
+        }
+        total
+    }
+
     /// The view of run `run`, or of the most recent run; `None` if there is no such run.
     pub fn load(store: &Store, run: Option<&str>) -> Result<Option<RunView>, StoreError> {
         let Some(run) = store.run(run)? else {
@@ -188,6 +197,7 @@ mod tests {
             base_censuses: Vec::new(),
             setup: None,
             held_out: Vec::new(),
+            agent: None,
         };
         store
             .record_audit("r1", Some(1), &report, Path::new("/d"), &[])
@@ -268,6 +278,7 @@ mod tests {
         assert_eq!(
             keys(&json["audits"][0]),
             [
+                "agent_usage",
                 "attempt",
                 "base",
                 "candidate",

@@ -549,6 +549,7 @@ impl Round<'_> {
             cancel: Some(self.stop.token()),
             tree: Some(tree),
             confine: self.confine.as_ref(),
+            verdict_schema: None,
         };
         self.report(&WorkerEvent::TurnStarted { iteration, role });
         let turn = agents::run_turn(spec, &request);

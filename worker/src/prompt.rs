@@ -4,7 +4,6 @@
 
 use std::fmt::Write as _;
 
-use goalpost_shared::contract::{CheckKind, Contract};
 use goalpost_shared::protocol::{CheckResult, Feedback, Verdict, WorkerInput};
 
 /// Bytes of a failing check's output quoted in a prompt (its tail: where errors are).
@@ -31,7 +30,7 @@ pub fn implementer(input: &WorkerInput, turn: &ImplementerTurn<'_>) -> String {
         "You are the implementer. Change the code in the current directory so that the goal \
          contract below holds.\n\n",
     );
-    contract(&mut out, &input.contract);
+    input.contract.write_markdown(&mut out);
     held_out(&mut out, input.held_out_checks);
 
     match &input.feedback {
@@ -105,7 +104,7 @@ pub fn reviewer(input: &WorkerInput, turn: &ReviewerTurn<'_>) -> String {
         "You are the reviewer. Review the implementer's change against the goal contract \
          below. Do not change any files.\n\n",
     );
-    contract(&mut out, &input.contract);
+    input.contract.write_markdown(&mut out);
 
     out.push_str("## Change under review\n\n```diff\n");
     out.push_str(turn.diff.trim_end());
@@ -153,7 +152,6 @@ fn heading(out: &mut String, input: &WorkerInput, role: &str, iteration: u32) {
     );
 }
 
-/// The contract's six parts and its context sections, as Markdown.
 /// That the audit runs checks the implementer cannot see, and what that means for it;
 /// nothing of what they are.
 fn held_out(out: &mut String, n: u32) {
@@ -168,90 +166,6 @@ fn held_out(out: &mut String, n: u32) {
 ",
         if n == 1 { "" } else { "s" }
     );
-}
-
-fn contract(out: &mut String, contract: &Contract) {
-    out.push_str("## Goal contract\n\n");
-    if let Some(outcome) = &contract.outcome {
-        let _ = writeln!(out, "### Outcome\n\n{}\n", outcome.value.trim());
-    }
-    if !contract.verification.is_empty() {
-        out.push_str("### Verification\n\n");
-        for check in &contract.verification {
-            match &check.kind {
-                CheckKind::Machine { command, metric } => {
-                    let _ = write!(out, "- `{command}` must exit 0");
-                    if let Some(m) = metric {
-                        let _ = write!(
-                            out,
-                            " and report `{}` {} {}",
-                            m.name,
-                            m.op.as_str(),
-                            m.target
-                        );
-                    }
-                    out.push('\n');
-                }
-                CheckKind::Human => {
-                    let _ = writeln!(out, "- {} (checked by a person)", check.text.value.trim());
-                }
-            }
-        }
-        out.push('\n');
-    }
-    if !contract.constraints.is_empty() {
-        out.push_str("### Constraints\n\n");
-        for c in &contract.constraints {
-            let _ = writeln!(out, "- {}", c.value.trim());
-        }
-        out.push('\n');
-    }
-    let b = &contract.boundaries;
-    if !(b.allowed.is_empty() && b.forbidden.is_empty() && b.protected.is_empty()) {
-        out.push_str("### Boundaries\n\n");
-        let globs = |list: &[goalpost_shared::contract::Spanned<String>]| {
-            list.iter()
-                .map(|g| format!("`{}`", g.value))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        if !b.allowed.is_empty() {
-            let _ = writeln!(
-                out,
-                "- Allowed paths (change nothing else): {}",
-                globs(&b.allowed)
-            );
-        }
-        if !b.forbidden.is_empty() {
-            let _ = writeln!(out, "- Forbidden paths: {}", globs(&b.forbidden));
-        }
-        if !b.protected.is_empty() {
-            let _ = writeln!(
-                out,
-                "- Protected paths (must not change at all): {}",
-                globs(&b.protected)
-            );
-        }
-        out.push('\n');
-    }
-    if let Some(policy) = &contract.iteration_policy {
-        let _ = writeln!(out, "### Iteration policy\n\n{}\n", policy.value.trim());
-    }
-    if let Some(blocked) = &contract.blocked {
-        let _ = writeln!(
-            out,
-            "### Blocked stop condition\n\n{}\n",
-            blocked.text.value.trim()
-        );
-    }
-    for section in &contract.context {
-        let _ = writeln!(
-            out,
-            "### {}\n\n{}\n",
-            section.heading.value.trim(),
-            section.body.trim()
-        );
-    }
 }
 
 /// Checks as evidence: passing ones in a line each, failing ones with their output's tail.

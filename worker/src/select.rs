@@ -56,6 +56,7 @@ pub fn run(input: &SelectInput) -> std::io::Result<SelectResult> {
         cancel: None,
         tree: None,
         confine: confine.as_ref(),
+        verdict_schema: None,
     };
     let turn = agents::run_turn(&input.reviewer, &request);
     let message = turn.record.message.clone();

@@ -570,6 +570,7 @@ mod tests {
             recommendation: Recommendation::Merge,
             summary: "every check passed".into(),
             report_dir: "/audits/lexer.1-1".into(),
+            agent_usage: None,
         });
         let text = block(&view, &started(), &limits(), START_MS + 3_900_000).join("\n");
         insta::assert_snapshot!("ended", text);

@@ -67,7 +67,8 @@ impl Scheduler<'_> {
             self.plan,
             self.always_protected.clone(),
             self.unconfined,
-        );
+        )
+        .with_run_audit_spent(self.plan, &self.audit_spent);
         setup.input(AuditOf {
             phase: phase.to_owned(),
             contract,
@@ -105,6 +106,9 @@ impl Scheduler<'_> {
                 return Ok(Vec::new());
             }
         };
+        if let Some(agent) = &report.agent {
+            self.audit_spent.add(&agent.usage);
+        }
         let commands: Vec<_> = report.checks.iter().map(|c| c.record.clone()).collect();
         self.store
             .record_audit(&self.run_id, Some(n), &report, &dir, &commands)?;

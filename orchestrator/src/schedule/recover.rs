@@ -22,6 +22,11 @@ impl Scheduler<'_> {
         self.remove_stale_audit_worktrees();
         self.remove_stop_files();
         self.audits_started = count_dirs(&self.layout.run_dir(&self.run_id).join("audits"));
+        for row in self.store.audits(&self.run_id)? {
+            if let Some(usage) = &row.agent_usage {
+                self.audit_spent.add(usage);
+            }
+        }
         let merged = self.merged_on_integration()?;
         let phase_rows = self.store.phases(&self.run_id)?;
         let attempt_rows = self.store.attempts(&self.run_id)?;

@@ -11,8 +11,8 @@ use super::front_matter::{Toml, Value};
 use super::one_of;
 use crate::contract::Spanned;
 use crate::plan::{
-    Adapter, AgentDef, Approval, Budget, HeldOut, HeldOutFeedback, Network, Price, Roles, Settings,
-    WallTime,
+    Adapter, AgentDef, Approval, AuditBudget, Budget, HeldOut, HeldOutFeedback, Network, Price,
+    Roles, Settings, WallTime,
 };
 
 pub(crate) const TOP_KEYS: &[&str] = &[
@@ -28,6 +28,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "setup",
     "setup_timeout",
     "held_out",
+    "audit_skill",
 ];
 pub(crate) const BUDGET_KEYS: &[&str] = &[
     "turns",
@@ -41,7 +42,9 @@ pub(crate) const BUDGET_KEYS: &[&str] = &[
     "iterations",
     "tmp_mb",
     "objects_mb",
+    "audit",
 ];
+pub(crate) const AUDIT_BUDGET_KEYS: &[&str] = &["tokens", "cost_usd", "wall"];
 pub(crate) const AGENT_KEYS: &[&str] = &["adapter", "command", "args", "model", "env"];
 pub(crate) const ROLE_KEYS: &[&str] = &["implementer", "reviewer", "auditor"];
 pub(crate) const HELD_OUT_KEYS: &[&str] = &["dir", "into", "feedback"];
@@ -79,6 +82,20 @@ pub(crate) fn build(t: &mut Toml<'_, '_>, root: &DeTable<'_>) -> Settings {
             }
             "prices" => s.prices = prices(t, v),
             "held_out" => s.held_out = held_out(t, v),
+            "audit_skill" => {
+                s.audit_skill = t.string("audit_skill", v);
+                if s.audit_skill
+                    .as_ref()
+                    .is_some_and(|p| p.value.trim().is_empty())
+                {
+                    t.error(
+                        v.span(),
+                        "\"audit_skill\" is empty",
+                        "the path of a Markdown prompt file, such as `audit_skill = \"audit-skill.md\"` (relative to the goal file)",
+                    );
+                    s.audit_skill = None;
+                }
+            }
             "setup" => s.setup.commands = setup_commands(t, v),
             "setup_timeout" => {
                 if let Some(secs) = setup_timeout(t, v) {
@@ -189,28 +206,57 @@ fn budget(t: &mut Toml<'_, '_>, name: &str, v: &Value<'_>) -> Budget {
             "tmp_mb" => b.tmp_mb = t.positive_int(&path, v),
             "objects_mb" => b.objects_mb = t.positive_int(&path, v),
             "cost_usd" => b.cost_usd = t.non_negative(&path, v),
-            "wall" => {
-                if let DeValue::String(text) = v.get_ref()
-                    && let Some(duration) = parse_wall_time(text)
-                {
-                    let wall = WallTime {
-                        text: text.to_string(),
-                        duration,
-                    };
-                    b.wall = Some(t.spanned(wall, v.span()));
-                } else {
-                    let shown = shown(v.get_ref());
-                    t.error(
-                        v.span(),
-                        format!("invalid wall time {shown} for \"{path}\""),
-                        WALL_EXPECTED,
-                    );
-                }
-            }
+            "wall" => b.wall = wall(t, &path, v),
+            "audit" => b.audit = audit_budget(t, &path, v),
             _ => {}
         }
     }
     b
+}
+
+/// `[budget.audit]` or `[run_budget.audit]`.
+fn audit_budget(t: &mut Toml<'_, '_>, name: &str, v: &Value<'_>) -> AuditBudget {
+    let mut b = AuditBudget::default();
+    let Some(table) = t.table(name, v) else {
+        return b;
+    };
+    t.check_keys(table, &format!("{name}."), AUDIT_BUDGET_KEYS);
+    for (key, v) in table.iter() {
+        let k = key.get_ref().as_ref();
+        let path = format!("{name}.{k}");
+        match k {
+            "tokens" => b.tokens = t.positive_int(&path, v),
+            "cost_usd" => b.cost_usd = t.non_negative(&path, v),
+            "wall" if name.starts_with("run_budget") => t.error(
+                v.span(),
+                format!("\"{path}\" limits nothing: the wall time is per audit"),
+                "put `wall` in `[budget.audit]`",
+            ),
+            "wall" => b.wall = wall(t, &path, v),
+            _ => {}
+        }
+    }
+    b
+}
+
+/// A wall time such as `"30m"` at `path`.
+fn wall(t: &mut Toml<'_, '_>, path: &str, v: &Value<'_>) -> Option<Spanned<WallTime>> {
+    if let DeValue::String(text) = v.get_ref()
+        && let Some(duration) = parse_wall_time(text)
+    {
+        let wall = WallTime {
+            text: text.to_string(),
+            duration,
+        };
+        return Some(t.spanned(wall, v.span()));
+    }
+    let shown = shown(v.get_ref());
+    t.error(
+        v.span(),
+        format!("invalid wall time {shown} for \"{path}\""),
+        WALL_EXPECTED,
+    );
+    None
 }
 
 /// Parses a wall time such as `90s`, `30m`, `2h`, `1h30m` or `1.5h`; `None` if malformed

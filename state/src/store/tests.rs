@@ -122,6 +122,7 @@ fn report(phase: &str, recommendation: Recommendation, candidate: char) -> Audit
         base_censuses: Vec::new(),
         setup: None,
         held_out: Vec::new(),
+        agent: None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! binaries, built by `cargo build --workspace` beforehand.
 
 mod approve;
+mod auditor_agent;
 mod best_of_n;
 mod catch_rate;
 mod confinement;

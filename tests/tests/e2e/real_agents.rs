@@ -18,7 +18,7 @@ use serde_json::Value;
 
 const REPO: &str = "repo";
 /// Claude Code knows this model's price, so it reports a cost.
-const CLAUDE_MODEL: &str = "claude-sonnet-4-5";
+pub(crate) const CLAUDE_MODEL: &str = "claude-sonnet-4-5";
 
 /// Where `.ci/run` installs the CLIs: under the checkout the tests run in (the runner's
 /// `CARGO_MANIFEST_DIR`), else the one they were built from.
@@ -36,7 +36,7 @@ fn bin_dir() -> PathBuf {
 
 /// The CLI `name`, or `None` after saying loudly why the test is skipped (a failure
 /// under `CI=true`, where `.ci/run` installs every CLI).
-fn cli(name: &str) -> Option<PathBuf> {
+pub(crate) fn cli(name: &str) -> Option<PathBuf> {
     let local = bin_dir().join(name);
     let found = if local.is_file() {
         Some(local)
@@ -62,14 +62,14 @@ fn cli(name: &str) -> Option<PathBuf> {
 }
 
 /// The scripted model server, killed when dropped.
-struct ModelServer {
+pub(crate) struct ModelServer {
     child: Child,
     port: u16,
     log: PathBuf,
 }
 
 impl ModelServer {
-    fn start(env: &TestEnv, script: &str) -> ModelServer {
+    pub(crate) fn start(env: &TestEnv, script: &str) -> ModelServer {
         let script_path = env.write("model-script.toml", script);
         let log = env.dir().join("model-requests.jsonl");
         let mut child = Command::new(binary("model-server"))
@@ -93,12 +93,12 @@ impl ModelServer {
         ModelServer { child, port, log }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// Every request it received, in order.
-    fn requests(&self) -> Vec<Value> {
+    pub(crate) fn requests(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
@@ -124,7 +124,7 @@ impl Drop for ModelServer {
 
 /// A user's codex home whose config sends codex to the scripted server, without retries
 /// of its own (goalpost's retry is the one under test).
-fn codex_user_home(env: &TestEnv, server: &ModelServer) -> PathBuf {
+pub(crate) fn codex_user_home(env: &TestEnv, server: &ModelServer) -> PathBuf {
     let dir = env.dir().join("codex-user");
     env.write(
         "codex-user/config.toml",
@@ -147,7 +147,7 @@ stream_max_retries = 0
 }
 
 /// The `[agents.coder]` table: the codex CLI against the scripted server.
-fn codex_agent(env: &TestEnv, server: &ModelServer, codex: &Path) -> String {
+pub(crate) fn codex_agent(env: &TestEnv, server: &ModelServer, codex: &Path) -> String {
     format!(
         r#"[agents.coder]
 adapter = "codex"
@@ -160,7 +160,7 @@ env = {{ CODEX_HOME = {home}, OPENAI_API_KEY = "scripted-key" }}
 }
 
 /// The `[agents.critic]` table: the claude CLI against the scripted server.
-fn claude_agent(server: &ModelServer, claude: &Path) -> String {
+pub(crate) fn claude_agent(server: &ModelServer, claude: &Path) -> String {
     format!(
         r#"[agents.critic]
 adapter = "claude"
@@ -270,7 +270,7 @@ fn tokens(usage: &Value) -> (u64, u64, u64) {
 }
 
 /// The last `result` line claude printed in a turn's recorded stdout.
-fn claude_result_line(turn: &Value) -> Value {
+pub(crate) fn claude_result_line(turn: &Value) -> Value {
     turn["record"]["stdout"]
         .as_str()
         .unwrap()
