@@ -63,12 +63,21 @@ impl AttemptError {
 /// every ending is a [`WorkerResult`], a failure of the worker's own included.
 pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptError> {
     let tmpdir = input.private_dir.join("tmp");
+    // Each role's own state (its CLI home, its session): writable to its turns alone.
     let state_dir = input.private_dir.join("state");
+    let implementer_state = state_dir.join(Role::Implementer.as_str());
+    let reviewer_state = state_dir.join(Role::Reviewer.as_str());
     // The checks' own temp dir: writable to them (a build or a test runner needs one),
     // and not the agents', so nothing an agent leaves in its temp dir is in the checks' way.
     let check_tmp = input.private_dir.join("check-tmp");
     let prompts = input.private_dir.join("prompts");
-    for dir in [&tmpdir, &state_dir, &check_tmp, &prompts] {
+    for dir in [
+        &tmpdir,
+        &implementer_state,
+        &reviewer_state,
+        &check_tmp,
+        &prompts,
+    ] {
         fs::create_dir_all(dir).map_err(|source| AttemptError::PrivateDir {
             path: dir.clone(),
             source,
@@ -90,25 +99,29 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
             source,
         })?;
     }
-    let (confine, check_confine) = match confinement(input, lineage.repo(), quarantine.dir())? {
-        Some(rules) => {
-            let rules = match &cache {
-                Some(dir) => rules.with_writable(dir)?,
-                None => rules,
-            };
-            let spec = &input.sandbox;
-            let turn = rules
-                .clone()
-                .with_writable(&state_dir)?
-                .showing(&prompts)
-                .with_scratch(&tmpdir, spec.tmp_bytes())?;
-            let check = rules
-                .with_scratch(&check_tmp, spec.tmp_bytes())?
-                .offline(spec.offline_checks);
-            (Some(turn), Some(check))
-        }
-        None => (None, None),
-    };
+    let (confine, review_confine, check_confine) =
+        match confinement(input, lineage.repo(), quarantine.dir())? {
+            Some(rules) => {
+                let rules = match &cache {
+                    Some(dir) => rules.with_writable(dir)?,
+                    None => rules,
+                };
+                let spec = &input.sandbox;
+                let turn = |state: &Path| -> Result<Confinement, ConfineError> {
+                    rules
+                        .clone()
+                        .with_writable(state)?
+                        .showing(&prompts)
+                        .with_scratch(&tmpdir, spec.tmp_bytes())
+                };
+                let (implement, review) = (turn(&implementer_state)?, turn(&reviewer_state)?);
+                let check = rules
+                    .with_scratch(&check_tmp, spec.tmp_bytes())?
+                    .offline(spec.offline_checks);
+                (Some(implement), Some(review), Some(check))
+            }
+            None => (None, None, None),
+        };
     // Unconfined, the agents' git writes where it likes anyway: into the repository's
     // store, as a user's git would, not into a quarantine that goes with the round.
     let git_env: Vec<(OsString, OsString)> = match &confine {
@@ -135,6 +148,7 @@ pub fn run(input: &WorkerInput, stop: &Stop) -> Result<WorkerResult, AttemptErro
         state_dir,
         check_env,
         confine,
+        review_confine,
         check_confine,
         links,
         quarantine,
@@ -185,13 +199,16 @@ struct Round<'a> {
     input: &'a WorkerInput,
     stop: &'a Stop,
     tmpdir: PathBuf,
-    /// The agents' own state directory (`GOALPOST_STATE_DIR`), kept across turns.
+    /// The agents' state, one directory per role (`GOALPOST_STATE_DIR` is the role's):
+    /// the implementer's kept across turns, the reviewer's made anew for each turn.
     state_dir: PathBuf,
     /// The checks' environment: the allow-list, with a temp dir of their own.
     check_env: BTreeMap<OsString, OsString>,
     /// The sandbox of the agents' turns: the shared rules, their state dir, their prompt
     /// files read-only and a temp dir of their own; `None` when the run is unconfined.
+    /// The implementer's turns may write its state dir, the reviewer's turns only theirs.
     confine: Option<Confinement>,
+    review_confine: Option<Confinement>,
     /// The sandbox of the checks: the shared rules and a temp dir of their own, offline
     /// with `network = "none"`; `None` when the run is unconfined.
     check_confine: Option<Confinement>,
@@ -533,7 +550,19 @@ impl Round<'_> {
     ) -> Turn {
         let input = self.input;
         let mut env = agents::agent_env(input, spec, role, iteration, &self.tmpdir);
-        env.insert("GOALPOST_STATE_DIR".into(), self.state_dir.clone().into());
+        let state = self.state_dir.join(role.as_str());
+        if role == Role::Reviewer {
+            // Rebuilt from the user's own files before each review: nothing a turn left
+            // in it (a config pointing the CLI elsewhere) reaches the next.
+            let _ = fs::remove_dir_all(&state);
+            if let Err(err) = fs::create_dir_all(&state) {
+                tracing::warn!(
+                    "cannot make the reviewer's state dir {}: {err}",
+                    state.display()
+                );
+            }
+        }
+        env.insert("GOALPOST_STATE_DIR".into(), state.into());
         env.extend(self.git_env.iter().cloned());
         let request = TurnRequest {
             role,
@@ -548,7 +577,10 @@ impl Round<'_> {
             timeout: self.meter.timeout(),
             cancel: Some(self.stop.token()),
             tree: Some(tree),
-            confine: self.confine.as_ref(),
+            confine: match role {
+                Role::Reviewer => self.review_confine.as_ref(),
+                _ => self.confine.as_ref(),
+            },
             verdict_schema: None,
         };
         self.report(&WorkerEvent::TurnStarted { iteration, role });
