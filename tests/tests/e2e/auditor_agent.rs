@@ -524,3 +524,42 @@ fn a_missing_audit_skill_is_refused_at_its_line() {
     assert_eq!(env.repo_state(REPO), before);
     assert!(!Path::new(&env.dir().join(REPO).join(".git/goalpost/runs")).exists());
 }
+
+/// A verdict bought over `[budget.audit]` does not count: the audit fails closed, saying
+/// what was spent against what.
+#[test]
+fn an_auditor_agent_over_its_budget_merges_nothing() {
+    let judge = Judge::Codex;
+    let env = repo_env();
+    let steps = vec![judge.verdict_step(
+        "return 2 * x",
+        &verdict("merge", "double computes 2 * x", "verified", "pass"),
+    )];
+    let server = ModelServer::start(&env, &script(judge, steps));
+    let Some(table) = judge.table(&env, &server) else {
+        return;
+    };
+    let plan = write_goal(&env, &format!("{}\n{table}", implementer(&env)), "");
+    let text = std::fs::read_to_string(env.dir().join(plan))
+        .unwrap()
+        .replace(
+            "iterations = 3\n",
+            "iterations = 3\n\n[budget.audit]\ntokens = 1000\n",
+        );
+    env.write(plan, &text);
+    let (base, candidate) = commit_candidate(&env, HONEST);
+    let run = audit(&env, plan, &base, &candidate);
+    assert_eq!(run.code, BLOCKED, "{run}");
+    let report = run.json();
+    assert_eq!(report["recommendation"], "abandon", "{report:#}");
+    let failure = report["agent"]["failures"][0].as_str().unwrap();
+    assert!(
+        failure.contains("tokens, over its budget of 1000"),
+        "{failure}"
+    );
+    assert_eq!(
+        report["agent"]["turns"], 1,
+        "no second turn once the budget is spent"
+    );
+    assert!(report["agent"]["usage"]["tokens_in"].as_u64().unwrap() >= 3000);
+}
