@@ -160,12 +160,12 @@ Stop after 1 iteration with no improvement.
         run.join("attempts/goal.1/tmp")
     }
 
-    /// The state dir of the first attempt of the last run (`GOALPOST_STATE_DIR`), where
+    /// The implementer's state dir of the first attempt of the last run (`GOALPOST_STATE_DIR`), where
     /// a scripted agent keeps what the test reads after the run: its temp dir is a file
     /// system of the turn's own, gone when the turn ends.
     pub fn attempt_state(&self) -> PathBuf {
         let run = self.run_dirs().pop().expect("a run directory");
-        run.join("attempts/goal.1/state")
+        run.join("attempts/goal.1/state/implementer")
     }
 
     /// A file the agent left in its state dir, or "" when there is none.

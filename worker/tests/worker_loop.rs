@@ -234,7 +234,7 @@ fn candidate_on_the_attempt_ref_with_claims() {
     // allow-listed environment plus goalpost's variables, nothing else of the worker's.
     // (Kept in the agent's state dir: its temp dir is a file system of the turn's own.)
     let tmp = f.private_dir().join("tmp");
-    let kept = f.private_dir().join("state");
+    let kept = f.private_dir().join("state/implementer");
     let stdin = fs::read_to_string(kept.join("stdin")).unwrap();
     assert_eq!(stdin, fs::read_to_string(kept.join("prompt-file")).unwrap());
     assert_eq!(Some(stdin.clone()), f.prompt("implementer-1.md"));
@@ -607,7 +607,7 @@ fn sigterm_ends_the_running_turn_harvests_and_writes_the_result() {
     let worker = cmd.spawn().unwrap();
 
     // Wait (with a deadline) until the agent is running, then stop the worker.
-    let pid_file = f.private_dir().join("state").join("agent.pid");
+    let pid_file = f.private_dir().join("state/implementer").join("agent.pid");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !(pid_file.exists() && f.worktree.join("file").exists()) {
         assert!(Instant::now() < deadline, "the agent never started");
