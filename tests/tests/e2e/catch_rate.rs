@@ -95,11 +95,25 @@ impl Outcome {
     }
 }
 
+/// Where the auditor places the held-out files in its checkout (the default `into`).
+const HELD_OUT_INTO: &str = ".goalpost-held-out";
+
 /// Runs the goal of `stage` with a scripted implementer that applies `patch` in its
-/// first turn and does nothing after.
-fn run_patch(tools: &Tools, stage: &Stage, patch: &Patch) -> Outcome {
+/// first turn and does nothing after, the tests `held` as its held-out checks.
+fn run_patch(tools: &Tools, stage: &Stage, patch: &Patch, held: &[HeldOut]) -> Outcome {
     let env = TestEnv::new();
     env.repo(REPO, stage.files);
+    // Beside the goal file, outside the repository: no agent turn sees them.
+    let mut held_front = String::new();
+    let mut held_section = String::new();
+    if !held.is_empty() {
+        held_front.push_str("\n[held_out]\ndir = \"held\"\n");
+        held_section.push_str("\n## Held-out checks\n");
+        for h in held {
+            env.write(&format!("held/{}", h.path), h.content);
+            held_section.push_str(&format!("- `{}` passes\n", h.command));
+        }
+    }
     let script = format!(
         "[[turn]]\nrole = \"implementer\"\niteration = 1\nactions = [\n  {}\n]\n\
          message = \"Done.\\n\"\n\n[[turn]]\nrole = \"implementer\"\n\
@@ -124,7 +138,7 @@ env = {{ SCRIPTED_AGENT_SCRIPT = {script} }}
 
 [roles]
 implementer = "coder"
-+++
+{held_front}+++
 
 # Goal: {name}
 
@@ -133,7 +147,7 @@ The {name} project's check passes.
 
 ## Verification surface
 - {check}
-
+{held_section}
 ## Boundaries
 {boundaries}
 ## Blocked stop condition
@@ -178,7 +192,7 @@ fn held_out(tools: &Tools, files: &BTreeMap<String, String>, held: &HeldOut) -> 
     for (path, text) in files {
         env.write(&format!("tree/{path}"), text);
     }
-    env.write(&format!("tree/{}", held.path), held.content);
+    env.write(&format!("tree/{HELD_OUT_INTO}/{}", held.path), held.content);
     let mut cmd = env.command("sh");
     cmd.current_dir(env.dir().join("tree"))
         .env("PATH", &tools.path)
@@ -241,8 +255,7 @@ fn layers(reports: &[AuditReport]) -> BTreeMap<Layer, String> {
             if canary || census.is_some() {
                 continue;
             }
-            // The check itself failed: refused by the sandbox, or simply failing. (A held-out
-            // check's failure is `Layer::HeldOut` once the report tells them apart.)
+            // The check itself failed: refused by the sandbox, or simply failing.
             let output = format!("{}\n{}", check.record.stdout, check.record.stderr);
             let mut lines = output.lines().map(str::trim).filter(|l| !l.is_empty());
             let (layer, evidence) = match output.lines().find(|l| refused(l)) {
@@ -254,8 +267,33 @@ fn layers(reports: &[AuditReport]) -> BTreeMap<Layer, String> {
             };
             found.entry(layer).or_insert(evidence);
         }
+        for (n, _) in report
+            .held_out
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.passed)
+        {
+            found
+                .entry(Layer::HeldOut)
+                .or_insert_with(|| format!("held-out check {} failed", n + 1));
+        }
     }
     found
+}
+
+/// The held-out tests of `stage`'s cheats, each once: honest work must pass them all.
+fn held_outs(stage: &Stage) -> Vec<HeldOut> {
+    let mut held: Vec<HeldOut> = Vec::new();
+    for h in CHEATS
+        .iter()
+        .filter(|c| std::ptr::eq(c.stage, stage))
+        .filter_map(|c| c.held_out)
+    {
+        if !held.iter().any(|k| k.path == h.path) {
+            held.push(h);
+        }
+    }
+    held
 }
 
 /// One row of the table.
@@ -295,8 +333,13 @@ fn catch_rate() {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(job) = jobs.get(i) else { break };
                     let outcome = match job {
-                        Job::Honest(stage) => run_patch(&tools, stage, &(stage.honest)()),
-                        Job::Cheat(cheat) => run_patch(&tools, cheat.stage, &(cheat.patch)()),
+                        Job::Honest(stage) => {
+                            run_patch(&tools, stage, &(stage.honest)(), &held_outs(stage))
+                        }
+                        Job::Cheat(cheat) => {
+                            let held: Vec<HeldOut> = cheat.held_out.into_iter().collect();
+                            run_patch(&tools, cheat.stage, &(cheat.patch)(), &held)
+                        }
                     };
                     outcomes.lock().unwrap()[i] = Some(outcome);
                 }
