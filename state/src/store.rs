@@ -629,7 +629,7 @@ impl Store {
             .conn
             .prepare(
                 "SELECT phase_id, attempt, base, candidate, tree, recommendation, summary, report_dir,
-                        report
+                        json_extract(report, '$.agent.usage')
                  FROM audits WHERE run_id = ?1 ORDER BY id",
             )
             .map_err(|e| self.err(e))?;
@@ -644,11 +644,10 @@ impl Store {
                     recommendation: recommendation(r, 5)?,
                     summary: r.get(6)?,
                     report_dir: r.get(7)?,
+                    // Only the usage is read out of the report: views load on every tick.
                     agent_usage: r
                         .get::<_, Option<String>>(8)?
-                        .and_then(|json| serde_json::from_str::<AuditReport>(&json).ok())
-                        .and_then(|report| report.agent)
-                        .map(|agent| agent.usage),
+                        .and_then(|json| serde_json::from_str::<Usage>(&json).ok()),
                 })
             })
             .map_err(|e| self.err(e))?;

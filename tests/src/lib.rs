@@ -193,6 +193,28 @@ impl TestEnv {
         )
     }
 
+    /// Every `audit.json` of goalpost's runs in the repository at `dir`, in the order
+    /// they were written.
+    pub fn audit_reports(&self, dir: &str) -> Vec<serde_json::Value> {
+        let mut found = Vec::new();
+        let mut dirs = vec![self.dir().join(dir).join(".git/goalpost")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.file_name().is_some_and(|n| n == "audit.json") {
+                    found.push(path);
+                }
+            }
+        }
+        found.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        found
+            .iter()
+            .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+            .collect()
+    }
+
     /// A git repository at `dir` with one commit holding `files`, on branch `main`.
     pub fn repo(&self, dir: &str, files: &[(&str, &str)]) -> PathBuf {
         let root = self.dir().join(dir);

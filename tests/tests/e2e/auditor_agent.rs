@@ -191,33 +191,25 @@ Stop after 2 iterations with no improvement.
     "goal.md"
 }
 
+/// Starts the scripted server with `steps` and writes the goal whose auditor agent is
+/// `judge` on it, `front` added to its front matter; `None` when the CLI is missing.
+fn judged(
+    env: &TestEnv,
+    judge: Judge,
+    steps: Vec<Value>,
+    front: &str,
+) -> Option<(ModelServer, &'static str)> {
+    let server = ModelServer::start(env, &script(judge, steps));
+    let table = judge.table(env, &server)?;
+    let plan = write_goal(env, &format!("{}\n{table}", implementer(env)), front);
+    Some((server, plan))
+}
+
 /// The run's directory of attempt 1.
 fn attempt_dir(env: &TestEnv) -> std::path::PathBuf {
     let runs = env.dir().join(REPO).join(".git/goalpost/runs");
     let run = std::fs::read_dir(&runs).unwrap().next().unwrap().unwrap();
     run.path().join("attempts/goal.1")
-}
-
-/// Every `audit.json` of the run, in the order the audits started.
-fn audits(env: &TestEnv) -> Vec<Value> {
-    let runs = env.dir().join(REPO).join(".git/goalpost/runs");
-    let run = std::fs::read_dir(&runs).unwrap().next().unwrap().unwrap();
-    let mut dirs: Vec<_> = std::fs::read_dir(run.path().join("audits"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("audit.json").is_file())
-        .collect();
-    dirs.sort_by_key(|p| {
-        std::fs::metadata(p.join("audit.json"))
-            .unwrap()
-            .modified()
-            .unwrap()
-    });
-    dirs.iter()
-        .map(|d| {
-            serde_json::from_str(&std::fs::read_to_string(d.join("audit.json")).unwrap()).unwrap()
-        })
-        .collect()
 }
 
 /// (a), (d), (e): the lookup table passes every machine check and is refused by the
@@ -251,11 +243,9 @@ fn refuses_the_lookup_table_and_merges_the_honest_double(judge: Judge) {
         "return 2 * x",
         &verdict("merge", "double computes 2 * x", "verified", "pass"),
     ));
-    let server = ModelServer::start(&env, &script(judge, steps));
-    let Some(table) = judge.table(&env, &server) else {
+    let Some((server, plan)) = judged(&env, judge, steps, "") else {
         return;
     };
-    let plan = write_goal(&env, &format!("{}\n{table}", implementer(&env)), "");
     let run = env.goalpost(["run", plan, "-C", REPO]);
     assert_eq!(run.code, 0, "{run}");
 
@@ -264,7 +254,7 @@ fn refuses_the_lookup_table_and_merges_the_honest_double(judge: Judge) {
         env.git_out(REPO, &["show", "main:double.py"]),
         HONEST.trim_end()
     );
-    let audits = audits(&env);
+    let audits = env.audit_reports(REPO);
     let refused = audits
         .iter()
         .find(|a| a["agent"]["verdict"]["recommendation"] == "revise")
@@ -413,19 +403,13 @@ fn audit(env: &TestEnv, plan: &str, base: &str, candidate: &str) -> Run {
 fn a_malformed_verdict_merges_nothing(judge: Judge) {
     let env = repo_env();
     let steps = vec![judge.text_step("SKILL_OF_THE_USER", "Looks fine to me.")];
-    let server = ModelServer::start(&env, &script(judge, steps));
-    let Some(table) = judge.table(&env, &server) else {
-        return;
-    };
     env.write(
         "skill.md",
         "# My audit skill\n\nSKILL_OF_THE_USER: be thorough.\n",
     );
-    let plan = write_goal(
-        &env,
-        &format!("{}\n{table}", implementer(&env)),
-        "audit_skill = \"skill.md\"\n",
-    );
+    let Some((server, plan)) = judged(&env, judge, steps, "audit_skill = \"skill.md\"\n") else {
+        return;
+    };
     let (base, candidate) = commit_candidate(&env, HONEST);
     let run = audit(&env, plan, &base, &candidate);
     assert_eq!(run.code, BLOCKED, "{run}");
@@ -483,11 +467,9 @@ fn merge_said_over_a_failing_check_merges_nothing(judge: Judge) {
     let env = repo_env();
     let steps =
         vec![judge.verdict_step("double", &verdict("merge", "all good", "verified", "pass"))];
-    let server = ModelServer::start(&env, &script(judge, steps));
-    let Some(table) = judge.table(&env, &server) else {
+    let Some((server, plan)) = judged(&env, judge, steps, "") else {
         return;
     };
-    let plan = write_goal(&env, &format!("{}\n{table}", implementer(&env)), "");
     let (base, candidate) = commit_candidate(&env, "def double(x):\n    return x + 1\n");
     let run = audit(&env, plan, &base, &candidate);
     assert_eq!(run.code, BLOCKED, "{run}");
@@ -535,11 +517,9 @@ fn an_auditor_agent_over_its_budget_merges_nothing() {
         "return 2 * x",
         &verdict("merge", "double computes 2 * x", "verified", "pass"),
     )];
-    let server = ModelServer::start(&env, &script(judge, steps));
-    let Some(table) = judge.table(&env, &server) else {
+    let Some((_server, plan)) = judged(&env, judge, steps, "") else {
         return;
     };
-    let plan = write_goal(&env, &format!("{}\n{table}", implementer(&env)), "");
     let text = std::fs::read_to_string(env.dir().join(plan))
         .unwrap()
         .replace(

@@ -106,27 +106,6 @@ fn held_out_item() -> String {
     format!("- `{HELD_OUT_CHECK}` passes")
 }
 
-/// Every `audit.json` the run's state holds, oldest first.
-fn audit_reports(env: &TestEnv) -> Vec<Value> {
-    let mut found = Vec::new();
-    let mut dirs = vec![env.dir().join(REPO).join(".git/goalpost")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.file_name().is_some_and(|n| n == "audit.json") {
-                found.push(path);
-            }
-        }
-    }
-    found.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-    found
-        .iter()
-        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
-        .collect()
-}
-
 #[test]
 fn a_lookup_table_is_caught_by_a_held_out_check_the_implementer_never_sees() {
     let env = project();
@@ -167,7 +146,7 @@ message = "Sorted for real.\nClaims:\n- the tests pass\n"
     let run = env.goalpost(["-C", REPO, "run", "goal.md"]);
     run.assert_code(0);
 
-    let reports = audit_reports(&env);
+    let reports = env.audit_reports(REPO);
     let first = reports
         .iter()
         .find(|r| r["recommendation"] == "revise")
