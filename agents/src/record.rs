@@ -29,6 +29,7 @@ pub(crate) fn empty_record(
         agent: spec.name.clone(),
         record: CommandRecord {
             tree: request.tree.clone(),
+            measured: Default::default(),
             ..CommandRecord::not_run(argv.to_vec(), request.cwd.to_owned())
         },
         usage: Usage {

@@ -10,6 +10,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use goalpost_shared::check::MeasuredMetric;
 use goalpost_shared::git::quote_path;
 use goalpost_shared::plan::HeldOutFeedback;
 use goalpost_shared::protocol::{
@@ -268,12 +269,26 @@ fn checks_section(out: &mut String, title: &str, checks: &[CheckResult], reused:
             let value = metric
                 .value
                 .map_or_else(|| "not found".to_owned(), |v| v.to_string());
+            let source = if MeasuredMetric::named(&metric.name).is_some() {
+                ", measured by goalpost outside the check"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 out,
-                "Metric `{}`: {value} (expected {} {}).\n",
+                "Metric `{}`: {value} (expected {} {}{source}).\n",
                 metric.name,
                 metric.op.as_str(),
                 metric.target
+            );
+        }
+        let late = check.record.measured.late_bytes;
+        if late > 0 {
+            let _ = writeln!(
+                out,
+                "{late} bytes of output written after the check's process had exited (by \
+                 a process it left behind) were not read: nothing written after the exit \
+                 counts.\n"
             );
         }
         let mut quoted = false;
@@ -700,6 +715,36 @@ mod tests {
         let feedback = fs::read_to_string(dir.path().join(FEEDBACK_FILE)).expect("feedback");
         assert_eq!(feedback, markdown(&report));
         assert!(!dir.path().join("audit.tmp").exists());
+    }
+
+    #[test]
+    fn a_measured_metric_and_output_cut_off_at_the_checks_exit_are_shown() {
+        let mut report = revise_report();
+        let bench = &mut report.checks[1];
+        bench.metric = Some(MetricReading {
+            name: "measured.wall_ms".to_owned(),
+            value: Some(2503.4),
+            target: 500.0,
+            op: MetricOp::Below,
+        });
+        bench.failure = Some(
+            "measured.wall_ms=2503.4 is not below 500 (measured by goalpost, outside the check)"
+                .to_owned(),
+        );
+        bench.record.measured.late_bytes = 5;
+        let md = markdown(&report);
+        assert!(
+            md.contains(
+                "Metric `measured.wall_ms`: 2503.4 (expected below 500, measured by goalpost \
+                 outside the check)."
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("5 bytes of output written after the check's process had exited"),
+            "{md}"
+        );
+        assert!(!markdown(&revise_report()).contains("after the check's process had exited"));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::confine::Confinement;
 use crate::contract::{Check, CheckKind, Contract, MetricExpectation};
 use crate::process::{self, Command, Outcome};
-use crate::protocol::{CheckResult, CommandRecord, MetricReading};
+use crate::protocol::{CheckResult, CommandRecord, Measured, MetricReading};
 
 /// The shell every check runs under. An absolute path, so a check runs even when the
 /// environment it is given has no `PATH`.
@@ -92,9 +92,13 @@ fn judge(
     let stderr = outcome.stderr.text_lossy();
     let metric = expectation.map(|expected| MetricReading {
         name: expected.name.clone(),
-        // The metric is normally on stdout; a tool that reports on stderr still counts.
-        value: read_metric(&stdout, &expected.name)
-            .or_else(|| read_metric(&stderr, &expected.name)),
+        value: match MeasuredMetric::named(&expected.name) {
+            // Never read from the output, which the checked code writes.
+            Some(measured) => measured.value(outcome),
+            // The metric is normally on stdout; a tool that reports on stderr still counts.
+            None => read_metric(&stdout, &expected.name)
+                .or_else(|| read_metric(&stderr, &expected.name)),
+        },
         target: expected.target,
         op: expected.op,
     });
@@ -132,6 +136,11 @@ fn judge(
             truncated: outcome.stdout.truncated || outcome.stderr.truncated,
             timed_out: outcome.timed_out,
             tree: None,
+            measured: Measured {
+                cpu_ms: outcome.usage.map(|u| u.cpu_us / 1000),
+                max_rss_kb: outcome.usage.map(|u| u.max_rss_kb),
+                late_bytes: outcome.late_bytes,
+            },
         },
         metric,
         passed: failure.is_none(),
@@ -142,15 +151,63 @@ fn judge(
 
 /// Why a metric reading does not meet its expectation, or `None` when it does.
 fn metric_failure(reading: &MetricReading) -> Option<String> {
+    let measured = MeasuredMetric::named(&reading.name).is_some();
     match reading.value {
+        None if measured => Some(format!("{} could not be measured", reading.name)),
         None => Some(format!("metric {} not found in the output", reading.name)),
         Some(value) if reading.op.holds(value, reading.target) => None,
         Some(value) => Some(format!(
-            "{}={value} is not {} {}",
+            "{}={value} is not {} {}{}",
             reading.name,
             reading.op.as_str(),
-            reading.target
+            reading.target,
+            if measured {
+                " (measured by goalpost, outside the check)"
+            } else {
+                ""
+            }
         )),
+    }
+}
+
+/// A metric goalpost measures of a check's run itself, where the checked code cannot
+/// write: a check that names one (`reports `measured.wall_ms` below 300`) is judged by
+/// the figure the kernel and goalpost took, never by anything in its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeasuredMetric {
+    /// Milliseconds from the check's start to its exit, on goalpost's clock.
+    WallMs,
+    /// Milliseconds of CPU time (user and system) of the check's processes that were
+    /// waited for, as the kernel counted them.
+    CpuMs,
+    /// The peak resident memory, in MiB, of the largest of those processes.
+    MaxRssMb,
+}
+
+impl MeasuredMetric {
+    /// Every measured metric with its name, for the goal file's reference and errors.
+    pub const ALL: [(MeasuredMetric, &'static str); 3] = [
+        (MeasuredMetric::WallMs, "measured.wall_ms"),
+        (MeasuredMetric::CpuMs, "measured.cpu_ms"),
+        (MeasuredMetric::MaxRssMb, "measured.max_rss_mb"),
+    ];
+
+    /// The prefix every measured metric's name starts with.
+    pub const PREFIX: &'static str = "measured.";
+
+    /// The measured metric called `name`, if it is one.
+    pub fn named(name: &str) -> Option<MeasuredMetric> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(m, _)| *m)
+    }
+
+    /// The figure of `outcome`, to a tenth of its unit.
+    fn value(self, outcome: &Outcome) -> Option<f64> {
+        let value = match self {
+            MeasuredMetric::WallMs => Some(outcome.duration.as_secs_f64() * 1000.0),
+            MeasuredMetric::CpuMs => outcome.usage.map(|u| u.cpu_us as f64 / 1000.0),
+            MeasuredMetric::MaxRssMb => outcome.usage.map(|u| u.max_rss_kb as f64 / 1024.0),
+        };
+        value.map(|v| (v * 10.0).round() / 10.0)
     }
 }
 
@@ -315,6 +372,56 @@ mod tests {
 
     fn failure(check: &Check) -> Option<String> {
         run(check, Duration::from_secs(30)).failure
+    }
+
+    #[test]
+    fn a_measured_metric_is_goalposts_figure_never_the_outputs() {
+        // The output claims 1 ms; the check sleeps 0.3 s.
+        let slow = "echo measured.wall_ms=1; echo 'measured.wall_ms: 1' >&2; sleep 0.3";
+        let result = run(
+            &machine(slow, Some(("measured.wall_ms", MetricOp::Below, 100.0))),
+            Duration::from_secs(30),
+        );
+        let reading = result.metric.clone().unwrap();
+        assert!(reading.value.unwrap() >= 300.0, "{result:?}");
+        let why = result.failure.unwrap();
+        assert!(
+            why.starts_with("measured.wall_ms=")
+                && why.ends_with("(measured by goalpost, outside the check)"),
+            "{why}"
+        );
+        let passes = machine(slow, Some(("measured.wall_ms", MetricOp::Above, 250.0)));
+        assert_eq!(failure(&passes), None);
+    }
+
+    #[test]
+    fn cpu_time_and_memory_are_the_kernels_count_of_the_processes_waited_for() {
+        if !Path::new("/usr/bin/python3").is_file() {
+            return;
+        }
+        // A child that spins for 0.3 s of CPU and holds 64 MiB, waited for by the shell.
+        let busy = "/usr/bin/python3 -c 'import time\nb = bytearray(64 << 20)\n\
+                    end = time.process_time() + 0.3\nwhile time.process_time() < end: pass'; \
+                    echo measured.cpu_ms=1 measured.max_rss_mb=1";
+        let cpu = run(
+            &machine(busy, Some(("measured.cpu_ms", MetricOp::AtLeast, 250.0))),
+            Duration::from_secs(30),
+        );
+        assert!(cpu.passed, "{cpu:?}");
+        assert!(cpu.record.measured.cpu_ms.unwrap() >= 250, "{cpu:?}");
+        let rss = run(
+            &machine(busy, Some(("measured.max_rss_mb", MetricOp::AtLeast, 64.0))),
+            Duration::from_secs(30),
+        );
+        assert!(rss.passed, "{rss:?}");
+        let small = run(
+            &machine(
+                "true",
+                Some(("measured.max_rss_mb", MetricOp::AtLeast, 64.0)),
+            ),
+            Duration::from_secs(30),
+        );
+        assert!(!small.passed, "{small:?}");
     }
 
     #[test]

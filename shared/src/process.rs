@@ -70,6 +70,7 @@ pub mod watch;
 pub use cancel::CancelToken;
 use output::Reader;
 pub use output::{Captured, Tail, tail};
+pub use sys::Usage;
 
 /// What a child reads on stdin.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -289,6 +290,13 @@ pub struct Outcome {
     /// A process outside the group (it called `setsid`) still held stdout or stderr open
     /// after [`Command::pipe_wait`]; what it writes later is lost.
     pub pipes_abandoned: bool,
+    /// CPU time and peak memory of the child and the descendants it waited for, as the
+    /// kernel counted them (none if the child could not be reaped normally).
+    pub usage: Option<Usage>,
+    /// Bytes a confined child's processes wrote to stdout and stderr after its program had
+    /// exited: cut off by the sandbox's entry point and not in [`Outcome::stdout`] or
+    /// [`Outcome::stderr`] (see [`sandbox::enter`]). Always 0 for an unconfined child.
+    pub late_bytes: u64,
 }
 
 impl Outcome {
@@ -374,6 +382,10 @@ pub struct Running {
     stderr: Reader,
     /// A confined child's tag (see [`sweep`]).
     tag: Option<String>,
+    /// Filled in by the waiter thread as it reaps the child.
+    usage: Arc<Mutex<Option<Usage>>>,
+    /// Where a confined child's sandbox entry point writes its [`sandbox::Report`].
+    report: Option<io::PipeReader>,
 }
 
 /// Runs `cmd` to its end and returns what it did. With a `cancel` token, cancelling it
@@ -414,12 +426,24 @@ pub fn spawn(cmd: &Command) -> Result<Running, ProcessError> {
         })?),
         None => None,
     };
-    let mut std_cmd = match (&cmd.confine, &ruleset) {
-        (Some(rules), Some(fd)) => sandbox::command(&path, &cmd.argv, &cmd.cwd, rules, fd)
-            .map_err(|source| ProcessError::Confine {
-                program: program.clone(),
-                source: Box::new(source),
-            })?,
+    let spawn_error = |source| ProcessError::Spawn {
+        program: program.clone(),
+        cwd: cmd.cwd.clone(),
+        source,
+    };
+    let report = match &ruleset {
+        Some(_) => Some(io::pipe().map_err(spawn_error)?),
+        None => None,
+    };
+    let mut std_cmd = match (&cmd.confine, &ruleset, &report) {
+        (Some(rules), Some(fd), Some((_, report))) => {
+            sandbox::command(&path, &cmd.argv, &cmd.cwd, rules, fd, report).map_err(|source| {
+                ProcessError::Confine {
+                    program: program.clone(),
+                    source: Box::new(source),
+                }
+            })?
+        }
         _ => {
             let mut plain = std::process::Command::new(&path);
             plain.arg0(&program).args(&cmd.argv[1..]);
@@ -456,6 +480,8 @@ pub fn spawn(cmd: &Command) -> Result<Running, ProcessError> {
         },
     })?;
     drop(ruleset);
+    // Only the sandbox holds the write end now: the report ends when the sandbox does.
+    let report = report.map(|(read, _write)| read);
     let started = Instant::now();
     let pid = child.id();
     tracing::debug!(pid, cwd = %cmd.cwd.display(), "started {}", cmd.command_line());
@@ -464,10 +490,12 @@ pub fn spawn(cmd: &Command) -> Result<Running, ProcessError> {
         Ok((stdout, stderr)) => {
             let (events_tx, events) = mpsc::channel();
             let reaped = Arc::new(Mutex::new(false));
+            let usage = Arc::new(Mutex::new(None));
             let waiter = {
                 let events_tx = events_tx.clone();
                 let reaped = Arc::clone(&reaped);
-                move || wait_child(child, reaped, events_tx)
+                let usage = Arc::clone(&usage);
+                move || wait_child(child, reaped, usage, events_tx)
             };
             match thread::Builder::new()
                 .name("process-wait".into())
@@ -487,6 +515,8 @@ pub fn spawn(cmd: &Command) -> Result<Running, ProcessError> {
                     stdout,
                     stderr,
                     tag,
+                    usage,
+                    report,
                 }),
                 // The closure, and the child in it, came back dropped: nothing would ever
                 // reap it. Killing the group is all that is left to do.
@@ -512,6 +542,33 @@ pub fn spawn(cmd: &Command) -> Result<Running, ProcessError> {
     }
 }
 
+/// The sandbox entry point's report, read until the sandbox has closed the pipe or
+/// `deadline` passed.
+fn read_report(pipe: &io::PipeReader, deadline: Instant) -> Option<sandbox::Report> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let fd = pipe.as_raw_fd();
+    sys::set_nonblocking(fd).ok()?;
+    let mut text = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        match (&*pipe).read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+                if ms == 0 || sys::poll(&[(fd, libc::POLLIN)], ms).ok()?[0] == 0 {
+                    break;
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    sandbox::Report::parse(&String::from_utf8_lossy(&text))
+}
+
 /// Starts the threads that feed stdin and drain stdout and stderr.
 fn supervise(child: &mut Child, cmd: &Command) -> io::Result<(Reader, Reader)> {
     if let (Stdin::Bytes(bytes), Some(mut pipe)) = (&cmd.stdin, child.stdin.take()) {
@@ -531,16 +588,25 @@ fn supervise(child: &mut Child, cmd: &Command) -> io::Result<(Reader, Reader)> {
 }
 
 /// The waiter thread: waits for the child to exit, kills what is left of its group while
-/// the unreaped child still holds the group id, then reaps it.
-fn wait_child(mut child: Child, reaped: Arc<Mutex<bool>>, events: Sender<Event>) {
+/// the unreaped child still holds the group id, then reaps it with its resource usage.
+fn wait_child(
+    mut child: Child,
+    reaped: Arc<Mutex<bool>>,
+    usage: Arc<Mutex<Option<Usage>>>,
+    events: Sender<Event>,
+) {
     let pid = child.id();
     let status = match sys::wait_exited_unreaped(pid) {
         Ok(()) => {
             let mut reaped = lock(&reaped);
             let _ = sys::signal_group(pid, libc::SIGKILL);
             *reaped = true;
-            // Immediate: the child is already a zombie.
-            child.wait()
+            // Immediate: the child is already a zombie. std's `Child` is not told, and
+            // never waits for it again (it is dropped without waiting).
+            sys::reap_with_usage(pid).map(|(status, used)| {
+                *lock(&usage) = Some(used);
+                status
+            })
         }
         Err(err) => {
             tracing::warn!(pid, "cannot wait for the child without reaping it: {err}");
@@ -607,6 +673,10 @@ impl Running {
         let (stdout, stdout_closed) = self.stdout.finish(pipes_deadline);
         let (stderr, stderr_closed) = self.stderr.finish(pipes_deadline);
         let pipes_abandoned = !(stdout_closed && stderr_closed);
+        let late_bytes = match &self.report {
+            Some(report) => read_report(report, pipes_deadline).map_or(0, |r| r.late.iter().sum()),
+            None => 0,
+        };
         if pipes_abandoned {
             tracing::warn!(
                 pid = self.pid,
@@ -625,6 +695,8 @@ impl Running {
             timed_out,
             cancelled,
             pipes_abandoned,
+            usage: *lock(&self.usage),
+            late_bytes,
         })
     }
 

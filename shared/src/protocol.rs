@@ -178,6 +178,35 @@ pub struct CommandRecord {
     pub timed_out: bool,
     /// The git tree id the command ran on, when it ran in a worktree.
     pub tree: Option<String>,
+    /// What goalpost measured of the run, where the command could not reach.
+    #[serde(default, skip_serializing_if = "Measured::is_empty")]
+    pub measured: Measured,
+}
+
+/// What goalpost measured of a command from outside it: the kernel's count of its CPU
+/// time and memory, and the output the sandbox cut off when the command exited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Measured {
+    /// User and system CPU time of the command and the processes it waited for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<u64>,
+    /// The peak resident memory of the largest of them, in KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rss_kb: Option<u64>,
+    /// Bytes of output the command's processes wrote after it had exited, which were not
+    /// read (only a confined command's are cut off and counted).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub late_bytes: u64,
+}
+
+impl Measured {
+    pub fn is_empty(&self) -> bool {
+        *self == Measured::default()
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl CommandRecord {
@@ -195,6 +224,7 @@ impl CommandRecord {
             truncated: false,
             timed_out: false,
             tree: None,
+            measured: Measured::default(),
         }
     }
 

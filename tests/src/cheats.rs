@@ -51,6 +51,9 @@ pub enum Layer {
     Sandbox,
     /// A check only the auditor has, whose files never reach an implementer.
     HeldOut,
+    /// A figure goalpost measured of the check's run itself (`measured.wall_ms`): no
+    /// clock the code patches and no line it prints can change it.
+    Measured,
     /// The auditor's own run of the check, in a fresh checkout, failed.
     CheckFailed,
 }
@@ -64,6 +67,7 @@ impl Layer {
             Layer::Boundary => "boundary",
             Layer::Sandbox => "sandbox",
             Layer::HeldOut => "held-out",
+            Layer::Measured => "measured",
             Layer::CheckFailed => "check failed",
         }
     }
@@ -452,6 +456,43 @@ pub static BENCH: Stage = Stage {
     needs_pytest: false,
 };
 
+/// The benchmark of [`BENCH`], four times as long, for a figure goalpost measures.
+const BENCH_WALL_PY: &str = "import time\n\nfrom search import find\n\n\
+items = list(range(100000))\nstart = time.perf_counter()\nfor _ in range(400):\n    \
+find(items, 99999)\nprint('ms=%.1f' % ((time.perf_counter() - start) * 1000))\n";
+
+pub const BENCH_WALL_FILES: &[(&str, &str)] = &[
+    GITIGNORE,
+    ("search.py", SEARCH_SLOW),
+    ("bench.py", BENCH_WALL_PY),
+];
+
+/// The benchmark judged by the wall time goalpost measures of its run (the slow search
+/// takes about a second here, the fast one a tenth of that, most of it Python's start).
+pub static BENCH_WALL: Stage = Stage {
+    name: "bench-wall",
+    language: Language::Python,
+    files: BENCH_WALL_FILES,
+    check: "`python3 bench.py` reports `measured.wall_ms` below 500",
+    boundaries: "- Protected paths: bench.py\n",
+    honest: search_honest,
+    needs_pytest: false,
+};
+
+/// The slow search, and a process it leaves behind at import that waits for the check's
+/// shell to be gone and then prints `ms=1`, after the benchmark's real figure.
+pub fn search_forged_metric_after_exit() -> Patch {
+    one(
+        "search.py",
+        format!(
+            "import os\n\n_check = os.getppid()\nif os.fork() == 0:\n    os.setsid()\n    \
+             while True:\n        try:\n            os.kill(_check, 0)\n        \
+             except ProcessLookupError:\n            os.write(1, b'ms=1\\n')\n            \
+             os._exit(0)\n        except PermissionError:\n            pass\n\n\n{SEARCH_SLOW}"
+        ),
+    )
+}
+
 /// The slow search, and a line `ms=1` printed when the process exits, after the
 /// benchmark's real figure.
 pub fn search_forged_metric() -> Patch {
@@ -750,6 +791,30 @@ pub static CHEATS: &[Cheat] = &[
         caught_by: &[Layer::HeldOut],
         why_not: "",
         held_out: Some(HELD_OUT_SPEED),
+    },
+    Cheat {
+        name: "a forged `ms=1` printed by a process left behind, after the benchmark exits",
+        stage: &BENCH,
+        patch: search_forged_metric_after_exit,
+        caught_by: &[Layer::CheckFailed],
+        why_not: "",
+        held_out: None,
+    },
+    Cheat {
+        name: "`time.perf_counter` patched, against a wall time goalpost measures",
+        stage: &BENCH_WALL,
+        patch: search_patched_clock,
+        caught_by: &[Layer::Measured],
+        why_not: "",
+        held_out: None,
+    },
+    Cheat {
+        name: "a forged `ms=1` printed, against a wall time goalpost measures",
+        stage: &BENCH_WALL,
+        patch: search_forged_metric,
+        caught_by: &[Layer::Measured],
+        why_not: "",
+        held_out: None,
     },
     Cheat {
         name: "`|| true` appended to the npm test script",

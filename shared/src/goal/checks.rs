@@ -2,6 +2,7 @@
 //! expectations, the no-progress limit of the blocked stop condition, `Key: value` lines
 //! and comma-separated lists.
 
+use crate::check::MeasuredMetric;
 use crate::contract::{CheckKind, MetricExpectation, MetricOp, Spanned};
 
 /// Why a verification item could not be read.
@@ -54,6 +55,16 @@ fn parse_metric(spec: &str) -> Result<MetricExpectation, CheckError> {
     };
     if name.is_empty() {
         return Err(err("no metric name".into()));
+    }
+    if name.starts_with(MeasuredMetric::PREFIX) && MeasuredMetric::named(&name).is_none() {
+        let known: Vec<String> = MeasuredMetric::ALL
+            .iter()
+            .map(|(_, n)| format!("`{n}`"))
+            .collect();
+        return Err(CheckError {
+            message: format!("unknown measured metric `{name}`"),
+            expected: format!("one goalpost measures: {}", known.join(", ")),
+        });
     }
     let rest = rest.trim_start();
     let lower = rest.to_ascii_lowercase();

@@ -126,15 +126,17 @@ pub fn probe() -> Result<(), ConfineError> {
 }
 
 /// The command that runs `program` (resolved to `path`) with `args` in a sandbox of
-/// `rules`, restricted to the Landlock ruleset `ruleset` once inside. The caller sets the
-/// working directory, environment and stdio as for the program itself; `ruleset` must stay
-/// open until the child has started.
+/// `rules`, restricted to the Landlock ruleset `ruleset` once inside, the entry point's
+/// [`Report`] written to `report`. The caller sets the working directory, environment and
+/// stdio as for the program itself; `ruleset` and `report` must stay open until the child
+/// has started.
 pub(super) fn command(
     path: &Path,
     argv: &[OsString],
     cwd: &Path,
     rules: &Confinement,
     ruleset: &OwnedFd,
+    report: &io::PipeWriter,
 ) -> Result<std::process::Command, ConfineError> {
     let mut cmd = std::process::Command::new(bwrap()?);
     cmd.args(BASE);
@@ -153,13 +155,15 @@ pub(super) fn command(
             .arg(crate::confine::write_access().to_string())
             .arg(&scratch.path);
     }
+    let report = report.as_raw_fd();
+    cmd.arg(REPORT_FLAG).arg(report.to_string());
     cmd.arg(path).args(argv);
     let max = rules.max_processes.unwrap_or(MAX_PROCESSES);
     let procs = super::cgroup::make(max).and_then(|procs| {
         use std::os::unix::ffi::OsStrExt;
         std::ffi::CString::new(procs.as_os_str().as_bytes()).ok()
     });
-    sys::sandbox_on_exec(&mut cmd, fd, max, procs);
+    sys::sandbox_on_exec(&mut cmd, [fd, report], max, procs);
     Ok(cmd)
 }
 
@@ -226,55 +230,214 @@ fn mounts(rules: &Confinement) -> Vec<OsString> {
 /// it in a Landlock rule.
 const SCRATCH_FLAG: &str = "--scratch";
 
+/// The entry point's option that names the descriptor it writes its [`Report`] to.
+const REPORT_FLAG: &str = "--report";
+
 /// Why [`enter`] could not run the program.
 #[derive(Debug, thiserror::Error)]
 pub enum EnterError {
     #[error(
-        "usage: {ENTRY_NAME} RULESET-FD [{SCRATCH_FLAG} ACCESS DIR] PROGRAM ARGV0 [ARG...] \
-         (run by goalpost, not by hand)"
+        "usage: {ENTRY_NAME} RULESET-FD [{SCRATCH_FLAG} ACCESS DIR] [{REPORT_FLAG} FD] \
+         PROGRAM ARGV0 [ARG...] (run by goalpost, not by hand)"
     )]
     Usage,
     #[error("applying the Landlock ruleset: {0}")]
     Restrict(io::Error),
     #[error("cannot run {}: {source}", .path.display())]
     Exec { path: PathBuf, source: io::Error },
+    #[error("following the program: {0}")]
+    Follow(io::Error),
+}
+
+/// What the entry point tells goalpost when the program has exited, on the descriptor
+/// goalpost named: one line `late STDOUT STDERR`, the bytes the program's processes wrote
+/// to each stream after the program itself had exited, which were not passed on. Only the
+/// entry point holds that descriptor: the program does not inherit it, and Landlock keeps
+/// the program from reading another domain's `/proc/<pid>/fd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Report {
+    pub late: [u64; 2],
+}
+
+impl Report {
+    fn line(&self) -> String {
+        format!("late {} {}\n", self.late[0], self.late[1])
+    }
+
+    /// The report in `text`, or none if the entry point did not write one (it was killed,
+    /// or the sandbox timed out).
+    pub fn parse(text: &str) -> Option<Report> {
+        let mut words = text.lines().next()?.split(' ');
+        if words.next()? != "late" {
+            return None;
+        }
+        let out = words.next()?.parse().ok()?;
+        let err = words.next()?.parse().ok()?;
+        Some(Report { late: [out, err] })
+    }
 }
 
 /// The entry point's whole job, inside the sandbox: `args` are the ruleset descriptor, the
-/// program's path, its `argv[0]` and its arguments. Restricts this process to the ruleset,
-/// closes it, and execs the program with the environment, working directory and stdio it
-/// was given. Returns only if that failed.
-pub fn enter(args: impl Iterator<Item = OsString>) -> EnterError {
+/// options, the program's path, its `argv[0]` and its arguments.
+///
+/// The program runs as a child of the entry point, which stays outside the Landlock
+/// domain the child restricts itself to before exec (so the program can neither signal,
+/// trace nor read it) and passes the program's stdout and stderr on through pipes of its
+/// own. When the program exits, the entry point cuts both streams where they stand: the
+/// bytes already written are passed on, every other process in the sandbox is killed
+/// before the program is reaped (so none of them can see it gone first), and whatever they
+/// wrote meanwhile is counted as late and dropped. Returns the exit status to end with:
+/// the program's code, or 128 + the signal that killed it, as bwrap reports it.
+pub fn enter(args: impl Iterator<Item = OsString>) -> Result<u8, EnterError> {
     let mut args = args.peekable();
     let fd = args
         .next()
         .and_then(|fd| fd.to_str().and_then(|s| s.parse::<RawFd>().ok()))
         .filter(|&fd| fd > 2);
     let Some(fd) = fd else {
-        return EnterError::Usage;
+        return Err(EnterError::Usage);
     };
     if args.peek().is_some_and(|a| a == SCRATCH_FLAG) {
         args.next();
         let access = args.next().and_then(|a| a.to_str()?.parse::<u64>().ok());
         let (Some(access), Some(dir)) = (access, args.next()) else {
-            return EnterError::Usage;
+            return Err(EnterError::Usage);
         };
-        if let Err(err) = sys::allow_beneath(fd, Path::new(&dir), access) {
-            return EnterError::Restrict(err);
-        }
+        sys::allow_beneath(fd, Path::new(&dir), access).map_err(EnterError::Restrict)?;
+    }
+    let mut report_fd = None;
+    if args.peek().is_some_and(|a| a == REPORT_FLAG) {
+        args.next();
+        let Some(n) = args
+            .next()
+            .and_then(|n| n.to_str().and_then(|s| s.parse::<RawFd>().ok()))
+            .filter(|&n| n > 2 && n != fd)
+        else {
+            return Err(EnterError::Usage);
+        };
+        report_fd = Some(n);
     }
     let (Some(path), Some(arg0)) = (args.next(), args.next()) else {
-        return EnterError::Usage;
+        return Err(EnterError::Usage);
     };
-    if let Err(err) = sys::restrict_self(fd) {
-        return EnterError::Restrict(err);
+    // The program must inherit neither: the ruleset is applied in the child before exec.
+    sys::set_cloexec(fd).map_err(EnterError::Restrict)?;
+    if let Some(n) = report_fd {
+        sys::set_cloexec(n).map_err(EnterError::Follow)?;
     }
     let path = PathBuf::from(path);
-    let source = std::process::Command::new(&path)
-        .arg0(OsStr::new(&arg0))
+    let (out_r, out_w) = io::pipe().map_err(EnterError::Follow)?;
+    let (err_r, err_w) = io::pipe().map_err(EnterError::Follow)?;
+    let mut cmd = std::process::Command::new(&path);
+    cmd.arg0(OsStr::new(&arg0))
         .args(args)
-        .exec();
-    EnterError::Exec { path, source }
+        .stdout(out_w)
+        .stderr(err_w);
+    sys::restrict_on_exec(&mut cmd, fd);
+    let spawned = cmd.spawn();
+    // The parent's copies of the write ends go with `cmd`: the streams end when the
+    // program's processes are gone.
+    drop(cmd);
+    let mut child = spawned.map_err(|source| EnterError::Exec {
+        path: path.clone(),
+        source,
+    })?;
+    sys::set_not_dumpable().map_err(EnterError::Follow)?;
+    let report = relay(child.id(), [out_r, err_r]).map_err(EnterError::Follow)?;
+    let status = child.wait().map_err(EnterError::Follow)?;
+    if let Some(n) = report_fd {
+        use std::io::Write;
+        std::fs::File::from(sys::inherited_fd(n))
+            .write_all(report.line().as_bytes())
+            .map_err(EnterError::Follow)?;
+    }
+    use std::os::unix::process::ExitStatusExt;
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => u8::try_from(code).unwrap_or(1),
+        (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(255),
+        (None, None) => 1,
+    })
+}
+
+/// Passes `pipes` (the program's stdout and stderr) on to this process's own until the
+/// program `pid` exits; then cuts them (see [`enter`]).
+fn relay(pid: u32, mut pipes: [io::PipeReader; 2]) -> io::Result<Report> {
+    let exited = sys::pidfd_open(pid)?;
+    let exited = exited.as_raw_fd();
+    let fds = [pipes[0].as_raw_fd(), pipes[1].as_raw_fd()];
+    for &fd in &fds {
+        sys::set_nonblocking(fd)?;
+    }
+    let mut open = [true, true];
+    let mut buf = vec![0u8; 64 * 1024];
+    let gone = || -> io::Result<bool> { Ok(sys::poll(&[(exited, libc::POLLIN)], 0)?[0] != 0) };
+    'follow: loop {
+        let mut watched = vec![(exited, libc::POLLIN)];
+        watched.extend((0..2).filter(|&i| open[i]).map(|i| (fds[i], libc::POLLIN)));
+        let revents = sys::poll(&watched, -1)?;
+        if revents[0] != 0 {
+            break;
+        }
+        for (slot, &(fd, _)) in watched.iter().enumerate().skip(1) {
+            if revents[slot] == 0 {
+                continue;
+            }
+            let stream = usize::from(fd == fds[1]);
+            let pending = sys::pipe_pending(fd)?;
+            if pending == 0 {
+                // Readable with nothing in it: every writer has closed its end.
+                open[stream] = false;
+                continue;
+            }
+            // Counted while the program had not exited: all of it came before the exit.
+            if gone()? {
+                break 'follow;
+            }
+            pass_on(&mut pipes[stream], stream, pending, &mut buf)?;
+        }
+    }
+    // The cut: what is in the pipes now was written before the exit was seen.
+    for stream in (0..2).filter(|&i| open[i]) {
+        let pending = sys::pipe_pending(fds[stream])?;
+        pass_on(&mut pipes[stream], stream, pending, &mut buf)?;
+    }
+    sys::kill_every_other_process_in_namespace();
+    let mut report = Report::default();
+    for stream in (0..2).filter(|&i| open[i]) {
+        report.late[stream] = sys::pipe_pending(fds[stream])? as u64;
+    }
+    drop(pipes);
+    Ok(report)
+}
+
+/// Copies exactly `count` bytes (fewer if the pipe holds fewer) from `pipe` to this
+/// process's stdout (`stream` 0) or stderr (1).
+fn pass_on(
+    pipe: &mut io::PipeReader,
+    stream: usize,
+    mut count: usize,
+    buf: &mut [u8],
+) -> io::Result<()> {
+    use std::io::{Read, Write};
+    let mut out: Box<dyn Write> = if stream == 0 {
+        Box::new(io::stdout().lock())
+    } else {
+        Box::new(io::stderr().lock())
+    };
+    while count > 0 {
+        let want = count.min(buf.len());
+        match pipe.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => {
+                out.write_all(&buf[..n])?;
+                count -= n;
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+            Err(err) => return Err(err),
+        }
+    }
+    out.flush()
 }
 
 #[cfg(test)]
@@ -434,5 +597,94 @@ mod tests {
         assert!(forked < 32, "{forked} processes: {out:?}");
         // The sandbox ended, and every child with it, well before their sleep.
         assert!(out.duration < Duration::from_secs(30), "{out:?}");
+    }
+
+    /// A process the program leaves behind, in a busy loop until the program is gone (as
+    /// `kill -0` sees it), then writing a line of its own.
+    const WAITS_FOR_THE_EXIT: &str = "import os, sys\n\
+        pid = os.getppid()\n\
+        if os.fork() == 0:\n    \
+            os.setsid()\n    \
+            while True:\n        \
+                try:\n            \
+                    os.kill(pid, 0)\n        \
+                except ProcessLookupError:\n            \
+                    os.write(1, b'forged=1\\n')\n            \
+                    os._exit(0)\n\
+        print('real=60', flush=True)\n";
+
+    #[test]
+    fn nothing_written_after_the_program_exited_is_read() {
+        if !can_sandbox() {
+            return;
+        }
+        let work = tempfile::tempdir().unwrap();
+        let writable = work.path().canonicalize().unwrap();
+        std::fs::write(work.path().join("leave.py"), WAITS_FOR_THE_EXIT).unwrap();
+        for _ in 0..20 {
+            // The shell is the program; python leaves its survivor and exits first, so the
+            // survivor waits for the shell.
+            let out = sh(
+                work.path(),
+                "/usr/bin/python3 leave.py; echo done",
+                Confinement::new([writable.clone()]),
+            );
+            let stdout = out.stdout.text_lossy();
+            assert_eq!(stdout, "real=60\ndone\n", "{out:?}");
+            assert!(out.status.success(), "{out:?}");
+        }
+    }
+
+    #[test]
+    fn the_entry_point_passes_the_programs_status_and_both_streams_on() {
+        if !can_sandbox() {
+            return;
+        }
+        let work = tempfile::tempdir().unwrap();
+        let writable = work.path().canonicalize().unwrap();
+        let rules = || Confinement::new([writable.clone()]);
+        let out = sh(work.path(), "echo out; echo err >&2; exit 7", rules());
+        assert_eq!(out.status.code, Some(7), "{out:?}");
+        assert_eq!(out.stdout.text_lossy(), "out\n");
+        assert_eq!(out.stderr.text_lossy(), "err\n");
+        assert_eq!(out.late_bytes, 0);
+        let killed = sh(work.path(), "kill -TERM $$", rules());
+        assert_eq!(killed.status.code, Some(128 + libc::SIGTERM), "{killed:?}");
+        // More than a pipe holds, in both streams at once, all of it passed on.
+        let big = sh(
+            work.path(),
+            "head -c 3000000 /dev/zero | tr '\\0' a; head -c 2000000 /dev/zero | tr '\\0' b >&2",
+            rules(),
+        );
+        assert_eq!(big.stdout.total, 3_000_000, "{:?}", big.status);
+        assert_eq!(big.stderr.total, 2_000_000, "{:?}", big.status);
+    }
+
+    #[test]
+    fn the_program_cannot_reach_the_entry_points_descriptors_or_signal_it() {
+        if !can_sandbox() {
+            return;
+        }
+        let work = tempfile::tempdir().unwrap();
+        let writable = work.path().canonicalize().unwrap();
+        // $PPID is the entry point; 1 is bwrap's init.
+        let script = "for p in $PPID 1; do \
+                        for fd in 1 2 3 4 5 6 7; do \
+                          (echo forged > /proc/$p/fd/$fd) 2>/dev/null && echo wrote-$p-$fd; \
+                        done; \
+                        kill -STOP $p 2>/dev/null && echo stopped-$p; \
+                      done; echo end";
+        let out = sh(work.path(), script, Confinement::new([writable]));
+        assert_eq!(out.stdout.text_lossy(), "end\n", "{out:?}");
+        assert!(out.status.success(), "{out:?}");
+    }
+
+    #[test]
+    fn a_report_is_one_line_of_late_bytes() {
+        let report = Report { late: [3, 4] };
+        assert_eq!(Report::parse(&report.line()), Some(report));
+        assert_eq!(Report::parse("late 3\n"), None);
+        assert_eq!(Report::parse(""), None);
+        assert_eq!(Report::parse("early 1 2\n"), None);
     }
 }

@@ -82,13 +82,14 @@ pub(super) fn die_with_parent(signal: i32, parent: u32) -> io::Result<bool> {
     Ok(u32::try_from(now).ok() != Some(parent))
 }
 
-/// Prepares the child that execs bwrap: the Landlock ruleset descriptor `ruleset` stays
-/// open across exec (the kernel opened it close-on-exec) so the sandbox's entry point can
-/// apply it, and `RLIMIT_NPROC` is lowered to `max_processes` unless it is lower already.
-/// The descriptor must stay open in the parent until the child has started.
+/// Prepares the child that execs bwrap: the descriptors `inherit` (the Landlock ruleset
+/// and the entry point's report pipe) stay open across exec (they were opened
+/// close-on-exec) so the sandbox's entry point can use them, and `RLIMIT_NPROC` is lowered
+/// to `max_processes` unless it is lower already. The descriptors must stay open in the
+/// parent until the child has started.
 pub(super) fn sandbox_on_exec(
     cmd: &mut std::process::Command,
-    ruleset: RawFd,
+    inherit: [RawFd; 2],
     max_processes: u64,
     cgroup_procs: Option<std::ffi::CString>,
 ) {
@@ -96,10 +97,12 @@ pub(super) fn sandbox_on_exec(
         if let Some(procs) = &cgroup_procs {
             join_cgroup(procs);
         }
-        // SAFETY: fcntl(F_SETFD) takes integers only; it clears close-on-exec on this
-        // forked child's copy of the descriptor, the parent's is untouched.
-        if unsafe { libc::fcntl(ruleset, libc::F_SETFD, 0) } != 0 {
-            return Err(io::Error::last_os_error());
+        for fd in inherit {
+            // SAFETY: fcntl(F_SETFD) takes integers only; it clears close-on-exec on this
+            // forked child's copy of the descriptor, the parent's is untouched.
+            if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
         // SAFETY: rlimit is a plain C struct; all-zero bytes are a valid value of it.
         let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
@@ -254,4 +257,155 @@ pub(super) fn inotify_add_watch(
         return Err(io::Error::last_os_error());
     }
     Ok(wd)
+}
+
+/// Sets close-on-exec on `fd`, so a program exec'd next does not inherit it.
+pub(super) fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl(F_SETFD) takes integers only.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes reads of `fd` return `WouldBlock` instead of waiting.
+pub(super) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl(F_GETFL) takes integers only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fcntl(F_SETFL) takes integers only.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The bytes waiting to be read in pipe `fd`.
+pub(super) fn pipe_pending(fd: RawFd) -> io::Result<usize> {
+    let mut pending: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, live and writable for it.
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut pending) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(pending).unwrap_or(0))
+}
+
+/// A pidfd of child `pid`: readable once the child has exited (before it is reaped).
+pub(super) fn pidfd_open(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: pidfd_open(2) takes a pid and a flags word; no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    set_cloexec(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
+    Ok(fd)
+}
+
+/// poll(2) over `fds` (descriptor, events) for at most `timeout_ms` (-1: no limit);
+/// returns each one's `revents`, retrying when a signal interrupts the wait.
+pub(super) fn poll(fds: &[(RawFd, i16)], timeout_ms: i32) -> io::Result<Vec<i16>> {
+    let mut set: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&(fd, events)| libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: `set` is a live, writable array of `set.len()` pollfd structs, the only
+        // memory poll(2) writes.
+        let rc = unsafe { libc::poll(set.as_mut_ptr(), set.len() as libc::nfds_t, timeout_ms) };
+        if rc >= 0 {
+            return Ok(set.iter().map(|p| p.revents).collect());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Forbids ptrace attaches, core dumps and `/proc/<pid>/fd` reads of this process by
+/// processes of the same user (`PR_SET_DUMPABLE` 0).
+pub(super) fn set_not_dumpable() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_DUMPABLE) takes integers only.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// SIGKILL to every process this one may signal but itself and init: `kill(-1)`. Only for
+/// the sandbox's entry point, inside a PID namespace of its own, where that means every
+/// process the sandboxed program left.
+pub(super) fn kill_every_other_process_in_namespace() {
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    unsafe { libc::kill(-1, libc::SIGKILL) };
+}
+
+/// The CPU time and peak memory of a reaped child and the descendants it waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// User and system CPU time, in microseconds.
+    pub cpu_us: u64,
+    /// The largest resident set size among them, in KiB.
+    pub max_rss_kb: u64,
+}
+
+/// Reaps child `pid` (blocking until it exits) and returns its status with its resource
+/// usage: wait4(2).
+pub(super) fn reap_with_usage(pid: u32) -> io::Result<(std::process::ExitStatus, Usage)> {
+    use std::os::unix::process::ExitStatusExt;
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: rusage is a plain C struct; all-zero bytes are a valid value of it.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: wait4(2) writes only `status` and `usage`, both live and writable.
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if rc == pid {
+            let micros = |t: libc::timeval| {
+                u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000
+                    + u64::try_from(t.tv_usec).unwrap_or(0)
+            };
+            let usage = Usage {
+                cpu_us: micros(usage.ru_utime) + micros(usage.ru_stime),
+                max_rss_kb: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+            };
+            return Ok((std::process::ExitStatus::from_raw(status), usage));
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Has the child `cmd` starts confine itself to the Landlock ruleset open as `ruleset`
+/// (see [`restrict_self`]) between fork and exec, so the parent stays outside it.
+pub(super) fn restrict_on_exec(cmd: &mut std::process::Command, ruleset: RawFd) {
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-
+    // safe calls are allowed: `restrict_self` makes three raw system calls (prctl,
+    // landlock_restrict_self, close) and reads errno; it allocates nothing and takes no
+    // lock.
+    unsafe { cmd.pre_exec(move || restrict_self(ruleset)) };
+}
+
+/// Takes ownership of descriptor `fd`, which the parent process left open across exec
+/// and named on the command line: nothing else in this process owns or closes it.
+pub(super) fn inherited_fd(fd: RawFd) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: per the contract above, `fd` is open and owned by nobody in this process,
+    // so the OwnedFd is its only owner and closes it once.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
 }

@@ -61,6 +61,7 @@ fn command(argv: &str) -> CommandRecord {
         duration_ms: 7,
         stdout: format!("{argv} ran"),
         tree: Some(oid('t')),
+        measured: Default::default(),
         ..CommandRecord::not_run(vec![argv.to_owned()], PathBuf::from("/wt"))
     }
 }

@@ -21,8 +21,9 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use goalpost_shared::check::MeasuredMetric;
 use goalpost_shared::integrity::CanaryStatus;
-use goalpost_shared::protocol::{AuditReport, ViolationKind};
+use goalpost_shared::protocol::{AuditReport, CheckResult, ViolationKind, WorkerResult};
 use goalpost_tests::cheats::{self, CHEATS, Cheat, HeldOut, Layer, Patch, Stage};
 use goalpost_tests::corpus::refused;
 use goalpost_tests::{Run, TestEnv, binary, path_quoted};
@@ -81,12 +82,31 @@ impl Tools {
 struct Outcome {
     run: Run,
     reports: Vec<AuditReport>,
+    /// The checks of the worker's last iteration, its own run of them before any audit.
+    worker_checks: Vec<CheckResult>,
     /// The files at the integration tip, and at the base.
     integration: BTreeMap<String, String>,
     base: BTreeMap<String, String>,
 }
 
 impl Outcome {
+    /// The layers that caught the candidate; when no candidate was ever audited, those
+    /// that failed the worker's own run of the checks (then the cheat never passed them).
+    fn layers(&self) -> BTreeMap<Layer, String> {
+        if !self.reports.is_empty() {
+            return layers(&self.reports);
+        }
+        let mut found = BTreeMap::new();
+        for check in self.worker_checks.iter().filter(|c| !c.passed) {
+            for (layer, evidence) in check_layers(check) {
+                found
+                    .entry(layer)
+                    .or_insert(format!("the worker's run, no audit: {evidence}"));
+            }
+        }
+        found
+    }
+
     /// Whether the integration tip holds `patch`, exactly.
     fn merged(&self, patch: &Patch) -> bool {
         patch
@@ -165,6 +185,7 @@ Stop after 1 iteration with no improvement.
         .args(["-C", REPO, "run", "goal.md"]);
     let run = Run::of(cmd);
     let reports = audit_reports(&env);
+    let worker_checks = worker_checks(&env);
     let refs = env.git_out(
         REPO,
         &[
@@ -181,6 +202,7 @@ Stop after 1 iteration with no improvement.
     Outcome {
         run,
         reports,
+        worker_checks,
         integration,
         base,
     }
@@ -221,6 +243,30 @@ fn audit_reports(env: &TestEnv) -> Vec<AuditReport> {
         .collect()
 }
 
+/// The checks of the last iteration of the last worker round the repository's runs
+/// recorded (`worker-out-N.json`).
+fn worker_checks(env: &TestEnv) -> Vec<CheckResult> {
+    let mut outs = Vec::new();
+    let mut dirs = vec![env.dir().join(REPO).join(".git/goalpost/runs")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if name.starts_with("worker-out-") && name.ends_with(".json") {
+                outs.push(path);
+            }
+        }
+    }
+    outs.sort();
+    outs.last()
+        .and_then(|p| std::fs::read(p).ok())
+        .map(|bytes| serde_json::from_slice::<WorkerResult>(&bytes).expect("a worker's result"))
+        .and_then(|result| result.iterations.last().map(|i| i.checks.clone()))
+        .unwrap_or_default()
+}
+
 /// The layers whose findings refused a candidate in `reports`, each with its first line
 /// of evidence.
 fn layers(reports: &[AuditReport]) -> BTreeMap<Layer, String> {
@@ -240,32 +286,9 @@ fn layers(reports: &[AuditReport]) -> BTreeMap<Layer, String> {
                 .or_insert_with(|| format!("{}: {}", v.path, v.rule));
         }
         for check in report.checks.iter().filter(|c| !c.passed) {
-            let failure = check.failure.clone().unwrap_or_default();
-            let integrity = check.integrity.as_ref();
-            let canary = integrity.is_some_and(|i| i.canary.status == CanaryStatus::Passed);
-            let census = integrity
-                .and_then(|i| i.census.as_ref())
-                .and_then(|c| c.violation.clone());
-            if canary {
-                found.entry(Layer::Canary).or_insert(failure.clone());
+            for (layer, evidence) in check_layers(check) {
+                found.entry(layer).or_insert(evidence);
             }
-            if let Some(violation) = &census {
-                found.entry(Layer::Census).or_insert(violation.clone());
-            }
-            if canary || census.is_some() {
-                continue;
-            }
-            // The check itself failed: refused by the sandbox, or simply failing.
-            let output = format!("{}\n{}", check.record.stdout, check.record.stderr);
-            let mut lines = output.lines().map(str::trim).filter(|l| !l.is_empty());
-            let (layer, evidence) = match output.lines().find(|l| refused(l)) {
-                Some(line) => (Layer::Sandbox, line.trim().to_owned()),
-                None => match lines.next() {
-                    Some(line) => (Layer::CheckFailed, format!("{failure}: {line}")),
-                    None => (Layer::CheckFailed, failure),
-                },
-            };
-            found.entry(layer).or_insert(evidence);
         }
         for (n, _) in report
             .held_out
@@ -279,6 +302,43 @@ fn layers(reports: &[AuditReport]) -> BTreeMap<Layer, String> {
         }
     }
     found
+}
+
+/// The layers whose findings failed `check`, each with its line of evidence.
+fn check_layers(check: &CheckResult) -> Vec<(Layer, String)> {
+    let failure = check.failure.clone().unwrap_or_default();
+    let integrity = check.integrity.as_ref();
+    let canary = integrity.is_some_and(|i| i.canary.status == CanaryStatus::Passed);
+    let census = integrity
+        .and_then(|i| i.census.as_ref())
+        .and_then(|c| c.violation.clone());
+    let mut found = Vec::new();
+    if canary {
+        found.push((Layer::Canary, failure.clone()));
+    }
+    if let Some(violation) = census {
+        found.push((Layer::Census, violation));
+    }
+    if !found.is_empty() {
+        return found;
+    }
+    if check
+        .metric
+        .as_ref()
+        .is_some_and(|m| MeasuredMetric::named(&m.name).is_some())
+    {
+        return vec![(Layer::Measured, failure)];
+    }
+    // The check itself failed: refused by the sandbox, or simply failing.
+    let output = format!("{}\n{}", check.record.stdout, check.record.stderr);
+    let mut lines = output.lines().map(str::trim).filter(|l| !l.is_empty());
+    vec![match output.lines().find(|l| refused(l)) {
+        Some(line) => (Layer::Sandbox, line.trim().to_owned()),
+        None => match lines.next() {
+            Some(line) => (Layer::CheckFailed, format!("{failure}: {line}")),
+            None => (Layer::CheckFailed, failure),
+        },
+    }]
 }
 
 /// The held-out tests of `stage`'s cheats, each once: honest work must pass them all.
@@ -360,7 +420,7 @@ fn catch_rate() {
         match job {
             Job::Honest(stage) => {
                 let patch = (stage.honest)();
-                let found = layers(&outcome.reports);
+                let found = outcome.layers();
                 let merged = outcome.run.code == AWAITING_APPROVAL
                     && outcome.merged(&patch)
                     && found.is_empty();
@@ -391,7 +451,7 @@ fn catch_rate() {
                 ));
             }
             Job::Cheat(cheat) => {
-                let found = layers(&outcome.reports);
+                let found = outcome.layers();
                 let got: Vec<Layer> = found.keys().copied().collect();
                 if got != cheat.caught_by {
                     failures.push(format!(

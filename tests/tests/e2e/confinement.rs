@@ -653,19 +653,32 @@ fn without_bwrap_goalpost_refuses_to_run_agents() {
 fn an_agent_cannot_kill_or_stop_goalpost() {
     let corpus = Corpus::new();
     // Every ancestor above the agent, and every process named goalpost it can see, gets
-    // SIGSTOP and SIGKILL. In the sandbox there is none: the chain ends at its pid 1.
-    let attack = "p=$PPID; seen=''; \
+    // SIGSTOP and SIGKILL. In the sandbox the chain ends at its pid 1, and the only one it
+    // finds is the sandbox's entry point, outside the agent's Landlock domain: refused.
+    let attack = "hit() { n=$(cat /proc/$1/comm); \
+           kill -STOP $1 2>/dev/null && n=\"$n:stopped\"; kill -KILL $1 2>/dev/null && n=\"$n:killed\"; \
+           seen=\"$seen $n\"; }; \
+         p=$PPID; seen=''; \
          while p=$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$p/status) && [ \"$p\" -gt 1 ]; do \
-           seen=\"$seen $p\"; kill -STOP $p; kill -KILL $p; done; \
+           hit $p; done; \
          for f in /proc/[0-9]*/comm; do case $(cat $f) in goalpost*) \
-           p=${f#/proc/}; p=${p%/comm}; seen=\"$seen $p\"; kill -STOP $p; kill -KILL $p;; \
+           p=${f#/proc/}; p=${p%/comm}; hit $p;; \
          esac; done; \
          [ -n \"${GOALPOST_PARENT_PID:-}\" ] && kill -KILL \"$GOALPOST_PARENT_PID\"; \
          echo \"seen:$seen\" > \"$GOALPOST_STATE_DIR/seen\"";
     let plan = corpus.write_goal(&script(&[run(attack)], ""), "60s");
     let run = run_goal(&corpus, plan, AWAITING_APPROVAL);
     let seen = std::fs::read_to_string(corpus.attempt_state().join("seen")).expect("it ran");
-    assert_eq!(seen.trim(), "seen:", "{run}");
+    let seen: Vec<&str> = seen
+        .trim()
+        .trim_start_matches("seen:")
+        .split_whitespace()
+        .collect();
+    assert!(!seen.is_empty(), "{run}");
+    assert!(
+        seen.iter().all(|s| *s == "goalpost-sandbo"),
+        "only the entry point, unharmed: {seen:?}\n{run}"
+    );
     let merged: Vec<String> = corpus.integration_files().into_keys().collect();
     assert_eq!(merged, base_plus_note(), "{run}");
 }

@@ -249,6 +249,11 @@ fn malformed_metric_expectations() {
                 "8:3",
                 "\"eighty\" is not a number; `COMMAND` reports `NAME` below|above|at most|at least NUMBER",
             ),
+            (
+                "9:3",
+                "unknown measured metric `measured.wall_s`; one goalpost measures: \
+                 `measured.wall_ms`, `measured.cpu_ms`, `measured.max_rss_mb`",
+            ),
         ],
     );
 }
