@@ -71,6 +71,9 @@ rows=(
     "P2 per phase|p2_goalpost_s|p2_shell_s|s|<= 0.5"
     "P3 makespan|p3_makespan_s|p3_ideal_s|s|<= 1.1"
     "P4 re-audit|p4_reaudit_s|p4_first_s|s|<= 0.05"
+    # A first audit with canary and census (the base's census from the store) against
+    # the same audit with both switched off.
+    "P4 integrity|p4i_first_s|p4i_plain_s|s|<= 1.3"
     "P5 peak RSS|p5_peak_rss_mb|p5_budget_mb|MB|<= 1.0"
     "parse 500|parse_ms|parse_recorded_ms|ms|abs < 50"
     # The sandbox's start cost per turn: the ms a confined `true` adds to an unconfined
@@ -108,7 +111,7 @@ done
 echo "$met of ${#rows[@]} targets met$($quick && echo ' (quick sizes: not the figures of record)')"
 echo
 names=(p1_add_s p1_first_s p1_pooled_s p2_goalpost_s p2_shell_s p3_makespan_s p3_ideal_s
-    p4_first_s p4_reaudit_s p5_peak_rss_mb parse_ms)
+    p4_first_s p4_reaudit_s p4i_plain_s p4i_first_s p5_peak_rss_mb parse_ms)
 for name in "${names[@]}"; do
     echo "$name=${value[$name]}"
 done

@@ -27,21 +27,22 @@ use std::time::Duration;
 use goalpost_shared::boundary::{BoundaryError, BoundaryRules};
 use goalpost_shared::cache;
 use goalpost_shared::check::run_check;
-use goalpost_shared::confine::{ConfineError, Confinement, GitLinks};
+use goalpost_shared::confine::ConfineError;
 use goalpost_shared::contract::{Check, CheckKind};
 use goalpost_shared::git::quote_path;
-use goalpost_shared::git::{GitError, Quarantine, Repo};
+use goalpost_shared::git::{GitError, Repo};
 use goalpost_shared::plan::{DEFAULT_HELD_OUT_INTO, HeldOutFeedback};
 use goalpost_shared::process;
 use goalpost_shared::protocol::{
     AUDIT_REUSE_FILE, AuditInput, AuditReport, AuditReuse, CachedCheck, CheckCacheNote,
     CheckResult, ClaimFinding, ClaimStatus, CommandRecord, HeldOutSpec, Recommendation, Violation,
 };
-use goalpost_shared::setup::{self, SetupRecord, run_setup};
+use goalpost_shared::setup::{SetupRecord, run_setup};
 
-use crate::checkout::{Checkout, CheckoutError};
+use crate::checkout::CheckoutError;
 use crate::claims::{judge_claims, tail};
 use crate::integrity;
+use crate::place::{self, Place};
 use crate::protected::ProtectedFiles;
 use crate::surface;
 
@@ -55,7 +56,7 @@ const CHECK_ENV_ALLOW: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ", "CARGO_HOME",
 const PRIVATE_ENV: &[&str] = &["HOME", "TMPDIR"];
 
 /// Bytes of each output stream kept while a check runs (metrics are read from these).
-const RUN_OUTPUT_CAP: usize = 256 * 1024;
+pub(crate) const RUN_OUTPUT_CAP: usize = 256 * 1024;
 
 /// Bytes of each output stream kept in the report.
 const REPORT_OUTPUT_BYTES: usize = 4096;
@@ -141,15 +142,7 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         .collect();
     let tree = repo.tree_of(candidate)?.to_string();
 
-    let scratch = tempfile::Builder::new()
-        .prefix("goalpost-audit-")
-        .tempdir()
-        .map_err(|source| AuditError::Io {
-            what: "creating a private directory in",
-            path: std::env::temp_dir(),
-            source,
-        })?;
-    let env = check_env(scratch.path())?;
+    let (scratch, env) = place::scratch("audit")?;
 
     // Evidence of an earlier audit stands for a check only when its whole key matches:
     // this tree, the same command, the same environment, the same protected paths.
@@ -187,106 +180,106 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
     let mut held_out_results: Vec<CheckResult> = Vec::new();
     // Held-out checks are never cached: they run in every audit that has them.
     if slots.iter().any(Option::is_none) || !held_out.is_empty() {
-        let checkout =
-            Checkout::create_pooled(&repo, &input.worktree, candidate, reuse.pool.as_ref())?;
-        let protected = ProtectedFiles::at_base(&repo, base, &rules)?;
-        let restored = checkout.own_protected(base, &changes, &rules, &protected)?;
-        let root = canonical(checkout.path())?;
-        if !restored.is_empty() {
-            tracing::info!(
-                ?restored,
-                "protected paths put back as at base before verifying"
-            );
-        }
         let timeout = Duration::from_secs(input.check_timeout_secs.max(1));
-        // The candidate's own scripts run here: they may write in the checkout, its git
-        // metadata and the audit's private home, temp (a capped file system of each
-        // check's own) and object quarantine, nowhere else, and see nothing of goalpost's.
-        // Their git writes objects into that quarantine, which goes with the scratch dir.
-        // The protected files are read-only to them even in the checkout.
-        let objects = scratch.path().join("objects");
-        let quarantine = Quarantine::create(&objects).map_err(|source| AuditError::Io {
-            what: "creating",
-            path: objects.clone(),
-            source,
-        })?;
-        let mut env = env.clone();
-        if !input.unconfined {
-            env.extend(quarantine.env(&repo));
-        }
-        let sandbox = &input.sandbox;
-        let confine = if input.unconfined {
-            None
-        } else {
-            Some(
-                Confinement::for_worktree(&repo, checkout.path(), &[scratch.path()])?
-                    .hiding(&sandbox.hidden)
-                    .offline(sandbox.offline_checks)
-                    .with_scratch(&scratch.path().join("tmp"), sandbox.tmp_bytes())?
-                    .with_read_only(protected.read_only_paths(&root)),
-            )
+        let protected = ProtectedFiles::at_base(&repo, base, &rules)?;
+        let from = place::Source {
+            input,
+            base,
+            candidate,
+            changes: &changes,
+            rules: &rules,
+            pool: reuse.pool.as_ref(),
         };
-        // A check may rewrite the checkout's git links; they are put back before the
-        // checkout is removed or recycled by git commands that follow them.
-        let links = GitLinks::read(checkout.path()).ok();
-        // The audit's own package cache, in its scratch dir: nothing an attempt (or an
-        // earlier audit) put in a cache reaches these checks.
-        env.extend(setup::cache_env(&scratch.path().join("cache")));
-        let mut watch = protected.watch(&root);
-        // The candidate's tree made ready for its checks (its own lockfile, its own
-        // manifest), confined like a check; a failure leaves the checks unrun.
-        if !input.contract.setup.commands.is_empty() {
-            let mut record = run_setup(
-                &input.contract.setup,
-                checkout.path(),
-                &env,
-                RUN_OUTPUT_CAP,
-                confine.as_ref(),
-            );
-            for command in &mut record.commands {
-                command.tree = restored.is_empty().then(|| tree.clone());
-                cap_record(command);
-            }
-            setup_record = Some(record);
-        }
-        let setup_failed = setup_record.as_ref().is_some_and(SetupRecord::failed);
-        for (slot, check) in slots.iter_mut().zip(&machine) {
-            if slot.is_some() || setup_failed {
-                continue;
-            }
-            let mut result = run_check(
-                check,
-                checkout.path(),
-                &env,
-                timeout,
-                RUN_OUTPUT_CAP,
-                confine.as_ref(),
-            );
-            // What ran is the candidate's tree only when nothing had to be put back.
-            result.record.tree = restored.is_empty().then(|| tree.clone());
-            *slot = Some(result);
-        }
-        if !setup_failed && !held_out.is_empty() {
-            let spec = input.held_out.clone().unwrap_or_else(|| HeldOutSpec {
-                dir: None,
-                into: DEFAULT_HELD_OUT_INTO.to_owned(),
-                feedback: HeldOutFeedback::Hidden,
+        let place = Place::make(
+            &repo,
+            &from,
+            &protected,
+            &input.worktree,
+            scratch.path(),
+            &env,
+        )?;
+        let (root, restored) = (&place.root, &place.restored);
+        let confine = place.confine.as_ref();
+        // The canaries that can run beside the checks do, in a checkout of their own, so
+        // an audit with canaries takes about as long as one without on a machine with a
+        // core to spare.
+        let beside: Vec<usize> = (0..machine.len())
+            .filter(|&i| fresh[i] && integrity::runs_beside(&prepared[i]))
+            .collect();
+        let beside_done = std::thread::scope(|scope| {
+            let side = (!beside.is_empty()).then(|| {
+                let (from, machine, prepared) = (&from, &machine, &prepared);
+                let beside = &beside;
+                scope.spawn(move || {
+                    integrity::canaries_beside(
+                        from,
+                        machine,
+                        prepared,
+                        beside,
+                        timeout,
+                        RUN_OUTPUT_CAP,
+                    )
+                })
             });
-            held_out_results = crate::held_out::run(
-                &held_out,
-                &spec,
-                checkout.path(),
-                &env,
-                timeout,
-                RUN_OUTPUT_CAP,
-                confine.as_ref(),
-            );
-            for result in &mut held_out_results {
-                result.record.tree = restored.is_empty().then(|| tree.clone());
-                cap_output(result);
+            let mut watch = protected.watch(root);
+            // The candidate's tree made ready for its checks (its own lockfile, its own
+            // manifest), confined like a check; a failure leaves the checks unrun.
+            if !input.contract.setup.commands.is_empty() {
+                let mut record = run_setup(
+                    &input.contract.setup,
+                    place.path(),
+                    &place.env,
+                    RUN_OUTPUT_CAP,
+                    confine,
+                );
+                for command in &mut record.commands {
+                    command.tree = restored.is_empty().then(|| tree.clone());
+                    cap_record(command);
+                }
+                setup_record = Some(record);
             }
-        }
-        violations.extend(protected.modified(&root, watch.as_mut()));
+            let setup_failed = setup_record.as_ref().is_some_and(SetupRecord::failed);
+            for (slot, check) in slots.iter_mut().zip(&machine) {
+                if slot.is_some() || setup_failed {
+                    continue;
+                }
+                let mut result = run_check(
+                    check,
+                    place.path(),
+                    &place.env,
+                    timeout,
+                    RUN_OUTPUT_CAP,
+                    confine,
+                );
+                // What ran is the candidate's tree only when nothing had to be put back.
+                result.record.tree = restored.is_empty().then(|| tree.clone());
+                *slot = Some(result);
+            }
+            if !setup_failed && !held_out.is_empty() {
+                let spec = input.held_out.clone().unwrap_or_else(|| HeldOutSpec {
+                    dir: None,
+                    into: DEFAULT_HELD_OUT_INTO.to_owned(),
+                    feedback: HeldOutFeedback::Hidden,
+                });
+                held_out_results = crate::held_out::run(
+                    &held_out,
+                    &spec,
+                    place.path(),
+                    &place.env,
+                    timeout,
+                    RUN_OUTPUT_CAP,
+                    confine,
+                );
+                for result in &mut held_out_results {
+                    result.record.tree = restored.is_empty().then(|| tree.clone());
+                    cap_output(result);
+                }
+            }
+            violations.extend(protected.modified(root, watch.as_mut()));
+            side.map(|side| side.join().unwrap_or_default())
+                .unwrap_or_default()
+        });
+        let setup_failed = setup_record.as_ref().is_some_and(SetupRecord::failed);
         // Every reported check has run: the canaries may now change the checkout.
         if !setup_failed {
             integrity::run_canaries(
@@ -294,20 +287,15 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
                 &machine,
                 &mut slots,
                 &fresh,
-                checkout.path(),
-                &env,
+                beside_done,
+                place.path(),
+                &place.env,
                 timeout,
-                confine.as_ref(),
+                confine,
             );
         }
-        if let Some(Err(err)) = links.as_ref().map(GitLinks::restore) {
-            tracing::warn!("cannot put back the audit worktree's git links: {err}");
-        }
-        if let Err(err) = checkout.remove() {
-            // The evidence is in hand; a leftover directory is for `goalpost gc`, not a
-            // reason to throw the audit away.
-            tracing::warn!("could not remove the audit worktree: {err}");
-        }
+        let env = place.env.clone();
+        place.finish();
         let at_base = integrity::BaseRun {
             repo: &repo,
             base,
@@ -415,7 +403,7 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
     Ok(report)
 }
 
-fn canonical(path: &std::path::Path) -> Result<PathBuf, AuditError> {
+pub(crate) fn canonical(path: &std::path::Path) -> Result<PathBuf, AuditError> {
     path.canonicalize().map_err(|source| AuditError::Io {
         what: "resolving",
         path: path.to_path_buf(),
@@ -484,7 +472,9 @@ fn check_keys(
 
 /// The checks' whole environment: a few variables of the auditor's own, and private
 /// `HOME` and `TMPDIR` under `scratch`.
-fn check_env(scratch: &std::path::Path) -> Result<BTreeMap<OsString, OsString>, AuditError> {
+pub(crate) fn check_env(
+    scratch: &std::path::Path,
+) -> Result<BTreeMap<OsString, OsString>, AuditError> {
     let mut env = process::env_allowlist(CHECK_ENV_ALLOW);
     for (key, name) in [("HOME", "home"), ("TMPDIR", "tmp")] {
         let dir = scratch.join(name);

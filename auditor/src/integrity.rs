@@ -22,10 +22,15 @@ use goalpost_shared::integrity::{
 };
 use goalpost_shared::protocol::{CachedCheck, CheckResult, PoolSpec};
 
+use goalpost_shared::setup::run_setup;
+
+use crate::audit::AuditError;
 use crate::canary::{self, Plan};
 use crate::census;
 use crate::checkout::{Checkout, CheckoutError};
 use crate::claims::tail;
+use crate::place::{self, Place};
+use crate::protected::ProtectedFiles;
 use crate::runner::{self, CommitFiles, Kind, Runner};
 
 /// What the integrity step needs to know of one check before anything runs.
@@ -90,14 +95,81 @@ pub fn prepare(repo: &Repo, base: Oid, candidate: Oid, machine: &[&Check]) -> Ve
         .collect()
 }
 
-/// Runs the canary of each check in `fresh` that passed, in `checkout` (where every
-/// reported check has already run), and records it on the result.
+/// Whether a check's canary runs beside the check, in a checkout of its own, rather than
+/// after it in the same one: a planted canary of a runner that builds nothing. A canary
+/// that compiles (`cargo`, `go`) stays in the checkout the check built, where it costs an
+/// incremental build instead of a whole one; a goal file's canary command stays there too.
+pub fn runs_beside(prepared: &Prepared) -> bool {
+    matches!(prepared.canary, Plan::Plant(_))
+        && !prepared.runners.is_empty()
+        && prepared
+            .runners
+            .iter()
+            .all(|r| !matches!(r.kind, Kind::Cargo | Kind::Nextest | Kind::Go))
+}
+
+/// Runs the canaries of the checks `beside` in a second checkout of the candidate, made
+/// ready as the checks' own (protected files, setup commands, sandbox), while the checks
+/// run in theirs. A canary that could not run this way (the checkout or its setup failed)
+/// is missing from the result and runs after the checks instead.
+pub fn canaries_beside(
+    from: &place::Source<'_>,
+    machine: &[&Check],
+    prepared: &[Prepared],
+    beside: &[usize],
+    timeout: Duration,
+    output_cap: usize,
+) -> BTreeMap<usize, CanaryOutcome> {
+    let run = || -> Result<BTreeMap<usize, CanaryOutcome>, AuditError> {
+        // A handle of its own: the checks' thread uses the audit's.
+        let repo = Repo::discover(&from.input.repo)?;
+        let protected = ProtectedFiles::at_base(&repo, from.base, from.rules)?;
+        let (scratch, env) = place::scratch("canary")?;
+        let worktree = PathBuf::from(format!("{}-canary", from.input.worktree.display()));
+        let place = Place::make(&repo, from, &protected, &worktree, scratch.path(), &env)?;
+        let setup = &from.input.contract.setup;
+        let ready = setup.commands.is_empty()
+            || !run_setup(
+                setup,
+                place.path(),
+                &place.env,
+                output_cap,
+                place.confine.as_ref(),
+            )
+            .failed();
+        let mut done = BTreeMap::new();
+        if ready {
+            for &i in beside {
+                let outcome = canary::run(
+                    &prepared[i].canary,
+                    machine[i],
+                    place.path(),
+                    &place.env,
+                    timeout,
+                    place.confine.as_ref(),
+                );
+                done.insert(i, outcome);
+            }
+        }
+        place.finish();
+        Ok(done)
+    };
+    run().unwrap_or_else(|err| {
+        tracing::warn!("cannot run the canaries beside the checks ({err}): they run after them");
+        BTreeMap::new()
+    })
+}
+
+/// Records on each check in `fresh` its canary: the one in `beside` if it ran there, else
+/// run now in `checkout` (where every reported check has already run). A check that
+/// failed on its own needs none.
 #[allow(clippy::too_many_arguments)]
 pub fn run_canaries(
     prepared: &[Prepared],
     machine: &[&Check],
     slots: &mut [Option<CheckResult>],
     fresh: &[bool],
+    mut beside: BTreeMap<usize, CanaryOutcome>,
     checkout: &Path,
     env: &BTreeMap<OsString, OsString>,
     timeout: Duration,
@@ -112,24 +184,24 @@ pub fn run_canaries(
         let Some(result) = slots[i].as_mut().filter(|_| fresh[i]) else {
             continue;
         };
-        let outcome = if result.passed {
-            canary::run(
+        let outcome = match beside.remove(&i) {
+            Some(outcome) if result.passed => outcome,
+            None if result.passed => canary::run(
                 &prepared[i].canary,
                 machine[i],
                 checkout,
                 env,
                 timeout,
                 confine,
-            )
-        } else {
-            CanaryOutcome {
+            ),
+            _ => CanaryOutcome {
                 status: CanaryStatus::NotNeeded,
                 detail: "the check failed on its own".to_owned(),
                 planted: Vec::new(),
                 exit_code: None,
                 duration_ms: 0,
                 output: String::new(),
-            }
+            },
         };
         if outcome.status == CanaryStatus::Passed {
             result.passed = false;

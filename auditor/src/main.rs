@@ -23,6 +23,7 @@ mod checkout;
 mod claims;
 mod held_out;
 mod integrity;
+mod place;
 mod placement;
 mod protected;
 mod report;

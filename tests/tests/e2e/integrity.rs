@@ -693,3 +693,48 @@ fn the_base_census_an_audit_ran_serves_the_next_candidate_on_that_base() {
         "another tree: its own check ran"
     );
 }
+
+#[test]
+fn a_canary_runs_beside_its_check_in_a_checkout_of_its_own() {
+    use std::io::{BufRead, BufReader, Write};
+    // A meeting point on loopback: each run of the candidate's tests says where it runs
+    // and waits until two runs are there. Run one after the other, the first would wait
+    // in vain and fail.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let mut met = Vec::new();
+        for stream in listener.incoming().take(2) {
+            let stream = stream.unwrap();
+            let mut line = String::new();
+            BufReader::new(&stream).read_line(&mut line).unwrap();
+            met.push((stream, line.trim().to_owned()));
+        }
+        for (stream, _) in &mut met {
+            let _ = stream.write_all(b"go\n");
+        }
+        met.into_iter().map(|(_, cwd)| cwd).collect::<Vec<_>>()
+    });
+    let test = format!(
+        "import os\nimport socket\nimport unittest\n\n\nclass MeetTest(unittest.TestCase):\n    \
+         def test_meets_the_other_run(self):\n        \
+         s = socket.create_connection(('127.0.0.1', {port}), timeout=60)\n        \
+         s.sendall((os.getcwd() + '\\n').encode())\n        \
+         self.assertEqual(s.makefile().readline(), 'go\\n')\n"
+    );
+    let f = python_fixture();
+    let c = f.candidate("meet", &[("test_meet.py", Some(&test))]);
+    let (run, report) = f.audit(&goal("python3 -m unittest", "test_calc.py"), &c);
+    assert_eq!(run.code, MERGE, "{run}\n{report:#}");
+    let integrity = &check(&report)["integrity"];
+    assert_eq!(integrity["canary"]["status"], "failed", "{integrity:#}");
+    let cwds = server.join().unwrap();
+    let beside: Vec<&String> = cwds.iter().filter(|c| c.ends_with("-canary")).collect();
+    assert_eq!(
+        beside.len(),
+        1,
+        "one run in the canary's own checkout: {cwds:?}"
+    );
+    let check_cwd = cwds.iter().find(|c| !c.ends_with("-canary")).unwrap();
+    assert_eq!(format!("{check_cwd}-canary"), *beside[0], "{cwds:?}");
+}
