@@ -209,10 +209,11 @@ pub fn audit(input: &AuditInput) -> Result<AuditReport, AuditError> {
         let beside_done = std::thread::scope(|scope| {
             let side = (!beside.is_empty()).then(|| {
                 let (from, machine, prepared) = (&from, &machine, &prepared);
-                let beside = &beside;
+                let (beside, protected) = (&beside, &protected);
                 scope.spawn(move || {
                     integrity::canaries_beside(
                         from,
+                        protected,
                         machine,
                         prepared,
                         beside,

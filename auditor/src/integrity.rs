@@ -114,6 +114,7 @@ pub fn runs_beside(prepared: &Prepared) -> bool {
 /// is missing from the result and runs after the checks instead.
 pub fn canaries_beside(
     from: &place::Source<'_>,
+    protected: &ProtectedFiles,
     machine: &[&Check],
     prepared: &[Prepared],
     beside: &[usize],
@@ -123,10 +124,9 @@ pub fn canaries_beside(
     let run = || -> Result<BTreeMap<usize, CanaryOutcome>, AuditError> {
         // A handle of its own: the checks' thread uses the audit's.
         let repo = Repo::discover(&from.input.repo)?;
-        let protected = ProtectedFiles::at_base(&repo, from.base, from.rules)?;
         let (scratch, env) = place::scratch("canary")?;
         let worktree = PathBuf::from(format!("{}-canary", from.input.worktree.display()));
-        let place = Place::make(&repo, from, &protected, &worktree, scratch.path(), &env)?;
+        let place = Place::make(&repo, from, protected, &worktree, scratch.path(), &env)?;
         let setup = &from.input.contract.setup;
         let ready = setup.commands.is_empty()
             || !run_setup(

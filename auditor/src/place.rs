@@ -42,7 +42,6 @@ pub struct Place<'r> {
     pub confine: Option<Confinement>,
     /// The checkout's git links, put back before it is removed or recycled.
     links: Option<GitLinks>,
-    _quarantine: Quarantine,
 }
 
 impl<'r> Place<'r> {
@@ -106,7 +105,6 @@ impl<'r> Place<'r> {
             env,
             confine,
             links,
-            _quarantine: quarantine,
         })
     }
 

@@ -303,10 +303,9 @@ pub(super) fn pidfd_open(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     let fd = i32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
-    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
-    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-    set_cloexec(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
-    Ok(fd)
+    // SAFETY: the kernel just returned this descriptor (close-on-exec, as every pidfd);
+    // nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
 /// poll(2) over `fds` (descriptor, events) for at most `timeout_ms` (-1: no limit);
